@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the engine's configuration, read from the environment by caarlos0/env.
+// Every instance that shares a Redis must use the same Prefix and Partitions.
+type Config struct {
+	// RedisURL addresses a single Redis (redis://host:port/db).
+	RedisURL string `env:"FLASHHOLD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// RedisClusterAddrs, when set, selects Redis Cluster with these seed nodes.
+	RedisClusterAddrs []string `env:"FLASHHOLD_REDIS_CLUSTER_ADDRS" envSeparator:","`
+	// RedisTimeout bounds every Redis call the engine makes.
+	RedisTimeout time.Duration `env:"FLASHHOLD_REDIS_TIMEOUT" envDefault:"2s"`
+	// Prefix starts every Redis key.
+	Prefix string `env:"FLASHHOLD_KEY_PREFIX" envDefault:"fh"`
+	// Partitions is the fixed number of keyspace partitions. Never change it on live data.
+	Partitions int `env:"FLASHHOLD_PARTITIONS" envDefault:"64"`
+
+	// DefaultTTL is a hold's lifetime when the request names none.
+	DefaultTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_DEFAULT" envDefault:"5m"`
+	// MinTTL and MaxTTL bound the lifetime a request may ask for.
+	MinTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_MIN" envDefault:"1s"`
+	MaxTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_MAX" envDefault:"30m"`
+	// MaxQty is the most units one cart line may reserve.
+	MaxQty int64 `env:"FLASHHOLD_MAX_QTY" envDefault:"100"`
+	// MaxCartLines is the most lines one cart may have.
+	MaxCartLines int `env:"FLASHHOLD_MAX_CART_LINES" envDefault:"20"`
+	// IdempotencyTTL is how long answers (and tombstones of ended holds) are remembered.
+	IdempotencyTTL time.Duration `env:"FLASHHOLD_IDEMPOTENCY_TTL" envDefault:"1h"`
+	// IdempotencyLease: a reservation that takes several calls marks its key in progress for
+	// this long; duplicates meanwhile get ErrInProgress, and after it a retry takes over.
+	IdempotencyLease time.Duration `env:"FLASHHOLD_IDEMPOTENCY_LEASE" envDefault:"10s"`
+
+	// Coalesce sends concurrent reserves on one partition as one reserve_batch call.
+	Coalesce bool `env:"FLASHHOLD_COALESCE" envDefault:"true"`
+	// CoalesceMaxBatch caps the requests in one reserve_batch call.
+	CoalesceMaxBatch int `env:"FLASHHOLD_COALESCE_MAX_BATCH" envDefault:"128"`
+	// CoalesceWorkers is how many reserve_batch calls may be in flight per partition.
+	CoalesceWorkers int `env:"FLASHHOLD_COALESCE_WORKERS" envDefault:"2"`
+	// SoldOutMemory is how long a pool found empty answers "sold out" without asking Redis.
+	SoldOutMemory time.Duration `env:"FLASHHOLD_SOLD_OUT_MEMORY" envDefault:"250ms"`
+	// ReclaimInline is how many expired holds a short reserve may restore on the spot.
+	ReclaimInline int `env:"FLASHHOLD_RECLAIM_INLINE" envDefault:"8"`
+	// CommitGrace: a multi-part hold's parts are kept alive this long while it is committed.
+	CommitGrace time.Duration `env:"FLASHHOLD_COMMIT_GRACE" envDefault:"5s"`
+	// PoolCacheTTL is how long pool configuration is cached in process.
+	PoolCacheTTL time.Duration `env:"FLASHHOLD_POOL_CACHE_TTL" envDefault:"5s"`
+}
+
+// MaxShards is the most sub-counters one pool may have.
+const MaxShards = 64
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Partitions < 1 || c.Partitions > 16384:
+		return fmt.Errorf("FLASHHOLD_PARTITIONS must be 1..16384, got %d", c.Partitions)
+	case !idPattern.MatchString(c.Prefix):
+		return fmt.Errorf("FLASHHOLD_KEY_PREFIX must match %s, got %q", idPattern, c.Prefix)
+	case c.MinTTL <= 0 || c.MaxTTL < c.MinTTL:
+		return fmt.Errorf("hold TTL bounds must satisfy 0 < min <= max, got %s..%s", c.MinTTL, c.MaxTTL)
+	case c.DefaultTTL < c.MinTTL || c.DefaultTTL > c.MaxTTL:
+		return fmt.Errorf("FLASHHOLD_HOLD_TTL_DEFAULT %s is outside %s..%s", c.DefaultTTL, c.MinTTL, c.MaxTTL)
+	case c.MaxQty < 1:
+		return fmt.Errorf("FLASHHOLD_MAX_QTY must be at least 1, got %d", c.MaxQty)
+	case c.MaxCartLines < 1:
+		return fmt.Errorf("FLASHHOLD_MAX_CART_LINES must be at least 1, got %d", c.MaxCartLines)
+	case c.IdempotencyTTL < c.MaxTTL:
+		return fmt.Errorf("FLASHHOLD_IDEMPOTENCY_TTL (%s) must be at least the longest hold (%s)", c.IdempotencyTTL, c.MaxTTL)
+	case c.IdempotencyLease < c.RedisTimeout:
+		return fmt.Errorf("FLASHHOLD_IDEMPOTENCY_LEASE (%s) must be at least FLASHHOLD_REDIS_TIMEOUT (%s)", c.IdempotencyLease, c.RedisTimeout)
+	case c.CoalesceMaxBatch < 1 || c.CoalesceWorkers < 1:
+		return fmt.Errorf("coalescing needs a batch size and worker count of at least 1")
+	case c.RedisTimeout <= 0:
+		return fmt.Errorf("FLASHHOLD_REDIS_TIMEOUT must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+// Package engine is flashhold's Go API over Redis: sharded stock pools, holds that expire,
+// and one event per change, all through the Lua scripts in package lua.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/lua"
+)
+
+// Engine reserves, commits, releases and adjusts stock. It is safe for concurrent use;
+// many engines (processes) may share one Redis.
+type Engine struct {
+	rdb   redis.UniversalClient
+	cfg   Config
+	ks    keyspace
+	now   func() time.Time
+	log   zerolog.Logger
+	pools *poolCache
+	stats Stats
+
+	scripts map[string]*redis.Script
+
+	soldOut  sync.Map // PoolKey -> time.Time until which the pool is known empty
+	batchers *coalescer
+}
+
+// Option changes how New builds an Engine.
+type Option func(*Engine)
+
+// WithClock makes the engine read time from now (tests drive a fake clock with it).
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithLogger sets the engine's logger.
+func WithLogger(l zerolog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// NewRedisClient connects to the Redis (or Redis Cluster) the configuration names.
+func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
+	if len(cfg.RedisClusterAddrs) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:        cfg.RedisClusterAddrs,
+			ReadTimeout:  cfg.RedisTimeout,
+			WriteTimeout: cfg.RedisTimeout,
+		}), nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("FLASHHOLD_REDIS_URL: %w", err)
+	}
+	opt.ReadTimeout, opt.WriteTimeout = cfg.RedisTimeout, cfg.RedisTimeout
+	return redis.NewClient(opt), nil
+}
+
+// New builds an engine over rdb, loads every script on every node and checks that the
+// partition count matches the one this keyspace was created with.
+func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Option) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		rdb:     rdb,
+		cfg:     cfg,
+		ks:      newKeyspace(cfg.Prefix, cfg.Partitions),
+		now:     time.Now,
+		log:     zerolog.Nop(),
+		scripts: make(map[string]*redis.Script, len(lua.Names)),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	e.pools = newPoolCache(e)
+	for _, name := range lua.Names {
+		src, err := lua.Script(name)
+		if err != nil {
+			return nil, err
+		}
+		e.scripts[name] = redis.NewScript(src)
+	}
+	if err := e.LoadScripts(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.checkSettings(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Coalesce {
+		e.batchers = newCoalescer(e)
+	}
+	return e, nil
+}
+
+// Close stops the engine's background workers. It does not close the Redis client.
+func (e *Engine) Close() {
+	if e.batchers != nil {
+		e.batchers.stop()
+	}
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Partitions returns the number of keyspace partitions.
+func (e *Engine) Partitions() int { return e.cfg.Partitions }
+
+// Redis returns the client the engine uses.
+func (e *Engine) Redis() redis.UniversalClient { return e.rdb }
+
+// LoadScripts loads every script on every node (every master of a cluster). Script.Run
+// also falls back to EVAL after a NOSCRIPT, so a node that restarted recovers by itself.
+func (e *Engine) LoadScripts(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*e.cfg.RedisTimeout)
+	defer cancel()
+	for name, s := range e.scripts {
+		if err := s.Load(ctx, e.rdb).Err(); err != nil {
+			return fmt.Errorf("load script %s: %w", name, redisErr(err))
+		}
+	}
+	return nil
+}
+
+// checkSettings records the partition count on first use and refuses a different one later:
+// changing it would move every shard to another partition.
+func (e *Engine) checkSettings(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	key := e.ks.settingsKey()
+	if err := e.rdb.HSetNX(ctx, key, "partitions", e.cfg.Partitions).Err(); err != nil {
+		return fmt.Errorf("record settings: %w", redisErr(err))
+	}
+	got, err := e.rdb.HGet(ctx, key, "partitions").Int()
+	if err != nil {
+		return fmt.Errorf("read settings: %w", redisErr(err))
+	}
+	if got != e.cfg.Partitions {
+		return fmt.Errorf("keyspace %q was created with %d partitions; FLASHHOLD_PARTITIONS is %d",
+			e.cfg.Prefix, got, e.cfg.Partitions)
+	}
+	return nil
+}
+
+func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
+
+// run calls a script on partition p with its own deadline. args follow the partition number
+// and now, which run prepends.
+func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ...any) (reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	full := make([]any, 0, len(args)+2)
+	full = append(full, p, now)
+	full = append(full, args...)
+	v, err := e.scripts[name].Run(ctx, e.rdb, e.ks.partition(p), full...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s on partition %d: %w", name, p, redisErr(err))
+	}
+	r, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s on partition %d: unexpected reply %T", name, p, v)
+	}
+	return reply(r), nil
+}
+
+// redisErr marks errors that mean Redis could not be reached or did not answer.
+func redisErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// reply is a script's answer: a status code, then values.
+type reply []any
+
+func (r reply) code() string {
+	if len(r) == 0 {
+		return ""
+	}
+	s, _ := r[0].(string)
+	return s
+}
+
+func (r reply) int(i int) int64 {
+	if i >= len(r) {
+		return 0
+	}
+	switch v := r[i].(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func (r reply) str(i int) string {
+	if i >= len(r) {
+		return ""
+	}
+	switch v := r[i].(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}
+
+// fencedErr turns a FENCED reply into an error naming the partition and reason.
+func fencedErr(p int, r reply) error {
+	return fmt.Errorf("%w: partition %d: %s", ErrFenced, p, r.str(1))
+}

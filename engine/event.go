@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Event types.
+const (
+	EventReserved    = "RESERVED"
+	EventCommitted   = "COMMITTED"
+	EventReleased    = "RELEASED"
+	EventExpired     = "EXPIRED"
+	EventExtended    = "EXTENDED"
+	EventRestocked   = "RESTOCKED"
+	EventSpoiled     = "SPOILED"
+	EventAdjusted    = "ADJUSTED"
+	EventTransferOut = "TRANSFER_OUT"
+	EventTransferIn  = "TRANSFER_IN"
+)
+
+// GenesisHash is the prev_hash of a partition's first event.
+const GenesisHash = "0000000000000000000000000000000000000000"
+
+// Event is one change to one shard, as written by a script to its partition's stream.
+type Event struct {
+	Partition int    `json:"partition"`
+	Seq       int64  `json:"seq"`
+	Type      string `json:"type"`
+	Location  string `json:"location"`
+	SKU       string `json:"sku"`
+	Shard     int    `json:"shard"`
+	// Delta is the signed change of the shard's available units; After is the count after it.
+	Delta int64 `json:"delta"`
+	After int64 `json:"available_after"`
+	// HeldDelta is the signed change of the units held on the shard.
+	HeldDelta int64  `json:"held_delta"`
+	Hold      string `json:"hold,omitempty"`
+	Qty       int64  `json:"qty"`
+	Customer  string `json:"customer,omitempty"`
+	// Idem is the idempotency token of a reservation, or the transaction or transfer id.
+	Idem     string `json:"idem,omitempty"`
+	Actor    string `json:"actor,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	TS       int64  `json:"ts"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+const eventFields = 18
+
+// Canonical is the exact text the event's hash covers.
+func (ev *Event) Canonical() string {
+	return strings.Join([]string{"1", strconv.Itoa(ev.Partition), strconv.FormatInt(ev.Seq, 10), ev.Type,
+		ev.Location, ev.SKU, strconv.Itoa(ev.Shard), strconv.FormatInt(ev.Delta, 10),
+		strconv.FormatInt(ev.After, 10), strconv.FormatInt(ev.HeldDelta, 10), ev.Hold,
+		strconv.FormatInt(ev.Qty, 10), ev.Customer, ev.Idem, ev.Actor, ev.Reason,
+		strconv.FormatInt(ev.TS, 10), ev.PrevHash}, "|")
+}
+
+// ComputeHash returns sha1 of the canonical form, as the scripts compute it.
+func (ev *Event) ComputeHash() string {
+	sum := sha1.Sum([]byte(ev.Canonical()))
+	return hex.EncodeToString(sum[:])
+}
+
+// ParseEvent decodes a stream entry's canonical text and checks it against its hash.
+func ParseEvent(canonical, hash string) (Event, error) {
+	f := strings.Split(canonical, "|")
+	if len(f) != eventFields || f[0] != "1" {
+		return Event{}, fmt.Errorf("event: want %d fields of version 1, got %d", eventFields, len(f))
+	}
+	var ev Event
+	var err error
+	num := func(s string) int64 {
+		if err != nil {
+			return 0
+		}
+		var n int64
+		n, err = strconv.ParseInt(s, 10, 64)
+		return n
+	}
+	ev.Partition = int(num(f[1]))
+	ev.Seq = num(f[2])
+	ev.Type, ev.Location, ev.SKU = f[3], f[4], f[5]
+	ev.Shard = int(num(f[6]))
+	ev.Delta, ev.After, ev.HeldDelta = num(f[7]), num(f[8]), num(f[9])
+	ev.Hold = f[10]
+	ev.Qty = num(f[11])
+	ev.Customer, ev.Idem, ev.Actor, ev.Reason = f[12], f[13], f[14], f[15]
+	ev.TS = num(f[16])
+	ev.PrevHash = f[17]
+	if err != nil {
+		return Event{}, fmt.Errorf("event: %w", err)
+	}
+	ev.Hash = hash
+	if got := ev.ComputeHash(); got != hash {
+		return Event{}, fmt.Errorf("event %d/%d: hash %s does not match its content (%s)", ev.Partition, ev.Seq, hash, got)
+	}
+	return ev, nil
+}
+
+// ReadEvents returns up to count events of partition p with seq > after, oldest first,
+// from the partition's stream (only what the stream still holds).
+func (e *Engine) ReadEvents(ctx context.Context, p int, after int64, count int64) ([]Event, error) {
+	if p < 0 || p >= e.cfg.Partitions {
+		return nil, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	msgs, err := e.rdb.XRangeN(ctx, e.ks.logKey(p), strconv.FormatInt(after+1, 10)+"-0", "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read events of partition %d: %w", p, redisErr(err))
+	}
+	out := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		c, _ := m.Values["e"].(string)
+		h, _ := m.Values["h"].(string)
+		ev, err := ParseEvent(c, h)
+		if err != nil {
+			return nil, fmt.Errorf("stream entry %s: %w", m.ID, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// ChainError describes the first place where a run of events stops being a gap-free chain.
+type ChainError struct {
+	Partition int
+	Seq       int64
+	Reason    string
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("partition %d at seq %d: %s", e.Partition, e.Seq, e.Reason)
+}
+
+// VerifyChain checks that events (one partition, oldest first) continue from (prevSeq,
+// prevHash): seq gap-free, each prev_hash the previous hash, each hash its content's, and each
+// shard's available_after equal to its previous available_after plus delta. lastAfter holds
+// the last known available count per shard field and is updated; pass an empty map to start.
+func VerifyChain(events []Event, prevSeq int64, prevHash string, lastAfter map[string]int64) error {
+	for i := range events {
+		ev := &events[i]
+		if ev.Seq != prevSeq+1 {
+			return &ChainError{ev.Partition, ev.Seq, fmt.Sprintf("gap: expected seq %d", prevSeq+1)}
+		}
+		if ev.PrevHash != prevHash {
+			return &ChainError{ev.Partition, ev.Seq, "prev_hash does not match the previous event's hash"}
+		}
+		if ev.ComputeHash() != ev.Hash {
+			return &ChainError{ev.Partition, ev.Seq, "hash does not match the event's content"}
+		}
+		f := shardField(ev.Location, ev.SKU, ev.Shard)
+		if before, ok := lastAfter[f]; ok && before+ev.Delta != ev.After {
+			return &ChainError{ev.Partition, ev.Seq, fmt.Sprintf("shard %s: %d%+d != available_after %d", f, before, ev.Delta, ev.After)}
+		}
+		lastAfter[f] = ev.After
+		prevSeq, prevHash = ev.Seq, ev.Hash
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// partOutcome maps a commit/release/extend reply for one part.
+func partOutcome(p int, r reply) (string, error) {
+	switch r.code() {
+	case "OK":
+		return "OK", nil
+	case "ENDED":
+		return r.str(1), nil
+	case "NOT_FOUND":
+		return "", ErrHoldNotFound
+	case "FENCED":
+		return "", fencedErr(p, r)
+	}
+	return "", fmt.Errorf("unexpected reply %v", []any(r))
+}
+
+func endedErr(outcome string) error {
+	switch outcome {
+	case StatusCommitted:
+		return ErrHoldCommitted
+	case StatusExpired:
+		return fmt.Errorf("%w: expired", ErrHoldGone)
+	default:
+		return fmt.Errorf("%w: %s", ErrHoldGone, strings.ToLower(outcome))
+	}
+}
+
+func (e *Engine) checkActor(actor string) error {
+	if actor != "" && !idPattern.MatchString(actor) {
+		return invalid("actor", "must match %s", idPattern)
+	}
+	return nil
+}
+
+// Commit sells a hold's units. Committing a committed hold again succeeds and changes
+// nothing; a hold that expired or was released returns ErrHoldGone. A multi-part hold is
+// first extended by CommitGrace on every part so no part can expire half-way; should some
+// part have ended already, the others are released and ErrHoldGone returned.
+func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
+	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	if err != nil {
+		return err
+	}
+	if err := e.checkActor(actor); err != nil {
+		return err
+	}
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	if len(refs) > 1 {
+		if err := e.prepareCommit(ctx, token, refs, actor); err != nil {
+			return err
+		}
+	}
+	committed := 0
+	var firstErr error
+	for _, ref := range refs {
+		r, err := e.run(ctx, "commit", ref.Partition, e.nowMs(), ref.id(token), actor, keep)
+		if err != nil {
+			return err
+		}
+		out, err := partOutcome(ref.Partition, r)
+		switch {
+		case err != nil:
+			firstErr = err
+		case out == "OK" || out == StatusCommitted:
+			committed++
+		default:
+			firstErr = endedErr(out)
+		}
+	}
+	switch {
+	case firstErr == nil:
+		return nil
+	case committed > 0:
+		return fmt.Errorf("%w: %d of %d parts committed: %w", ErrPartialCommit, committed, len(refs), firstErr)
+	}
+	return firstErr
+}
+
+// prepareCommit keeps every part of a multi-part hold alive for CommitGrace; if a part has
+// already ended (other than committed, on a retry), the hold cannot be committed whole and
+// the rest is released.
+func (e *Engine) prepareCommit(ctx context.Context, token string, refs []partRef, actor string) error {
+	now := e.nowMs()
+	until := now + e.cfg.CommitGrace.Milliseconds()
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	var gone error
+	for _, ref := range refs {
+		r, err := e.run(ctx, "extend", ref.Partition, now, ref.id(token), until, actor, keep)
+		if err != nil {
+			return err
+		}
+		out, err := partOutcome(ref.Partition, r)
+		if err != nil {
+			return err
+		}
+		if out != "OK" && out != StatusCommitted {
+			gone = endedErr(out)
+		}
+	}
+	if gone == nil {
+		return nil
+	}
+	for _, ref := range refs {
+		if _, err := e.run(ctx, "release", ref.Partition, e.nowMs(), ref.id(token), actor, keep, "commit failed: part ended"); err != nil {
+			return err
+		}
+	}
+	return gone
+}
+
+// Release gives a hold's units back. Releasing a released hold again succeeds; a committed
+// hold returns ErrHoldCommitted and an expired one ErrHoldGone (its units are back already).
+func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
+	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	if err != nil {
+		return err
+	}
+	if err := e.checkActor(actor); err != nil {
+		return err
+	}
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	var firstErr error
+	for _, ref := range refs {
+		r, err := e.run(ctx, "release", ref.Partition, e.nowMs(), ref.id(token), actor, keep, "")
+		if err != nil {
+			return err
+		}
+		out, err := partOutcome(ref.Partition, r)
+		switch {
+		case err != nil:
+			firstErr = err
+		case out != "OK" && out != StatusReleased && firstErr == nil:
+			firstErr = endedErr(out)
+		}
+	}
+	return firstErr
+}
+
+// Extend moves a hold's expiry to now+ttl (never earlier than it is). It returns the new
+// expiry (unix ms).
+func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, actor string) (int64, error) {
+	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	if err != nil {
+		return 0, err
+	}
+	if err := e.checkActor(actor); err != nil {
+		return 0, err
+	}
+	if ttl < e.cfg.MinTTL || ttl > e.cfg.MaxTTL {
+		return 0, invalid("ttl_ms", "must be %d..%d", e.cfg.MinTTL.Milliseconds(), e.cfg.MaxTTL.Milliseconds())
+	}
+	now := e.nowMs()
+	until := now + ttl.Milliseconds()
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	var exp int64
+	for _, ref := range refs {
+		r, err := e.run(ctx, "extend", ref.Partition, now, ref.id(token), until, actor, keep)
+		if err != nil {
+			return 0, err
+		}
+		out, err := partOutcome(ref.Partition, r)
+		if err != nil {
+			return 0, err
+		}
+		if out != "OK" {
+			return 0, endedErr(out)
+		}
+		exp = max(exp, r.int(1))
+	}
+	return exp, nil
+}
+
+// GetHold reads a hold's parts and how each stands.
+func (e *Engine) GetHold(ctx context.Context, holdID string) (*Hold, error) {
+	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	recs := make([]*redis.StringCmd, len(refs))
+	ends := make([]*redis.StringCmd, len(refs))
+	for i, ref := range refs {
+		recs[i] = pipe.HGet(ctx, e.ks.holdsKey(ref.Partition), ref.id(token))
+		ends[i] = pipe.HGet(ctx, e.ks.doneKey(ref.Partition), ref.id(token))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read hold: %w", redisErr(err))
+	}
+	h := &Hold{ID: holdID, Parts: make([]HoldPart, len(refs))}
+	statuses := map[string]bool{}
+	found := false
+	for i, ref := range refs {
+		part := HoldPart{Shard: ref.Shard, Partition: ref.Partition}
+		if rec, err := recs[i].Result(); err == nil {
+			f := strings.Split(rec, "|")
+			part.Location, part.SKU, part.Status = f[0], f[1], StatusActive
+			fmt.Sscan(f[3], &part.Qty)
+			var exp int64
+			fmt.Sscan(f[4], &exp)
+			h.ExpiresAt = max(h.ExpiresAt, exp)
+			h.Customer = f[5]
+			if exp <= e.nowMs() {
+				part.Status = StatusExpired // overdue; the sweeper restores it soon
+			}
+			found = true
+		} else if end, err := ends[i].Result(); err == nil {
+			f := strings.Split(end, "|")
+			if len(f) == 5 {
+				part.Status, part.Location, part.SKU = f[0], f[2], f[3]
+				fmt.Sscan(f[4], &part.Qty)
+			}
+			found = true
+		} else {
+			part.Status = "UNKNOWN"
+		}
+		statuses[part.Status] = true
+		h.Parts[i] = part
+	}
+	if !found {
+		return nil, ErrHoldNotFound
+	}
+	h.Status = StatusMixed
+	if len(statuses) == 1 {
+		for s := range statuses {
+			h.Status = s
+		}
+	}
+	return h, nil
+}

@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestIdempotentRetries: a retried call answers the same and changes nothing, also when the
+// duplicates run concurrently; the same key with another body is refused.
+func TestIdempotentRetries(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "a", Shards: 1}, 50)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "hot", Shards: 8}, 16)
+
+		req := ReserveRequest{Items: []Item{{"s1", "a", 2}}, IdempotencyKey: "retry-1", Actor: "shop", Customer: "c1"}
+		first := mustReserve(t, e, req)
+		again := mustReserve(t, e, req)
+		if again.ID != first.ID || again.ExpiresAt != first.ExpiresAt || !again.Replayed {
+			t.Fatalf("retry answered %+v, first %+v", again, first)
+		}
+		other := req
+		other.Items = []Item{{"s1", "a", 3}}
+		_, err := e.Reserve(ctx, other)
+		wantErr(t, err, ErrIdempotencyMismatch)
+		// The same key from another caller is another request.
+		req2 := req
+		req2.Actor = "shop-2"
+		if h := mustReserve(t, e, req2); h.ID == first.ID {
+			t.Fatal("keys must be scoped to their caller")
+		}
+
+		// 40 concurrent duplicates of one multi-part cart: each gets the one hold, or is told
+		// the request is in progress; none changes anything.
+		cart := ReserveRequest{Items: []Item{{"s1", "a", 1}, {"s1", "hot", 5}}, IdempotencyKey: "cart-dup", Actor: "shop"}
+		ids := make(chan string, 40)
+		var wg sync.WaitGroup
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h, err := e.Reserve(ctx, cart)
+				if errors.Is(err, ErrInProgress) {
+					return
+				}
+				if err != nil {
+					ids <- "error: " + err.Error()
+					return
+				}
+				ids <- h.ID
+			}()
+		}
+		wg.Wait()
+		close(ids)
+		seen := map[string]int{}
+		for id := range ids {
+			seen[id]++
+		}
+		var holdIDs []string
+		for id := range seen {
+			holdIDs = append(holdIDs, id)
+		}
+		if len(holdIDs) != 1 || strings.HasPrefix(holdIDs[0], "error") {
+			t.Fatalf("concurrent duplicates got %v", seen)
+		}
+		replayed := mustReserve(t, e, cart)
+		if replayed.ID != holdIDs[0] {
+			t.Fatalf("retry after the race got %s, want %s", replayed.ID, holdIDs[0])
+		}
+		a, _ := e.Availability(ctx, "s1", "hot")
+		if a.Held != 5 {
+			var open []string
+			for p := range e.Partitions() {
+				snap, _ := e.Snapshot(ctx, p)
+				for _, h := range snap.Holds {
+					open = append(open, fmt.Sprintf("p%d:%s/%s:%d", p, h.Part, h.SKU, h.Qty))
+				}
+			}
+			evs := allEvents(t, e)
+			var trail []string
+			for p, es := range evs {
+				for _, ev := range es {
+					if ev.SKU == "hot" && ev.Hold != "" {
+						trail = append(trail, fmt.Sprintf("p%d#%d %s %s q%d %s", p, ev.Seq, ev.Type, ev.Hold, ev.Qty, ev.Reason))
+					}
+				}
+			}
+			t.Fatalf("duplicates held %d units of hot, want 5; answers %v\nopen %v\n%s", a.Held, seen, open, strings.Join(trail, "\n"))
+		}
+
+		// Commit and release retries.
+		if err := e.Commit(ctx, first.ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Commit(ctx, first.ID, "shop"); err != nil {
+			t.Fatalf("second commit: %v", err)
+		}
+		wantErr(t, e.Release(ctx, first.ID, "shop"), ErrHoldCommitted)
+		if err := e.Release(ctx, replayed.ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Release(ctx, replayed.ID, "shop"); err != nil {
+			t.Fatalf("second release: %v", err)
+		}
+		wantErr(t, e.Commit(ctx, replayed.ID, "shop"), ErrHoldGone)
+
+		// Vendor transactions.
+		adj := AdjustRequest{Location: "s1", SKU: "hot", Kind: Restock, Qty: 9, TransactionID: "po-77", Actor: "vendor"}
+		r1, err := e.Adjust(ctx, adj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := e.Adjust(ctx, adj)
+		if err != nil || !r2.Replayed || r2.After != r1.After {
+			t.Fatalf("adjust retry: %+v %v (first %+v)", r2, err, r1)
+		}
+		adj.Qty = 10
+		_, err = e.Adjust(ctx, adj)
+		wantErr(t, err, ErrIdempotencyMismatch)
+
+		n := countTypes(checkInvariants(t, e))
+		if n[EventCommitted] != 1 || n[EventRestocked] != 1+8+8 {
+			// one restock of a; hot's initial 16 and its 9 each spread over all 8 shards
+			t.Fatalf("events %v", n)
+		}
+	})
+}
+
+// TestScriptsSafeToRunTwice runs every writing script twice with the same arguments, as a
+// go-redis retry after a network error would, and checks only one event was written.
+func TestScriptsSafeToRunTwice(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		clock := newFakeClock()
+		e := newEngine(t, rdb, func(c *Config) { c.Coalesce = false }, clock.option())
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "x", Shards: 2}, 10)
+		p, _ := e.pool(ctx, "s1", "x")
+		part, now, keep := p.partitions[0], clock.Ms(), int64(3600_000)
+		twice := func(name string, args ...any) reply {
+			t.Helper()
+			r1, err := e.run(ctx, name, part, now, args...)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			before := seqOf(t, e, part)
+			r2, err := e.run(ctx, name, part, now, args...)
+			if err != nil {
+				t.Fatalf("%s again: %v", name, err)
+			}
+			if after := seqOf(t, e, part); after != before {
+				t.Fatalf("%s run twice wrote %d more events (replies %v, %v)", name, after-before, r1, r2)
+			}
+			return r2
+		}
+		exp := now + 60_000
+		twice("reserve", "tok.0.0", "s1", "x", 0, 2, exp, "", 0, "tok", "fp", "1", "1", "ans", "shop", 8, keep, 0)
+		twice("extend", "tok.0.0", exp+1000, "shop", keep)
+		twice("commit", "tok.0.0", "shop", keep)
+		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "ans", "shop", 8, keep, 0)
+		twice("release", "tok2.0.0", "shop", keep, "")
+		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep)
+		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
+		r := twice("sweep", 100, 100, keep)
+		if r.int(0) != 0 {
+			t.Fatalf("sweep restored %d", r.int(0))
+		}
+		part = p.partitions[1]
+		twice("transfer_in", "s1", "x", 1, 2, "xf-1", p.partitions[0], 0, "rebalancer", keep)
+		part = p.partitions[0]
+		twice("transfer_settle", "xf-1", keep)
+		checkInvariants(t, e)
+	})
+}
+
+func seqOf(t testing.TB, e *Engine, p int) int64 {
+	t.Helper()
+	s, err := e.Snapshot(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Seq
+}
+
+// TestTransferInterrupted: a transfer stopped between its two halves is found and completed.
+func TestTransferInterrupted(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "y", Shards: 4}, 40)
+		p, _ := e.pool(ctx, "s1", "y")
+		r, err := e.run(ctx, "transfer_out", p.partitions[0], e.nowMs(), "s1", "y", 0, 7, "half-1", p.partitions[2], 2, "test")
+		if err != nil || r.code() != "OK" {
+			t.Fatalf("transfer_out: %v %v", r, err)
+		}
+		snap, _ := e.Snapshot(ctx, p.partitions[0])
+		if len(snap.Transfers) != 1 || snap.Transfers[0].Qty != 7 {
+			t.Fatalf("pending transfers %+v", snap.Transfers)
+		}
+		n, err := e.CompleteTransfers(ctx, p.partitions[0], "test")
+		if err != nil || n != 1 {
+			t.Fatalf("complete: %d %v", n, err)
+		}
+		if moved, err := e.Transfer(ctx, "s1", "y", 0, 2, 7, "half-1", "test"); err != nil || moved != 7 {
+			t.Fatalf("retrying a settled transfer: %d %v", moved, err)
+		}
+		a, _ := e.Availability(ctx, "s1", "y")
+		if a.Shards[0].Available != 3 || a.Shards[2].Available != 17 || a.Available != 40 {
+			t.Fatalf("shards after transfer %+v", a.Shards)
+		}
+		checkInvariants(t, e)
+	})
+}
+
+var _ = time.Second

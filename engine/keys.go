@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"hash/fnv"
+	"regexp"
+	"strconv"
+)
+
+// idPattern is the charset of SKUs, locations, vendors, customers and key prefixes.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+
+// Names of the ten keys of one partition, in the order every script receives them.
+var partitionKeyNames = [...]string{"stock", "holds", "exp", "idem", "done", "gc", "log", "meta", "cust", "xfer"}
+
+// keyspace builds Redis key names. Every key of partition n carries the hash tag {pn},
+// so one script can touch all of them on a single node or on a cluster.
+type keyspace struct {
+	prefix string
+	parts  [][]string
+}
+
+func newKeyspace(prefix string, partitions int) keyspace {
+	ks := keyspace{prefix: prefix, parts: make([][]string, partitions)}
+	for p := range ks.parts {
+		tag := prefix + ":{p" + strconv.Itoa(p) + "}:"
+		keys := make([]string, len(partitionKeyNames))
+		for i, name := range partitionKeyNames {
+			keys[i] = tag + name
+		}
+		ks.parts[p] = keys
+	}
+	return ks
+}
+
+// partition returns the keys of partition p in script order. The slice is shared: do not modify.
+func (k keyspace) partition(p int) []string { return k.parts[p] }
+
+func (k keyspace) stockKey(p int) string  { return k.parts[p][0] }
+func (k keyspace) holdsKey(p int) string  { return k.parts[p][1] }
+func (k keyspace) expKey(p int) string    { return k.parts[p][2] }
+func (k keyspace) idemKey(p int) string   { return k.parts[p][3] }
+func (k keyspace) doneKey(p int) string   { return k.parts[p][4] }
+func (k keyspace) logKey(p int) string    { return k.parts[p][6] }
+func (k keyspace) metaKey(p int) string   { return k.parts[p][7] }
+func (k keyspace) poolsKey() string       { return k.prefix + ":pools" }
+func (k keyspace) settingsKey() string    { return k.prefix + ":settings" }
+func (k keyspace) custKey(p int) string   { return k.parts[p][8] }
+func (k keyspace) xferKey(p int) string   { return k.parts[p][9] }
+func (k keyspace) partitions() int        { return len(k.parts) }
+func (k keyspace) gcKey(p int) string     { return k.parts[p][5] }
+func (k keyspace) allKeysPattern() string { return k.prefix + ":*" }
+
+// poolHash places a pool in the keyspace; its shard s lives in partition (poolHash + s) mod P,
+// so the shards of a hot pool land on consecutive partitions (different slots in a cluster).
+func poolHash(location, sku string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(location))
+	h.Write([]byte{'|'})
+	h.Write([]byte(sku))
+	return h.Sum32()
+}
+
+// shardField is the stock-hash field of one shard's available count.
+func shardField(location, sku string, shard int) string {
+	return location + "|" + sku + "|" + strconv.Itoa(shard)
+}

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// PoolKey names a pool: the stock of one SKU at one location.
+type PoolKey struct {
+	Location string `json:"location"`
+	SKU      string `json:"sku"`
+}
+
+func (k PoolKey) String() string { return k.Location + "|" + k.SKU }
+
+// PoolConfig is a pool's durable configuration.
+type PoolConfig struct {
+	Location string `json:"location"`
+	SKU      string `json:"sku"`
+	// Vendor owns the location; vendor API keys see only their own pools.
+	Vendor string `json:"vendor"`
+	// Shards is the number of sub-counters (1 for most pools, 4-64 for hot SKUs). Fixed at creation.
+	Shards int `json:"shards"`
+	// LowStock: availability below this is reported LIMITED (0: never).
+	LowStock int64 `json:"low_stock"`
+	// CustomerLimit caps the units one customer may hold or buy from this pool (0: none).
+	CustomerLimit int64 `json:"customer_limit"`
+	// BestBefore (unix ms, 0: not perishable): after it, remaining stock is written off.
+	BestBefore int64 `json:"best_before,omitempty"`
+}
+
+// Key returns the pool's key.
+func (c PoolConfig) Key() PoolKey { return PoolKey{c.Location, c.SKU} }
+
+func validatePoolKey(location, sku string) error {
+	if !idPattern.MatchString(location) {
+		return invalid("location", "must match %s", idPattern)
+	}
+	if !idPattern.MatchString(sku) {
+		return invalid("sku", "must match %s", idPattern)
+	}
+	return nil
+}
+
+func (e *Engine) validatePoolConfig(c PoolConfig) error {
+	if err := validatePoolKey(c.Location, c.SKU); err != nil {
+		return err
+	}
+	switch {
+	case !idPattern.MatchString(c.Vendor):
+		return invalid("vendor", "must match %s", idPattern)
+	case c.Shards < 1 || c.Shards > MaxShards || c.Shards > e.cfg.Partitions:
+		return invalid("shards", "must be 1..%d (and at most the partition count, %d)", MaxShards, e.cfg.Partitions)
+	case c.LowStock < 0:
+		return invalid("low_stock", "must not be negative")
+	case c.CustomerLimit < 0:
+		return invalid("customer_limit", "must not be negative")
+	case c.BestBefore < 0:
+		return invalid("best_before", "must not be negative")
+	}
+	return nil
+}
+
+// pool is a cached pool configuration with the partition of each shard.
+type pool struct {
+	PoolConfig
+	partitions []int
+	loaded     time.Time
+}
+
+func (e *Engine) newPool(c PoolConfig) *pool {
+	p := &pool{PoolConfig: c, partitions: make([]int, c.Shards), loaded: e.now()}
+	base := int(poolHash(c.Location, c.SKU) % uint32(e.cfg.Partitions))
+	for s := range p.partitions {
+		p.partitions[s] = (base + s) % e.cfg.Partitions
+	}
+	return p
+}
+
+// PartitionOf returns the partition that holds shard s of a pool.
+func (e *Engine) PartitionOf(location, sku string, shard int) int {
+	return int((poolHash(location, sku)%uint32(e.cfg.Partitions))+uint32(shard)) % e.cfg.Partitions
+}
+
+// CreatePool registers a pool, or updates an existing pool's threshold, limit and best-before
+// date. Its shards start at zero units: stock arrives through Adjust (RESTOCK or SET). The
+// shard count of an existing pool cannot change.
+func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) error {
+	if err := e.validatePoolConfig(c); err != nil {
+		return err
+	}
+	old, err := e.loadPool(ctx, c.Key())
+	switch {
+	case err == nil:
+		if old.Shards != c.Shards {
+			return invalid("shards", "pool %s has %d shards; the shard count cannot change", c.Key(), old.Shards)
+		}
+		if old.Vendor != c.Vendor {
+			return invalid("vendor", "pool %s belongs to vendor %s", c.Key(), old.Vendor)
+		}
+	case !errors.Is(err, ErrUnknownPool):
+		return err
+	}
+	p := e.newPool(c)
+	now := e.nowMs()
+	for s, part := range p.partitions {
+		r, err := e.run(ctx, "adjust", part, now, c.Location, c.SKU, s, "CREATE", 0,
+			"", "", actor, "", e.cfg.IdempotencyTTL.Milliseconds())
+		if err != nil {
+			return err
+		}
+		if r.code() == "FENCED" {
+			return fencedErr(part, r)
+		}
+	}
+	raw, _ := json.Marshal(c)
+	ctx2, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	if err := e.rdb.HSet(ctx2, e.ks.poolsKey(), c.Key().String(), raw).Err(); err != nil {
+		return fmt.Errorf("store pool %s: %w", c.Key(), redisErr(err))
+	}
+	e.pools.put(p)
+	return nil
+}
+
+// Pool returns a pool's configuration (cached in process for PoolCacheTTL).
+func (e *Engine) Pool(ctx context.Context, location, sku string) (PoolConfig, error) {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return PoolConfig{}, err
+	}
+	return p.PoolConfig, nil
+}
+
+func (e *Engine) pool(ctx context.Context, location, sku string) (*pool, error) {
+	if err := validatePoolKey(location, sku); err != nil {
+		return nil, err
+	}
+	k := PoolKey{location, sku}
+	if p := e.pools.get(k); p != nil {
+		return p, nil
+	}
+	c, err := e.loadPool(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	p := e.newPool(c)
+	e.pools.put(p)
+	return p, nil
+}
+
+func (e *Engine) loadPool(ctx context.Context, k PoolKey) (PoolConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	raw, err := e.rdb.HGet(ctx, e.ks.poolsKey(), k.String()).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return PoolConfig{}, fmt.Errorf("%w: %s at %s", ErrUnknownPool, k.SKU, k.Location)
+	}
+	if err != nil {
+		return PoolConfig{}, fmt.Errorf("load pool %s: %w", k, redisErr(err))
+	}
+	var c PoolConfig
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return PoolConfig{}, fmt.Errorf("decode pool %s: %w", k, err)
+	}
+	return c, nil
+}
+
+// Pools lists every pool, ordered by location then SKU.
+func (e *Engine) Pools(ctx context.Context) ([]PoolConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	all, err := e.rdb.HGetAll(ctx, e.ks.poolsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list pools: %w", redisErr(err))
+	}
+	out := make([]PoolConfig, 0, len(all))
+	for k, raw := range all {
+		var c PoolConfig
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			return nil, fmt.Errorf("decode pool %s: %w", k, err)
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Location != out[j].Location {
+			return out[i].Location < out[j].Location
+		}
+		return out[i].SKU < out[j].SKU
+	})
+	return out, nil
+}
+
+// poolCache keeps pool configurations in process for a short time, so the reserve path
+// reads no configuration from Redis.
+type poolCache struct {
+	e  *Engine
+	mu sync.RWMutex
+	m  map[PoolKey]*pool
+}
+
+func newPoolCache(e *Engine) *poolCache { return &poolCache{e: e, m: make(map[PoolKey]*pool)} }
+
+func (c *poolCache) get(k PoolKey) *pool {
+	c.mu.RLock()
+	p := c.m[k]
+	c.mu.RUnlock()
+	if p == nil || c.e.now().Sub(p.loaded) > c.e.cfg.PoolCacheTTL {
+		return nil
+	}
+	return p
+}
+
+func (c *poolCache) put(p *pool) {
+	c.mu.Lock()
+	c.m[p.Key()] = p
+	c.mu.Unlock()
+}

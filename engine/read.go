@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ShardCount is one shard's counters.
+type ShardCount struct {
+	Shard     int   `json:"shard"`
+	Partition int   `json:"partition"`
+	Available int64 `json:"available"`
+	Held      int64 `json:"held"`
+	Committed int64 `json:"committed"`
+}
+
+// Stock statuses reported by Availability.
+const (
+	InStock    = "IN_STOCK"
+	Limited    = "LIMITED"
+	OutOfStock = "OUT_OF_STOCK"
+)
+
+// Availability is a pool's stock, summed over its shards.
+type Availability struct {
+	PoolConfig
+	Available int64        `json:"available"`
+	Held      int64        `json:"held"`
+	Committed int64        `json:"committed"`
+	Status    string       `json:"status"`
+	Shards    []ShardCount `json:"shards"`
+}
+
+// shardCounts reads every shard of a pool in one pipeline (each shard is in its own
+// partition, so the reads are not one atomic cut; each shard's three counters are).
+func (e *Engine) shardCounts(ctx context.Context, p *pool) ([]ShardCount, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, p.Shards)
+	for s, part := range p.partitions {
+		f := shardField(p.Location, p.SKU, s)
+		cmds[s] = pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read shards of %s: %w", p.Key(), redisErr(err))
+	}
+	out := make([]ShardCount, p.Shards)
+	for s, cmd := range cmds {
+		v := cmd.Val()
+		out[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2])}
+	}
+	return out, nil
+}
+
+func toInt(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// Availability reads a pool's available, held and committed units and its stock status.
+func (e *Engine) Availability(ctx context.Context, location, sku string) (*Availability, error) {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return nil, err
+	}
+	shards, err := e.shardCounts(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	a := &Availability{PoolConfig: p.PoolConfig, Shards: shards}
+	for _, s := range shards {
+		a.Available += s.Available
+		a.Held += s.Held
+		a.Committed += s.Committed
+	}
+	switch {
+	case a.Available <= 0:
+		a.Status = OutOfStock
+	case a.Available < p.LowStock:
+		a.Status = Limited
+	default:
+		a.Status = InStock
+	}
+	return a, nil
+}
+
+// SnapshotHold is an open hold part as a snapshot sees it.
+type SnapshotHold struct {
+	Part      string `json:"part"`
+	Location  string `json:"location"`
+	SKU       string `json:"sku"`
+	Shard     int    `json:"shard"`
+	Qty       int64  `json:"qty"`
+	ExpiresAt int64  `json:"expires_at_ms"`
+	Customer  string `json:"customer,omitempty"`
+}
+
+// PendingTransfer is a transfer taken out of a shard and not yet settled.
+type PendingTransfer struct {
+	ID            string `json:"id"`
+	Location      string `json:"location"`
+	SKU           string `json:"sku"`
+	FromShard     int    `json:"from_shard"`
+	Qty           int64  `json:"qty"`
+	ToPartition   int    `json:"to_partition"`
+	ToShard       int    `json:"to_shard"`
+	TakenAt       int64  `json:"taken_at_ms"`
+	FromPartition int    `json:"from_partition"`
+}
+
+// Snapshot is one partition read atomically: the consistent cut reconciliation uses.
+type Snapshot struct {
+	Partition int    `json:"partition"`
+	Seq       int64  `json:"seq"`
+	Head      string `json:"head"`
+	Fence     string `json:"fence,omitempty"`
+	// Shards maps "location|sku|shard" to its counters.
+	Shards    map[string]ShardCount `json:"shards"`
+	Holds     []SnapshotHold        `json:"holds"`
+	Transfers []PendingTransfer     `json:"transfers"`
+}
+
+// Snapshot reads partition p's counters, open holds, pending transfers, seq and chain head
+// in one atomic script call.
+func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
+	if p < 0 || p >= e.cfg.Partitions {
+		return nil, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	r, err := e.run(ctx, "snapshot", p, e.nowMs())
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{Partition: p, Seq: r.int(0), Head: r.str(1), Fence: r.str(2), Shards: map[string]ShardCount{}}
+	stock, _ := r[3].([]any)
+	for i := 0; i+1 < len(stock); i += 2 {
+		f, _ := stock[i].(string)
+		n := toInt(stock[i+1])
+		parts := strings.Split(f, "|")
+		key := strings.Join(parts[:3], "|")
+		sc := snap.Shards[key]
+		sc.Shard, _ = strconv.Atoi(parts[2])
+		sc.Partition = p
+		switch {
+		case len(parts) == 3:
+			sc.Available = n
+		case parts[3] == "h":
+			sc.Held = n
+		case parts[3] == "c":
+			sc.Committed = n
+		}
+		snap.Shards[key] = sc
+	}
+	holds, _ := r[4].([]any)
+	for i := 0; i+1 < len(holds); i += 2 {
+		id, _ := holds[i].(string)
+		rec, _ := holds[i+1].(string)
+		f := strings.Split(rec, "|")
+		h := SnapshotHold{Part: id, Location: f[0], SKU: f[1], Customer: f[5]}
+		h.Shard, _ = strconv.Atoi(f[2])
+		h.Qty, _ = strconv.ParseInt(f[3], 10, 64)
+		h.ExpiresAt, _ = strconv.ParseInt(f[4], 10, 64)
+		snap.Holds = append(snap.Holds, h)
+	}
+	xfer, _ := r[5].([]any)
+	for i := 0; i+1 < len(xfer); i += 2 {
+		id, _ := xfer[i].(string)
+		if !strings.HasPrefix(id, "o:") {
+			continue
+		}
+		v, _ := xfer[i+1].(string)
+		f := strings.Split(v, "|")
+		t := PendingTransfer{ID: id[2:], Location: f[0], SKU: f[1], FromPartition: p}
+		t.FromShard, _ = strconv.Atoi(f[2])
+		t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
+		t.ToPartition, _ = strconv.Atoi(f[4])
+		t.ToShard, _ = strconv.Atoi(f[5])
+		t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
+		snap.Transfers = append(snap.Transfers, t)
+	}
+	return snap, nil
+}

@@ -1,0 +1,223 @@
+// Package testredis gives tests real Redis servers: the shared standalone server (each test
+// under its own key prefix, cleaned up afterwards) and a 3-master Redis Cluster that the test
+// binary starts on free loopback ports and stops when it exits.
+package testredis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// URL is the standalone Redis tests use: FLASHHOLD_TEST_REDIS_URL, or the local default.
+func URL() string {
+	if u := os.Getenv("FLASHHOLD_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// Standalone returns a client of the shared standalone Redis; the test fails when it is not
+// reachable (run `make test`, which starts it).
+func Standalone(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	opt, err := redis.ParseURL(URL())
+	if err != nil {
+		t.Fatalf("FLASHHOLD_TEST_REDIS_URL: %v", err)
+	}
+	opt.PoolSize = 256
+	c := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %s not reachable (start it with deploy/local/up.sh or `make test`): %v", URL(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Prefix returns a key prefix no other test uses, and deletes every key under it when the
+// test ends (on every master of a cluster). Nothing else is touched.
+func Prefix(t testing.TB, c redis.UniversalClient) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	prefix := "fhtest-" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := DeletePrefix(ctx, c, prefix); err != nil {
+			t.Logf("clean up keys %s:*: %v", prefix, err)
+		}
+	})
+	return prefix
+}
+
+// DeletePrefix deletes every key that starts with prefix+":".
+func DeletePrefix(ctx context.Context, c redis.UniversalClient, prefix string) error {
+	del := func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := node.Unlink(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, del)
+	}
+	if node, ok := c.(*redis.Client); ok {
+		return del(ctx, node)
+	}
+	return fmt.Errorf("unsupported client %T", c)
+}
+
+var cluster struct {
+	once  sync.Once
+	addrs []string
+	procs []*exec.Cmd
+	dir   string
+	err   error
+}
+
+// Cluster returns a client of a 3-master Redis Cluster started by this test binary. The
+// test is skipped, saying why, when redis-server is not installed.
+func Cluster(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (deploy/local/up.sh installs it); skipping the Redis Cluster run")
+	}
+	cluster.once.Do(startCluster)
+	if cluster.err != nil {
+		t.Fatalf("start redis cluster: %v", cluster.err)
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.addrs, PoolSize: 256})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// StopCluster stops the cluster nodes, if any were started. Call it from TestMain.
+func StopCluster() {
+	for _, p := range cluster.procs {
+		if p.Process != nil {
+			p.Process.Kill()
+			p.Wait()
+		}
+	}
+	if cluster.dir != "" {
+		os.RemoveAll(cluster.dir)
+	}
+}
+
+// freePort finds a loopback port that is free together with its cluster bus port (+10000).
+func freePort() (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port+10000 > 65535 {
+			continue
+		}
+		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("no free port pair found")
+}
+
+func startCluster() {
+	dir, err := os.MkdirTemp("", "flashhold-cluster-")
+	if err != nil {
+		cluster.err = err
+		return
+	}
+	cluster.dir = dir
+	for i := range 3 {
+		port, err := freePort()
+		if err != nil {
+			cluster.err = err
+			return
+		}
+		nodeDir := filepath.Join(dir, strconv.Itoa(port))
+		os.MkdirAll(nodeDir, 0o755)
+		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", nodeDir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "no", "--logfile", filepath.Join(nodeDir, "log"))
+		if err := cmd.Start(); err != nil {
+			cluster.err = fmt.Errorf("node %d: %w", i, err)
+			return
+		}
+		cluster.procs = append(cluster.procs, cmd)
+		cluster.addrs = append(cluster.addrs, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, a := range cluster.addrs {
+		if err := waitPing(ctx, a); err != nil {
+			cluster.err = err
+			return
+		}
+	}
+	args := append([]string{"--cluster", "create"}, cluster.addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		cluster.err = fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
+		return
+	}
+	for _, a := range cluster.addrs {
+		if err := waitClusterOK(ctx, a); err != nil {
+			cluster.err = err
+			return
+		}
+	}
+}
+
+func waitPing(ctx context.Context, addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	for {
+		if c.Ping(ctx).Err() == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s did not start", addr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func waitClusterOK(ctx context.Context, addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	for {
+		info, _ := c.ClusterInfo(ctx).Result()
+		if strings.Contains(info, "cluster_state:ok") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s: cluster not ok: %s", addr, info)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,80 @@
+-- adjust: a vendor's change to one shard's available units.
+--
+-- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- ARGV[1]  -> partition number
+-- ARGV[2]  -> now (ms)
+-- ARGV[3]  -> location
+-- ARGV[4]  -> sku
+-- ARGV[5]  -> shard index
+-- ARGV[6]  -> kind: RESTOCK (+n), SPOILAGE (-n), ADJUSTMENT (signed n), SET (available := n),
+--             or CREATE (make the shard with 0 units when it does not exist; never changes one)
+-- ARGV[7]  -> n
+-- ARGV[8]  -> transaction id (idempotency field, unique per shard)
+-- ARGV[9]  -> request fingerprint
+-- ARGV[10] -> actor
+-- ARGV[11] -> reason
+-- ARGV[12] -> how long (ms) the transaction record is kept
+--
+-- Output:
+--   {'OK', before, after, 'new'|'replay'}  available before and after the change
+--   {'INSUFFICIENT', available}            the change would make available negative
+--   {'UNKNOWN_POOL'}
+--   {'IDEM_MISMATCH'}                      the transaction id was used for another change
+--   {'FENCED', reason}
+-- A change of zero units (SET to the current value) writes no event.
+local loc, sku, shard, kind = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local n, tx, fp, actor, reason = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local keep_ms = tonumber(ARGV[12])
+local fence = fenced()
+if fence then
+  return {'FENCED', fence}
+end
+local f = field(loc, sku, shard)
+if kind == 'CREATE' then
+  local cur = redis.call('HGET', K_STOCK, f)
+  if not cur then
+    cur = 0
+    redis.call('HSET', K_STOCK, f, 0, f .. '|h', 0, f .. '|c', 0)
+  end
+  return {'OK', tonumber(cur), tonumber(cur), 'new'}
+end
+local tf = 'tx:' .. tx
+local prior = redis.call('HGET', K_IDEM, tf)
+if prior then
+  local r = split(prior)
+  if r[1] ~= fp then
+    return {'IDEM_MISMATCH'}
+  end
+  return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay'}
+end
+local before = redis.call('HGET', K_STOCK, f)
+if not before then
+  return {'UNKNOWN_POOL'}
+end
+before = tonumber(before)
+local delta, typ = 0, 'ADJUSTED'
+if kind == 'RESTOCK' then
+  delta, typ = n, 'RESTOCKED'
+elseif kind == 'SPOILAGE' then
+  delta, typ = -n, 'SPOILED'
+elseif kind == 'ADJUSTMENT' then
+  delta = n
+elseif kind == 'SET' then
+  delta = n - before
+  if reason == '' then
+    reason = 'SET'
+  end
+else
+  return redis.error_reply('ERR adjust: unknown kind ' .. kind)
+end
+if before + delta < 0 then
+  return {'INSUFFICIENT', before}
+end
+local after = before
+if delta ~= 0 then
+  after = redis.call('HINCRBY', K_STOCK, f, delta)
+  emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason)
+end
+redis.call('HSET', K_IDEM, tf, fp .. '|' .. before .. '|' .. after)
+forget_at('i:' .. tf, keep_ms)
+return {'OK', before, after, 'new'}

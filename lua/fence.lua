@@ -1,0 +1,18 @@
+-- fence: raise or lift a partition's fence. While raised, every writing script refuses
+-- with FENCED (used when Redis is found to have lost acknowledged writes).
+--
+-- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- ARGV[1] -> partition number
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> "1" raise, "0" lift
+-- ARGV[4] -> reason (kept while raised)
+--
+-- Output: {'OK', previous reason or ''}
+local raise, reason = ARGV[3], ARGV[4]
+local prev = redis.call('HGET', K_META, 'fence') or ''
+if raise == '1' then
+  redis.call('HSET', K_META, 'fence', reason)
+else
+  redis.call('HDEL', K_META, 'fence')
+end
+return {'OK', prev}

@@ -1,0 +1,37 @@
+-- release: end an active hold part and give its units back.
+--
+-- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- ARGV[1] -> partition number
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> part id
+-- ARGV[4] -> actor
+-- ARGV[5] -> how long (ms) the tombstone is kept; 0 keeps none (compensation of a
+--            reservation whose answer never reached the caller, so a retry may place it anew)
+-- ARGV[6] -> reason ("" for a customer's release)
+--
+-- Output:
+--   {'OK'}                 released now
+--   {'ENDED', outcome}     ended before (RELEASED on a retry; EXPIRED or COMMITTED otherwise)
+--   {'ENDED', 'EXPIRED'}   also when its expiry had passed: restored now, with an EXPIRED event
+--   {'NOT_FOUND'}
+--   {'FENCED', reason}
+local part, actor, keep_ms, reason = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local fence = fenced()
+if fence then
+  return {'FENCED', fence}
+end
+local rec = redis.call('HGET', K_HOLDS, part)
+if not rec then
+  local ended = redis.call('HGET', K_DONE, part)
+  if ended then
+    return {'ENDED', split(ended)[1]}
+  end
+  return {'NOT_FOUND'}
+end
+local h = dec_hold(rec)
+if h.exp <= NOW then
+  end_part(part, h, 'EXPIRED', 'sweeper', '', keep_ms)
+  return {'ENDED', 'EXPIRED'}
+end
+end_part(part, h, 'RELEASED', actor, reason, keep_ms)
+return {'OK'}
