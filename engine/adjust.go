@@ -151,7 +151,7 @@ func (e *Engine) readShardTx(ctx context.Context, p *pool, tx string) ([]ShardCo
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, p.Shards)
 	for s, part := range p.partitions {
-		cmds[s] = pipe.HGet(ctx, e.ks.idemKey(part), "tx:"+tx+"/"+strconv.Itoa(s))
+		cmds[s] = pipe.HGet(ctx, e.ks.holdsKey(part), "i:tx:"+tx+"/"+strconv.Itoa(s))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, fmt.Errorf("read transaction %s: %w", tx, redisErr(err))

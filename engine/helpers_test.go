@@ -44,6 +44,8 @@ func backends(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
 	t.Run("cluster", func(t *testing.T) { f(t, testredis.Cluster(t)) })
 }
 
+func testredisCluster(t *testing.T) redis.UniversalClient { return testredis.Cluster(t) }
+
 func testConfig(prefix string) Config {
 	return Config{
 		Prefix: prefix, Partitions: 64, RedisTimeout: 5 * time.Second,

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -190,13 +189,11 @@ func (e *Engine) GetHold(ctx context.Context, holdID string) (*Hold, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	pipe := e.rdb.Pipeline()
-	recs := make([]*redis.StringCmd, len(refs))
-	ends := make([]*redis.StringCmd, len(refs))
+	cmds := make([]*redis.SliceCmd, len(refs))
 	for i, ref := range refs {
-		recs[i] = pipe.HGet(ctx, e.ks.holdsKey(ref.Partition), ref.id(token))
-		ends[i] = pipe.HGet(ctx, e.ks.doneKey(ref.Partition), ref.id(token))
+		cmds[i] = pipe.HMGet(ctx, e.ks.holdsKey(ref.Partition), ref.id(token), "d:"+ref.id(token))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("read hold: %w", redisErr(err))
 	}
 	h := &Hold{ID: holdID, Parts: make([]HoldPart, len(refs))}
@@ -204,7 +201,8 @@ func (e *Engine) GetHold(ctx context.Context, holdID string) (*Hold, error) {
 	found := false
 	for i, ref := range refs {
 		part := HoldPart{Shard: ref.Shard, Partition: ref.Partition}
-		if rec, err := recs[i].Result(); err == nil {
+		v := cmds[i].Val()
+		if rec, ok := v[0].(string); ok {
 			f := strings.Split(rec, "|")
 			part.Location, part.SKU, part.Status = f[0], f[1], StatusActive
 			fmt.Sscan(f[3], &part.Qty)
@@ -216,11 +214,15 @@ func (e *Engine) GetHold(ctx context.Context, holdID string) (*Hold, error) {
 				part.Status = StatusExpired // overdue; the sweeper restores it soon
 			}
 			found = true
-		} else if end, err := ends[i].Result(); err == nil {
+		} else if end, ok := v[1].(string); ok {
+			// outcome|ended at|loc|sku|qty|expires|fingerprint
 			f := strings.Split(end, "|")
-			if len(f) == 5 {
+			if len(f) == 7 {
 				part.Status, part.Location, part.SKU = f[0], f[2], f[3]
 				fmt.Sscan(f[4], &part.Qty)
+				var exp int64
+				fmt.Sscan(f[5], &exp)
+				h.ExpiresAt = max(h.ExpiresAt, exp)
 			}
 			found = true
 		} else {

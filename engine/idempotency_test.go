@@ -104,6 +104,16 @@ func TestIdempotentRetries(t *testing.T) {
 			t.Fatalf("second commit: %v", err)
 		}
 		wantErr(t, e.Release(ctx, first.ID, "shop"), ErrHoldCommitted)
+		// After the hold ended, a retried reserve still gets the first answer and changes nothing.
+		seqs := partitionSeqs(t, e)
+		if late := mustReserve(t, e, req); late.ID != first.ID || late.ExpiresAt != first.ExpiresAt || !late.Replayed {
+			t.Fatalf("retry after commit answered %+v, first %+v", late, first)
+		}
+		_, err = e.Reserve(ctx, other)
+		wantErr(t, err, ErrIdempotencyMismatch)
+		if after := partitionSeqs(t, e); fmt.Sprint(after) != fmt.Sprint(seqs) {
+			t.Fatal("a replayed reserve wrote events")
+		}
 		if err := e.Release(ctx, replayed.ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
@@ -161,10 +171,10 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 			return r2
 		}
 		exp := now + 60_000
-		twice("reserve", "tok.0.0", "s1", "x", 0, 2, exp, "", 0, "tok", "fp", "1", "1", "ans", "shop", 8, keep, 0)
+		twice("reserve", "tok.0.0", "s1", "x", 0, 2, exp, "", 0, "tok", "fp", "1", "1", "shop", 8, keep, 0)
 		twice("extend", "tok.0.0", exp+1000, "shop", keep)
 		twice("commit", "tok.0.0", "shop", keep)
-		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "ans", "shop", 8, keep, 0)
+		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "shop", 8, keep, 0)
 		twice("release", "tok2.0.0", "shop", keep, "")
 		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep)
 		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")

@@ -10,7 +10,7 @@ import (
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 
 // Names of the ten keys of one partition, in the order every script receives them.
-var partitionKeyNames = [...]string{"stock", "holds", "exp", "idem", "done", "gc", "log", "meta", "cust", "xfer"}
+var partitionKeyNames = [...]string{"stock", "holds", "exp", "gc", "log", "meta", "cust", "xfer"}
 
 // keyspace builds Redis key names. Every key of partition n carries the hash tag {pn},
 // so one script can touch all of them on a single node or on a cluster.
@@ -35,20 +35,11 @@ func newKeyspace(prefix string, partitions int) keyspace {
 // partition returns the keys of partition p in script order. The slice is shared: do not modify.
 func (k keyspace) partition(p int) []string { return k.parts[p] }
 
-func (k keyspace) stockKey(p int) string  { return k.parts[p][0] }
-func (k keyspace) holdsKey(p int) string  { return k.parts[p][1] }
-func (k keyspace) expKey(p int) string    { return k.parts[p][2] }
-func (k keyspace) idemKey(p int) string   { return k.parts[p][3] }
-func (k keyspace) doneKey(p int) string   { return k.parts[p][4] }
-func (k keyspace) logKey(p int) string    { return k.parts[p][6] }
-func (k keyspace) metaKey(p int) string   { return k.parts[p][7] }
-func (k keyspace) poolsKey() string       { return k.prefix + ":pools" }
-func (k keyspace) settingsKey() string    { return k.prefix + ":settings" }
-func (k keyspace) custKey(p int) string   { return k.parts[p][8] }
-func (k keyspace) xferKey(p int) string   { return k.parts[p][9] }
-func (k keyspace) partitions() int        { return len(k.parts) }
-func (k keyspace) gcKey(p int) string     { return k.parts[p][5] }
-func (k keyspace) allKeysPattern() string { return k.prefix + ":*" }
+func (k keyspace) stockKey(p int) string { return k.parts[p][0] }
+func (k keyspace) holdsKey(p int) string { return k.parts[p][1] }
+func (k keyspace) logKey(p int) string   { return k.parts[p][4] }
+func (k keyspace) poolsKey() string      { return k.prefix + ":pools" }
+func (k keyspace) settingsKey() string   { return k.prefix + ":settings" }
 
 // poolHash places a pool in the keyspace; its shard s lives in partition (poolHash + s) mod P,
 // so the shards of a hot pool land on consecutive partitions (different slots in a cluster).

@@ -159,6 +159,9 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 	holds, _ := r[4].([]any)
 	for i := 0; i+1 < len(holds); i += 2 {
 		id, _ := holds[i].(string)
+		if strings.HasPrefix(id, "d:") || strings.HasPrefix(id, "i:") {
+			continue // tombstones and idempotency records
+		}
 		rec, _ := holds[i+1].(string)
 		f := strings.Split(rec, "|")
 		h := SnapshotHold{Part: id, Location: f[0], SKU: f[1], Customer: f[5]}

@@ -67,8 +67,8 @@ const (
 	StatusMixed     = "MIXED"
 )
 
-// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..19]).
-const reqWidth = 17
+// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..18]).
+const reqWidth = 16
 
 // placement asks one shard for one hold part.
 type placement struct {
@@ -79,7 +79,6 @@ type placement struct {
 	qty       int64
 	checkIdem bool
 	final     bool
-	answer    string
 	pendingMs int64 // with checkIdem: mark the key in progress unless this call completes it
 }
 
@@ -220,14 +219,15 @@ func (e *Engine) checkSoldOut(ctx context.Context, rs *reservation) error {
 		if !ok || !now.Before(until.(time.Time)) {
 			continue
 		}
+		home := partRef{Partition: rs.homePartition(), Line: 0, Shard: rs.home[0]}.id(rs.token)
 		ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-		seen, err := e.rdb.HExists(ctx, e.ks.idemKey(rs.homePartition()), rs.token).Result()
+		seen, err := e.rdb.HMGet(ctx, e.ks.holdsKey(rs.homePartition()), "i:"+rs.token, home, "d:"+home).Result()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("idempotency lookup: %w", redisErr(err))
 		}
-		if seen {
-			return nil
+		if seen[0] != nil || seen[1] != nil || seen[2] != nil {
+			return nil // asked before: the scripts answer
 		}
 		e.stats.SoldOutFast.Add(1)
 		return &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: rs.req.Items[i].Qty}
@@ -246,7 +246,7 @@ func (e *Engine) forgetSoldOut(k PoolKey) { e.soldOut.Delete(k) }
 // place asks one shard for one part, through the coalescer when it is on.
 func (e *Engine) place(ctx context.Context, rs *reservation, pl placement) (reply, error) {
 	args := []any{pl.part, pl.pool.Location, pl.pool.SKU, pl.shard, pl.qty, rs.exp, rs.req.Customer,
-		pl.pool.CustomerLimit, rs.token, rs.fp, flag(pl.checkIdem), flag(pl.final), pl.answer,
+		pl.pool.CustomerLimit, rs.token, rs.fp, flag(pl.checkIdem), flag(pl.final),
 		rs.req.Actor, e.cfg.ReclaimInline, rs.keepMs, pl.pendingMs}
 	if e.batchers != nil {
 		return e.batchers.submit(ctx, pl.partition, args)
@@ -272,9 +272,6 @@ func (e *Engine) reserveLine(ctx context.Context, rs *reservation, li int) (*Hol
 	if li == 0 && (p.Shards > 1 || !single) {
 		pl.pendingMs = e.cfg.IdempotencyLease.Milliseconds()
 	}
-	if single {
-		pl.answer = encodeAnswer(formatHoldID(rs.token, []partRef{ref}), rs.exp, []int64{qty})
-	}
 	r, err := e.place(ctx, rs, pl)
 	if err != nil {
 		return nil, err
@@ -289,6 +286,9 @@ func (e *Engine) reserveLine(ctx context.Context, rs *reservation, li int) (*Hol
 		h, _, err := e.decodeAnswer(r.str(1), rs)
 		return h, err
 	case "OK":
+		if single && r.str(4) == "existing" && r.int(1) == qty {
+			return e.replaySingle(rs, ref, qty, r.int(2)), nil // a retry of a one-part hold
+		}
 		rs.placed = append(rs.placed, placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
 		if r.int(1) >= qty {
 			return nil, nil
@@ -301,6 +301,11 @@ func (e *Engine) reserveLine(ctx context.Context, rs *reservation, li int) (*Hol
 		if p.Shards == 1 {
 			return nil, fencedErr(ref.Partition, r)
 		}
+	case "ENDED":
+		if single && r.int(2) == qty {
+			return e.replaySingle(rs, ref, qty, r.int(3)), nil // a retry after the hold ended
+		}
+		return nil, e.placeErr(r, p, rs, li)
 	default:
 		return nil, e.placeErr(r, p, rs, li)
 	}
@@ -321,10 +326,24 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 		return err
 	}
 	holding := map[int]bool{}
+	var reachable int64 // units this line could still get: what it holds plus free shards
 	for _, pp := range rs.placed {
 		if pp.line == li {
 			holding[pp.ref.Shard] = true
+			reachable += pp.qty
 		}
+	}
+	for s, c := range counts {
+		if !holding[s] && !fenced[s] {
+			reachable += max(c.Available, 0)
+		}
+	}
+	if reachable < rs.req.Items[li].Qty {
+		// Not enough in the whole pool: refuse before placing parts that would be given back.
+		if len(fenced) == p.Shards {
+			return fmt.Errorf("%w: every shard of %s is fenced", ErrFenced, p.Key())
+		}
+		return e.insufficient(p, rs.req.Items[li].Qty, reachable)
 	}
 	for attempt := 0; need > 0 && attempt < 2*p.Shards; attempt++ {
 		best := -1
@@ -424,8 +443,7 @@ func (e *Engine) reserveByTransfer(ctx context.Context, rs *reservation, li int,
 			need -= moved
 		}
 		r, err := e.place(ctx, rs, placement{partition: ref.Partition, part: ref.id(rs.token), pool: p,
-			shard: s0, qty: qty, final: len(rs.req.Items) == 1,
-			answer: encodeAnswer(formatHoldID(rs.token, []partRef{ref}), rs.exp, []int64{qty})})
+			shard: s0, qty: qty, final: len(rs.req.Items) == 1})
 		if err != nil {
 			return err
 		}
@@ -484,8 +502,11 @@ func (e *Engine) finish(ctx context.Context, rs *reservation) (*Hold, error) {
 	}
 	id := formatHoldID(rs.token, refs)
 	answer := encodeAnswer(id, rs.exp, qtys)
-	fast := len(rs.placed) == 1 && len(rs.req.Items) == 1 && rs.placed[0].new
-	if !fast {
+	// A one-part hold on its home shard is its own idempotency record: a retry finds the part
+	// (or its tombstone) under the same id. Anything else stores its answer under the token.
+	self := len(rs.placed) == 1 && len(rs.req.Items) == 1 && rs.placed[0].ref.Shard == rs.home[0] &&
+		rs.placed[0].qty == rs.req.Items[0].Qty
+	if !self {
 		r, err := e.run(ctx, "remember", rs.homePartition(), e.nowMs(), rs.token, rs.fp, answer, rs.keepMs)
 		if err != nil {
 			return nil, err
@@ -575,6 +596,13 @@ func (e *Engine) decodeAnswer(a string, rs *reservation) (*Hold, []partRef, erro
 	h := e.holdFromParts(f[0], exp, rs.req.Customer, refs, qtys, rs.pools)
 	h.Replayed = true
 	return h, refs, nil
+}
+
+// replaySingle rebuilds the answer of a one-part hold from its part record or tombstone.
+func (e *Engine) replaySingle(rs *reservation, ref partRef, qty, exp int64) *Hold {
+	h := e.holdFromParts(formatHoldID(rs.token, []partRef{ref}), exp, rs.req.Customer, []partRef{ref}, []int64{qty}, rs.pools)
+	h.Replayed = true
+	return h
 }
 
 func (e *Engine) holdFromParts(id string, exp int64, customer string, refs []partRef, qtys []int64, pools []*pool) *Hold {

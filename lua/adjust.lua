@@ -1,6 +1,6 @@
 -- adjust: a vendor's change to one shard's available units.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
 -- ARGV[3]  -> location
@@ -38,8 +38,8 @@ if kind == 'CREATE' then
   end
   return {'OK', tonumber(cur), tonumber(cur), 'new'}
 end
-local tf = 'tx:' .. tx
-local prior = redis.call('HGET', K_IDEM, tf)
+local tf = 'i:tx:' .. tx
+local prior = redis.call('HGET', K_HOLDS, tf)
 if prior then
   local r = split(prior)
   if r[1] ~= fp then
@@ -75,6 +75,6 @@ if delta ~= 0 then
   after = redis.call('HINCRBY', K_STOCK, f, delta)
   emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason)
 end
-redis.call('HSET', K_IDEM, tf, fp .. '|' .. before .. '|' .. after)
-forget_at('i:' .. tf, keep_ms)
+redis.call('HSET', K_HOLDS, tf, fp .. '|' .. before .. '|' .. after)
+forget_at('h:' .. tf, keep_ms)
 return {'OK', before, after, 'new'}

@@ -1,7 +1,7 @@
 -- fence: raise or lift a partition's fence. While raised, every writing script refuses
 -- with FENCED (used when Redis is found to have lost acknowledged writes).
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1] -> partition number
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> "1" raise, "0" lift

@@ -1,40 +1,59 @@
 -- lib.lua: helpers shared by every partition script; the loader prepends it to each one.
 --
--- Every partition script receives the same ten keys, all in one partition {pN}:
---   KEYS[1]  stock  hash   "loc|sku|shard" -> available; "...|h" -> held; "...|c" -> committed
---   KEYS[2]  holds  hash   part id -> encoded hold part (see enc_hold)
---   KEYS[3]  exp    zset   part id scored by expiry (ms): the sweeper's index
---   KEYS[4]  idem   hash   idempotency token -> "fingerprint|answer"
---   KEYS[5]  done   hash   part id -> how it ended: "COMMITTED|RELEASED|EXPIRED" then "|ts|loc|sku|qty"
---   KEYS[6]  gc     zset   "i:<token>" / "d:<part>" / "x:<field>" scored by when to forget it
---   KEYS[7]  log    stream the partition's events, entry id "<seq>-0", fields e (canonical) and h (hash)
---   KEYS[8]  meta   hash   seq (last event seq), head (last event hash), fence (reason, when fenced)
---   KEYS[9]  cust   hash   "loc|sku|customer" -> units held or bought by that customer
---   KEYS[10] xfer   hash   "o:<id>" -> pending transfer out; "i:<id>" -> transfer in applied
+-- Every partition script receives the same eight keys, all in one partition {pN}:
+--   KEYS[1] stock  hash   "loc|sku|shard" -> available; "...|h" -> held; "...|c" -> committed
+--   KEYS[2] holds  hash   "<part>"      -> an active hold part (see enc_hold)
+--                         "d:<part>"    -> how an ended part ended (see end_part)
+--                         "i:<token>"   -> idempotency record: "fingerprint|answer", or
+--                                          "fingerprint|~P|since" while a request is in progress
+--                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after"
+--   KEYS[3] exp    zset   part id scored by expiry (ms): the sweeper's index
+--   KEYS[4] gc     zset   "h:<holds field>" / "x:<xfer field>" scored by when to forget it
+--   KEYS[5] log    stream the partition's events, entry id "<seq>-0", fields e (canonical) and h (hash)
+--   KEYS[6] meta   hash   seq (last event seq), head (last event hash), fence (reason, when fenced)
+--   KEYS[7] cust   hash   "loc|sku|customer" -> units held or bought by that customer
+--   KEYS[8] xfer   hash   "o:<id>" -> pending transfer out; "i:<id>" / "s:<id>" -> applied / settled
 -- Every script's ARGV starts with: ARGV[1] partition number, ARGV[2] now (ms).
 -- Nothing reads the clock or draws random numbers: now comes in ARGV.
-local K_STOCK, K_HOLDS, K_EXP, K_IDEM, K_DONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_GC, K_LOG, K_META, K_CUST, K_XFER = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_STOCK, K_HOLDS, K_EXP, K_GC = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_LOG, K_META, K_CUST, K_XFER = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local PART = ARGV[1]
-local NOW = tonumber(ARGV[2])
+local NOW_S = ARGV[2]
+local NOW = tonumber(NOW_S)
 local GENESIS = '0000000000000000000000000000000000000000'
 
 local function fenced()
   return redis.call('HGET', K_META, 'fence')
 end
 
+-- The partition's seq and chain head, read on the first event of a call. A batch keeps them
+-- here and writes them once at its end (flush_meta); single calls write them at every event.
+local SEQ, HEAD = nil, nil
+local DEFER_META = false
+
+local function flush_meta()
+  if SEQ then
+    redis.call('HSET', K_META, 'seq', SEQ, 'head', HEAD)
+  end
+end
+
 -- emit appends one event to the partition's stream and advances seq and the chain head.
 -- Canonical form (hashed, and rebuilt by Go from ledger columns):
 --   1|partition|seq|type|loc|sku|shard|delta|after|held_delta|hold|qty|customer|idem|actor|reason|ts|prev
 local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust, idem, actor, reason)
-  local seq = redis.call('HINCRBY', K_META, 'seq', 1)
-  local prev = redis.call('HGET', K_META, 'head') or GENESIS
-  local canon = table.concat({'1', PART, seq, typ, loc, sku, shard, delta, after, hdelta,
-    hold, qty, cust, idem, actor, reason, NOW, prev}, '|')
-  local h = redis.sha1hex(canon)
-  redis.call('HSET', K_META, 'head', h)
-  redis.call('XADD', K_LOG, seq .. '-0', 'e', canon, 'h', h)
-  return seq
+  if not SEQ then
+    local m = redis.call('HMGET', K_META, 'seq', 'head')
+    SEQ, HEAD = tonumber(m[1] or '0'), m[2] or GENESIS
+  end
+  SEQ = SEQ + 1
+  local canon = table.concat({'1', PART, SEQ, typ, loc, sku, shard, delta, after, hdelta,
+    hold, qty, cust, idem, actor, reason, NOW_S, HEAD}, '|')
+  HEAD = redis.sha1hex(canon)
+  redis.call('XADD', K_LOG, SEQ .. '-0', 'e', canon, 'h', HEAD)
+  if not DEFER_META then
+    flush_meta()
+  end
+  return SEQ
 end
 
 local function split(s)
@@ -45,15 +64,15 @@ local function split(s)
   return out
 end
 
--- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created
+-- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint
 local function enc_hold(h)
-  return table.concat({h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created}, '|')
+  return table.concat({h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp}, '|')
 end
 
 local function dec_hold(s)
   local f = split(s)
   return {loc = f[1], sku = f[2], shard = f[3], qty = tonumber(f[4]), exp = tonumber(f[5]),
-    cust = f[6], limited = f[7], token = f[8], created = f[9]}
+    cust = f[6], limited = f[7], token = f[8], created = f[9], fp = f[10]}
 end
 
 local function field(loc, sku, shard)
@@ -65,12 +84,18 @@ local function forget_at(member, ttl)
   redis.call('ZADD', K_GC, NOW + ttl, member)
 end
 
+-- A tombstone: outcome|ended at|loc|sku|qty|expires|fingerprint
+local function dec_tomb(s)
+  local f = split(s)
+  return {outcome = f[1], at = f[2], loc = f[3], sku = f[4], qty = tonumber(f[5]), exp = tonumber(f[6]), fp = f[7]}
+end
+
 -- end_part finishes an active hold part as COMMITTED, RELEASED or EXPIRED, writing its event.
 -- Units come back to available unless committed. keep_ms: how long the tombstone stays;
 -- 0 writes none (used when compensating a reservation that never reached the caller).
 local function end_part(part, h, outcome, actor, reason, keep_ms)
   local f = field(h.loc, h.sku, h.shard)
-  local delta, typ = h.qty, outcome
+  local delta = h.qty
   if outcome == 'COMMITTED' then
     delta = 0
     redis.call('HINCRBY', K_STOCK, f .. '|c', h.qty)
@@ -82,10 +107,10 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
   if keep_ms > 0 then
-    redis.call('HSET', K_DONE, part, table.concat({outcome, NOW, h.loc, h.sku, h.qty}, '|'))
-    forget_at('d:' .. part, keep_ms)
+    redis.call('HSET', K_HOLDS, 'd:' .. part, table.concat({outcome, NOW, h.loc, h.sku, h.qty, h.exp, h.fp}, '|'))
+    forget_at('h:d:' .. part, keep_ms)
   end
-  emit(typ, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
+  emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
 end
 
 -- reclaim expires up to n holds of this partition whose expiry is <= now.
@@ -112,107 +137,134 @@ local function pending_since(rest)
   return nil
 end
 
--- place_one places one hold part. r holds the request's fields (see read_req).
--- Reply: {'OK', qty, expires, available_after, 'new'|'existing'}, {'INSUFFICIENT', available},
--- {'LIMIT', used}, {'UNKNOWN_POOL'}, {'ENDED', outcome}.
+-- take decrements a shard by qty if it has that many, reclaiming expired holds of the
+-- partition first when it is short. Returns available after, or nil and the available count,
+-- or false when the shard does not exist.
+local function take(r, f)
+  local after = redis.call('HINCRBY', K_STOCK, f, -r.qty)
+  if after >= 0 then
+    return after
+  end
+  redis.call('HINCRBY', K_STOCK, f, r.qty)
+  if redis.call('HEXISTS', K_STOCK, f .. '|h') == 0 then
+    redis.call('HDEL', K_STOCK, f) -- HINCRBY created it: there is no such shard
+    return false
+  end
+  -- Sweeper lag must not show as a false "sold out".
+  if reclaim(r.reclaim, r.keep_ms) > 0 then
+    after = redis.call('HINCRBY', K_STOCK, f, -r.qty)
+    if after >= 0 then
+      return after
+    end
+    redis.call('HINCRBY', K_STOCK, f, r.qty)
+  end
+  return nil, after + r.qty
+end
+
+-- place_one places one hold part whose id is neither active nor ended. r holds the request's
+-- fields (see read_req).
+-- Reply: {'OK', qty, expires, available_after, 'new'}, {'INSUFFICIENT', available},
+-- {'LIMIT', used}, {'UNKNOWN_POOL'}.
 local function place_one(r)
-  local existing = redis.call('HGET', K_HOLDS, r.part)
-  if existing then
-    local h = dec_hold(existing)
-    return {'OK', h.qty, h.exp, tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard))), 'existing'}
-  end
-  local ended = redis.call('HGET', K_DONE, r.part)
-  if ended then
-    return {'ENDED', split(ended)[1]}
-  end
   local f = field(r.loc, r.sku, r.shard)
-  local avail = redis.call('HGET', K_STOCK, f)
-  if not avail then
-    return {'UNKNOWN_POOL'}
-  end
-  avail = tonumber(avail)
-  local cf, used = nil, 0
+  local cf = nil
   if r.limit > 0 and r.cust ~= '' then
     cf = r.loc .. '|' .. r.sku .. '|' .. r.cust
-    used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
-  end
-  if avail < r.qty or (cf and used + r.qty > r.limit) then
-    -- Sweeper lag must not show as a false "sold out" or a false "limit reached".
-    if reclaim(r.reclaim, r.keep_ms) > 0 then
-      avail = tonumber(redis.call('HGET', K_STOCK, f))
-      if cf then
-        used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
+    local used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
+    if used + r.qty > r.limit then
+      -- The customer's own expired holds may not have been swept yet.
+      reclaim(r.reclaim, r.keep_ms)
+      used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
+      if used + r.qty > r.limit then
+        if redis.call('HEXISTS', K_STOCK, f) == 0 then
+          return {'UNKNOWN_POOL'}
+        end
+        return {'LIMIT', used}
       end
     end
   end
-  if avail < r.qty then
+  local after, avail = take(r, f)
+  if after == false then
+    return {'UNKNOWN_POOL'}
+  end
+  if not after then
     return {'INSUFFICIENT', avail}
   end
-  if cf and used + r.qty > r.limit then
-    return {'LIMIT', used}
-  end
-  local after = redis.call('HINCRBY', K_STOCK, f, -r.qty)
   redis.call('HINCRBY', K_STOCK, f .. '|h', r.qty)
   local limited = '0'
   if cf then
     redis.call('HINCRBY', K_CUST, cf, r.qty)
     limited = '1'
   end
-  redis.call('HSET', K_HOLDS, r.part, enc_hold({loc = r.loc, sku = r.sku, shard = r.shard, qty = r.qty,
-    exp = r.exp, cust = r.cust, limited = limited, token = r.token, created = NOW}))
-  redis.call('ZADD', K_EXP, r.exp, r.part)
-  emit('RESERVED', r.loc, r.sku, r.shard, -r.qty, after, r.qty, r.part, r.qty, r.cust, r.token, r.actor, '')
-  if r.final == '1' then
-    redis.call('HSET', K_IDEM, r.token, r.fp .. '|' .. r.answer)
-    forget_at('i:' .. r.token, r.keep_ms)
-  end
+  -- Strings straight from ARGV where possible: Lua's number formatting is slow.
+  redis.call('HSET', K_HOLDS, r.part, enc_hold({loc = r.loc, sku = r.sku, shard = r.shard, qty = r.qty_s,
+    exp = r.exp_s, cust = r.cust, limited = limited, token = r.token, created = NOW_S, fp = r.fp}))
+  redis.call('ZADD', K_EXP, r.exp_s, r.part)
+  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.actor, '')
   return {'OK', r.qty, r.exp, after, 'new'}
 end
 
--- reserve_one checks the idempotency record (on a request's first call), places the part,
--- and marks the request in progress when more calls must follow.
--- Extra replies: {'REPLAY', answer}, {'IDEM_MISMATCH'}, {'IN_PROGRESS'}.
+-- reserve_one answers a request from what is recorded under its token and part id, or places
+-- the part. A single-part hold's own record (and later its tombstone) is its idempotency
+-- record; requests that take several calls also keep one under "i:<token>", and are marked in
+-- progress meanwhile.
+-- Replies: those of place_one, and {'OK', qty, expires, available_after, 'existing'},
+-- {'ENDED', outcome, qty, expires}, {'REPLAY', answer}, {'IDEM_MISMATCH'}, {'IN_PROGRESS'}.
 local function reserve_one(r)
-  if r.check_idem == '1' then
-    local prior = redis.call('HGET', K_IDEM, r.token)
-    if prior then
-      local bar = string.find(prior, '|', 1, true)
-      if string.sub(prior, 1, bar - 1) ~= r.fp then
-        return {'IDEM_MISMATCH'}
-      end
-      local rest = string.sub(prior, bar + 1)
-      local since = pending_since(rest)
-      if not since then
-        return {'REPLAY', rest}
-      end
-      if NOW - since < r.pending_ms then
-        return {'IN_PROGRESS'}
-      end
-      -- The call that marked it stopped half-way; this one takes the request over.
+  local rec = redis.call('HMGET', K_HOLDS, 'i:' .. r.token, r.part, 'd:' .. r.part)
+  if r.check_idem == '1' and rec[1] then
+    local bar = string.find(rec[1], '|', 1, true)
+    if string.sub(rec[1], 1, bar - 1) ~= r.fp then
+      return {'IDEM_MISMATCH'}
     end
+    local rest = string.sub(rec[1], bar + 1)
+    local since = pending_since(rest)
+    if not since then
+      return {'REPLAY', rest}
+    end
+    if NOW - since < r.pending_ms then
+      return {'IN_PROGRESS'}
+    end
+    -- The call that marked it stopped half-way; this one takes the request over.
   end
-  local res = place_one(r)
+  local res
+  if rec[2] then
+    local h = dec_hold(rec[2])
+    if h.fp ~= r.fp then
+      return {'IDEM_MISMATCH'}
+    end
+    res = {'OK', h.qty, h.exp, tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard))), 'existing'}
+  elseif rec[3] then
+    local t = dec_tomb(rec[3])
+    if t.fp ~= r.fp then
+      return {'IDEM_MISMATCH'}
+    end
+    return {'ENDED', t.outcome, t.qty, t.exp}
+  else
+    res = place_one(r)
+  end
   if r.check_idem == '1' and r.pending_ms > 0 then
-    local done = res[1] == 'OK' and res[5] == 'new' and r.final == '1'
+    local done = res[1] == 'OK' and res[2] == r.qty and r.final == '1'
     if not done and (res[1] == 'OK' or res[1] == 'INSUFFICIENT') then
-      redis.call('HSET', K_IDEM, r.token, r.fp .. '|~P|' .. NOW)
-      forget_at('i:' .. r.token, r.keep_ms)
+      redis.call('HSET', K_HOLDS, 'i:' .. r.token, r.fp .. '|~P|' .. NOW)
+      forget_at('h:i:' .. r.token, r.keep_ms)
     end
   end
   return res
 end
 
 -- REQ_WIDTH is the number of ARGV entries one reserve request takes (after partition and now).
-local REQ_WIDTH = 17
+local REQ_WIDTH = 16
 
 -- read_req reads one reserve request starting at ARGV[i].
 local function read_req(i)
   return {
     part = ARGV[i], loc = ARGV[i + 1], sku = ARGV[i + 2], shard = ARGV[i + 3],
-    qty = tonumber(ARGV[i + 4]), exp = tonumber(ARGV[i + 5]), cust = ARGV[i + 6],
+    qty = tonumber(ARGV[i + 4]), qty_s = ARGV[i + 4], exp = tonumber(ARGV[i + 5]), exp_s = ARGV[i + 5],
+    cust = ARGV[i + 6],
     limit = tonumber(ARGV[i + 7]), token = ARGV[i + 8], fp = ARGV[i + 9],
-    check_idem = ARGV[i + 10], final = ARGV[i + 11], answer = ARGV[i + 12], actor = ARGV[i + 13],
-    reclaim = tonumber(ARGV[i + 14]), keep_ms = tonumber(ARGV[i + 15]),
-    pending_ms = tonumber(ARGV[i + 16]),
+    check_idem = ARGV[i + 10], final = ARGV[i + 11], actor = ARGV[i + 12],
+    reclaim = tonumber(ARGV[i + 13]), keep_ms = tonumber(ARGV[i + 14]),
+    pending_ms = tonumber(ARGV[i + 15]),
   }
 end

@@ -1,6 +1,6 @@
 -- release: end an active hold part and give its units back.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1] -> partition number
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> part id
@@ -22,7 +22,7 @@ if fence then
 end
 local rec = redis.call('HGET', K_HOLDS, part)
 if not rec then
-  local ended = redis.call('HGET', K_DONE, part)
+  local ended = redis.call('HGET', K_HOLDS, 'd:' .. part)
   if ended then
     return {'ENDED', split(ended)[1]}
   end

@@ -2,7 +2,7 @@
 -- under its idempotency token, so a retry answers the same; or, when it failed, clear its
 -- in-progress mark so the key may be retried. Changes no counter: no event.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1] -> partition number
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> idempotency token
@@ -13,7 +13,7 @@
 -- Output: {'OK', answer} with the answer now stored: ARGV[5], or the one another call
 --         stored first; {'IDEM_MISMATCH'} when the token holds another request.
 local token, fp, answer, keep_ms = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local prior = redis.call('HGET', K_IDEM, token)
+local prior = redis.call('HGET', K_HOLDS, 'i:' .. token)
 if prior then
   local bar = string.find(prior, '|', 1, true)
   if string.sub(prior, 1, bar - 1) ~= fp then
@@ -25,9 +25,9 @@ if prior then
   end
 end
 if answer == '' then
-  redis.call('HDEL', K_IDEM, token)
+  redis.call('HDEL', K_HOLDS, 'i:' .. token)
   return {'OK', ''}
 end
-redis.call('HSET', K_IDEM, token, fp .. '|' .. answer)
-forget_at('i:' .. token, keep_ms)
+redis.call('HSET', K_HOLDS, 'i:' .. token, fp .. '|' .. answer)
+forget_at('h:i:' .. token, keep_ms)
 return {'OK', answer}

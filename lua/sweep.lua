@@ -1,6 +1,6 @@
 -- sweep: restore holds whose expiry has come, and forget old idempotency records and tombstones.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1] -> partition number
 -- ARGV[2] -> now (ms); a hold expires when its expiry <= now
 -- ARGV[3] -> at most this many holds restored
@@ -21,10 +21,8 @@ end
 local old = redis.call('ZRANGEBYSCORE', K_GC, '-inf', NOW, 'LIMIT', 0, gc_limit)
 for _, m in ipairs(old) do
   local kind, id = string.sub(m, 1, 1), string.sub(m, 3)
-  if kind == 'i' then
-    redis.call('HDEL', K_IDEM, id)
-  elseif kind == 'd' then
-    redis.call('HDEL', K_DONE, id)
+  if kind == 'h' then
+    redis.call('HDEL', K_HOLDS, id)
   elseif kind == 'x' then
     redis.call('HDEL', K_XFER, id)
   end

@@ -1,6 +1,6 @@
 -- transfer_in: give a shard the units that transfer_out took from another shard of its pool.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
 -- ARGV[3]  -> location

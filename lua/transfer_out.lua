@@ -2,7 +2,7 @@
 -- same pool by transfer_in (rebalancing). The pending transfer is recorded here until
 -- transfer_settle, so an interrupted transfer can be completed.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
 -- ARGV[3]  -> location

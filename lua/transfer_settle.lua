@@ -1,7 +1,7 @@
 -- transfer_settle: mark a transfer complete on its source partition, once transfer_in has
 -- applied it. Changes no counter, so writes no event.
 --
--- KEYS[1..10] -> the partition's keys (see lib.lua)
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1] -> partition number
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> transfer id

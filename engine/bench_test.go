@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+// BenchmarkReserve measures single-unit reserves on one hot 8-shard pool against the real
+// standalone Redis: one at a time, and from 64 concurrent callers with and without
+// coalescing (the same callers, so the two parallel figures compare directly).
+func BenchmarkReserve(b *testing.B) {
+	rdb := testredis.Standalone(b)
+	run := func(b *testing.B, coalesce bool, callers int) {
+		e := newEngine(b, rdb, func(c *Config) { c.Coalesce = coalesce })
+		makePool(b, e, PoolConfig{Location: "bench", SKU: "hot", Shards: 8}, 1_000_000_000)
+		ctx := context.Background()
+		var seq atomic.Int64
+		reserve := func() {
+			n := seq.Add(1)
+			_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"bench", "hot", 1}},
+				IdempotencyKey: fmt.Sprintf("b%d", n), Actor: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		if callers == 1 {
+			for b.Loop() {
+				reserve()
+			}
+		} else {
+			b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					reserve()
+				}
+			})
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
+		if st := e.Stats(); st.Batches.Load() > 0 {
+			b.ReportMetric(float64(st.BatchedRequests.Load())/float64(st.Batches.Load()), "reqs/batch")
+		}
+	}
+	b.Run("single/1-caller", func(b *testing.B) { run(b, false, 1) })
+	b.Run("single/64-callers", func(b *testing.B) { run(b, false, 64) })
+	b.Run("coalesced/64-callers", func(b *testing.B) { run(b, true, 64) })
+	b.Run("single/256-callers", func(b *testing.B) { run(b, false, 256) })
+	b.Run("coalesced/256-callers", func(b *testing.B) { run(b, true, 256) })
+}

@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// partitionSeqs reads every partition's seq: if none moved, nothing changed.
+func partitionSeqs(t testing.TB, e *Engine) []int64 {
+	t.Helper()
+	out := make([]int64, e.Partitions())
+	for p := range out {
+		out[p] = seqOf(t, e, p)
+	}
+	return out
+}
+
+// TestBadInput: every malformed or out-of-range request gets a typed error and changes nothing.
+func TestBadInput(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "ok", Shards: 2}, 10)
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "ok", 1}}, IdempotencyKey: "valid", Actor: "shop"})
+		before := partitionSeqs(t, e)
+		one := func(qty int64) []Item { return []Item{{"s1", "ok", qty}} }
+
+		reserves := []struct {
+			name string
+			req  ReserveRequest
+			want error
+		}{
+			{"unknown pool", ReserveRequest{Items: []Item{{"s1", "nope", 1}}, IdempotencyKey: "k"}, ErrUnknownPool},
+			{"qty zero", ReserveRequest{Items: one(0), IdempotencyKey: "k"}, ErrInvalid},
+			{"qty negative", ReserveRequest{Items: one(-3), IdempotencyKey: "k"}, ErrInvalid},
+			{"qty above max", ReserveRequest{Items: one(101), IdempotencyKey: "k"}, ErrInvalid},
+			{"no items", ReserveRequest{IdempotencyKey: "k"}, ErrInvalid},
+			{"too many items", ReserveRequest{Items: make([]Item, 21), IdempotencyKey: "k"}, ErrInvalid},
+			{"duplicate line", ReserveRequest{Items: []Item{{"s1", "ok", 1}, {"s1", "ok", 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"bad sku", ReserveRequest{Items: []Item{{"s1", "a|b", 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"empty location", ReserveRequest{Items: []Item{{"", "ok", 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"long sku", ReserveRequest{Items: []Item{{"s1", strings.Repeat("x", 65), 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"missing key", ReserveRequest{Items: one(1)}, ErrInvalid},
+			{"bad key", ReserveRequest{Items: one(1), IdempotencyKey: "has space"}, ErrInvalid},
+			{"bad customer", ReserveRequest{Items: one(1), IdempotencyKey: "k", Customer: "a/b"}, ErrInvalid},
+			{"ttl too short", ReserveRequest{Items: one(1), IdempotencyKey: "k", TTL: time.Millisecond}, ErrInvalid},
+			{"ttl too long", ReserveRequest{Items: one(1), IdempotencyKey: "k", TTL: time.Hour}, ErrInvalid},
+			{"more than stock", ReserveRequest{Items: one(50), IdempotencyKey: "k"}, ErrInsufficient},
+		}
+		for _, tc := range reserves {
+			_, err := e.Reserve(ctx, tc.req)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+			}
+		}
+		var ve *ValidationError
+		if _, err := e.Reserve(ctx, ReserveRequest{Items: one(0), IdempotencyKey: "k"}); !errors.As(err, &ve) || ve.Field != "items[0].qty" {
+			t.Errorf("validation error should name the field: %v", err)
+		}
+
+		for _, id := range []string{"", "nope", h.ID + "_", strings.ToUpper(h.ID), "0123456789abcdef0123_99999.0.0", h.ID[:20]} {
+			wantErr(t, e.Commit(ctx, id, "shop"), ErrInvalid)
+			wantErr(t, e.Release(ctx, id, "shop"), ErrInvalid)
+			_, err := e.GetHold(ctx, id)
+			wantErr(t, err, ErrInvalid)
+		}
+		wantErr(t, e.Commit(ctx, "0123456789abcdef0123_1.0.0", "shop"), ErrHoldNotFound)
+		_, err := e.Extend(ctx, h.ID, time.Hour, "shop")
+		wantErr(t, err, ErrInvalid)
+
+		adjusts := []AdjustRequest{
+			{Location: "s1", SKU: "ok", Kind: "STEAL", Qty: 1, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Restock, Qty: 0, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Spoilage, Qty: -1, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Adjustment, Qty: 0, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Set, Qty: -1, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Restock, Qty: 2e9, TransactionID: "t"},
+			{Location: "s1", SKU: "ok", Kind: Restock, Qty: 1},
+			{Location: "s1", SKU: "ok", Kind: Restock, Qty: 1, TransactionID: "t", Reason: "a|b"},
+		}
+		for _, a := range adjusts {
+			_, err := e.Adjust(ctx, a)
+			wantErr(t, err, ErrInvalid)
+		}
+		_, err = e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "ok", Kind: Spoilage, Qty: 50, TransactionID: "t"})
+		wantErr(t, err, ErrInsufficient)
+		_, err = e.Adjust(ctx, AdjustRequest{Location: "s9", SKU: "ok", Kind: Restock, Qty: 1, TransactionID: "t"})
+		wantErr(t, err, ErrUnknownPool)
+		for _, c := range []PoolConfig{
+			{Location: "s1", SKU: "ok", Vendor: "v1", Shards: 4},  // shard count cannot change
+			{Location: "s1", SKU: "ok", Vendor: "v2", Shards: 2},  // nor the vendor
+			{Location: "s1", SKU: "new", Vendor: "v1", Shards: 0}, // shards out of range
+			{Location: "s1", SKU: "new", Vendor: "v1", Shards: 65},
+			{Location: "s1", SKU: "new", Vendor: "", Shards: 1},
+			{Location: "s1", SKU: "new", Vendor: "v1", Shards: 1, LowStock: -1},
+		} {
+			wantErr(t, e.CreatePool(ctx, c, "admin"), ErrInvalid)
+		}
+
+		after := partitionSeqs(t, e)
+		for p := range before {
+			if before[p] != after[p] {
+				t.Fatalf("partition %d changed (seq %d -> %d) on bad input", p, before[p], after[p])
+			}
+		}
+		a, _ := e.Availability(ctx, "s1", "ok")
+		if a.Available != 9 || a.Held != 1 {
+			t.Fatalf("stock changed: %+v", a)
+		}
+		checkInvariants(t, e)
+	})
+}
+
+// TestFence: a fenced partition refuses every write; a sharded pool keeps selling from its
+// other shards; lifting the fence restores service.
+func TestFence(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "single", Shards: 1}, 10)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "multi", Shards: 4}, 40)
+		single, _ := e.pool(ctx, "s1", "single")
+		multi, _ := e.pool(ctx, "s1", "multi")
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "single", 1}}, IdempotencyKey: "before", Actor: "shop"})
+
+		if err := e.Fence(ctx, single.partitions[0], "lost writes suspected"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Fence(ctx, multi.partitions[1], "lost writes suspected"); err != nil {
+			t.Fatal(err)
+		}
+		before := partitionSeqs(t, e)
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "single", 1}}, IdempotencyKey: "during", Actor: "shop"})
+		wantErr(t, err, ErrFenced)
+		wantErr(t, e.Commit(ctx, h.ID, "shop"), ErrFenced)
+		_, err = e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "single", Kind: Restock, Qty: 1, TransactionID: "t1"})
+		wantErr(t, err, ErrFenced)
+		_, err = e.Sweep(ctx, single.partitions[0], 10, 10)
+		wantErr(t, err, ErrFenced)
+		if after := partitionSeqs(t, e); after[single.partitions[0]] != before[single.partitions[0]] {
+			t.Fatal("a fenced partition changed")
+		}
+		// 20 single-unit reserves on the sharded pool all land on unfenced shards.
+		for i := range 20 {
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 1}}, IdempotencyKey: "m" + string(rune('a'+i)), Actor: "shop"})
+			if err != nil {
+				t.Fatalf("sharded pool with one fenced shard: %v", err)
+			}
+			for _, p := range h.Parts {
+				if p.Shard == 1 {
+					t.Fatal("a part was placed on the fenced shard")
+				}
+			}
+		}
+		if reason, err := e.Unfence(ctx, single.partitions[0]); err != nil || reason != "lost writes suspected" {
+			t.Fatalf("unfence: %q %v", reason, err)
+		}
+		if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+		e.Unfence(ctx, multi.partitions[1])
+		checkInvariants(t, e)
+	})
+}
+
+// TestScriptsReloadAfterFlush: scripts are loaded on every cluster node at start, and a node
+// that lost its script cache (restart, SCRIPT FLUSH) recovers through the NOSCRIPT fallback.
+// Runs on the test-owned cluster only: its script cache is this test binary's alone.
+func TestScriptsReloadAfterFlush(t *testing.T) {
+	rdb := testredisCluster(t)
+	ctx := context.Background()
+	e := newEngine(t, rdb, nil)
+	cc := rdb.(*redis.ClusterClient)
+	var loaded int
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		ok, err := node.ScriptExists(ctx, e.scripts["reserve"].Hash()).Result()
+		if err == nil && ok[0] {
+			loaded++
+		}
+		return err
+	})
+	if err != nil || loaded != 3 {
+		t.Fatalf("reserve script on %d of 3 masters (%v)", loaded, err)
+	}
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		return node.ScriptFlush(ctx).Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 40)
+	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "f", 2}}, IdempotencyKey: "after-flush", Actor: "shop"})
+	checkInvariants(t, e)
+}
