@@ -613,4 +613,3 @@ func (e *Engine) holdFromParts(id string, exp int64, customer string, refs []par
 	}
 	return h
 }
-
