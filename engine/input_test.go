@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,16 +177,16 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	ctx := context.Background()
 	e := newEngine(t, rdb, nil)
 	cc := rdb.(*redis.ClusterClient)
-	var loaded int
+	var loaded atomic.Int32 // ForEachMaster calls back concurrently
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		ok, err := node.ScriptExists(ctx, e.scripts["reserve"].Hash()).Result()
 		if err == nil && ok[0] {
-			loaded++
+			loaded.Add(1)
 		}
 		return err
 	})
-	if err != nil || loaded != 3 {
-		t.Fatalf("reserve script on %d of 3 masters (%v)", loaded, err)
+	if err != nil || loaded.Load() != 3 {
+		t.Fatalf("reserve script on %d of 3 masters (%v)", loaded.Load(), err)
 	}
 	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		return node.ScriptFlush(ctx).Err()

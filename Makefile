@@ -1,0 +1,36 @@
+# flashhold: `make run` serves the API with a demo catalog; `make test` runs every test.
+# Both start Redis and PostgreSQL first when they are not running (deploy/local/up.sh).
+GO ?= go
+BIN := bin/flashhold
+
+.PHONY: all services build test test-quick bench-engine run stop clean
+
+all: build
+
+services:
+	deploy/local/up.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/flashhold
+
+test: services
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The same tests without the race detector (faster while iterating).
+test-quick: services
+	$(GO) test -count=1 -timeout 30m ./...
+
+bench-engine: services
+	$(GO) test ./engine -run '^$$' -bench BenchmarkReserve -benchtime 5s
+
+run: services build
+	$(BIN) stock load deploy/demo/catalog.csv
+	$(BIN) stock show store-berlin flash-sneaker-01
+
+# Stops only servers that deploy/local/up.sh started under .local/.
+stop:
+	deploy/local/down.sh
+
+clean:
+	rm -rf bin

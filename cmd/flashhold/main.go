@@ -1,0 +1,49 @@
+// Command flashhold is the reservation engine's one binary: see `flashhold help`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `flashhold: a reservation engine for flash-sale checkout.
+
+Usage:
+  flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
+  flashhold stock show LOCATION SKU     print a pool's availability as JSON
+  flashhold help                        this text
+
+Configuration comes from FLASHHOLD_* environment variables (see README.md).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "stock":
+		err = stockCmd(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "flashhold: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flashhold %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}

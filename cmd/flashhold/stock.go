@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flashhold/flashhold/catalog"
+	"github.com/flashhold/flashhold/config"
+	"github.com/flashhold/flashhold/engine"
+)
+
+// openEngine connects to Redis and builds an engine from the environment.
+func openEngine(ctx context.Context) (*engine.Engine, config.Config, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return nil, cfg, err
+	}
+	rdb, err := engine.NewRedisClient(cfg.Engine)
+	if err != nil {
+		return nil, cfg, err
+	}
+	e, err := engine.New(ctx, rdb, cfg.Engine, engine.WithLogger(cfg.Logger()))
+	if err != nil {
+		rdb.Close()
+		return nil, cfg, err
+	}
+	return e, cfg, nil
+}
+
+func stockCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("want `stock load FILE` or `stock show LOCATION SKU`")
+	}
+	switch args[0] {
+	case "load":
+		fs := flag.NewFlagSet("stock load", flag.ContinueOnError)
+		reset := fs.Bool("reset", false, "set stock again even if this file was loaded before")
+		format := fs.String("format", "", "csv or json (default: from the file name)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("want exactly one FILE")
+		}
+		return stockLoad(ctx, fs.Arg(0), *format, *reset)
+	case "show":
+		if len(args) != 3 {
+			return errors.New("want `stock show LOCATION SKU`")
+		}
+		e, _, err := openEngine(ctx)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		a, err := e.Availability(ctx, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		out, _ := json.MarshalIndent(a, "", "  ")
+		fmt.Println(string(out))
+		return nil
+	}
+	return fmt.Errorf("unknown stock command %q", args[0])
+}
+
+func stockLoad(ctx context.Context, path, format string, reset bool) error {
+	if format == "" {
+		format = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, bad, err := catalog.Parse(f, format)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	e, _, err := openEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var tag string
+	if reset {
+		tag = strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	n, loadBad := catalog.Load(ctx, e, rows, "stock-load", tag)
+	bad = append(bad, loadBad...)
+	sort.Slice(bad, func(i, j int) bool { return bad[i].Line < bad[j].Line })
+	for _, b := range bad {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", path, b)
+	}
+	fmt.Printf("%s: %d pools loaded, %d rows refused\n", path, n, len(bad))
+	if len(bad) > 0 {
+		return fmt.Errorf("%d rows refused", len(bad))
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+// Package config reads flashhold's configuration from the environment.
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// Config is everything the flashhold binary reads from its environment. Defaults are listed
+// in the README.
+type Config struct {
+	Engine engine.Config
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `env:"FLASHHOLD_LOG_LEVEL" envDefault:"info"`
+}
+
+// Load parses the environment.
+func Load() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	if err := cfg.Engine.Validate(); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	if _, err := zerolog.ParseLevel(cfg.LogLevel); err != nil {
+		return cfg, fmt.Errorf("configuration: FLASHHOLD_LOG_LEVEL: %w", err)
+	}
+	return cfg, nil
+}
+
+// Logger returns the JSON logger the configuration asks for, writing to stderr.
+func (c Config) Logger() zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(c.LogLevel)
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Str("service", "flashhold").Logger()
+}
