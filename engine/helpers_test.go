@@ -29,13 +29,11 @@ func newFakeClock() *fakeClock {
 	return c
 }
 
-func (c *fakeClock) Now() time.Time               { return time.UnixMilli(c.ms.Load()) }
-func (c *fakeClock) Advance(d time.Duration)      { c.ms.Add(d.Milliseconds()) }
-func (c *fakeClock) Set(ms int64)                 { c.ms.Store(ms) }
-func (c *fakeClock) Ms() int64                    { return c.ms.Load() }
-func (c *fakeClock) option() Option               { return WithClock(c.Now) }
-func (c *fakeClock) String() string               { return fmt.Sprint(c.ms.Load()) }
-func (c *fakeClock) AdvanceMs(ms int64) (n int64) { return c.ms.Add(ms) }
+func (c *fakeClock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+func (c *fakeClock) Set(ms int64)            { c.ms.Store(ms) }
+func (c *fakeClock) Ms() int64               { return c.ms.Load() }
+func (c *fakeClock) option() Option          { return WithClock(c.Now) }
 
 // backends runs f against the shared standalone Redis and against a test-owned 3-master
 // Redis Cluster.
@@ -44,7 +42,8 @@ func backends(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
 	t.Run("cluster", func(t *testing.T) { f(t, testredis.Cluster(t)) })
 }
 
-func testredisCluster(t *testing.T) redis.UniversalClient { return testredis.Cluster(t) }
+func testredisCluster(t *testing.T) redis.UniversalClient    { return testredis.Cluster(t) }
+func testredisStandalone(t *testing.T) redis.UniversalClient { return testredis.Standalone(t) }
 
 func testConfig(prefix string) Config {
 	return Config{

@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestSoldOutMemory: once a pool is found empty, a stampede of reserves is refused in process
+// (no script runs, nothing changes), yet a retry of a reservation that succeeded earlier still
+// gets its hold; after the memory lapses (or a restock) Redis is asked again.
+func TestSoldOutMemory(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		clock := newFakeClock()
+		e := newEngine(t, rdb, nil, clock.option())
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "gone", Shards: 4}, 4)
+		winners := make([]*Hold, 4)
+		for i := range winners {
+			winners[i] = mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
+		}
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: "first-loser", Actor: "shop"})
+		wantErr(t, err, ErrInsufficient)
+
+		before := partitionSeqs(t, e)
+		var wg sync.WaitGroup
+		for i := range 500 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("l%d", i), Actor: "shop"})
+				if err == nil || !isInsufficient(err) {
+					t.Errorf("stampede: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := e.Stats().SoldOutFast.Load(); got != 500 {
+			t.Fatalf("%d of 500 refusals came from the sold-out memory", got)
+		}
+		for i, w := range winners {
+			again := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
+			if again.ID != w.ID || !again.Replayed {
+				t.Fatalf("retry of winner %d during sold-out memory got %+v", i, again)
+			}
+		}
+		if after := partitionSeqs(t, e); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatal("the stampede changed state")
+		}
+		// A release gives a unit back; once the memory lapses the next buyer gets it.
+		if err := e.Release(ctx, winners[0].ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(e.cfg.SoldOutMemory + time.Millisecond)
+		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: "late", Actor: "shop"})
+		checkInvariants(t, e)
+	})
+}
+
+func isInsufficient(err error) bool {
+	_, ok := err.(*InsufficientError)
+	return ok
+}
+
+// TestCoalescing: concurrent reserves on one partition share script calls.
+func TestCoalescing(t *testing.T) {
+	e := newEngine(t, testredisStandalone(t), nil)
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10_000)
+	var wg sync.WaitGroup
+	for i := range 2000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"})
+		}()
+	}
+	wg.Wait()
+	st := e.Stats()
+	if st.BatchedRequests.Load() != 2000 || st.Batches.Load() >= 2000/2 {
+		t.Fatalf("2000 concurrent reserves went out in %d calls", st.Batches.Load())
+	}
+	n := countTypes(checkInvariants(t, e))
+	if n[EventReserved] != 2000 {
+		t.Fatalf("%d RESERVED events for 2000 reserves", n[EventReserved])
+	}
+	t.Logf("2000 reserves in %d calls", st.Batches.Load())
+}
