@@ -25,8 +25,7 @@ bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench BenchmarkReserve -benchtime 5s
 
 run: services build
-	$(BIN) stock load deploy/demo/catalog.csv
-	$(BIN) stock show store-berlin flash-sneaker-01
+	deploy/demo/run.sh
 
 # Stops only servers that deploy/local/up.sh started under .local/.
 stop:

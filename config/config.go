@@ -9,6 +9,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
 )
 
@@ -16,6 +17,11 @@ import (
 // in the README.
 type Config struct {
 	Engine engine.Config
+	API    api.Config
+	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
+	PostgresURL string `env:"FLASHHOLD_POSTGRES_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
+	// ShutdownTimeout bounds how long serve waits for requests in flight when stopping.
+	ShutdownTimeout time.Duration `env:"FLASHHOLD_SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `env:"FLASHHOLD_LOG_LEVEL" envDefault:"info"`
 }

@@ -41,6 +41,9 @@ func (k keyspace) logKey(p int) string   { return k.parts[p][4] }
 func (k keyspace) poolsKey() string      { return k.prefix + ":pools" }
 func (k keyspace) settingsKey() string   { return k.prefix + ":settings" }
 
+// vendorKey is the set of pools ("loc|sku") of one vendor.
+func (k keyspace) vendorKey(vendor string) string { return k.prefix + ":vendor:" + vendor }
+
 // poolHash places a pool in the keyspace; its shard s lives in partition (poolHash + s) mod P,
 // so the shards of a hot pool land on consecutive partitions (different slots in a cluster).
 func poolHash(location, sku string) uint32 {

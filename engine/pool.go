@@ -126,6 +126,9 @@ func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) err
 	if err := e.rdb.HSet(ctx2, e.ks.poolsKey(), c.Key().String(), raw).Err(); err != nil {
 		return fmt.Errorf("store pool %s: %w", c.Key(), redisErr(err))
 	}
+	if err := e.rdb.SAdd(ctx2, e.ks.vendorKey(c.Vendor), c.Key().String()).Err(); err != nil {
+		return fmt.Errorf("index pool %s: %w", c.Key(), redisErr(err))
+	}
 	e.pools.put(p)
 	return nil
 }
@@ -196,6 +199,51 @@ func (e *Engine) Pools(ctx context.Context) ([]PoolConfig, error) {
 		return out[i].SKU < out[j].SKU
 	})
 	return out, nil
+}
+
+// VendorPools lists a vendor's pools in (location, sku) order, starting after the pool key
+// "after" ("location|sku"; empty for the first page), at most limit of them. It also returns
+// whether more follow.
+func (e *Engine) VendorPools(ctx context.Context, vendor, after string, limit int) ([]PoolConfig, bool, error) {
+	if !idPattern.MatchString(vendor) {
+		return nil, false, invalid("vendor", "must match %s", idPattern)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	keys, err := e.rdb.SMembers(ctx, e.ks.vendorKey(vendor)).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("list pools of %s: %w", vendor, redisErr(err))
+	}
+	sort.Strings(keys)
+	start := sort.SearchStrings(keys, after)
+	if start < len(keys) && keys[start] == after {
+		start++
+	}
+	keys = keys[start:]
+	more := len(keys) > limit
+	if more {
+		keys = keys[:limit]
+	}
+	if len(keys) == 0 {
+		return nil, false, nil
+	}
+	raws, err := e.rdb.HMGet(ctx, e.ks.poolsKey(), keys...).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("load pools of %s: %w", vendor, redisErr(err))
+	}
+	out := make([]PoolConfig, 0, len(raws))
+	for i, raw := range raws {
+		s, ok := raw.(string)
+		if !ok {
+			continue
+		}
+		var c PoolConfig
+		if err := json.Unmarshal([]byte(s), &c); err != nil {
+			return nil, false, fmt.Errorf("decode pool %s: %w", keys[i], err)
+		}
+		out = append(out, c)
+	}
+	return out, more, nil
 }
 
 // poolCache keeps pool configurations in process for a short time, so the reserve path

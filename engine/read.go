@@ -73,7 +73,42 @@ func (e *Engine) Availability(ctx context.Context, location, sku string) (*Avail
 	if err != nil {
 		return nil, err
 	}
-	a := &Availability{PoolConfig: p.PoolConfig, Shards: shards}
+	return summarize(p.PoolConfig, shards), nil
+}
+
+// Availabilities reads many pools in one pipeline.
+func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*Availability, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	pools := make([]*pool, len(configs))
+	cmds := make([][]*redis.SliceCmd, len(configs))
+	for i, c := range configs {
+		pools[i] = e.newPool(c)
+		for s, part := range pools[i].partitions {
+			f := shardField(c.Location, c.SKU, s)
+			cmds[i] = append(cmds[i], pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c"))
+		}
+	}
+	if len(configs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("read availability: %w", redisErr(err))
+		}
+	}
+	out := make([]*Availability, len(configs))
+	for i, p := range pools {
+		shards := make([]ShardCount, p.Shards)
+		for s, cmd := range cmds[i] {
+			v := cmd.Val()
+			shards[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2])}
+		}
+		out[i] = summarize(p.PoolConfig, shards)
+	}
+	return out, nil
+}
+
+func summarize(c PoolConfig, shards []ShardCount) *Availability {
+	a := &Availability{PoolConfig: c, Shards: shards}
 	for _, s := range shards {
 		a.Available += s.Available
 		a.Held += s.Held
@@ -82,12 +117,12 @@ func (e *Engine) Availability(ctx context.Context, location, sku string) (*Avail
 	switch {
 	case a.Available <= 0:
 		a.Status = OutOfStock
-	case a.Available < p.LowStock:
+	case a.Available < c.LowStock:
 		a.Status = Limited
 	default:
 		a.Status = InStock
 	}
-	return a, nil
+	return a
 }
 
 // SnapshotHold is an open hold part as a snapshot sees it.

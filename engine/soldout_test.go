@@ -75,7 +75,9 @@ func TestCoalescing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"})
+			if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"}); err != nil {
+				t.Errorf("reserve: %v", err)
+			}
 		}()
 	}
 	wg.Wait()

@@ -105,6 +105,7 @@ func (e *Engine) Sweep(ctx context.Context, p, limit, gcLimit int) (SweepResult,
 	if r.code() == "FENCED" {
 		return SweepResult{}, fencedErr(p, r)
 	}
+	e.stats.Expired.Add(r.int(0))
 	return SweepResult{Restored: int(r.int(0)), NextExpiry: r.int(1), Forgotten: int(r.int(2))}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 const usage = `flashhold: a reservation engine for flash-sale checkout.
 
 Usage:
+  flashhold serve                       serve the HTTP API (FLASHHOLD_HTTP_ADDR)
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
   flashhold help                        this text
@@ -32,6 +33,8 @@ func run(ctx context.Context, args []string) int {
 	}
 	var err error
 	switch args[0] {
+	case "serve":
+		err = serveCmd(ctx)
 	case "stock":
 		err = stockCmd(ctx, args[1:])
 	case "help", "-h", "--help":

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// Error is an API error: an HTTP status, a stable code and a message for people.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// toError maps any error to the one status and code the API answers with; every engine error
+// has exactly one mapping, here.
+func toError(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var ve *engine.ValidationError
+	if errors.As(err, &ve) {
+		if ve.Field == "hold_id" {
+			return &Error{http.StatusBadRequest, "malformed_hold_id", ve.Error()}
+		}
+		return &Error{http.StatusUnprocessableEntity, "invalid", ve.Error()}
+	}
+	table := []struct {
+		target error
+		status int
+		code   string
+	}{
+		{engine.ErrInvalid, http.StatusUnprocessableEntity, "invalid"},
+		{engine.ErrUnknownPool, http.StatusNotFound, "unknown_pool"},
+		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
+		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
+		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
+		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},
+		{engine.ErrInProgress, http.StatusConflict, "request_in_progress"},
+		{engine.ErrHoldCommitted, http.StatusConflict, "hold_committed"},
+		{engine.ErrPartialCommit, http.StatusConflict, "partial_commit"},
+		{engine.ErrHoldGone, http.StatusGone, "hold_gone"},
+		{engine.ErrFenced, http.StatusServiceUnavailable, "partition_fenced"},
+		{engine.ErrUnavailable, http.StatusServiceUnavailable, "redis_unavailable"},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout"},
+	}
+	for _, m := range table {
+		if errors.Is(err, m.target) {
+			return &Error{m.status, m.code, err.Error()}
+		}
+	}
+	return &Error{http.StatusInternalServerError, "internal", "internal error"}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}

@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// EventQuery asks for one page of events in (partition, seq) order.
+type EventQuery struct {
+	Vendor string // "" for every vendor (admins only)
+	// After is the cursor of the last event already seen: "partition:seq" ("" from the start).
+	AfterPartition int
+	AfterSeq       int64
+	Limit          int
+}
+
+// EventPage is one page of events and the cursor to continue from ("" when nothing more is
+// there now; poll again later with the last cursor).
+type EventPage struct {
+	Events []engine.Event
+	Next   string
+	Source string
+}
+
+// EventSource serves the events API: the Redis streams, or the Postgres ledger.
+type EventSource interface {
+	Events(ctx context.Context, q EventQuery) (EventPage, error)
+}
+
+// streamEvents reads events from the partitions' Redis streams (what they still hold).
+type streamEvents struct {
+	eng *engine.Engine
+}
+
+// maxScan bounds how many events one page may look at, so a vendor with few events among
+// many does not make one request read the whole keyspace; the cursor carries on from there.
+const maxScan = 20_000
+
+func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, error) {
+	page := EventPage{Source: "redis"}
+	scanned := 0
+	p, after := q.AfterPartition, q.AfterSeq
+	for p < s.eng.Partitions() {
+		batch, err := s.eng.ReadEvents(ctx, p, after, int64(q.Limit))
+		if err != nil {
+			return page, err
+		}
+		for _, ev := range batch {
+			scanned++
+			after = ev.Seq
+			if q.Vendor != "" {
+				pc, err := s.eng.Pool(ctx, ev.Location, ev.SKU)
+				if err != nil || pc.Vendor != q.Vendor {
+					continue
+				}
+			}
+			page.Events = append(page.Events, ev)
+			if len(page.Events) == q.Limit {
+				page.Next = fmt.Sprintf("%d:%d", p, after)
+				return page, nil
+			}
+		}
+		if scanned >= maxScan {
+			page.Next = fmt.Sprintf("%d:%d", p, after)
+			return page, nil
+		}
+		if len(batch) < q.Limit {
+			p, after = p+1, 0
+		}
+	}
+	return page, nil
+}
+
+func parseCursor(s string) (int, int64, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	ps, ss, ok := strings.Cut(s, ":")
+	p, err1 := strconv.Atoi(ps)
+	seq, err2 := strconv.ParseInt(ss, 10, 64)
+	if !ok || err1 != nil || err2 != nil || p < 0 || seq < 0 {
+		return 0, 0, errorf(http.StatusBadRequest, "bad_request", "after must be a cursor \"partition:seq\" from next_after")
+	}
+	return p, seq, nil
+}
+
+type eventJSON struct {
+	EventID string `json:"event_id"`
+	ItemID  string `json:"item_id"`
+	engine.Event
+}
+
+func (s *Server) inventoryEvents(c *call) error {
+	vendor := c.query("vendor_id")
+	if c.key.Role == RoleVendor {
+		if vendor == "" {
+			vendor = c.key.Vendor
+		}
+		if err := c.vendorScope(vendor); err != nil {
+			return err
+		}
+	}
+	limit, err := intQuery(c, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	p, seq, err := parseCursor(c.query("after"))
+	if err != nil {
+		return err
+	}
+	page, err := s.events.Events(c.ctx, EventQuery{Vendor: vendor, AfterPartition: p, AfterSeq: seq, Limit: limit})
+	if err != nil {
+		return err
+	}
+	out := make([]eventJSON, len(page.Events))
+	for i, ev := range page.Events {
+		out[i] = eventJSON{EventID: fmt.Sprintf("%d-%d", ev.Partition, ev.Seq), ItemID: ev.SKU, Event: ev}
+	}
+	body := map[string]any{"events": out, "source": page.Source}
+	if vendor != "" {
+		body["vendor_id"] = vendor
+	}
+	if page.Next != "" {
+		body["next_after"] = page.Next
+	}
+	return c.json(http.StatusOK, body)
+}

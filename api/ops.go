@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+// OpenAPI returns the OpenAPI 3 document of the API.
+func OpenAPI() []byte { return openapiDoc }
+
+func (s *Server) openapi(c *call) error {
+	c.rc.SetStatusCode(http.StatusOK)
+	c.rc.SetContentType("application/json")
+	c.rc.SetBody(openapiDoc)
+	return nil
+}
+
+func (s *Server) healthz(c *call) error {
+	return c.json(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c *call) error {
+	names := make([]string, 0, len(s.ready))
+	for n := range s.ready {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	checks := map[string]string{}
+	status := http.StatusOK
+	for _, n := range names {
+		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		err := s.ready[n](ctx)
+		cancel()
+		if err != nil {
+			checks[n] = "error: " + err.Error()
+			status = http.StatusServiceUnavailable
+			continue
+		}
+		checks[n] = "ok"
+	}
+	state := "ready"
+	if status != http.StatusOK {
+		state = "not ready"
+	}
+	return c.json(status, map[string]any{"status": state, "checks": checks})
+}
+
+// metrics is the API's Prometheus registry.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	holds    *prometheus.CounterVec
+	handler  fasthttp.RequestHandler
+}
+
+func newMetrics(eng *engine.Engine) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flashhold_http_requests_total", Help: "HTTP requests by route, method and status.",
+	}, []string{"route", "method", "status"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "flashhold_http_request_duration_seconds",
+		Help:    "HTTP request latency by route and method.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route", "method"})
+	m.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flashhold_holds_total", Help: "Holds by outcome (created, committed, released through this API; expired by the sweeper).",
+	}, []string{"outcome"})
+	for _, o := range []string{"created", "committed", "released"} {
+		m.holds.WithLabelValues(o)
+	}
+	st := eng.Stats()
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "flashhold_engine_batch_size", Help: "Requests per coalesced reserve call.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
+	st.OnBatch(func(n int) { batch.Observe(float64(n)) })
+	m.reg.MustRegister(m.requests, m.latency, m.holds, batch,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flashhold_soldout_rejections_total", Help: "Reservations refused from the in-process sold-out memory, without a Redis script.",
+		}, func() float64 { return float64(st.SoldOutFast.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flashhold_holds_expired_total", Help: "Hold parts restored by sweeps run in this process.",
+		}, func() float64 { return float64(st.Expired.Load()) }),
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	if method != "" {
+		m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+	}
+}
+
+// Registry returns the registry, so other components of the process can add their metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+func (s *Server) serveMetrics(c *call) error {
+	s.metrics.handler(c.rc)
+	return nil
+}

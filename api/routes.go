@@ -1,0 +1,31 @@
+package api
+
+import "net/http"
+
+var (
+	checkout = []string{RoleClient}
+	vendors  = []string{RoleVendor}
+	admins   = []string{RoleAdmin}
+)
+
+func (s *Server) routes() {
+	r := &s.router
+	r.add(http.MethodPost, "/v1/holds", checkout, s.createHold)
+	r.add(http.MethodGet, "/v1/holds/{id}", checkout, s.getHold)
+	r.add(http.MethodPost, "/v1/holds/{id}/commit", checkout, s.commitHold)
+	r.add(http.MethodPost, "/v1/holds/{id}/release", checkout, s.releaseHold)
+	r.add(http.MethodPost, "/v1/holds/{id}/extend", checkout, s.extendHold)
+	r.add(http.MethodGet, "/v1/availability/{sku}", checkout, s.availability)
+
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk)
+	r.add(http.MethodGet, "/v1/inventory/events", vendors, s.inventoryEvents)
+
+	r.add(http.MethodPut, "/v1/pools/{location}/{sku}", admins, s.putPool)
+
+	r.add(http.MethodGet, "/healthz", nil, s.healthz)
+	r.add(http.MethodGet, "/readyz", nil, s.readyz)
+	r.add(http.MethodGet, "/metrics", nil, s.serveMetrics)
+	r.add(http.MethodGet, "/openapi.json", nil, s.openapi)
+}

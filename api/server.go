@@ -1,0 +1,293 @@
+// Package api serves flashhold over HTTP (fasthttp): checkout endpoints for clients,
+// inventory endpoints for vendors, health, readiness, metrics and the OpenAPI document.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// Config is the HTTP server's configuration (environment variables in the README).
+type Config struct {
+	Addr           string        `env:"FLASHHOLD_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	KeysFile       string        `env:"FLASHHOLD_API_KEYS_FILE"`
+	Keys           string        `env:"FLASHHOLD_API_KEYS"`
+	RateLimit      int           `env:"FLASHHOLD_RATE_LIMIT" envDefault:"1000"`
+	RateBurst      int           `env:"FLASHHOLD_RATE_BURST" envDefault:"2000"`
+	MaxBody        int           `env:"FLASHHOLD_HTTP_MAX_BODY" envDefault:"4194304"`
+	ReadTimeout    time.Duration `env:"FLASHHOLD_HTTP_READ_TIMEOUT" envDefault:"10s"`
+	WriteTimeout   time.Duration `env:"FLASHHOLD_HTTP_WRITE_TIMEOUT" envDefault:"10s"`
+	IdleTimeout    time.Duration `env:"FLASHHOLD_HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	RequestTimeout time.Duration `env:"FLASHHOLD_REQUEST_TIMEOUT" envDefault:"5s"`
+	BulkMaxRows    int           `env:"FLASHHOLD_BULK_MAX_ROWS" envDefault:"10000"`
+	BulkWorkers    int           `env:"FLASHHOLD_BULK_WORKERS" envDefault:"8"`
+}
+
+// Checker reports whether a dependency is reachable (for /readyz).
+type Checker func(ctx context.Context) error
+
+// Server is the HTTP API.
+type Server struct {
+	cfg     Config
+	eng     *engine.Engine
+	keys    *keyring
+	log     zerolog.Logger
+	router  router
+	srv     *fasthttp.Server
+	base    context.Context
+	cancel  context.CancelFunc
+	metrics *metrics
+	ready   map[string]Checker
+	events  EventSource
+	now     func() time.Time
+}
+
+// Option changes how New builds a Server.
+type Option func(*Server)
+
+// WithReadiness adds a dependency that /readyz checks.
+func WithReadiness(name string, c Checker) Option { return func(s *Server) { s.ready[name] = c } }
+
+// WithEventSource makes the events endpoint read from src instead of the Redis streams.
+func WithEventSource(src EventSource) Option { return func(s *Server) { s.events = src } }
+
+// WithLogger sets the server's logger.
+func WithLogger(l zerolog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// New builds the server. keys are the API keys it accepts.
+func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Server, error) {
+	if eng == nil {
+		return nil, errors.New("api: no engine")
+	}
+	kr, err := newKeyring(keys, cfg.RateLimit, cfg.RateBurst)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, eng: eng, keys: kr, log: zerolog.Nop(), ready: map[string]Checker{}, now: time.Now}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	s.ready["redis"] = func(ctx context.Context) error { return eng.Redis().Ping(ctx).Err() }
+	s.events = &streamEvents{eng: eng}
+	for _, o := range opts {
+		o(s)
+	}
+	s.metrics = newMetrics(eng)
+	s.routes()
+	s.srv = &fasthttp.Server{
+		Handler:                       s.handle,
+		ErrorHandler:                  s.transportError,
+		Name:                          "flashhold",
+		ReadTimeout:                   cfg.ReadTimeout,
+		WriteTimeout:                  cfg.WriteTimeout,
+		IdleTimeout:                   cfg.IdleTimeout,
+		MaxRequestBodySize:            cfg.MaxBody,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{&s.log},
+	}
+	return s, nil
+}
+
+// Routes lists every route the server registers (method and pattern).
+func (s *Server) Routes() [][2]string {
+	out := make([][2]string, len(s.router.routes))
+	for i, r := range s.router.routes {
+		out[i] = [2]string{r.Method, r.Pattern}
+	}
+	return out
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight to finish (or ctx
+// to end), then cancels what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.ShutdownWithContext(ctx)
+	s.cancel()
+	return err
+}
+
+// fasthttpLogger sends fasthttp's own messages (connection errors) to the debug log.
+type fasthttpLogger struct{ log *zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug().Msgf(format, args...) }
+
+// call is one request being served.
+type call struct {
+	s      *Server
+	rc     *fasthttp.RequestCtx
+	ctx    context.Context
+	key    *apiKey
+	params []string
+}
+
+func (c *call) param(name string) string {
+	for i := 0; i+1 < len(c.params); i += 2 {
+		if c.params[i] == name {
+			return c.params[i+1]
+		}
+	}
+	return ""
+}
+
+func (c *call) actor() string {
+	if c.key == nil {
+		return ""
+	}
+	return c.key.ID
+}
+
+func (c *call) query(name string) string { return string(c.rc.QueryArgs().Peek(name)) }
+
+func (c *call) json(status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.rc.SetStatusCode(status)
+	c.rc.SetContentType("application/json")
+	c.rc.SetBody(body)
+	return nil
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are refused.
+func decodeJSON(body []byte, v any) error {
+	if len(body) == 0 {
+		return errorf(http.StatusBadRequest, "bad_request", "request body is empty; want a JSON object")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "malformed JSON body: %s", jsonErr(err))
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "bad_request", "malformed JSON body: data after the object")
+	}
+	return nil
+}
+
+func jsonErr(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "field " + te.Field + " must be " + te.Type.String()
+	}
+	return err.Error()
+}
+
+func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
+	ae := toError(err)
+	if ae.Status >= 500 && ae.Code == "internal" {
+		s.log.Error().Err(err).Str("path", string(rc.Path())).Msg("request failed")
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = ae.Code, ae.Message
+	raw, _ := json.Marshal(body)
+	rc.SetStatusCode(ae.Status)
+	rc.SetContentType("application/json")
+	rc.SetBody(raw)
+}
+
+// transportError answers requests that fasthttp could not read (too large, malformed, slow).
+func (s *Server) transportError(rc *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.writeError(rc, errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody))
+	case isTimeout(err):
+		s.writeError(rc, errorf(http.StatusRequestTimeout, "request_timeout", "request was not read in time"))
+	default:
+		s.writeError(rc, errorf(http.StatusBadRequest, "bad_request", "malformed HTTP request"))
+	}
+	s.metrics.observe("unreadable", "", rc.Response.StatusCode(), 0)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (s *Server) handle(rc *fasthttp.RequestCtx) {
+	start := time.Now()
+	method := string(rc.Method())
+	label := "unmatched"
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Interface("panic", p).Str("path", string(rc.Path())).Msg("handler panicked")
+			rc.Response.Reset()
+			s.writeError(rc, errors.New("panic"))
+		}
+		s.metrics.observe(label, method, rc.Response.StatusCode(), time.Since(start))
+	}()
+	rt, params, allowed := s.router.match(method, string(rc.Path()))
+	if rt == nil {
+		if len(allowed) > 0 {
+			rc.Response.Header.Set("Allow", strings.Join(allowed, ", "))
+			s.writeError(rc, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed here; use %s", method, strings.Join(allowed, ", ")))
+			return
+		}
+		s.writeError(rc, errorf(http.StatusNotFound, "route_not_found", "no route for %s %s", method, rc.Path()))
+		return
+	}
+	label = rt.Pattern
+	c := &call{s: s, rc: rc, params: params}
+	if rt.roles != nil {
+		if err := s.authorize(c, rt.roles); err != nil {
+			s.writeError(rc, err)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
+	defer cancel()
+	c.ctx = ctx
+	if err := rt.h(c); err != nil {
+		s.writeError(rc, err)
+	}
+}
+
+func (s *Server) authorize(c *call, roles []string) error {
+	presented := string(c.rc.Request.Header.Peek("X-API-Key"))
+	if auth := string(c.rc.Request.Header.Peek("Authorization")); presented == "" && auth != "" {
+		presented, _ = strings.CutPrefix(auth, "Bearer ")
+	}
+	if presented == "" {
+		return errorf(http.StatusUnauthorized, "missing_api_key", "send an API key in the X-API-Key header or as Authorization: Bearer <key>")
+	}
+	k := s.keys.lookup(presented)
+	if k == nil {
+		return errorf(http.StatusUnauthorized, "invalid_api_key", "unknown API key")
+	}
+	ok := k.Role == RoleAdmin
+	for _, r := range roles {
+		ok = ok || r == k.Role
+	}
+	if !ok {
+		return errorf(http.StatusForbidden, "forbidden", "API key %s (role %s) may not use this endpoint", k.ID, k.Role)
+	}
+	if allowed, wait := k.allow(s.now()); !allowed {
+		c.rc.Response.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		return errorf(http.StatusTooManyRequests, "rate_limited", "API key %s is over its rate limit; retry in %s", k.ID, wait.Round(time.Millisecond))
+	}
+	c.key = k
+	return nil
+}
+
+// vendorScope checks that the caller may act for vendor.
+func (c *call) vendorScope(vendor string) error {
+	if c.key.Role == RoleVendor && c.key.Vendor != vendor {
+		return errorf(http.StatusForbidden, "forbidden", "API key %s belongs to vendor %s, not %s", c.key.ID, c.key.Vendor, vendor)
+	}
+	return nil
+}

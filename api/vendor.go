@@ -1,0 +1,422 @@
+package api
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// change is one vendor stock change as the API accepts it: either a new absolute
+// stock_quantity, or a change_type with a signed quantity_change.
+type change struct {
+	Location       string `json:"location"`
+	SKU            string `json:"sku"`
+	ItemID         string `json:"item_id"` // another name for sku
+	StockQuantity  *int64 `json:"stock_quantity"`
+	ChangeType     string `json:"change_type"`
+	QuantityChange *int64 `json:"quantity_change"`
+	TransactionID  string `json:"transaction_id"`
+	Reason         string `json:"reason"`
+}
+
+// toAdjust checks a change and turns it into an engine request. Signs follow the vendor's
+// view: PURCHASE and SPOILAGE take units away (negative), RESTOCK adds (positive),
+// ADJUSTMENT corrects either way.
+func (ch change) toAdjust(actor string) (engine.AdjustRequest, error) {
+	sku := ch.SKU
+	if sku == "" {
+		sku = ch.ItemID
+	} else if ch.ItemID != "" && ch.ItemID != sku {
+		return engine.AdjustRequest{}, errorf(http.StatusUnprocessableEntity, "invalid", "sku and item_id differ")
+	}
+	req := engine.AdjustRequest{Location: ch.Location, SKU: sku, TransactionID: ch.TransactionID, Actor: actor, Reason: ch.Reason}
+	if ch.Location == "" {
+		return req, errorf(http.StatusUnprocessableEntity, "invalid", "location is required")
+	}
+	if ch.StockQuantity != nil {
+		if ch.ChangeType != "" || ch.QuantityChange != nil {
+			return req, errorf(http.StatusUnprocessableEntity, "invalid", "give stock_quantity or change_type with quantity_change, not both")
+		}
+		req.Kind, req.Qty = engine.Set, *ch.StockQuantity
+		return req, nil
+	}
+	if ch.QuantityChange == nil {
+		return req, errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change (or stock_quantity) is required")
+	}
+	q := *ch.QuantityChange
+	sign := func(want int, what string) error {
+		if (want < 0 && q >= 0) || (want > 0 && q <= 0) {
+			return errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change: %s needs a %s quantity, got %d", ch.ChangeType, what, q)
+		}
+		return nil
+	}
+	var err error
+	switch ch.ChangeType {
+	case "PURCHASE":
+		err = sign(-1, "negative")
+		req.Kind, req.Qty = engine.Adjustment, q
+		if req.Reason == "" {
+			req.Reason = "PURCHASE"
+		}
+	case "RESTOCK":
+		err = sign(1, "positive")
+		req.Kind, req.Qty = engine.Restock, q
+	case "SPOILAGE":
+		err = sign(-1, "negative")
+		req.Kind, req.Qty = engine.Spoilage, -q
+	case "ADJUSTMENT":
+		if q == 0 {
+			err = errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change: ADJUSTMENT needs a non-zero quantity")
+		}
+		req.Kind, req.Qty = engine.Adjustment, q
+	case "":
+		err = errorf(http.StatusUnprocessableEntity, "invalid", "change_type is required with quantity_change")
+	default:
+		err = errorf(http.StatusUnprocessableEntity, "invalid", "change_type must be PURCHASE, RESTOCK, SPOILAGE or ADJUSTMENT, got %q", ch.ChangeType)
+	}
+	return req, err
+}
+
+// applyChange checks the pool belongs to the vendor and applies the change.
+func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (*engine.AdjustResult, error) {
+	p, err := s.eng.Pool(c.ctx, req.Location, req.SKU)
+	if err != nil {
+		return nil, err
+	}
+	if p.Vendor != vendor {
+		return nil, fmt.Errorf("%w: vendor %s has no %s at %s", engine.ErrUnknownPool, vendor, req.SKU, req.Location)
+	}
+	return s.eng.Adjust(c.ctx, req)
+}
+
+func (s *Server) vendorUpdate(c *call) error {
+	vendor := c.param("vendor")
+	if err := c.vendorScope(vendor); err != nil {
+		return err
+	}
+	var ch change
+	if err := decodeJSON(c.rc.PostBody(), &ch); err != nil {
+		return err
+	}
+	if ch.SKU != "" || ch.ItemID != "" {
+		return errorf(http.StatusBadRequest, "bad_request", "the sku is in the path; do not repeat it in the body")
+	}
+	ch.SKU = c.param("sku")
+	if ch.TransactionID == "" {
+		ch.TransactionID = string(c.rc.Request.Header.Peek("Idempotency-Key"))
+	}
+	if ch.TransactionID == "" {
+		return errorf(http.StatusBadRequest, "missing_transaction_id", "give transaction_id in the body or an Idempotency-Key header")
+	}
+	req, err := ch.toAdjust(c.actor())
+	if err != nil {
+		return err
+	}
+	res, err := s.applyChange(c, vendor, req)
+	if err != nil {
+		return err
+	}
+	if res.Replayed {
+		c.rc.Response.Header.Set("Idempotent-Replayed", "true")
+	}
+	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "location": req.Location, "sku": req.SKU,
+		"item_id": req.SKU, "change_type": changeTypeOf(ch), "previous_stock": res.Before, "new_stock": res.After,
+		"transaction_id": req.TransactionID, "replayed": res.Replayed})
+}
+
+func changeTypeOf(ch change) string {
+	if ch.StockQuantity != nil {
+		return "SET"
+	}
+	return ch.ChangeType
+}
+
+// bulkRow is one row of a bulk update, numbered as the caller sees it (JSON: 1-based index;
+// CSV: line number, the header being line 1).
+type bulkRow struct {
+	Row int
+	change
+}
+
+type rowResult struct {
+	Row           int    `json:"row"`
+	Location      string `json:"location,omitempty"`
+	SKU           string `json:"sku,omitempty"`
+	Status        string `json:"status"`
+	PreviousStock *int64 `json:"previous_stock,omitempty"`
+	NewStock      *int64 `json:"new_stock,omitempty"`
+	Replayed      bool   `json:"replayed,omitempty"`
+	Error         *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+func rejected(row int, err error) rowResult {
+	ae := toError(err)
+	r := rowResult{Row: row, Status: "rejected"}
+	r.Error = &struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{ae.Code, ae.Message}
+	return r
+}
+
+// decodeBulk reads a bulk update body as JSON ({"items": [...]}) or CSV (header row naming
+// the columns). Rows that cannot be read come back as rejected results; an error means the
+// body as a whole could not be read.
+func decodeBulk(contentType string, body []byte, maxRows int) ([]bulkRow, []rowResult, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "application/json", "":
+		var b struct {
+			Items []change `json:"items"`
+		}
+		if err := decodeJSON(body, &b); err != nil {
+			return nil, nil, err
+		}
+		if len(b.Items) > maxRows {
+			return nil, nil, errorf(http.StatusRequestEntityTooLarge, "too_many_rows", "%d rows; at most %d per request", len(b.Items), maxRows)
+		}
+		rows := make([]bulkRow, len(b.Items))
+		for i, it := range b.Items {
+			rows[i] = bulkRow{Row: i + 1, change: it}
+		}
+		return rows, nil, nil
+	case "text/csv":
+		return decodeBulkCSV(body, maxRows)
+	}
+	return nil, nil, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json or text/csv, not %q", mt)
+}
+
+var bulkColumns = map[string]bool{"location": true, "sku": true, "item_id": true, "stock_quantity": true,
+	"change_type": true, "quantity_change": true, "transaction_id": true, "reason": true}
+
+func decodeBulkCSV(body []byte, maxRows int) ([]bulkRow, []rowResult, error) {
+	r := csv.NewReader(bytes.NewReader(body))
+	r.FieldsPerRecord = -1
+	r.TrimLeadingSpace = true
+	header, err := r.Read()
+	if err != nil {
+		return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: %v", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		name := strings.ToLower(strings.TrimSpace(h))
+		if !bulkColumns[name] {
+			return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: unknown column %q", h)
+		}
+		if _, dup := col[name]; dup {
+			return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: column %q twice", h)
+		}
+		col[name] = i
+	}
+	if _, ok := col["location"]; !ok {
+		return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: a location column is required")
+	}
+	var rows []bulkRow
+	var bad []rowResult
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if len(rows)+len(bad) >= maxRows {
+			return nil, nil, errorf(http.StatusRequestEntityTooLarge, "too_many_rows", "more than %d rows; at most %d per request", maxRows, maxRows)
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV: %v", err)
+			}
+			bad = append(bad, rejected(line, errorf(http.StatusBadRequest, "bad_request", "CSV: %v", pe.Err)))
+			continue
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		ch := change{Location: get("location"), SKU: get("sku"), ItemID: get("item_id"), ChangeType: get("change_type"),
+			TransactionID: get("transaction_id"), Reason: get("reason")}
+		var numErr error
+		num := func(name string) *int64 {
+			s := get(name)
+			if s == "" {
+				return nil
+			}
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil && numErr == nil {
+				numErr = errorf(http.StatusUnprocessableEntity, "invalid", "%s: %q is not a whole number", name, s)
+			}
+			return &n
+		}
+		ch.StockQuantity, ch.QuantityChange = num("stock_quantity"), num("quantity_change")
+		if numErr != nil {
+			bad = append(bad, rejected(line, numErr))
+			continue
+		}
+		rows = append(rows, bulkRow{Row: line, change: ch})
+	}
+	return rows, bad, nil
+}
+
+func (s *Server) vendorBulk(c *call) error {
+	vendor := c.param("vendor")
+	if err := c.vendorScope(vendor); err != nil {
+		return err
+	}
+	rows, results, err := decodeBulk(string(c.rc.Request.Header.ContentType()), c.rc.PostBody(), s.cfg.BulkMaxRows)
+	if err != nil {
+		return err
+	}
+	key := string(c.rc.Request.Header.Peek("Idempotency-Key"))
+	out := make([]rowResult, len(rows))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range max(1, s.cfg.BulkWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out[i] = s.bulkOne(c, vendor, key, rows[i])
+			}
+		}()
+	}
+	for i := range rows {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	results = append(results, out...)
+	updated := 0
+	for _, r := range results {
+		if r.Status == "updated" {
+			updated++
+		}
+	}
+	sortResults(results)
+	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "updated_items": updated,
+		"rejected_items": len(results) - updated, "results": results})
+}
+
+func (s *Server) bulkOne(c *call, vendor, key string, row bulkRow) rowResult {
+	if row.TransactionID == "" && key != "" {
+		row.TransactionID = key + ":" + strconv.Itoa(row.Row)
+	}
+	if row.TransactionID == "" {
+		return rejected(row.Row, errorf(http.StatusBadRequest, "missing_transaction_id", "give the row a transaction_id, or send an Idempotency-Key header"))
+	}
+	req, err := row.toAdjust(c.actor())
+	if err != nil {
+		return rejected(row.Row, err)
+	}
+	res, err := s.applyChange(c, vendor, req)
+	if err != nil {
+		r := rejected(row.Row, err)
+		r.Location, r.SKU = req.Location, req.SKU
+		return r
+	}
+	return rowResult{Row: row.Row, Location: req.Location, SKU: req.SKU, Status: "updated",
+		PreviousStock: &res.Before, NewStock: &res.After, Replayed: res.Replayed}
+}
+
+func sortResults(rs []rowResult) {
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Row < rs[j].Row })
+}
+
+type inventoryItem struct {
+	Location      string `json:"location"`
+	SKU           string `json:"sku"`
+	ItemID        string `json:"item_id"`
+	StockQuantity int64  `json:"stock_quantity"`
+	Held          int64  `json:"held"`
+	Committed     int64  `json:"committed"`
+	Status        string `json:"status"`
+	LowStock      int64  `json:"low_stock_threshold"`
+	CustomerLimit int64  `json:"customer_limit"`
+	Shards        int    `json:"shards"`
+	IsPerishable  bool   `json:"is_perishable"`
+	BestBeforeMs  int64  `json:"best_before_ms,omitempty"`
+}
+
+func (s *Server) vendorInventory(c *call) error {
+	vendor := c.param("vendor")
+	if err := c.vendorScope(vendor); err != nil {
+		return err
+	}
+	limit, err := intQuery(c, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	pools, more, err := s.eng.VendorPools(c.ctx, vendor, c.query("after"), limit)
+	if err != nil {
+		return err
+	}
+	avail, err := s.eng.Availabilities(c.ctx, pools)
+	if err != nil {
+		return err
+	}
+	items := make([]inventoryItem, len(avail))
+	for i, a := range avail {
+		items[i] = inventoryItem{Location: a.Location, SKU: a.SKU, ItemID: a.SKU, StockQuantity: a.Available,
+			Held: a.Held, Committed: a.Committed, Status: a.Status, LowStock: a.LowStock,
+			CustomerLimit: a.CustomerLimit, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore}
+	}
+	body := map[string]any{"vendor_id": vendor, "items": items}
+	if more {
+		body["next_after"] = pools[len(pools)-1].Key().String()
+	}
+	return c.json(http.StatusOK, body)
+}
+
+func intQuery(c *call, name string, def, lo, hi int) (int, error) {
+	s := c.query(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "bad_request", "%s must be a whole number", name)
+	}
+	if n < lo || n > hi {
+		return 0, errorf(http.StatusUnprocessableEntity, "invalid", "%s must be %d..%d", name, lo, hi)
+	}
+	return n, nil
+}
+
+type poolBody struct {
+	Vendor        string `json:"vendor"`
+	Shards        int    `json:"shards"`
+	LowStock      int64  `json:"low_stock"`
+	CustomerLimit int64  `json:"customer_limit"`
+	BestBeforeMs  int64  `json:"best_before_ms"`
+}
+
+// putPool creates a pool (with no stock) or updates its threshold, limit and best-before date.
+func (s *Server) putPool(c *call) error {
+	var b poolBody
+	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
+		return err
+	}
+	if b.Shards == 0 {
+		b.Shards = 1
+	}
+	cfg := engine.PoolConfig{Location: c.param("location"), SKU: c.param("sku"), Vendor: b.Vendor, Shards: b.Shards,
+		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs}
+	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
+		return err
+	}
+	return c.json(http.StatusOK, cfg)
+}
