@@ -385,6 +385,8 @@ func TestOpsEndpoints(t *testing.T) {
 func TestRedisUnavailable(t *testing.T) {
 	rdb := testredis.Standalone(t)
 	ts := startServer(t, rdb, nil)
+	other := testredis.Standalone(t) // the prefix's own cleanup needs the client closed below
+	t.Cleanup(func() { testredis.DeletePrefix(context.Background(), other, ts.eng.Config().Prefix) })
 	rdb.Close()
 	ts.do("GET", "/v1/availability/cap?location=berlin", clientKey, nil).want(t, 503, "redis_unavailable")
 	ts.do("POST", "/v1/holds", clientKey, map[string]any{"location": "berlin", "sku": "cap"}, "Idempotency-Key", "r1").want(t, 503, "redis_unavailable")

@@ -48,21 +48,48 @@ func Standalone(t testing.TB) redis.UniversalClient {
 	return c
 }
 
+// registryKey records every test prefix with its creation time, so prefixes left by a test
+// process that was killed before its cleanup (a fuzz worker, a timeout) are removed later.
+const registryKey = "fhtest-registry"
+
+var sweepOnce sync.Once
+
 // Prefix returns a key prefix no other test uses, and deletes every key under it when the
-// test ends (on every master of a cluster). Nothing else is touched.
+// test ends (on every master of a cluster). Nothing else is touched, except prefixes of this
+// package's own that are more than an hour old.
 func Prefix(t testing.TB, c redis.UniversalClient) string {
 	t.Helper()
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := "fhtest-" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sweepOnce.Do(func() { sweepAbandoned(ctx, c) })
+	c.ZAdd(ctx, registryKey, redis.Z{Score: float64(time.Now().Unix()), Member: prefix})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := DeletePrefix(ctx, c, prefix); err != nil {
 			t.Logf("clean up keys %s:*: %v", prefix, err)
+			return
 		}
+		c.ZRem(ctx, registryKey, prefix)
 	})
 	return prefix
+}
+
+// sweepAbandoned deletes the keys of test prefixes registered more than an hour ago.
+func sweepAbandoned(ctx context.Context, c redis.UniversalClient) {
+	old, err := c.ZRangeByScore(ctx, registryKey, &redis.ZRangeBy{Min: "-inf",
+		Max: strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)}).Result()
+	if err != nil {
+		return
+	}
+	for _, p := range old {
+		if DeletePrefix(ctx, c, p) == nil {
+			c.ZRem(ctx, registryKey, p)
+		}
+	}
 }
 
 // DeletePrefix deletes every key that starts with prefix+":".
