@@ -11,6 +11,7 @@ import (
 
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/sweeper"
 )
 
 // Config is everything the flashhold binary reads from its environment. Defaults are listed
@@ -18,6 +19,9 @@ import (
 type Config struct {
 	Engine engine.Config
 	API    api.Config
+	Sweep  sweeper.Config
+	// Sweeper runs the sweeper inside serve.
+	Sweeper bool `env:"FLASHHOLD_SWEEPER" envDefault:"true"`
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
 	PostgresURL string `env:"FLASHHOLD_POSTGRES_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
 	// ShutdownTimeout bounds how long serve waits for requests in flight when stopping.

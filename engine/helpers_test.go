@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -110,98 +109,15 @@ func allEvents(t testing.TB, e *Engine) map[int][]Event {
 	return out
 }
 
-// ledgerTotals is what replaying the events says about one shard.
-type ledgerTotals struct {
-	available, held, committed, vendor int64 // vendor: net of restock, spoilage, adjustment
-	transfers                          int64
-}
-
-// checkInvariants asserts, at a quiet moment, everything the design promises:
-// every partition's events form a gap-free, unbroken hash chain whose seq and head match the
-// partition's; each shard's available_after chain is continuous; replaying the events gives
-// exactly the live counters; no counter is negative; held equals the open holds' units; and per
-// pool, initial ± vendor changes = available + held + committed. It returns the events.
+// checkInvariants fails the test unless Verify finds everything the engine promises holds
+// (chains, gap-free seqs, replay = live counters, conservation); it returns the events.
 func checkInvariants(t testing.TB, e *Engine) map[int][]Event {
 	t.Helper()
-	ctx := context.Background()
-	events := allEvents(t, e)
-	pools := map[string]*ledgerTotals{}
-	for p := range e.Partitions() {
-		snap, err := e.Snapshot(ctx, p)
-		if err != nil {
-			t.Fatalf("snapshot %d: %v", p, err)
-		}
-		evs := events[p]
-		if err := VerifyChain(evs, 0, GenesisHash, map[string]int64{}); err != nil {
-			t.Fatalf("chain: %v", err)
-		}
-		if int64(len(evs)) != snap.Seq {
-			t.Fatalf("partition %d: %d events in the stream, seq is %d", p, len(evs), snap.Seq)
-		}
-		if len(evs) > 0 && evs[len(evs)-1].Hash != snap.Head {
-			t.Fatalf("partition %d: head %s is not the last event's hash", p, snap.Head)
-		}
-		replay := map[string]*ledgerTotals{}
-		for _, ev := range evs {
-			f := shardField(ev.Location, ev.SKU, ev.Shard)
-			r := replay[f]
-			if r == nil {
-				r = &ledgerTotals{}
-				replay[f] = r
-			}
-			r.available = ev.After
-			r.held += ev.HeldDelta
-			switch ev.Type {
-			case EventCommitted:
-				r.committed += ev.Qty
-			case EventRestocked, EventSpoiled, EventAdjusted:
-				r.vendor += ev.Delta
-			case EventTransferOut, EventTransferIn:
-				r.transfers += ev.Delta
-			}
-		}
-		openHeld := map[string]int64{}
-		for _, h := range snap.Holds {
-			openHeld[shardField(h.Location, h.SKU, h.Shard)] += h.Qty
-		}
-		for f, sc := range snap.Shards {
-			if sc.Available < 0 || sc.Held < 0 || sc.Committed < 0 {
-				t.Fatalf("shard %s: negative counter %+v", f, sc)
-			}
-			r := replay[f]
-			if r == nil {
-				r = &ledgerTotals{}
-			}
-			if r.available != sc.Available || r.held != sc.Held || r.committed != sc.Committed {
-				t.Fatalf("shard %s: live %+v, events replay to available %d held %d committed %d",
-					f, sc, r.available, r.held, r.committed)
-			}
-			if openHeld[f] != sc.Held {
-				t.Fatalf("shard %s: held counter %d, open holds %d", f, sc.Held, openHeld[f])
-			}
-			pk := f[:len(f)-len(fmt.Sprint(sc.Shard))-1]
-			pt := pools[pk]
-			if pt == nil {
-				pt = &ledgerTotals{}
-				pools[pk] = pt
-			}
-			pt.available += sc.Available
-			pt.held += sc.Held
-			pt.committed += sc.Committed
-			pt.vendor += r.vendor
-			pt.transfers += r.transfers
-		}
+	v, err := e.Verify(context.Background())
+	if err != nil {
+		t.Fatalf("invariants: %v", err)
 	}
-	for pk, pt := range pools {
-		if pt.transfers != 0 {
-			t.Fatalf("pool %s: transfers net %d units (a transfer is half done)", pk, pt.transfers)
-		}
-		if pt.vendor != pt.available+pt.held+pt.committed {
-			t.Fatalf("pool %s: conservation broken: stock in %d != available %d + held %d + committed %d",
-				pk, pt.vendor, pt.available, pt.held, pt.committed)
-		}
-	}
-	return events
+	return v.Events
 }
 
 func countTypes(events map[int][]Event) map[string]int {

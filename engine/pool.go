@@ -126,8 +126,8 @@ func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) err
 	if err := e.rdb.HSet(ctx2, e.ks.poolsKey(), c.Key().String(), raw).Err(); err != nil {
 		return fmt.Errorf("store pool %s: %w", c.Key(), redisErr(err))
 	}
-	if err := e.rdb.SAdd(ctx2, e.ks.vendorKey(c.Vendor), c.Key().String()).Err(); err != nil {
-		return fmt.Errorf("index pool %s: %w", c.Key(), redisErr(err))
+	if err := e.indexPool(ctx2, c); err != nil {
+		return err
 	}
 	e.pools.put(p)
 	return nil

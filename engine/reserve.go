@@ -209,14 +209,16 @@ func homeShard(p *pool, token string, line int, customer string) int {
 
 func (rs *reservation) homePartition() int { return rs.pools[0].partitions[rs.home[0]] }
 
-// checkSoldOut answers from the in-process sold-out memory, without running a script.
+// checkSoldOut refuses in process, without running a script, lines whose pool is known to be
+// empty: found so less than SoldOutMemory ago, or perishable and past its best-before date.
 // An earlier answer under the same key still wins, so one cheap read of the idempotency
 // record is made before refusing.
 func (e *Engine) checkSoldOut(ctx context.Context, rs *reservation) error {
 	now := e.now()
 	for i, p := range rs.pools {
+		expired := p.BestBefore > 0 && now.UnixMilli() >= p.BestBefore
 		until, ok := e.soldOut.Load(p.Key())
-		if !ok || !now.Before(until.(time.Time)) {
+		if !expired && (!ok || !now.Before(until.(time.Time))) {
 			continue
 		}
 		home := partRef{Partition: rs.homePartition(), Line: 0, Shard: rs.home[0]}.id(rs.token)

@@ -71,12 +71,12 @@ func (e *Engine) finishTransfer(ctx context.Context, t PendingTransfer, actor st
 // CompleteTransfers finishes every transfer of partition p that was taken out but not
 // settled (its process stopped half-way). It returns how many it completed.
 func (e *Engine) CompleteTransfers(ctx context.Context, p int, actor string) (int, error) {
-	snap, err := e.Snapshot(ctx, p)
+	pending, err := e.PendingTransfers(ctx, p)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, t := range snap.Transfers {
+	for _, t := range pending {
 		if err := e.finishTransfer(ctx, t, actor); err != nil {
 			return n, fmt.Errorf("complete transfer %s: %w", t.ID, err)
 		}

@@ -7,6 +7,7 @@
 -- ARGV[4]  -> sku
 -- ARGV[5]  -> shard index
 -- ARGV[6]  -> kind: RESTOCK (+n), SPOILAGE (-n), ADJUSTMENT (signed n), SET (available := n),
+--             WRITEOFF (spoil every available unit; n is ignored),
 --             or CREATE (make the shard with 0 units when it does not exist; never changes one)
 -- ARGV[7]  -> n
 -- ARGV[8]  -> transaction id (idempotency field, unique per shard)
@@ -64,6 +65,8 @@ elseif kind == 'SET' then
   if reason == '' then
     reason = 'SET'
   end
+elseif kind == 'WRITEOFF' then
+  delta, typ = -before, 'SPOILED'
 else
   return redis.error_reply('ERR adjust: unknown kind ' .. kind)
 end

@@ -15,11 +15,22 @@ var files embed.FS
 // Names lists every operation script.
 var Names = []string{
 	"reserve", "reserve_batch", "commit", "release", "extend", "sweep", "adjust",
-	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot",
+	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease",
 }
 
-// Script returns the full source of the named operation: lib.lua, then the operation.
+// standalone scripts touch no partition and get no shared helpers.
+var standalone = map[string]bool{"lease": true}
+
+// Script returns the full source of the named operation: lib.lua, then the operation (a
+// standalone script alone).
 func Script(name string) (string, error) {
+	if standalone[name] {
+		op, err := files.ReadFile(name + ".lua")
+		if err != nil {
+			return "", fmt.Errorf("lua: no script %q: %w", name, err)
+		}
+		return string(op), nil
+	}
 	lib, err := files.ReadFile("lib.lua")
 	if err != nil {
 		return "", err

@@ -12,7 +12,8 @@ import (
 const usage = `flashhold: a reservation engine for flash-sale checkout.
 
 Usage:
-  flashhold serve                       serve the HTTP API (FLASHHOLD_HTTP_ADDR)
+  flashhold serve                       serve the HTTP API (FLASHHOLD_HTTP_ADDR), with the sweeper
+  flashhold sweep                       run only the sweeper (expiry, rebalancing, write-off)
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
   flashhold help                        this text
@@ -35,6 +36,8 @@ func run(ctx context.Context, args []string) int {
 	switch args[0] {
 	case "serve":
 		err = serveCmd(ctx)
+	case "sweep":
+		err = sweepCmd(ctx)
 	case "stock":
 		err = stockCmd(ctx, args[1:])
 	case "help", "-h", "--help":

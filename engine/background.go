@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lease takes or renews the lease called name for owner, for ttl. It returns false when
+// another owner holds it. Background work (sweeping a partition, rebalancing) takes a lease so
+// two processes do not do the same work at once; a lease of a process that died lapses.
+func (e *Engine) Lease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	return e.lease(ctx, name, owner, ttl, "1")
+}
+
+// ReleaseLease gives up a lease the owner holds.
+func (e *Engine) ReleaseLease(ctx context.Context, name, owner string) error {
+	_, err := e.lease(ctx, name, owner, time.Millisecond, "0")
+	return err
+}
+
+func (e *Engine) lease(ctx context.Context, name, owner string, ttl time.Duration, take string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	n, err := e.scripts["lease"].Run(ctx, e.rdb, []string{e.ks.prefix + ":lease:" + name}, owner, ttl.Milliseconds(), take).Int()
+	if err != nil {
+		return false, fmt.Errorf("lease %s: %w", name, redisErr(err))
+	}
+	return n == 1, nil
+}
+
+// NextExpiries reads every partition's earliest hold expiry (unix ms; -1 when it has no open
+// hold) in one pipeline.
+func (e *Engine) NextExpiries(ctx context.Context) ([]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, e.cfg.Partitions)
+	for p := range cmds {
+		cmds[p] = pipe.ZRangeWithScores(ctx, e.ks.parts[p][2], 0, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read next expiries: %w", redisErr(err))
+	}
+	out := make([]int64, len(cmds))
+	for p, cmd := range cmds {
+		out[p] = -1
+		if z := cmd.Val(); len(z) > 0 {
+			out[p] = int64(z[0].Score)
+		}
+	}
+	return out, nil
+}
+
+// indexPool keeps the sets of sharded and perishable pools that background work scans.
+func (e *Engine) indexPool(ctx context.Context, c PoolConfig) error {
+	pipe := e.rdb.Pipeline()
+	k := c.Key().String()
+	pipe.SAdd(ctx, e.ks.vendorKey(c.Vendor), k)
+	if c.Shards > 1 {
+		pipe.SAdd(ctx, e.ks.prefix+":sharded", k)
+	}
+	if c.BestBefore > 0 {
+		pipe.SAdd(ctx, e.ks.prefix+":perishable", k)
+	} else {
+		pipe.SRem(ctx, e.ks.prefix+":perishable", k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("index pool %s: %w", k, redisErr(err))
+	}
+	return nil
+}
+
+// ShardedPools lists the pools with more than one shard.
+func (e *Engine) ShardedPools(ctx context.Context) ([]PoolConfig, error) {
+	return e.poolsIn(ctx, e.ks.prefix+":sharded")
+}
+
+// PerishablePools lists the pools with a best-before date.
+func (e *Engine) PerishablePools(ctx context.Context) ([]PoolConfig, error) {
+	return e.poolsIn(ctx, e.ks.prefix+":perishable")
+}
+
+func (e *Engine) poolsIn(ctx context.Context, set string) ([]PoolConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	keys, err := e.rdb.SMembers(ctx, set).Result()
+	if err != nil || len(keys) == 0 {
+		return nil, redisErr(err)
+	}
+	raws, err := e.rdb.HMGet(ctx, e.ks.poolsKey(), keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load pools: %w", redisErr(err))
+	}
+	out := make([]PoolConfig, 0, len(raws))
+	for i, raw := range raws {
+		s, ok := raw.(string)
+		if !ok {
+			continue
+		}
+		var c PoolConfig
+		if err := json.Unmarshal([]byte(s), &c); err != nil {
+			return nil, fmt.Errorf("decode pool %s: %w", keys[i], err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// WriteOff spoils every unit available in a pool (a perishable pool past its best-before
+// date), shard by shard, each shard idempotent under "<txid>/<shard>". Holds already placed
+// are untouched and may still commit. It returns the units written off.
+func (e *Engine) WriteOff(ctx context.Context, location, sku, txid, actor, reason string) (int64, error) {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return 0, err
+	}
+	if !idemKeyPattern.MatchString(txid) {
+		return 0, invalid("transaction_id", "must match %s", idemKeyPattern)
+	}
+	if err := validateReason(reason); err != nil {
+		return 0, err
+	}
+	var total int64
+	for s := range p.partitions {
+		r, err := e.adjustShard(ctx, p, s, "WRITEOFF", 0, txid+"/"+strconv.Itoa(s), "writeoff",
+			AdjustRequest{Actor: actor, Reason: reason, TransactionID: txid})
+		if err != nil {
+			return total, err
+		}
+		total += r.Before - r.After
+	}
+	return total, nil
+}
+
+// BeginTransfer takes units out of one shard for another (the first half of Transfer) and
+// leaves the transfer pending; CompleteTransfers or Transfer with the same id finishes it.
+func (e *Engine) BeginTransfer(ctx context.Context, location, sku string, from, to int, qty int64, id, actor string) error {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return err
+	}
+	if from < 0 || from >= p.Shards || to < 0 || to >= p.Shards || from == to || qty < 1 {
+		return invalid("shard", "transfer needs two different shards of %s and a positive qty", p.Key())
+	}
+	r, err := e.run(ctx, "transfer_out", p.partitions[from], e.nowMs(), location, sku, from, qty, id, p.partitions[to], to, actor)
+	if err != nil {
+		return err
+	}
+	if r.code() != "OK" {
+		return fmt.Errorf("transfer_out %s: %v", id, []any(r))
+	}
+	return nil
+}
+
+// PendingTransfers lists partition p's transfers taken out and not yet settled.
+func (e *Engine) PendingTransfers(ctx context.Context, p int) ([]PendingTransfer, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	all, err := e.rdb.HGetAll(ctx, e.ks.parts[p][7]).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read transfers of partition %d: %w", p, redisErr(err))
+	}
+	var out []PendingTransfer
+	for id, v := range all {
+		if !strings.HasPrefix(id, "o:") {
+			continue
+		}
+		f := strings.Split(v, "|")
+		if len(f) != 7 {
+			continue
+		}
+		t := PendingTransfer{ID: id[2:], Location: f[0], SKU: f[1], FromPartition: p}
+		t.FromShard, _ = strconv.Atoi(f[2])
+		t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
+		t.ToPartition, _ = strconv.Atoi(f[4])
+		t.ToShard, _ = strconv.Atoi(f[5])
+		t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// FinishTransfer completes one pending transfer (applies it to its destination, settles it).
+func (e *Engine) FinishTransfer(ctx context.Context, t PendingTransfer, actor string) error {
+	return e.finishTransfer(ctx, t, actor)
+}
