@@ -11,6 +11,7 @@ import (
 
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/sweeper"
 )
 
@@ -22,8 +23,13 @@ type Config struct {
 	Sweep  sweeper.Config
 	// Sweeper runs the sweeper inside serve.
 	Sweeper bool `env:"FLASHHOLD_SWEEPER" envDefault:"true"`
+	Persist ledger.PersistConfig
+	// Persister runs the ledger persister inside serve (when FLASHHOLD_POSTGRES_URL is set).
+	Persister bool `env:"FLASHHOLD_PERSISTER" envDefault:"true"`
+	// MigrateOnStart applies the ledger migrations when serve starts.
+	MigrateOnStart bool `env:"FLASHHOLD_MIGRATE_ON_START" envDefault:"false"`
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
-	PostgresURL string `env:"FLASHHOLD_POSTGRES_URL" envDefault:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"`
+	PostgresURL string `env:"FLASHHOLD_POSTGRES_URL" envDefault:"postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable"`
 	// ShutdownTimeout bounds how long serve waits for requests in flight when stopping.
 	ShutdownTimeout time.Duration `env:"FLASHHOLD_SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	// LogLevel is one of debug, info, warn, error.
@@ -38,6 +44,9 @@ func Load() (Config, error) {
 	}
 	if err := cfg.Engine.Validate(); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	if m := cfg.Persist.Mode; m != ledger.ModeCopy && m != ledger.ModeInsert {
+		return cfg, fmt.Errorf("configuration: FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", m)
 	}
 	if _, err := zerolog.ParseLevel(cfg.LogLevel); err != nil {
 		return cfg, fmt.Errorf("configuration: FLASHHOLD_LOG_LEVEL: %w", err)

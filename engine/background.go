@@ -191,3 +191,60 @@ func (e *Engine) PendingTransfers(ctx context.Context, p int) ([]PendingTransfer
 func (e *Engine) FinishTransfer(ctx context.Context, t PendingTransfer, actor string) error {
 	return e.finishTransfer(ctx, t, actor)
 }
+
+// StreamKey is the name of partition p's event stream.
+func (e *Engine) StreamKey(p int) string { return e.ks.logKey(p) }
+
+// Heads reads every partition's last seq and fence reason (empty: not fenced) in one pipeline.
+func (e *Engine) Heads(ctx context.Context) (seqs []int64, fences []string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, e.cfg.Partitions)
+	for p := range cmds {
+		cmds[p] = pipe.HMGet(ctx, e.ks.parts[p][5], "seq", "fence")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("read partition heads: %w", redisErr(err))
+	}
+	seqs, fences = make([]int64, len(cmds)), make([]string, len(cmds))
+	for p, cmd := range cmds {
+		v := cmd.Val()
+		seqs[p] = toInt(v[0])
+		fences[p], _ = v[1].(string)
+	}
+	return seqs, fences, nil
+}
+
+// Leases takes or renews many leases in one pipeline; ok[i] says whether owner holds names[i].
+func (e *Engine) Leases(ctx context.Context, names []string, owner string, ttl time.Duration) ([]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	s := e.scripts["lease"]
+	run := func() ([]*redis.Cmd, error) {
+		pipe := e.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(names))
+		for i, n := range names {
+			cmds[i] = s.EvalSha(ctx, pipe, []string{e.ks.prefix + ":lease:" + n}, owner, ttl.Milliseconds(), "1")
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A node lost its script cache; pipelines do not fall back to EVAL by themselves.
+		if err := e.LoadScripts(ctx); err != nil {
+			return nil, err
+		}
+		cmds, err = run()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("leases: %w", redisErr(err))
+	}
+	ok := make([]bool, len(cmds))
+	for i, c := range cmds {
+		n, _ := c.Int()
+		ok[i] = n == 1
+	}
+	return ok, nil
+}

@@ -14,6 +14,8 @@ const usage = `flashhold: a reservation engine for flash-sale checkout.
 Usage:
   flashhold serve                       serve the HTTP API (FLASHHOLD_HTTP_ADDR), with the sweeper
   flashhold sweep                       run only the sweeper (expiry, rebalancing, write-off)
+  flashhold persist                     run only the ledger persister (Redis streams -> Postgres)
+  flashhold migrate                     apply the ledger schema migrations to FLASHHOLD_POSTGRES_URL
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
   flashhold help                        this text
@@ -36,6 +38,10 @@ func run(ctx context.Context, args []string) int {
 	switch args[0] {
 	case "serve":
 		err = serveCmd(ctx)
+	case "migrate":
+		err = migrateCmd(ctx)
+	case "persist":
+		err = persistCmd(ctx)
 	case "sweep":
 		err = sweepCmd(ctx)
 	case "stock":

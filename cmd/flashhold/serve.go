@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashhold/flashhold/api"
+	"github.com/flashhold/flashhold/config"
+	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/sweeper"
 )
 
@@ -28,13 +30,27 @@ func serveCmd(ctx context.Context) error {
 		log.Warn().Msg("no API keys configured (FLASHHOLD_API_KEYS_FILE, FLASHHOLD_API_KEYS): authenticated endpoints will answer 401")
 	}
 	opts := []api.Option{api.WithLogger(log)}
+	var store *ledger.Store
+	var persister *ledger.Persister
 	if cfg.PostgresURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.PostgresURL)
 		if err != nil {
 			return fmt.Errorf("FLASHHOLD_POSTGRES_URL: %w", err)
 		}
 		defer pool.Close()
-		opts = append(opts, api.WithReadiness("postgres", pool.Ping))
+		if cfg.MigrateOnStart {
+			v, err := ledger.Migrate(ctx, pool)
+			if err != nil {
+				return err
+			}
+			log.Info().Int64("version", v).Msg("ledger schema migrated")
+		}
+		store = ledger.NewStore(pool)
+		opts = append(opts, api.WithReadiness("postgres", pool.Ping), api.WithEventSource(ledgerEvents{store}))
+		if cfg.Persister {
+			persister = ledger.NewPersister(e, store, cfg.Persist, ledger.WithPersistLogger(log))
+			opts = append(opts, api.WithReadiness("ledger", persister.Check))
+		}
 	}
 	srv, err := api.New(cfg.API, e, keys, opts...)
 	if err != nil {
@@ -55,9 +71,16 @@ func serveCmd(ctx context.Context) error {
 		}
 		workers.Go(func() { sw.Run(bg) })
 	}
+	if persister != nil {
+		if err := persister.Register(srv.Registry()); err != nil {
+			return err
+		}
+		workers.Go(func() { persister.Run(bg) })
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Int("api_keys", len(keys)).Bool("sweeper", cfg.Sweeper).Msg("serving")
+	log.Info().Str("addr", ln.Addr().String()).Int("api_keys", len(keys)).Bool("sweeper", cfg.Sweeper).
+		Bool("persister", persister != nil).Msg("serving")
 	select {
 	case err := <-served:
 		stopBackground()
@@ -79,6 +102,68 @@ func serveCmd(ctx context.Context) error {
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// ledgerEvents serves the events API from the Postgres ledger.
+type ledgerEvents struct{ store *ledger.Store }
+
+func (l ledgerEvents) Events(ctx context.Context, q api.EventQuery) (api.EventPage, error) {
+	evs, err := l.store.Events(ctx, q.Vendor, q.AfterPartition, q.AfterSeq, q.Limit)
+	if err != nil {
+		return api.EventPage{}, err
+	}
+	page := api.EventPage{Events: evs, Source: "postgres"}
+	if len(evs) == q.Limit {
+		last := evs[len(evs)-1]
+		page.Next = fmt.Sprintf("%d:%d", last.Partition, last.Seq)
+	}
+	return page, nil
+}
+
+// openLedger connects to Postgres.
+func openLedger(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, fmt.Errorf("FLASHHOLD_POSTGRES_URL is empty")
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("FLASHHOLD_POSTGRES_URL: %w", err)
+	}
+	return pool, nil
+}
+
+// migrateCmd applies the ledger migrations.
+func migrateCmd(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	pool, err := openLedger(ctx, cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	v, err := ledger.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ledger schema at version %d\n", v)
+	return nil
+}
+
+// persistCmd runs only the ledger persister until interrupted.
+func persistCmd(ctx context.Context) error {
+	e, cfg, err := openEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	pool, err := openLedger(ctx, cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return ledger.NewPersister(e, ledger.NewStore(pool), cfg.Persist, ledger.WithPersistLogger(cfg.Logger())).Run(ctx)
 }
 
 // sweepCmd runs the sweeper alone until interrupted.

@@ -5,6 +5,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 export FLASHHOLD_API_KEYS_FILE=${FLASHHOLD_API_KEYS_FILE:-deploy/demo/api-keys.json}
 export FLASHHOLD_HTTP_ADDR=${FLASHHOLD_HTTP_ADDR:-127.0.0.1:8080}
+bin/flashhold migrate
 bin/flashhold stock load deploy/demo/catalog.csv
 base=http://$FLASHHOLD_HTTP_ADDR
 cat <<TXT

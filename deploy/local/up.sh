@@ -108,5 +108,14 @@ pg_up() {
   say "postgres started on 127.0.0.1:$pg_port (data in $dir/data)"
 }
 
+# The database flashhold's own commands use (tests make their own schemas in "postgres").
+pg_database() {
+  if ! psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'flashhold'" </dev/null | grep -q 1; then
+    psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qc "CREATE DATABASE flashhold" </dev/null
+    say "database flashhold created"
+  fi
+}
+
 redis_up
 pg_up
+pg_database

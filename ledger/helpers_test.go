@@ -1,0 +1,230 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testpg"
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testredis.StopCluster()
+	os.Exit(code)
+}
+
+func newEngine(t testing.TB, rdb redis.UniversalClient) *engine.Engine {
+	t.Helper()
+	cfg := engine.Config{Prefix: testredis.Prefix(t, rdb), Partitions: 16, RedisTimeout: 5 * time.Second,
+		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute, MaxQty: 100, MaxCartLines: 20,
+		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
+		CoalesceWorkers: 2, SoldOutMemory: 0, ReclaimInline: 8, CommitGrace: 5 * time.Second, PoolCacheTTL: time.Hour}
+	e, err := engine.New(context.Background(), rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// newStore makes a fresh schema with every migration applied.
+func newStore(t testing.TB) (*Store, string) {
+	t.Helper()
+	pool, schema := testpg.Schema(t)
+	if _, err := Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return NewStore(pool), schema
+}
+
+func persistConfig() PersistConfig {
+	return PersistConfig{Group: "ledger", Batch: 500, MaxRows: 20000, Interval: 5 * time.Millisecond, Mode: ModeCopy,
+		ClaimIdle: 0, Lease: 5 * time.Second, Keep: 1 << 40, BackoffMax: 200 * time.Millisecond, Timeout: 10 * time.Second,
+		LagAlarm: 1000, SyncPoolsEvery: 0}
+}
+
+func makePool(t testing.TB, e *engine.Engine, sku string, shards int, stock int64) {
+	t.Helper()
+	if err := e.CreatePool(context.Background(), engine.PoolConfig{Location: "s1", SKU: sku, Vendor: "v1", Shards: shards}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Adjust(context.Background(), engine.AdjustRequest{Location: "s1", SKU: sku, Kind: engine.Restock,
+		Qty: stock, TransactionID: "stock", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// workload reserves from goroutines, committing or releasing half of what it gets.
+func workload(t testing.TB, e *engine.Engine, sku string, goroutines, each int, tag string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				h, err := e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: 1}},
+					IdempotencyKey: fmt.Sprintf("%s-%d-%d", tag, g, i), Actor: "shop"})
+				if err != nil {
+					continue
+				}
+				if i%2 == 0 {
+					e.Commit(context.Background(), h.ID, "shop")
+				} else if i%3 == 0 {
+					e.Release(context.Background(), h.ID, "shop")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// drain runs passes until one reads nothing.
+func drain(t testing.TB, p *Persister) PersistPass {
+	t.Helper()
+	var total PersistPass
+	for range 1000 {
+		pass, err := p.RunOnce(context.Background())
+		if err != nil {
+			t.Fatalf("persist: %v", err)
+		}
+		total.Read += pass.Read
+		total.Inserted += pass.Inserted
+		total.Duplicates += pass.Duplicates
+		total.Forks = append(total.Forks, pass.Forks...)
+		if pass.Read == 0 {
+			return total
+		}
+	}
+	t.Fatal("persister did not drain")
+	return total
+}
+
+// checkLedger asserts the ledger holds, per partition, exactly the events 1..seq, gap-free,
+// hashes chained, ending at the partition's head in Redis.
+func checkLedger(t testing.TB, e *engine.Engine, s *Store) int64 {
+	t.Helper()
+	ctx := context.Background()
+	var total int64
+	for p := range e.Partitions() {
+		snap, err := e.Snapshot(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []engine.Event
+		for after := int64(0); ; {
+			page, err := s.Events(ctx, "", p, after, 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, ev := range page {
+				if ev.Partition != p {
+					break
+				}
+				evs = append(evs, ev)
+				after = ev.Seq
+				n++
+			}
+			if n < len(page) || len(page) == 0 {
+				break
+			}
+		}
+		if int64(len(evs)) != snap.Seq {
+			t.Fatalf("partition %d: ledger has %d events, Redis seq is %d", p, len(evs), snap.Seq)
+		}
+		if err := engine.VerifyChain(evs, 0, engine.GenesisHash, map[string]int64{}); err != nil {
+			t.Fatalf("ledger chain: %v", err)
+		}
+		if len(evs) > 0 && evs[len(evs)-1].Hash != snap.Head {
+			t.Fatalf("partition %d: ledger ends at %s, Redis head is %s", p, evs[len(evs)-1].Hash, snap.Head)
+		}
+		total += int64(len(evs))
+	}
+	var rows int64
+	s.pool.QueryRow(ctx, `SELECT count(*) FROM inventory_events`).Scan(&rows)
+	if rows != total {
+		t.Fatalf("%d rows, %d events", rows, total)
+	}
+	return total
+}
+
+// proxy forwards TCP to a target until it is cut; while cut it refuses connections.
+type proxy struct {
+	target string
+	ln     net.Listener
+	addr   string
+	mu     sync.Mutex
+	conns  []net.Conn
+	up     bool
+}
+
+func newProxy(t testing.TB, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &proxy{target: target, ln: ln, addr: ln.Addr().String(), up: true}
+	go px.serve()
+	t.Cleanup(func() { px.ln.Close(); px.cut() })
+	return px
+}
+
+func (px *proxy) serve() {
+	for {
+		c, err := px.ln.Accept()
+		if err != nil {
+			return
+		}
+		px.mu.Lock()
+		up := px.up
+		px.mu.Unlock()
+		if !up {
+			c.Close() // refused
+			continue
+		}
+		s, err := net.Dial("tcp", px.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		px.mu.Lock()
+		px.conns = append(px.conns, c, s)
+		px.mu.Unlock()
+		go func() { io.Copy(s, c); s.Close() }()
+		go func() { io.Copy(c, s); c.Close() }()
+	}
+}
+
+// cut drops every connection and refuses new ones until restore.
+func (px *proxy) cut() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	px.up = false
+	for _, c := range px.conns {
+		c.Close()
+	}
+	px.conns = nil
+}
+
+func (px *proxy) restore() {
+	px.mu.Lock()
+	px.up = true
+	px.mu.Unlock()
+}
+
+// poolVia opens a pool to the test schema through addr.
+func poolVia(t testing.TB, addr, schema string) *pgxpool.Pool {
+	return testpg.Pool(t, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&connect_timeout=2", addr), schema)
+}

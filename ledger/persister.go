@@ -1,0 +1,540 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// PersistConfig is the persister's configuration (environment variables in the README).
+type PersistConfig struct {
+	// Group is the Redis consumer group every persister joins.
+	Group string `env:"FLASHHOLD_PERSIST_GROUP" envDefault:"ledger"`
+	// Batch is the most entries read from one partition per pass; MaxRows caps a transaction.
+	Batch   int `env:"FLASHHOLD_PERSIST_BATCH" envDefault:"2000"`
+	MaxRows int `env:"FLASHHOLD_PERSIST_MAX_ROWS" envDefault:"50000"`
+	// Interval is the pause between passes that found nothing to do.
+	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
+	// Mode is how rows reach Postgres: copy (COPY into a staging table) or insert.
+	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
+	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
+	ClaimIdle time.Duration `env:"FLASHHOLD_PERSIST_CLAIM_IDLE" envDefault:"15s"`
+	// Lease is how long a partition stays this persister's after it last read it.
+	Lease time.Duration `env:"FLASHHOLD_PERSIST_LEASE" envDefault:"5s"`
+	// Keep is how many persisted entries each stream keeps in Redis; older ones are trimmed.
+	Keep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
+	// BackoffMax caps the wait between retries while Postgres fails.
+	BackoffMax time.Duration `env:"FLASHHOLD_PERSIST_BACKOFF_MAX" envDefault:"10s"`
+	// Timeout bounds one Postgres transaction.
+	Timeout time.Duration `env:"FLASHHOLD_PERSIST_TIMEOUT" envDefault:"30s"`
+	// LagAlarm: readiness fails when more entries than this wait to be persisted.
+	LagAlarm int64 `env:"FLASHHOLD_PERSIST_LAG_ALARM" envDefault:"1000000"`
+	// SyncPoolsEvery: how often pool configuration is copied into Postgres.
+	SyncPoolsEvery time.Duration `env:"FLASHHOLD_PERSIST_SYNC_POOLS_EVERY" envDefault:"30s"`
+}
+
+// PersistPass is what one RunOnce did.
+type PersistPass struct {
+	Read        int
+	Inserted    int64
+	Duplicates  int64
+	DeadLetters int64
+	Forks       []Fork
+}
+
+// Persister copies every partition stream into the ledger, exactly once.
+type Persister struct {
+	eng   *engine.Engine
+	store *Store
+	cfg   PersistConfig
+	log   zerolog.Logger
+	owner string
+
+	mu        sync.Mutex
+	groups    map[int]bool
+	watermark map[int]int64 // partition -> every seq up to it is in the ledger
+	trimmed   map[int]int64
+	forks     map[int]Fork
+	lastSync  time.Time
+	lag       []int64
+
+	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
+	beforeCommit func() error
+	beforeAck    func() error
+
+	persisted prometheus.Counter
+	batchSize prometheus.Histogram
+	deadTotal prometheus.Counter
+	alarms    prometheus.Counter
+	lagGauge  *prometheus.GaugeVec
+	lagSecs   *prometheus.GaugeVec
+}
+
+// PersistOption changes how NewPersister builds a Persister.
+type PersistOption func(*Persister)
+
+// WithPersistLogger sets the logger.
+func WithPersistLogger(l zerolog.Logger) PersistOption { return func(p *Persister) { p.log = l } }
+
+// WithConsumer names this persister in the consumer group (default: host, pid, random).
+func WithConsumer(name string) PersistOption { return func(p *Persister) { p.owner = name } }
+
+// NewPersister builds a persister.
+func NewPersister(eng *engine.Engine, store *Store, cfg PersistConfig, opts ...PersistOption) *Persister {
+	p := &Persister{eng: eng, store: store, cfg: cfg, log: zerolog.Nop(), groups: map[int]bool{},
+		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{}}
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	p.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	for _, o := range opts {
+		o(p)
+	}
+	p.cfg.Batch, p.cfg.MaxRows = max(p.cfg.Batch, 1), max(p.cfg.MaxRows, 1)
+	p.persisted = prometheus.NewCounter(prometheus.CounterOpts{Name: "flashhold_ledger_events_persisted_total", Help: "Events written to the Postgres ledger."})
+	p.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flashhold_ledger_batch_rows", Help: "Rows per ledger transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
+	p.deadTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "flashhold_ledger_dead_letters_total", Help: "Stream entries that could not be decoded."})
+	p.alarms = prometheus.NewCounter(prometheus.CounterOpts{Name: "flashhold_ledger_integrity_alarms_total", Help: "Partitions found forked (Redis lost acknowledged writes)."})
+	p.lagGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashhold_ledger_lag_entries", Help: "Events in Redis not yet in the ledger, per partition."}, []string{"partition"})
+	p.lagSecs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashhold_ledger_lag_seconds", Help: "Age of the oldest event not yet in the ledger, per partition."}, []string{"partition"})
+	return p
+}
+
+// Register adds the persister's metrics to reg.
+func (p *Persister) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{p.persisted, p.batchSize, p.deadTotal, p.alarms, p.lagGauge, p.lagSecs} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run persists until ctx ends: passes back to back while there is work, every Interval when
+// idle, and with capped exponential backoff while Postgres or Redis fail.
+func (p *Persister) Run(ctx context.Context) error {
+	p.log.Info().Str("consumer", p.owner).Str("mode", p.cfg.Mode).Msg("persister started")
+	defer p.log.Info().Msg("persister stopped")
+	backoff := time.Duration(0)
+	lastLag := time.Time{}
+	for ctx.Err() == nil {
+		pass, err := p.RunOnce(ctx)
+		wait := p.cfg.Interval
+		switch {
+		case err != nil && ctx.Err() == nil:
+			backoff = min(max(2*backoff, 100*time.Millisecond), p.cfg.BackoffMax)
+			wait = backoff
+			p.log.Warn().Err(err).Dur("retry_in", wait).Msg("persist pass failed; events stay buffered in Redis")
+		case err == nil:
+			backoff = 0
+			if pass.Read > 0 {
+				wait = 0
+			}
+		}
+		if time.Since(lastLag) > time.Second {
+			lastLag = time.Now()
+			if err := p.UpdateLag(ctx); err != nil && ctx.Err() == nil {
+				p.log.Debug().Err(err).Msg("lag not measured")
+			}
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+	return nil
+}
+
+type readEntry struct {
+	partition int
+	msgs      []redis.XMessage
+}
+
+// RunOnce makes one pass: reads what each leased, unfenced partition has for this consumer
+// (its own pending entries first, then entries claimed from dead consumers, then new ones),
+// writes them in one transaction, acknowledges them, fences forked partitions and trims
+// streams below what Postgres holds.
+func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pass PersistPass
+	if err := p.syncPools(ctx); err != nil {
+		return pass, err
+	}
+	parts, err := p.claimPartitions(ctx)
+	if err != nil || len(parts) == 0 {
+		return pass, err
+	}
+	entries, err := p.read(ctx, parts)
+	if err != nil {
+		return pass, err
+	}
+	var events []engine.Event
+	var dead []DeadLetter
+	for _, en := range entries {
+		for _, m := range en.msgs {
+			pass.Read++
+			if m.Values == nil {
+				continue // trimmed after it was persisted: only its acknowledgement is missing
+			}
+			c, _ := m.Values["e"].(string)
+			h, _ := m.Values["h"].(string)
+			ev, err := engine.ParseEvent(c, h)
+			if err == nil && ev.Partition != en.partition {
+				err = fmt.Errorf("event of partition %d in the stream of partition %d", ev.Partition, en.partition)
+			}
+			if err == nil && m.ID != strconv.FormatInt(ev.Seq, 10)+"-0" {
+				err = fmt.Errorf("entry id %s does not match seq %d", m.ID, ev.Seq)
+			}
+			if err != nil {
+				dead = append(dead, DeadLetter{Partition: en.partition, StreamID: m.ID, Payload: m.Values, Err: err.Error()})
+				continue
+			}
+			events = append(events, ev)
+		}
+	}
+	if pass.Read == 0 {
+		return pass, nil
+	}
+	res, err := p.append(ctx, events, dead)
+	if err != nil {
+		return pass, err
+	}
+	pass.Inserted, pass.Duplicates, pass.DeadLetters, pass.Forks = res.Inserted, res.Duplicates, res.DeadLetters, res.Forks
+	p.persisted.Add(float64(res.Inserted))
+	p.batchSize.Observe(float64(len(events)))
+	p.deadTotal.Add(float64(res.DeadLetters))
+	forked := map[int]bool{}
+	for _, f := range res.Forks {
+		forked[f.Partition] = true
+		p.fork(ctx, f)
+	}
+	if p.beforeAck != nil {
+		if err := p.beforeAck(); err != nil {
+			return pass, err
+		}
+	}
+	if err := p.ack(ctx, entries, forked); err != nil {
+		return pass, err
+	}
+	p.advance(entries, events, dead, forked)
+	return pass, p.trim(ctx)
+}
+
+func (p *Persister) append(ctx context.Context, events []engine.Event, dead []DeadLetter) (AppendResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	if p.beforeCommit != nil {
+		if err := p.beforeCommit(); err != nil {
+			return AppendResult{}, err
+		}
+	}
+	return p.store.Append(ctx, events, dead, p.cfg.Mode)
+}
+
+// claimPartitions returns the partitions this pass handles: unfenced, not found forked, and
+// leased to this persister (several persisters share the partitions between them).
+func (p *Persister) claimPartitions(ctx context.Context) ([]int, error) {
+	_, fences, err := p.eng.Heads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cand []int
+	var names []string
+	for part, f := range fences {
+		if f != "" {
+			continue // fenced: nothing is persisted until reconciliation repairs and unfences it
+		}
+		if _, was := p.forks[part]; was {
+			delete(p.forks, part) // repaired since: persist again, from what Postgres holds
+			delete(p.watermark, part)
+		}
+		cand = append(cand, part)
+		names = append(names, "persist:"+strconv.Itoa(part))
+	}
+	if len(cand) == 0 {
+		return nil, nil
+	}
+	ok, err := p.eng.Leases(ctx, names, p.owner, p.cfg.Lease)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for i, part := range cand {
+		if ok[i] {
+			out = append(out, part)
+		}
+	}
+	return out, nil
+}
+
+// read fetches up to Batch entries per partition in at most three pipelined rounds (a
+// cluster client sends each round to each node once): own pending, claimed, new.
+func (p *Persister) read(ctx context.Context, parts []int) ([]readEntry, error) {
+	if err := p.ensureGroups(ctx, parts); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, p.eng.Config().RedisTimeout)
+	defer cancel()
+	rdb := p.eng.Redis()
+	out := make([]readEntry, 0, len(parts))
+	budget := p.cfg.MaxRows
+	todo := parts
+	for round := 0; round < 3 && len(todo) > 0 && budget > 0; round++ {
+		pipe := rdb.Pipeline()
+		type pending struct {
+			part  int
+			read  *redis.XStreamSliceCmd
+			claim *redis.XAutoClaimCmd
+		}
+		var cmds []pending
+		for _, part := range todo {
+			n := int64(min(p.cfg.Batch, budget))
+			key := p.eng.StreamKey(part)
+			switch round {
+			case 0, 2:
+				id := "0" // this consumer's own entries, delivered before and not yet acknowledged
+				if round == 2 {
+					id = ">" // entries never delivered
+				}
+				cmds = append(cmds, pending{part: part, read: pipe.XReadGroup(rctx, &redis.XReadGroupArgs{
+					Group: p.cfg.Group, Consumer: p.owner, Streams: []string{key, id}, Count: n, Block: -1})})
+			case 1:
+				cmds = append(cmds, pending{part: part, claim: pipe.XAutoClaim(rctx, &redis.XAutoClaimArgs{
+					Stream: key, Group: p.cfg.Group, Consumer: p.owner, MinIdle: p.cfg.ClaimIdle, Start: "0-0", Count: n})})
+			}
+		}
+		if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+			if strings.Contains(err.Error(), "NOGROUP") {
+				p.groups = map[int]bool{} // the stream was recreated: make the groups again next pass
+			}
+			return nil, fmt.Errorf("read streams: %w", err)
+		}
+		var next []int
+		for _, c := range cmds {
+			var msgs []redis.XMessage
+			if c.read != nil {
+				if s, err := c.read.Result(); err == nil && len(s) > 0 {
+					msgs = s[0].Messages
+				}
+			} else {
+				msgs, _, _ = c.claim.Result()
+			}
+			if len(msgs) == 0 {
+				next = append(next, c.part)
+				continue
+			}
+			budget -= len(msgs)
+			out = append(out, readEntry{partition: c.part, msgs: msgs})
+		}
+		todo = next
+	}
+	return out, nil
+}
+
+func (p *Persister) ensureGroups(ctx context.Context, parts []int) error {
+	rdb := p.eng.Redis()
+	for _, part := range parts {
+		if p.groups[part] {
+			continue
+		}
+		err := rdb.XGroupCreateMkStream(ctx, p.eng.StreamKey(part), p.cfg.Group, "0").Err()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("create consumer group on partition %d: %w", part, err)
+		}
+		p.groups[part] = true
+	}
+	return nil
+}
+
+// ack acknowledges what was persisted; a forked partition's entries stay pending for repair.
+func (p *Persister) ack(ctx context.Context, entries []readEntry, forked map[int]bool) error {
+	ctx, cancel := context.WithTimeout(ctx, p.eng.Config().RedisTimeout)
+	defer cancel()
+	pipe := p.eng.Redis().Pipeline()
+	n := 0
+	for _, en := range entries {
+		if forked[en.partition] {
+			continue
+		}
+		ids := make([]string, len(en.msgs))
+		for i, m := range en.msgs {
+			ids[i] = m.ID
+		}
+		pipe.XAck(ctx, p.eng.StreamKey(en.partition), p.cfg.Group, ids...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// fork stops persisting a partition whose stream contradicts the ledger and fences it: Redis
+// lost acknowledged writes, and only reconciliation may decide what happens next.
+func (p *Persister) fork(ctx context.Context, f Fork) {
+	p.forks[f.Partition] = f
+	p.alarms.Inc()
+	p.log.Error().Int("partition", f.Partition).Int64("seq", f.Seq).Str("kind", f.Kind).Str("detail", f.Detail).
+		Msg("INTEGRITY ALARM: the stream contradicts the ledger (Redis lost acknowledged writes); partition fenced, run reconcile --repair")
+	reason := fmt.Sprintf("ledger fork at seq %d (%s)", f.Seq, f.Kind)
+	if err := p.eng.Fence(ctx, f.Partition, reason); err != nil {
+		p.log.Error().Err(err).Int("partition", f.Partition).Msg("could not fence the forked partition")
+	}
+}
+
+// advance moves each partition's watermark over events now known to be in the ledger.
+func (p *Persister) advance(entries []readEntry, events []engine.Event, dead []DeadLetter, forked map[int]bool) {
+	got := map[int]map[int64]bool{}
+	for _, ev := range events {
+		if got[ev.Partition] == nil {
+			got[ev.Partition] = map[int64]bool{}
+		}
+		got[ev.Partition][ev.Seq] = true
+	}
+	for _, en := range entries {
+		if forked[en.partition] {
+			continue
+		}
+		w, ok := p.watermark[en.partition]
+		if !ok {
+			continue // learned from Postgres before trimming
+		}
+		for got[en.partition][w+1] {
+			w++
+		}
+		p.watermark[en.partition] = w
+	}
+}
+
+// trim removes stream entries older than Keep below what the ledger holds for certain.
+func (p *Persister) trim(ctx context.Context) error {
+	for part := range p.groups {
+		if _, bad := p.forks[part]; bad {
+			continue
+		}
+		w, ok := p.watermark[part]
+		if !ok {
+			var err error
+			if w, err = p.store.Watermark(ctx, part); err != nil {
+				return err
+			}
+			p.watermark[part] = w
+		}
+		minID := w - p.cfg.Keep + 1
+		if minID <= p.trimmed[part]+max(p.cfg.Keep/10, 1) {
+			continue
+		}
+		err := p.eng.Redis().XTrimMinID(ctx, p.eng.StreamKey(part), strconv.FormatInt(minID, 10)+"-0").Err()
+		if err != nil {
+			return fmt.Errorf("trim partition %d: %w", part, err)
+		}
+		p.trimmed[part] = minID
+	}
+	return nil
+}
+
+func (p *Persister) syncPools(ctx context.Context) error {
+	if p.cfg.SyncPoolsEvery <= 0 || time.Since(p.lastSync) < p.cfg.SyncPoolsEvery {
+		return nil
+	}
+	pools, err := p.eng.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.store.SyncPools(ctx, pools); err != nil {
+		return err
+	}
+	p.lastSync = time.Now()
+	return nil
+}
+
+// UpdateLag measures, per partition, the events in Redis not yet in the ledger and the age of
+// the oldest of them.
+func (p *Persister) UpdateLag(ctx context.Context) error {
+	seqs, _, err := p.eng.Heads(ctx)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	wm := make(map[int]int64, len(p.watermark))
+	for k, v := range p.watermark {
+		wm[k] = v
+	}
+	p.mu.Unlock()
+	lag := make([]int64, len(seqs))
+	for part, seq := range seqs {
+		w, ok := wm[part]
+		if !ok {
+			if w, err = p.store.Watermark(ctx, part); err != nil {
+				return err
+			}
+		}
+		lag[part] = max(seq-w, 0)
+		label := strconv.Itoa(part)
+		p.lagGauge.WithLabelValues(label).Set(float64(lag[part]))
+		age := 0.0
+		if lag[part] > 0 {
+			if evs, err := p.eng.ReadEvents(ctx, part, w, 1); err == nil && len(evs) == 1 {
+				age = time.Since(time.UnixMilli(evs[0].TS)).Seconds()
+			}
+		}
+		p.lagSecs.WithLabelValues(label).Set(age)
+	}
+	p.mu.Lock()
+	p.lag = lag
+	p.mu.Unlock()
+	return nil
+}
+
+// Check is the persister's readiness: it fails while a partition is forked or while more
+// events than LagAlarm wait to be persisted.
+func (p *Persister) Check(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.forks) > 0 {
+		var parts []string
+		for part, f := range p.forks {
+			parts = append(parts, fmt.Sprintf("partition %d at seq %d (%s)", part, f.Seq, f.Kind))
+		}
+		return fmt.Errorf("ledger fork: %s; run flashhold reconcile --repair", strings.Join(parts, ", "))
+	}
+	var total int64
+	for _, l := range p.lag {
+		total += l
+	}
+	if total > p.cfg.LagAlarm {
+		return fmt.Errorf("%d events wait to be persisted", total)
+	}
+	return nil
+}
+
+// Forks lists the partitions this persister found forked.
+func (p *Persister) Forks() []Fork {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Fork, 0, len(p.forks))
+	for _, f := range p.forks {
+		out = append(out, f)
+	}
+	return out
+}

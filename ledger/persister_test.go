@@ -1,0 +1,357 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+func TestMigrate(t *testing.T) {
+	s, _ := newStore(t)
+	v, err := Migrate(context.Background(), s.pool) // again: nothing to do
+	if err != nil || v != 3 {
+		t.Fatalf("version %d, %v", v, err)
+	}
+	for _, table := range []string{"inventory_events", "dead_letters", "integrity_alarms", "vendors", "locations", "pools",
+		"reconcile_runs", "reconcile_findings", "checkpoints", "webhook_subscriptions", "webhook_deliveries"} {
+		var n int
+		if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		}
+	}
+}
+
+// TestPersistExactlyOnce: while a concurrent workload runs, the persister copies the streams;
+// afterwards the ledger holds every event exactly once, gap-free per partition, chained to
+// the head in Redis. Against standalone Redis and a 3-master cluster.
+func TestPersistExactlyOnce(t *testing.T) {
+	for name, client := range map[string]func(testing.TB) redis.UniversalClient{"standalone": testredis.Standalone, "cluster": clusterClient} {
+		t.Run(name, func(t *testing.T) {
+			e := newEngine(t, client(t))
+			s, _ := newStore(t)
+			makePool(t, e, "hot", 8, 100000)
+			makePool(t, e, "one", 1, 1000)
+			ctx, cancel := context.WithCancel(context.Background())
+			p := NewPersister(e, s, persistConfig())
+			done := make(chan struct{})
+			go func() { p.Run(ctx); close(done) }()
+			var wg sync.WaitGroup
+			for _, sku := range []string{"hot", "one"} {
+				wg.Add(1)
+				go func() { defer wg.Done(); workload(t, e, sku, 100, 10, sku) }()
+			}
+			wg.Wait()
+			cancel()
+			<-done
+			drain(t, p)
+			n := checkLedger(t, e, s)
+			if _, err := e.Verify(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d events persisted", n)
+		})
+	}
+}
+
+func clusterClient(t testing.TB) redis.UniversalClient { return testredis.Cluster(t) }
+
+// TestPersisterCrash: a persister that dies before its commit, or after it but before its
+// acknowledgement, is replaced by another; the ledger still holds every event exactly once.
+func TestPersisterCrash(t *testing.T) {
+	for _, point := range []string{"before commit", "after commit, before ack", "context cancelled"} {
+		t.Run(point, func(t *testing.T) {
+			e := newEngine(t, testredis.Standalone(t))
+			s, _ := newStore(t)
+			makePool(t, e, "a", 4, 10000)
+			workload(t, e, "a", 20, 10, "w")
+			crash := errors.New("killed")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cfg := persistConfig()
+			cfg.Lease = 50 * time.Millisecond
+			first := NewPersister(e, s, cfg, WithConsumer("first"))
+			switch point {
+			case "before commit":
+				first.beforeCommit = func() error { return crash }
+			case "after commit, before ack":
+				first.beforeAck = func() error { return crash }
+			case "context cancelled":
+				first.beforeCommit = func() error { cancel(); return nil }
+			}
+			if _, err := first.RunOnce(ctx); err == nil {
+				t.Fatal("the first persister should have died")
+			}
+			time.Sleep(60 * time.Millisecond) // the dead persister's leases lapse
+			second := NewPersister(e, s, cfg, WithConsumer("second"))
+			pass := drain(t, second)
+			n := checkLedger(t, e, s)
+			if point == "after commit, before ack" && pass.Duplicates == 0 {
+				t.Fatal("the replacement should have met the rows already committed")
+			}
+			if pass.Inserted+pass.Duplicates != n {
+				t.Fatalf("inserted %d + duplicates %d, ledger %d", pass.Inserted, pass.Duplicates, n)
+			}
+			// Nothing is left pending in the group.
+			for part := range e.Partitions() {
+				if pend, err := e.Redis().XPending(context.Background(), e.StreamKey(part), "ledger").Result(); err == nil && pend.Count != 0 {
+					t.Fatalf("partition %d: %d entries still pending", part, pend.Count)
+				}
+			}
+		})
+	}
+}
+
+// TestPostgresOutage: Postgres refuses connections in the middle of the load and comes back;
+// the streams buffer meanwhile, are never trimmed past what Postgres holds, and the persister
+// catches up with nothing lost and nothing doubled.
+func TestPostgresOutage(t *testing.T) {
+	e := newEngine(t, testredis.Standalone(t))
+	s, schema := newStore(t)
+	px := newProxy(t, "127.0.0.1:5432")
+	via := NewStore(poolVia(t, px.addr, schema))
+	makePool(t, e, "b", 8, 100000)
+	cfg := persistConfig()
+	cfg.Keep = 50 // trim eagerly, to catch any trim past the ledger
+	p := NewPersister(e, via, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+
+	stop := make(chan struct{})
+	var violations []string
+	var mu sync.Mutex
+	watch := func() { // the first entry left in each stream must not be past the ledger's watermark+1
+		for part := range e.Partitions() {
+			w, err := s.Watermark(context.Background(), part)
+			if err != nil {
+				continue
+			}
+			msgs, err := e.Redis().XRangeN(context.Background(), e.StreamKey(part), "-", "+", 1).Result()
+			if err != nil || len(msgs) == 0 {
+				continue
+			}
+			first, _ := strconv.ParseInt(msgs[0].ID[:len(msgs[0].ID)-2], 10, 64)
+			if first > w+1 {
+				mu.Lock()
+				violations = append(violations, fmt.Sprintf("partition %d trimmed to %d, ledger holds up to %d", part, first, w))
+				mu.Unlock()
+			}
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				watch()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	workload(t, e, "b", 50, 10, "before")
+	waitCaughtUp(t, e, s)
+	px.cut()
+	workload(t, e, "b", 50, 20, "during")
+	time.Sleep(300 * time.Millisecond) // the persister fails and backs off
+	seqs, _, _ := e.Heads(context.Background())
+	var inRedis, inLedger int64
+	for _, q := range seqs {
+		inRedis += q
+	}
+	s.pool.QueryRow(context.Background(), `SELECT count(*) FROM inventory_events`).Scan(&inLedger)
+	if inLedger >= inRedis {
+		t.Fatalf("during the outage the ledger kept up (%d of %d): Postgres was not cut off", inLedger, inRedis)
+	}
+	t.Logf("outage: %d of %d events buffered in Redis", inRedis-inLedger, inRedis)
+	px.restore()
+	workload(t, e, "b", 50, 10, "after")
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	close(stop)
+	drain(t, p)
+	watch()
+	if len(violations) > 0 {
+		t.Fatalf("a stream was trimmed past the ledger: %v", violations[0])
+	}
+	t.Logf("%d events persisted across the outage", checkLedger(t, e, s))
+}
+
+// waitCaughtUp waits until the ledger holds as many events as Redis has written.
+func waitCaughtUp(t testing.TB, e *engine.Engine, s *Store) {
+	t.Helper()
+	for range 500 {
+		seqs, _, _ := e.Heads(context.Background())
+		var want, got int64
+		for _, q := range seqs {
+			want += q
+		}
+		s.pool.QueryRow(context.Background(), `SELECT count(*) FROM inventory_events`).Scan(&got)
+		if got == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the persister did not catch up")
+}
+
+// TestTwoPersisters: two persisters with leases so short they keep contending share the
+// streams; every event is in the ledger exactly once.
+func TestTwoPersisters(t *testing.T) {
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	makePool(t, e, "c", 8, 100000)
+	cfg := persistConfig()
+	cfg.Lease = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	ps := []*Persister{NewPersister(e, s, cfg, WithConsumer("one")), NewPersister(e, s, cfg, WithConsumer("two"))}
+	for _, p := range ps {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.Run(ctx) }()
+	}
+	workload(t, e, "c", 100, 10, "x")
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	for _, p := range ps {
+		drain(t, p)
+	}
+	checkLedger(t, e, s)
+}
+
+// TestForkDetected: Redis loses acknowledged writes of one partition (its keys are restored
+// from an earlier dump) and new writes reuse the lost sequence numbers. The next batch finds
+// the fork, the partition is fenced, an alarm is recorded, and the ledger is untouched.
+func TestForkDetected(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	makePool(t, e, "d", 1, 1000)
+	part := e.PartitionOf("s1", "d", 0)
+	p := NewPersister(e, s, persistConfig())
+	workload(t, e, "d", 5, 4, "early")
+	drain(t, p)
+
+	// Dump the partition: the state a replica had before the last writes reached it.
+	keys, _ := rdb.Keys(ctx, e.Config().Prefix+":{p"+strconv.Itoa(part)+"}:*").Result()
+	dumps := map[string]string{}
+	for _, k := range keys {
+		dumps[k], _ = rdb.Dump(ctx, k).Result()
+	}
+	workload(t, e, "d", 5, 4, "lost")
+	drain(t, p)
+	before := ledgerHashes(t, s, part)
+
+	// Fail over: the partition rolls back, and new traffic writes different events.
+	for k, d := range dumps {
+		if err := rdb.RestoreReplace(ctx, k, 0, d).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	workload(t, e, "d", 3, 2, "after-failover")
+	pass, err := p.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pass.Forks) != 1 || pass.Forks[0].Partition != part || pass.Forks[0].Kind != "conflict" {
+		t.Fatalf("forks %+v", pass.Forks)
+	}
+	_, fences, _ := e.Heads(ctx)
+	if fences[part] == "" {
+		t.Fatal("the forked partition is not fenced")
+	}
+	_, err = e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "d", Qty: 1}}, IdempotencyKey: "x", Actor: "shop"})
+	if !errors.Is(err, engine.ErrFenced) {
+		t.Fatalf("reserve on the fenced partition: %v", err)
+	}
+	if after := ledgerHashes(t, s, part); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("the ledger changed")
+	}
+	var alarms int
+	s.pool.QueryRow(ctx, `SELECT count(*) FROM integrity_alarms WHERE partition = $1`, part).Scan(&alarms)
+	if alarms != 1 || p.Check(ctx) == nil {
+		t.Fatalf("alarms %d, readiness %v", alarms, p.Check(ctx))
+	}
+	// Later passes leave the fenced partition alone.
+	if pass := drain(t, p); len(pass.Forks) != 0 {
+		t.Fatalf("a fenced partition was read again: %+v", pass)
+	}
+}
+
+func ledgerHashes(t testing.TB, s *Store, part int) []string {
+	rows, err := s.pool.Query(context.Background(), `SELECT hash FROM inventory_events WHERE partition = $1 ORDER BY seq`, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		rows.Scan(&h)
+		out = append(out, h)
+	}
+	return out
+}
+
+// TestDeadLetters: an entry that is not an event goes to dead_letters with its raw payload and
+// does not stop the partition.
+func TestDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	makePool(t, e, "f", 1, 10)
+	part := e.PartitionOf("s1", "f", 0)
+	rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.StreamKey(part), ID: "1000-0", Values: []any{"e", "not|an|event", "h", "x"}})
+	p := NewPersister(e, s, persistConfig())
+	pass := drain(t, p)
+	var n int
+	var payload string
+	s.pool.QueryRow(ctx, `SELECT count(*), max(payload::text) FROM dead_letters`).Scan(&n, &payload)
+	if n != 1 || pass.Inserted != 1 || payload == "" {
+		t.Fatalf("dead letters %d (%s), inserted %d", n, payload, pass.Inserted)
+	}
+}
+
+// TestEventsFromLedger: the ledger serves events by vendor in (partition, seq) pages.
+func TestEventsFromLedger(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	makePool(t, e, "g", 2, 10)
+	if err := e.CreatePool(ctx, engine.PoolConfig{Location: "s2", SKU: "other", Vendor: "v2", Shards: 1}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	e.Adjust(ctx, engine.AdjustRequest{Location: "s2", SKU: "other", Kind: engine.Restock, Qty: 5, TransactionID: "t", Actor: "t"})
+	cfg := persistConfig()
+	cfg.SyncPoolsEvery = time.Nanosecond
+	drain(t, NewPersister(e, s, cfg))
+	var got []string
+	p, seq := 0, int64(0)
+	for range 10 {
+		evs, err := s.Events(ctx, "v1", p, seq, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		got = append(got, evs[0].SKU)
+		p, seq = evs[0].Partition, evs[0].Seq
+	}
+	if fmt.Sprint(got) != "[g g]" {
+		t.Fatalf("vendor v1 events %v", got)
+	}
+}

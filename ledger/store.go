@@ -1,0 +1,356 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// Store reads and writes the ledger tables.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore wraps a pool whose search_path holds the ledger schema.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+var eventColumns = []string{"partition", "seq", "type", "location", "sku", "shard", "delta", "available_after",
+	"held_delta", "hold", "qty", "customer", "idem", "actor", "reason", "ts", "prev_hash", "hash"}
+
+func eventRow(ev *engine.Event) []any {
+	return []any{ev.Partition, ev.Seq, ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Delta, ev.After, ev.HeldDelta,
+		ev.Hold, ev.Qty, ev.Customer, ev.Idem, ev.Actor, ev.Reason, ev.TS, ev.PrevHash, ev.Hash}
+}
+
+// Write modes: COPY, or multi-row INSERT … ON CONFLICT DO NOTHING.
+const (
+	ModeCopy   = "copy"
+	ModeInsert = "insert"
+)
+
+// DeadLetter is a stream entry that could not be decoded.
+type DeadLetter struct {
+	Partition int
+	StreamID  string
+	Payload   map[string]any
+	Err       string
+}
+
+// Fork is a partition whose stream contradicts the ledger: the same seq with another hash,
+// or an event that does not continue (or is not continued by) the ledger's chain.
+type Fork struct {
+	Partition int
+	Seq       int64
+	Kind      string // conflict, predecessor, successor, genesis, chain
+	Detail    string
+}
+
+// AppendResult is what one Append did.
+type AppendResult struct {
+	Inserted    int64 // new rows; events already in the ledger with the same hash are skipped
+	Duplicates  int64
+	Forks       []Fork
+	DeadLetters int64
+}
+
+type ledgerRow struct {
+	hash, prev string
+}
+
+// Append writes events (each partition's in seq order) and dead letters in one transaction.
+// First it reads, inside the transaction, the ledger rows around the batch (per partition,
+// from one before its first event to one after its last) and checks every event against them:
+// the same seq with another hash, a prev_hash that is not the ledger's previous hash, or a
+// ledger successor that does not point back at it. A partition with any contradiction is left
+// out whole and reported in Forks: never written, never overwriting. Events the ledger
+// already holds with the same hash are skipped; the rest are written by COPY or by multi-row
+// INSERT … ON CONFLICT DO NOTHING, straight into inventory_events.
+func (s *Store) Append(ctx context.Context, events []engine.Event, dead []DeadLetter, mode string) (AppendResult, error) {
+	var res AppendResult
+	if mode != ModeCopy && mode != ModeInsert {
+		return res, fmt.Errorf("ledger: unknown write mode %q (want copy or insert)", mode)
+	}
+	forked := map[int]Fork{}
+	checkBatch(events, forked)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("ledger: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	have, err := neighbours(ctx, tx, events)
+	if err != nil {
+		return res, err
+	}
+	fresh := make([]engine.Event, 0, len(events))
+	for i := range events {
+		ev := &events[i]
+		if _, bad := forked[ev.Partition]; bad {
+			continue
+		}
+		if f, ok := contradiction(ev, have); ok {
+			forked[ev.Partition] = f
+			continue
+		}
+		if _, dup := have[key{ev.Partition, ev.Seq}]; !dup {
+			fresh = append(fresh, *ev)
+		}
+	}
+	if len(forked) > 0 { // drop what a forked partition had before its contradiction was seen
+		kept := fresh[:0]
+		for _, ev := range fresh {
+			if _, bad := forked[ev.Partition]; !bad {
+				kept = append(kept, ev)
+			}
+		}
+		fresh = kept
+	}
+	if res.Inserted, err = write(ctx, tx, fresh, mode); err != nil {
+		return res, err
+	}
+	if res.Inserted < int64(len(fresh)) {
+		// Another writer got some rows in first (INSERT skipped them): they must be the same.
+		again, err := neighbours(ctx, tx, fresh)
+		if err != nil {
+			return res, err
+		}
+		for i := range fresh {
+			if r, ok := again[key{fresh[i].Partition, fresh[i].Seq}]; ok && r.hash != fresh[i].Hash {
+				forked[fresh[i].Partition] = Fork{fresh[i].Partition, fresh[i].Seq, "conflict", "ledger has hash " + r.hash + ", stream has " + fresh[i].Hash}
+			}
+		}
+		if len(forked) > 0 {
+			return res, fmt.Errorf("ledger: a concurrent writer stored different events; retrying")
+		}
+	}
+	for _, f := range forked {
+		res.Forks = append(res.Forks, f)
+		if _, err := tx.Exec(ctx, `INSERT INTO integrity_alarms (partition, seq, kind, detail) VALUES ($1, $2, $3, $4)`,
+			f.Partition, f.Seq, f.Kind, f.Detail); err != nil {
+			return res, fmt.Errorf("ledger: record alarm: %w", err)
+		}
+	}
+	for _, d := range dead {
+		payload, _ := json.Marshal(d.Payload)
+		tag, err := tx.Exec(ctx, `INSERT INTO dead_letters (partition, stream_id, payload, error) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (partition, stream_id) DO NOTHING`, d.Partition, d.StreamID, payload, d.Err)
+		if err != nil {
+			return res, fmt.Errorf("ledger: dead letter: %w", err)
+		}
+		res.DeadLetters += tag.RowsAffected()
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("ledger: commit: %w", err)
+	}
+	for i := range events {
+		if _, bad := forked[events[i].Partition]; !bad {
+			res.Duplicates++
+		}
+	}
+	res.Duplicates -= res.Inserted
+	return res, nil
+}
+
+type key struct {
+	partition int
+	seq       int64
+}
+
+// neighbours reads the ledger rows in each partition's range around the events.
+func neighbours(ctx context.Context, tx pgx.Tx, events []engine.Event) (map[key]ledgerRow, error) {
+	lo, hi := map[int]int64{}, map[int]int64{}
+	for _, ev := range events {
+		if l, ok := lo[ev.Partition]; !ok || ev.Seq-1 < l {
+			lo[ev.Partition] = ev.Seq - 1
+		}
+		hi[ev.Partition] = max(hi[ev.Partition], ev.Seq+1)
+	}
+	var ps []int32
+	var los, his []int64
+	for p, l := range lo {
+		ps, los, his = append(ps, int32(p)), append(los, l), append(his, hi[p])
+	}
+	have := map[key]ledgerRow{}
+	if len(ps) == 0 {
+		return have, nil
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT e.partition, e.seq, e.hash, e.prev_hash
+		  FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS r(p, lo, hi)
+		  JOIN inventory_events e ON e.partition = r.p AND e.seq BETWEEN r.lo AND r.hi`, ps, los, his)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read neighbours: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k key
+		var r ledgerRow
+		if err := rows.Scan(&k.partition, &k.seq, &r.hash, &r.prev); err != nil {
+			return nil, err
+		}
+		have[k] = r
+	}
+	return have, rows.Err()
+}
+
+// contradiction checks one event against the ledger rows next to it.
+func contradiction(ev *engine.Event, have map[key]ledgerRow) (Fork, bool) {
+	if r, ok := have[key{ev.Partition, ev.Seq}]; ok && r.hash != ev.Hash {
+		return Fork{ev.Partition, ev.Seq, "conflict", "ledger has hash " + r.hash + ", stream has " + ev.Hash}, true
+	}
+	if r, ok := have[key{ev.Partition, ev.Seq - 1}]; ok && r.hash != ev.PrevHash {
+		return Fork{ev.Partition, ev.Seq, "predecessor", fmt.Sprintf("prev_hash %s is not the ledger's hash %s of seq %d", ev.PrevHash, r.hash, ev.Seq-1)}, true
+	}
+	if r, ok := have[key{ev.Partition, ev.Seq + 1}]; ok && r.prev != ev.Hash {
+		return Fork{ev.Partition, ev.Seq, "successor", fmt.Sprintf("ledger seq %d has prev_hash %s, not this event's hash %s", ev.Seq+1, r.prev, ev.Hash)}, true
+	}
+	return Fork{}, false
+}
+
+// checkBatch checks links inside the batch: the first event of a partition is genesis-linked
+// when it is seq 1, and consecutive events link hash to prev_hash.
+func checkBatch(events []engine.Event, forked map[int]Fork) {
+	last := map[int]*engine.Event{}
+	for i := range events {
+		ev := &events[i]
+		if ev.Seq == 1 && ev.PrevHash != engine.GenesisHash {
+			forked[ev.Partition] = Fork{ev.Partition, ev.Seq, "genesis", "seq 1 does not start from the genesis hash"}
+		}
+		if prev := last[ev.Partition]; prev != nil && prev.Seq+1 == ev.Seq && ev.PrevHash != prev.Hash {
+			if _, ok := forked[ev.Partition]; !ok {
+				forked[ev.Partition] = Fork{ev.Partition, ev.Seq, "chain", "prev_hash does not match the previous event in the stream"}
+			}
+		}
+		last[ev.Partition] = ev
+	}
+}
+
+// maxParams is Postgres's limit on bind parameters in one statement.
+const maxParams = 65535
+
+// write stores events that are not in the ledger yet. COPY fails as a whole on a primary-key
+// clash (another writer got there first; the batch is retried and then skips those rows);
+// INSERT skips clashing rows and reports how many it wrote.
+func write(ctx context.Context, tx pgx.Tx, events []engine.Event, mode string) (int64, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if mode == ModeCopy {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"inventory_events"}, eventColumns, pgx.CopyFromSlice(len(events), func(i int) ([]any, error) {
+			return eventRow(&events[i]), nil
+		}))
+		if err != nil {
+			return 0, fmt.Errorf("ledger: copy: %w", err)
+		}
+		return n, nil
+	}
+	var total int64
+	per := maxParams / len(eventColumns)
+	for start := 0; start < len(events); start += per {
+		chunk := events[start:min(start+per, len(events))]
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO inventory_events (" + strings.Join(eventColumns, ", ") + ") VALUES ")
+		args := make([]any, 0, len(chunk)*len(eventColumns))
+		for i := range chunk {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('(')
+			for c := range eventColumns {
+				if c > 0 {
+					sb.WriteByte(',')
+				}
+				fmt.Fprintf(&sb, "$%d", len(args)+c+1)
+			}
+			sb.WriteByte(')')
+			args = append(args, eventRow(&chunk[i])...)
+		}
+		sb.WriteString(" ON CONFLICT (partition, seq) DO NOTHING")
+		tag, err := tx.Exec(ctx, sb.String(), args...)
+		if err != nil {
+			return total, fmt.Errorf("ledger: insert: %w", err)
+		}
+		total += tag.RowsAffected()
+	}
+	return total, nil
+}
+
+// Watermark returns the highest seq of partition p such that the ledger holds every event
+// from 1 to it (0 when it lacks seq 1).
+func (s *Store) Watermark(ctx context.Context, p int) (int64, error) {
+	var w int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT COALESCE((
+			SELECT e.seq FROM inventory_events e
+			 WHERE e.partition = $1
+			   AND NOT EXISTS (SELECT 1 FROM inventory_events n WHERE n.partition = $1 AND n.seq = e.seq + 1)
+			 ORDER BY e.seq LIMIT 1), 0)
+		 WHERE EXISTS (SELECT 1 FROM inventory_events WHERE partition = $1 AND seq = 1)`, p).Scan(&w)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ledger: watermark of partition %d: %w", p, err)
+	}
+	return w, nil
+}
+
+// Events reads up to limit events after (afterPartition, afterSeq) in (partition, seq) order;
+// with a vendor, only that vendor's pools.
+func (s *Store) Events(ctx context.Context, vendor string, afterPartition int, afterSeq int64, limit int) ([]engine.Event, error) {
+	q := `SELECT e.partition, e.seq, e.type, e.location, e.sku, e.shard, e.delta, e.available_after, e.held_delta,
+	             e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash
+	        FROM inventory_events e`
+	args := []any{afterPartition, afterSeq, limit}
+	if vendor != "" {
+		q += ` JOIN pools p ON p.location = e.location AND p.sku = e.sku AND p.vendor_id = $4`
+		args = append(args, vendor)
+	}
+	q += ` WHERE (e.partition, e.seq) > ($1, $2) ORDER BY e.partition, e.seq LIMIT $3`
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: events: %w", err)
+	}
+	defer rows.Close()
+	var out []engine.Event
+	for rows.Next() {
+		var ev engine.Event
+		if err := rows.Scan(&ev.Partition, &ev.Seq, &ev.Type, &ev.Location, &ev.SKU, &ev.Shard, &ev.Delta, &ev.After,
+			&ev.HeldDelta, &ev.Hold, &ev.Qty, &ev.Customer, &ev.Idem, &ev.Actor, &ev.Reason, &ev.TS, &ev.PrevHash, &ev.Hash); err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// SyncPools copies pool configuration (and its vendors and locations) into Postgres.
+func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error {
+	if len(pools) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, p := range pools {
+		batch.Queue(`INSERT INTO vendors (id) VALUES ($1) ON CONFLICT DO NOTHING`, p.Vendor)
+		batch.Queue(`INSERT INTO locations (id, vendor_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.Location, p.Vendor)
+		batch.Queue(`INSERT INTO pools (location, sku, vendor_id, shards, low_stock, customer_limit, best_before)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (location, sku) DO UPDATE SET vendor_id = EXCLUDED.vendor_id, shards = EXCLUDED.shards,
+			  low_stock = EXCLUDED.low_stock, customer_limit = EXCLUDED.customer_limit,
+			  best_before = EXCLUDED.best_before, updated_at = now()`,
+			p.Location, p.SKU, p.Vendor, p.Shards, p.LowStock, p.CustomerLimit, p.BestBefore)
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("ledger: sync pools: %w", err)
+	}
+	return nil
+}
