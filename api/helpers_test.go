@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
@@ -44,10 +44,6 @@ func testKeys() []KeySpec {
 	}
 }
 
-type clock struct{ ms atomic.Int64 }
-
-func (c *clock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // testServer is a running API server on a loopback port.
 type testServer struct {
@@ -55,16 +51,8 @@ type testServer struct {
 	url   string
 	srv   *Server
 	eng   *engine.Engine
-	clock *clock
+	clock *testengine.Clock
 	http  *http.Client
-}
-
-func engineConfig(prefix string) engine.Config {
-	return engine.Config{Prefix: prefix, Partitions: 16, RedisTimeout: 2 * time.Second,
-		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute, MaxQty: 100, MaxCartLines: 20,
-		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
-		CoalesceWorkers: 2, SoldOutMemory: 250 * time.Millisecond, ReclaimInline: 8, CommitGrace: 5 * time.Second,
-		PoolCacheTTL: time.Hour}
 }
 
 func apiConfig() Config {
@@ -76,13 +64,8 @@ func apiConfig() Config {
 // startServer runs a server over a fresh key prefix of rdb, with a fake engine clock.
 func startServer(t testing.TB, rdb redis.UniversalClient, mod func(*Config), opts ...Option) *testServer {
 	t.Helper()
-	clk := &clock{}
-	clk.ms.Store(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
-	eng, err := engine.New(context.Background(), rdb, engineConfig(testredis.Prefix(t, rdb)), engine.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
+	clk := testengine.NewClock()
+	eng := testengine.New(t, rdb, nil, engine.WithClock(clk.Now))
 	cfg := apiConfig()
 	if mod != nil {
 		mod(&cfg)

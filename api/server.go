@@ -85,18 +85,17 @@ func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Serve
 	s.metrics = newMetrics(eng)
 	s.routes()
 	s.srv = &fasthttp.Server{
-		Handler:                       s.handle,
-		ErrorHandler:                  s.transportError,
-		Name:                          "flashhold",
-		ReadTimeout:                   cfg.ReadTimeout,
-		WriteTimeout:                  cfg.WriteTimeout,
-		IdleTimeout:                   cfg.IdleTimeout,
-		MaxRequestBodySize:            cfg.MaxBody,
-		DisablePreParseMultipartForm:  true,
-		NoDefaultServerHeader:         true,
-		DisableHeaderNamesNormalizing: false,
-		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{&s.log},
+		Handler:                      s.handle,
+		ErrorHandler:                 s.transportError,
+		Name:                         "flashhold",
+		ReadTimeout:                  cfg.ReadTimeout,
+		WriteTimeout:                 cfg.WriteTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
+		MaxRequestBodySize:           cfg.MaxBody,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{&s.log},
 	}
 	return s, nil
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -94,23 +93,7 @@ func (e *Engine) poolsIn(ctx context.Context, set string) ([]PoolConfig, error) 
 	if err != nil || len(keys) == 0 {
 		return nil, redisErr(err)
 	}
-	raws, err := e.rdb.HMGet(ctx, e.ks.poolsKey(), keys...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("load pools: %w", redisErr(err))
-	}
-	out := make([]PoolConfig, 0, len(raws))
-	for i, raw := range raws {
-		s, ok := raw.(string)
-		if !ok {
-			continue
-		}
-		var c PoolConfig
-		if err := json.Unmarshal([]byte(s), &c); err != nil {
-			return nil, fmt.Errorf("decode pool %s: %w", keys[i], err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return e.loadPools(ctx, keys)
 }
 
 // WriteOff spoils every unit available in a pool (a perishable pool past its best-before
@@ -169,22 +152,27 @@ func (e *Engine) PendingTransfers(ctx context.Context, p int) ([]PendingTransfer
 	}
 	var out []PendingTransfer
 	for id, v := range all {
-		if !strings.HasPrefix(id, "o:") {
-			continue
+		if t, ok := parsePendingTransfer(p, id, v); ok {
+			out = append(out, t)
 		}
-		f := strings.Split(v, "|")
-		if len(f) != 7 {
-			continue
-		}
-		t := PendingTransfer{ID: id[2:], Location: f[0], SKU: f[1], FromPartition: p}
-		t.FromShard, _ = strconv.Atoi(f[2])
-		t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
-		t.ToPartition, _ = strconv.Atoi(f[4])
-		t.ToShard, _ = strconv.Atoi(f[5])
-		t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
-		out = append(out, t)
 	}
 	return out, nil
+}
+
+// parsePendingTransfer decodes an xfer hash field "o:<id>" →
+// "loc|sku|from shard|qty|to partition|to shard|taken at"; other fields are not pending transfers.
+func parsePendingTransfer(p int, field, value string) (PendingTransfer, bool) {
+	f := strings.Split(value, "|")
+	if !strings.HasPrefix(field, "o:") || len(f) != 7 {
+		return PendingTransfer{}, false
+	}
+	t := PendingTransfer{ID: field[2:], Location: f[0], SKU: f[1], FromPartition: p}
+	t.FromShard, _ = strconv.Atoi(f[2])
+	t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
+	t.ToPartition, _ = strconv.Atoi(f[4])
+	t.ToShard, _ = strconv.Atoi(f[5])
+	t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
+	return t, true
 }
 
 // FinishTransfer completes one pending transfer (applies it to its destination, settles it).

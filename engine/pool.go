@@ -227,9 +227,16 @@ func (e *Engine) VendorPools(ctx context.Context, vendor, after string, limit in
 	if len(keys) == 0 {
 		return nil, false, nil
 	}
+	out, err := e.loadPools(ctx, keys)
+	return out, more, err
+}
+
+// loadPools reads the configurations of the pools named by keys ("location|sku"); keys with
+// no configuration are left out.
+func (e *Engine) loadPools(ctx context.Context, keys []string) ([]PoolConfig, error) {
 	raws, err := e.rdb.HMGet(ctx, e.ks.poolsKey(), keys...).Result()
 	if err != nil {
-		return nil, false, fmt.Errorf("load pools of %s: %w", vendor, redisErr(err))
+		return nil, fmt.Errorf("load pools: %w", redisErr(err))
 	}
 	out := make([]PoolConfig, 0, len(raws))
 	for i, raw := range raws {
@@ -239,11 +246,11 @@ func (e *Engine) VendorPools(ctx context.Context, vendor, after string, limit in
 		}
 		var c PoolConfig
 		if err := json.Unmarshal([]byte(s), &c); err != nil {
-			return nil, false, fmt.Errorf("decode pool %s: %w", keys[i], err)
+			return nil, fmt.Errorf("decode pool %s: %w", keys[i], err)
 		}
 		out = append(out, c)
 	}
-	return out, more, nil
+	return out, nil
 }
 
 // poolCache keeps pool configurations in process for a short time, so the reserve path

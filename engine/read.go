@@ -208,18 +208,10 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 	xfer, _ := r[5].([]any)
 	for i := 0; i+1 < len(xfer); i += 2 {
 		id, _ := xfer[i].(string)
-		if !strings.HasPrefix(id, "o:") {
-			continue
-		}
 		v, _ := xfer[i+1].(string)
-		f := strings.Split(v, "|")
-		t := PendingTransfer{ID: id[2:], Location: f[0], SKU: f[1], FromPartition: p}
-		t.FromShard, _ = strconv.Atoi(f[2])
-		t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
-		t.ToPartition, _ = strconv.Atoi(f[4])
-		t.ToShard, _ = strconv.Atoi(f[5])
-		t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
-		snap.Transfers = append(snap.Transfers, t)
+		if t, ok := parsePendingTransfer(p, id, v); ok {
+			snap.Transfers = append(snap.Transfers, t)
+		}
 	}
 	return snap, nil
 }

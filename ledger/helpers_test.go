@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
@@ -25,17 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 func newEngine(t testing.TB, rdb redis.UniversalClient) *engine.Engine {
-	t.Helper()
-	cfg := engine.Config{Prefix: testredis.Prefix(t, rdb), Partitions: 16, RedisTimeout: 5 * time.Second,
-		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute, MaxQty: 100, MaxCartLines: 20,
-		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
-		CoalesceWorkers: 2, SoldOutMemory: 0, ReclaimInline: 8, CommitGrace: 5 * time.Second, PoolCacheTTL: time.Hour}
-	e, err := engine.New(context.Background(), rdb, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e
+	return testengine.New(t, rdb, func(c *engine.Config) { c.SoldOutMemory = 0 })
 }
 
 // newStore makes a fresh schema with every migration applied.
@@ -56,13 +47,7 @@ func persistConfig() PersistConfig {
 
 func makePool(t testing.TB, e *engine.Engine, sku string, shards int, stock int64) {
 	t.Helper()
-	if err := e.CreatePool(context.Background(), engine.PoolConfig{Location: "s1", SKU: sku, Vendor: "v1", Shards: shards}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Adjust(context.Background(), engine.AdjustRequest{Location: "s1", SKU: sku, Kind: engine.Restock,
-		Qty: stock, TransactionID: "stock", Actor: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: sku, Shards: shards}, stock)
 }
 
 // workload reserves from goroutines, committing or releasing half of what it gets.

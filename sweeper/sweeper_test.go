@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
@@ -22,33 +23,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type clock struct{ ms atomic.Int64 }
+type clock = testengine.Clock
 
-func newClock() *clock {
-	c := &clock{}
-	c.ms.Store(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *clock) Set(ms int64)            { c.ms.Store(ms) }
-func (c *clock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+var newClock = testengine.NewClock
 
+// newEngine builds a test engine on clk (nil: real time), with no sold-out memory and no
+// inline reclaim, so only the sweeper restores expired holds.
 func newEngine(t testing.TB, rdb redis.UniversalClient, clk *clock) *engine.Engine {
 	t.Helper()
-	cfg := engine.Config{Prefix: testredis.Prefix(t, rdb), Partitions: 16, RedisTimeout: 5 * time.Second,
-		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute, MaxQty: 100, MaxCartLines: 20,
-		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
-		CoalesceWorkers: 2, SoldOutMemory: 0, ReclaimInline: 0, CommitGrace: 5 * time.Second, PoolCacheTTL: time.Hour}
-	now := time.Now // a nil clock: real time
+	now := time.Now
 	if clk != nil {
 		now = clk.Now
 	}
-	e, err := engine.New(context.Background(), rdb, cfg, engine.WithClock(now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return e
+	return testengine.New(t, rdb, func(c *engine.Config) { c.SoldOutMemory, c.ReclaimInline = 0, 0 }, engine.WithClock(now))
 }
 
 func testConfig() Config {
@@ -58,16 +45,7 @@ func testConfig() Config {
 
 func makePool(t testing.TB, e *engine.Engine, c engine.PoolConfig, stock int64) {
 	t.Helper()
-	c.Vendor = "v1"
-	if err := e.CreatePool(context.Background(), c, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if stock > 0 {
-		if _, err := e.Adjust(context.Background(), engine.AdjustRequest{Location: c.Location, SKU: c.SKU,
-			Kind: engine.Restock, Qty: stock, TransactionID: "stock", Actor: "test"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testengine.Pool(t, e, c, stock)
 }
 
 func reserve(t testing.TB, e *engine.Engine, sku string, qty int64, key string, ttl time.Duration) *engine.Hold {
@@ -110,7 +88,7 @@ func TestExpiresOnTime(t *testing.T) {
 	clk := newClock()
 	e := newEngine(t, testredis.Standalone(t), clk)
 	makePool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 1000)
-	start := clk.ms.Load()
+	start := clk.Ms()
 	holds := make([]*engine.Hold, 40)
 	for i := range holds {
 		holds[i] = reserve(t, e, "a", 1, fmt.Sprint("h", i), time.Duration(i/2+1)*time.Second) // two per second
