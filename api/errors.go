@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
 )
 
@@ -44,6 +45,7 @@ func toError(err error) *Error {
 		{engine.ErrInvalid, http.StatusUnprocessableEntity, "invalid"},
 		{engine.ErrUnknownPool, http.StatusNotFound, "unknown_pool"},
 		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
+		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},

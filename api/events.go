@@ -109,6 +109,13 @@ func (s *Server) inventoryEvents(c *call) error {
 	if err != nil {
 		return err
 	}
+	switch c.query("kind") {
+	case "", "inventory":
+	case "alerts":
+		return s.alertEvents(c, vendor, limit)
+	default:
+		return errorf(http.StatusUnprocessableEntity, "invalid", "kind must be inventory or alerts")
+	}
 	p, seq, err := parseCursor(c.query("after"))
 	if err != nil {
 		return err

@@ -44,7 +44,6 @@ func testKeys() []KeySpec {
 	}
 }
 
-
 // testServer is a running API server on a loopback port.
 type testServer struct {
 	t     testing.TB

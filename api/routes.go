@@ -20,6 +20,10 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/subscribe", vendors, s.subscribe)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
+	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/deliveries", vendors, s.deliveries)
 	r.add(http.MethodGet, "/v1/inventory/events", vendors, s.inventoryEvents)
 
 	r.add(http.MethodPut, "/v1/pools/{location}/{sku}", admins, s.putPool)

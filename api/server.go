@@ -40,18 +40,19 @@ type Checker func(ctx context.Context) error
 
 // Server is the HTTP API.
 type Server struct {
-	cfg     Config
-	eng     *engine.Engine
-	keys    *keyring
-	log     zerolog.Logger
-	router  router
-	srv     *fasthttp.Server
-	base    context.Context
-	cancel  context.CancelFunc
-	metrics *metrics
-	ready   map[string]Checker
-	events  EventSource
-	now     func() time.Time
+	cfg      Config
+	eng      *engine.Engine
+	keys     *keyring
+	log      zerolog.Logger
+	router   router
+	srv      *fasthttp.Server
+	base     context.Context
+	cancel   context.CancelFunc
+	metrics  *metrics
+	ready    map[string]Checker
+	events   EventSource
+	webhooks Webhooks
+	now      func() time.Time
 }
 
 // Option changes how New builds a Server.

@@ -9,6 +9,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
@@ -26,6 +27,9 @@ type Config struct {
 	Persist ledger.PersistConfig
 	// Persister runs the ledger persister inside serve (when FLASHHOLD_POSTGRES_URL is set).
 	Persister bool `env:"FLASHHOLD_PERSISTER" envDefault:"true"`
+	Alerts    alerts.Config
+	// AlertsOn runs the stock-alert detector and webhook deliverer inside serve (with a ledger).
+	AlertsOn bool `env:"FLASHHOLD_ALERTS" envDefault:"true"`
 	// MigrateOnStart applies the ledger migrations when serve starts.
 	MigrateOnStart bool `env:"FLASHHOLD_MIGRATE_ON_START" envDefault:"false"`
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/engine"
@@ -64,7 +62,7 @@ type Persister struct {
 	owner string
 
 	mu        sync.Mutex
-	groups    map[int]bool
+	groups    map[int]bool  // partitions this persister has read
 	watermark map[int]int64 // partition -> every seq up to it is in the ledger
 	trimmed   map[int]int64
 	forks     map[int]Fork
@@ -161,11 +159,6 @@ func (p *Persister) Run(ctx context.Context) error {
 	return nil
 }
 
-type readEntry struct {
-	partition int
-	msgs      []redis.XMessage
-}
-
 // RunOnce makes one pass: reads what each leased, unfenced partition has for this consumer
 // (its own pending entries first, then entries claimed from dead consumers, then new ones),
 // writes them in one transaction, acknowledges them, fences forked partitions and trims
@@ -181,14 +174,18 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 	if err != nil || len(parts) == 0 {
 		return pass, err
 	}
-	entries, err := p.read(ctx, parts)
+	entries, err := p.eng.ReadGroup(ctx, engine.GroupRead{Group: p.cfg.Group, Consumer: p.owner, Start: "0",
+		ClaimIdle: max(p.cfg.ClaimIdle, time.Millisecond), Count: p.cfg.Batch, Budget: p.cfg.MaxRows}, parts)
 	if err != nil {
 		return pass, err
+	}
+	for _, en := range entries {
+		p.groups[en.Partition] = true
 	}
 	var events []engine.Event
 	var dead []DeadLetter
 	for _, en := range entries {
-		for _, m := range en.msgs {
+		for _, m := range en.Messages {
 			pass.Read++
 			if m.Values == nil {
 				continue // trimmed after it was persisted: only its acknowledgement is missing
@@ -196,14 +193,14 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 			c, _ := m.Values["e"].(string)
 			h, _ := m.Values["h"].(string)
 			ev, err := engine.ParseEvent(c, h)
-			if err == nil && ev.Partition != en.partition {
-				err = fmt.Errorf("event of partition %d in the stream of partition %d", ev.Partition, en.partition)
+			if err == nil && ev.Partition != en.Partition {
+				err = fmt.Errorf("event of partition %d in the stream of partition %d", ev.Partition, en.Partition)
 			}
 			if err == nil && m.ID != strconv.FormatInt(ev.Seq, 10)+"-0" {
 				err = fmt.Errorf("entry id %s does not match seq %d", m.ID, ev.Seq)
 			}
 			if err != nil {
-				dead = append(dead, DeadLetter{Partition: en.partition, StreamID: m.ID, Payload: m.Values, Err: err.Error()})
+				dead = append(dead, DeadLetter{Partition: en.Partition, StreamID: m.ID, Payload: m.Values, Err: err.Error()})
 				continue
 			}
 			events = append(events, ev)
@@ -233,7 +230,7 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 	if err := p.ack(ctx, entries, forked); err != nil {
 		return pass, err
 	}
-	p.advance(entries, events, dead, forked)
+	p.advance(entries, events, forked)
 	return pass, p.trim(ctx)
 }
 
@@ -284,109 +281,15 @@ func (p *Persister) claimPartitions(ctx context.Context) ([]int, error) {
 	return out, nil
 }
 
-// read fetches up to Batch entries per partition in at most three pipelined rounds (a
-// cluster client sends each round to each node once): own pending, claimed, new.
-func (p *Persister) read(ctx context.Context, parts []int) ([]readEntry, error) {
-	if err := p.ensureGroups(ctx, parts); err != nil {
-		return nil, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, p.eng.Config().RedisTimeout)
-	defer cancel()
-	rdb := p.eng.Redis()
-	out := make([]readEntry, 0, len(parts))
-	budget := p.cfg.MaxRows
-	todo := parts
-	for round := 0; round < 3 && len(todo) > 0 && budget > 0; round++ {
-		pipe := rdb.Pipeline()
-		type pending struct {
-			part  int
-			read  *redis.XStreamSliceCmd
-			claim *redis.XAutoClaimCmd
-		}
-		var cmds []pending
-		for _, part := range todo {
-			n := int64(min(p.cfg.Batch, budget))
-			key := p.eng.StreamKey(part)
-			switch round {
-			case 0, 2:
-				id := "0" // this consumer's own entries, delivered before and not yet acknowledged
-				if round == 2 {
-					id = ">" // entries never delivered
-				}
-				cmds = append(cmds, pending{part: part, read: pipe.XReadGroup(rctx, &redis.XReadGroupArgs{
-					Group: p.cfg.Group, Consumer: p.owner, Streams: []string{key, id}, Count: n, Block: -1})})
-			case 1:
-				cmds = append(cmds, pending{part: part, claim: pipe.XAutoClaim(rctx, &redis.XAutoClaimArgs{
-					Stream: key, Group: p.cfg.Group, Consumer: p.owner, MinIdle: p.cfg.ClaimIdle, Start: "0-0", Count: n})})
-			}
-		}
-		if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
-			if strings.Contains(err.Error(), "NOGROUP") {
-				p.groups = map[int]bool{} // the stream was recreated: make the groups again next pass
-			}
-			return nil, fmt.Errorf("read streams: %w", err)
-		}
-		var next []int
-		for _, c := range cmds {
-			var msgs []redis.XMessage
-			if c.read != nil {
-				if s, err := c.read.Result(); err == nil && len(s) > 0 {
-					msgs = s[0].Messages
-				}
-			} else {
-				msgs, _, _ = c.claim.Result()
-			}
-			if len(msgs) == 0 {
-				next = append(next, c.part)
-				continue
-			}
-			budget -= len(msgs)
-			out = append(out, readEntry{partition: c.part, msgs: msgs})
-		}
-		todo = next
-	}
-	return out, nil
-}
-
-func (p *Persister) ensureGroups(ctx context.Context, parts []int) error {
-	rdb := p.eng.Redis()
-	for _, part := range parts {
-		if p.groups[part] {
-			continue
-		}
-		err := rdb.XGroupCreateMkStream(ctx, p.eng.StreamKey(part), p.cfg.Group, "0").Err()
-		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-			return fmt.Errorf("create consumer group on partition %d: %w", part, err)
-		}
-		p.groups[part] = true
-	}
-	return nil
-}
-
 // ack acknowledges what was persisted; a forked partition's entries stay pending for repair.
-func (p *Persister) ack(ctx context.Context, entries []readEntry, forked map[int]bool) error {
-	ctx, cancel := context.WithTimeout(ctx, p.eng.Config().RedisTimeout)
-	defer cancel()
-	pipe := p.eng.Redis().Pipeline()
-	n := 0
+func (p *Persister) ack(ctx context.Context, entries []engine.GroupEntries, forked map[int]bool) error {
+	var done []engine.GroupEntries
 	for _, en := range entries {
-		if forked[en.partition] {
-			continue
+		if !forked[en.Partition] {
+			done = append(done, en)
 		}
-		ids := make([]string, len(en.msgs))
-		for i, m := range en.msgs {
-			ids[i] = m.ID
-		}
-		pipe.XAck(ctx, p.eng.StreamKey(en.partition), p.cfg.Group, ids...)
-		n++
 	}
-	if n == 0 {
-		return nil
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	return nil
+	return p.eng.AckGroup(ctx, p.cfg.Group, done)
 }
 
 // fork stops persisting a partition whose stream contradicts the ledger and fences it: Redis
@@ -403,7 +306,7 @@ func (p *Persister) fork(ctx context.Context, f Fork) {
 }
 
 // advance moves each partition's watermark over events now known to be in the ledger.
-func (p *Persister) advance(entries []readEntry, events []engine.Event, dead []DeadLetter, forked map[int]bool) {
+func (p *Persister) advance(entries []engine.GroupEntries, events []engine.Event, forked map[int]bool) {
 	got := map[int]map[int64]bool{}
 	for _, ev := range events {
 		if got[ev.Partition] == nil {
@@ -412,17 +315,17 @@ func (p *Persister) advance(entries []readEntry, events []engine.Event, dead []D
 		got[ev.Partition][ev.Seq] = true
 	}
 	for _, en := range entries {
-		if forked[en.partition] {
+		if forked[en.Partition] {
 			continue
 		}
-		w, ok := p.watermark[en.partition]
+		w, ok := p.watermark[en.Partition]
 		if !ok {
 			continue // learned from Postgres before trimming
 		}
-		for got[en.partition][w+1] {
+		for got[en.Partition][w+1] {
 			w++
 		}
-		p.watermark[en.partition] = w
+		p.watermark[en.Partition] = w
 	}
 }
 

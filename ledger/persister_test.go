@@ -18,7 +18,7 @@ import (
 func TestMigrate(t *testing.T) {
 	s, _ := newStore(t)
 	v, err := Migrate(context.Background(), s.pool) // again: nothing to do
-	if err != nil || v != 3 {
+	if err != nil || v != 4 {
 		t.Fatalf("version %d, %v", v, err)
 	}
 	for _, table := range []string{"inventory_events", "dead_letters", "integrity_alarms", "vendors", "locations", "pools",

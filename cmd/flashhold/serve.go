@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/ledger"
@@ -32,6 +34,8 @@ func serveCmd(ctx context.Context) error {
 	opts := []api.Option{api.WithLogger(log)}
 	var store *ledger.Store
 	var persister *ledger.Persister
+	var detector *alerts.Detector
+	var deliverer *alerts.Deliverer
 	if cfg.PostgresURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.PostgresURL)
 		if err != nil {
@@ -50,6 +54,16 @@ func serveCmd(ctx context.Context) error {
 		if cfg.Persister {
 			persister = ledger.NewPersister(e, store, cfg.Persist, ledger.WithPersistLogger(log))
 			opts = append(opts, api.WithReadiness("ledger", persister.Check))
+		}
+		policy, err := alerts.NewURLPolicy(cfg.Alerts.Allow)
+		if err != nil {
+			return err
+		}
+		hooks := alerts.NewStore(pool, policy)
+		opts = append(opts, api.WithWebhooks(hooks))
+		if cfg.AlertsOn {
+			detector = alerts.NewDetector(e, hooks, cfg.Alerts, log, time.Now)
+			deliverer = alerts.NewDeliverer(hooks, cfg.Alerts, log)
 		}
 	}
 	srv, err := api.New(cfg.API, e, keys, opts...)
@@ -77,10 +91,20 @@ func serveCmd(ctx context.Context) error {
 		}
 		workers.Go(func() { persister.Run(bg) })
 	}
+	if detector != nil {
+		if err := detector.Register(srv.Registry()); err != nil {
+			return err
+		}
+		if err := deliverer.Register(srv.Registry()); err != nil {
+			return err
+		}
+		workers.Go(func() { detector.Run(bg) })
+		workers.Go(func() { deliverer.Run(bg) })
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Int("api_keys", len(keys)).Bool("sweeper", cfg.Sweeper).
-		Bool("persister", persister != nil).Msg("serving")
+		Bool("persister", persister != nil).Bool("alerts", detector != nil).Msg("serving")
 	select {
 	case err := <-served:
 		stopBackground()

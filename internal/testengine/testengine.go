@@ -50,7 +50,7 @@ func Pool(t testing.TB, e *engine.Engine, c engine.PoolConfig, stock int64) {
 	}
 	if stock > 0 {
 		if _, err := e.Adjust(context.Background(), engine.AdjustRequest{Location: c.Location, SKU: c.SKU,
-			Kind: engine.Restock, Qty: stock, TransactionID: "stock", Actor: "test"}); err != nil {
+			Kind: engine.Restock, Qty: stock, TransactionID: "stock-" + c.Location + "-" + c.SKU, Actor: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}

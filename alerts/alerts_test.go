@@ -1,0 +1,285 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testpg"
+	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/ledger"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testredis.StopCluster()
+	os.Exit(code)
+}
+
+func testConfig() Config {
+	return Config{Group: "alerts", Interval: 10 * time.Millisecond, Batch: 1000, Hysteresis: 0.1, Cooldown: 0,
+		Allow: []string{"127.0.0.1"}, Timeout: 2 * time.Second, MaxAttempts: 3, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+}
+
+type fixture struct {
+	e     *engine.Engine
+	store *Store
+	det   *Detector
+	del   *Deliverer
+	clk   *testengine.Clock
+}
+
+func setup(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	clk := testengine.NewClock()
+	e := testengine.New(t, testredis.Standalone(t), func(c *engine.Config) { c.SoldOutMemory = 0 }, engine.WithClock(clk.Now))
+	pool, _ := testpg.Schema(t)
+	if _, err := ledger.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := NewURLPolicy(cfg.Allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(pool, policy)
+	return &fixture{e: e, store: st, det: NewDetector(e, st, cfg, zerolog.Nop(), clk.Now), del: NewDeliverer(st, cfg, zerolog.Nop()), clk: clk}
+}
+
+// receiver records what it is sent; fail decides, per call number, to answer 500.
+type receiver struct {
+	mu    sync.Mutex
+	got   []*http.Request
+	body  [][]byte
+	calls atomic.Int32
+	fail  func(n int32) bool
+	srv   *httptest.Server
+}
+
+func newReceiver(t *testing.T, fail func(int32) bool) *receiver {
+	r := &receiver{fail: fail}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		n := r.calls.Add(1)
+		body, _ := io.ReadAll(req.Body)
+		if r.fail != nil && r.fail(n) {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		r.mu.Lock()
+		r.got, r.body = append(r.got, req), append(r.body, body)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (f *fixture) reserve(t *testing.T, sku string, qty int64, key string) string {
+	t.Helper()
+	h, err := f.e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: qty}}, IdempotencyKey: key, Actor: "shop"})
+	if err != nil {
+		t.Fatalf("reserve %d: %v", qty, err)
+	}
+	return h.ID
+}
+
+func (f *fixture) detect(t *testing.T) []string {
+	t.Helper()
+	raised, err := f.det.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, a := range raised {
+		types = append(types, a.Type)
+	}
+	return types
+}
+
+// TestScriptedCrossings: a receiver gets exactly the crossings a scripted workload causes, in
+// order, each signed; a count hovering at the threshold raises nothing.
+func TestScriptedCrossings(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, testConfig())
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "cap", Shards: 1, LowStock: 5}, 10)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "quiet", Shards: 1, LowStock: 5, Vendor: "other"}, 10)
+	rcv := newReceiver(t, nil)
+	sub, err := f.store.Subscribe(ctx, "v1", rcv.srv.URL+"/hook", Types)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.detect(t) // joins the streams: alerts are about what happens from now on
+
+	step := func(want string, do func()) {
+		t.Helper()
+		do()
+		if got := strings.Join(f.detect(t), ","); got != want {
+			t.Fatalf("want alerts %q, got %q", want, got)
+		}
+	}
+	var a, b string
+	step("LOW_STOCK", func() { a = f.reserve(t, "cap", 6, "a") })    // 10 -> 4
+	step("OUT_OF_STOCK", func() { b = f.reserve(t, "cap", 4, "b") }) // 4 -> 0
+	step("BACK_IN_STOCK", func() { f.e.Release(ctx, b, "shop") })    // 0 -> 4
+	step("", func() { f.e.Release(ctx, a, "shop") })                 // 4 -> 10: restocked, re-armed
+	step("", func() { f.reserve(t, "cap", 5, "c") })                 // 10 -> 5: at the threshold
+	step("LOW_STOCK", func() { f.reserve(t, "cap", 1, "d") })        // 5 -> 4
+	for i, q := range []int64{1, -1, 1, -1} {                        // hovering at 4..5
+		step("", func() {
+			if q > 0 {
+				f.e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "cap", Kind: engine.Restock, Qty: 1, TransactionID: "h" + string(rune('0'+i)), Actor: "v"})
+			} else {
+				f.reserve(t, "cap", 1, "h"+string(rune('0'+i)))
+			}
+		})
+	}
+	step("", func() { f.reserve(t, "quiet", 2, "q") }) // another vendor's pool, above its threshold
+
+	for range 20 {
+		if n, err := f.del.RunOnce(ctx); err != nil || n == 0 {
+			break
+		}
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	type got struct{ id, typ string }
+	var seen []got
+	for i, req := range rcv.got {
+		if !Verify(sub.Secret, req.Header.Get(HeaderTimestamp), rcv.body[i], req.Header.Get(HeaderSignature)) {
+			t.Fatalf("delivery %d: signature does not verify", i)
+		}
+		var body Alert
+		json.Unmarshal(rcv.body[i], &body)
+		if body.Type != req.Header.Get(HeaderEventType) || body.EventID != req.Header.Get(HeaderEventID) || body.SKU != "cap" {
+			t.Fatalf("delivery %d: %s", i, rcv.body[i])
+		}
+		seen = append(seen, got{body.EventID, body.Type})
+	}
+	sort.Slice(seen, func(i, j int) bool {
+		return len(seen[i].id) < len(seen[j].id) || (len(seen[i].id) == len(seen[j].id) && seen[i].id < seen[j].id)
+	})
+	var types []string
+	for _, s := range seen {
+		types = append(types, s.typ)
+	}
+	if strings.Join(types, ",") != "LOW_STOCK,OUT_OF_STOCK,BACK_IN_STOCK,LOW_STOCK" {
+		t.Fatalf("receiver got %v", types)
+	}
+	// A forged or altered delivery does not verify.
+	if Verify(sub.Secret, rcv.got[0].Header.Get(HeaderTimestamp), append(rcv.body[0], ' '), rcv.got[0].Header.Get(HeaderSignature)) {
+		t.Fatal("an altered body verified")
+	}
+	list, _ := f.store.Alerts(ctx, "v1", 0, 100)
+	if len(list) != 4 {
+		t.Fatalf("%d alerts recorded", len(list))
+	}
+}
+
+// TestRetriesAndDeadLetters: a receiver that fails twice then recovers gets the alert on the
+// third attempt; one that never recovers is dead-lettered and listed.
+func TestRetriesAndDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, testConfig())
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "x", Shards: 1, LowStock: 5}, 10)
+	flaky := newReceiver(t, func(n int32) bool { return n <= 2 })
+	broken := newReceiver(t, func(int32) bool { return true })
+	sFlaky, _ := f.store.Subscribe(ctx, "v1", flaky.srv.URL, []string{LowStock})
+	sBroken, _ := f.store.Subscribe(ctx, "v1", broken.srv.URL, []string{LowStock})
+	f.detect(t)
+	f.reserve(t, "x", 6, "a")
+	if got := f.detect(t); len(got) != 1 {
+		t.Fatalf("alerts %v", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		f.del.RunOnce(ctx)
+		ds, _ := f.store.Deliveries(ctx, "v1", "pending", 10)
+		if len(ds) == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	all, _ := f.store.Deliveries(ctx, "v1", "", 10)
+	status := map[string]Delivery{}
+	for _, d := range all {
+		status[d.SubscriptionID] = d
+	}
+	if d := status[sFlaky.ID]; d.Status != "delivered" || d.Attempts != 3 || flaky.calls.Load() != 3 {
+		t.Fatalf("flaky receiver: %+v after %d calls", d, flaky.calls.Load())
+	}
+	if d := status[sBroken.ID]; d.Status != "dead" || d.Attempts != 3 || d.LastError == "" {
+		t.Fatalf("broken receiver: %+v", d)
+	}
+	dead, _ := f.store.Deliveries(ctx, "v1", "dead", 10)
+	if len(dead) != 1 || dead[0].Payload.Type != LowStock {
+		t.Fatalf("dead letters %+v", dead)
+	}
+}
+
+// TestCallbackPolicy: only http(s), and no loopback, private or link-local address unless
+// the allow-list names it.
+func TestCallbackPolicy(t *testing.T) {
+	ctx := context.Background()
+	strict, _ := NewURLPolicy(nil)
+	for _, u := range []string{"http://127.0.0.1:9/x", "http://localhost/x", "http://10.1.2.3/", "http://192.168.0.1/",
+		"http://169.254.169.254/latest", "http://[::1]/", "http://0.0.0.0/", "ftp://example.com/", "/relative", "http://user:pw@example.com/"} {
+		var ve *engine.ValidationError
+		if err := strict.Check(ctx, u); !errors.As(err, &ve) || ve.Field != "callback_url" {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	if err := strict.Check(ctx, "https://93.184.215.14/hook"); err != nil {
+		t.Errorf("a public address: %v", err)
+	}
+	allowed, _ := NewURLPolicy([]string{"127.0.0.0/8", "hooks.internal"})
+	for _, u := range []string{"http://127.0.0.1:9/x", "https://hooks.internal/x"} {
+		if err := allowed.Check(ctx, u); err != nil {
+			t.Errorf("%s with an allow-list: %v", u, err)
+		}
+	}
+	if _, err := strict.DialContext(ctx, "tcp", "127.0.0.1:9"); err == nil {
+		t.Error("the delivery dialer reached a loopback address")
+	}
+}
+
+// TestCooldown: a pool flapping out of and back into stock within the cooldown raises one
+// alert; the state it settles in is reported once the cooldown has passed.
+func TestCooldown(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.Cooldown = 10 * time.Second
+	f := setup(t, cfg)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "hot", Shards: 1}, 1)
+	f.detect(t)
+	h := f.reserve(t, "hot", 1, "a")
+	if got := f.detect(t); strings.Join(got, ",") != "OUT_OF_STOCK" {
+		t.Fatalf("first: %v", got)
+	}
+	for i := range 5 { // flapping 0 <-> 1
+		f.e.Release(ctx, h, "shop")
+		h = f.reserve(t, "hot", 1, "f"+string(rune('0'+i)))
+		f.e.Release(ctx, h, "shop")
+		if got := f.detect(t); len(got) != 0 {
+			t.Fatalf("flap %d raised %v", i, got)
+		}
+		h = f.reserve(t, "hot", 1, "g"+string(rune('0'+i)))
+	}
+	f.e.Release(ctx, h, "shop") // settles at 1
+	f.detect(t)
+	f.clk.Advance(10 * time.Second)
+	if got := f.detect(t); strings.Join(got, ",") != "BACK_IN_STOCK" {
+		t.Fatalf("after the cooldown: %v", got)
+	}
+}

@@ -1,0 +1,247 @@
+package alerts
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/loop"
+)
+
+// Config is the alert detector's and deliverer's configuration.
+type Config struct {
+	// Group is the consumer group the detector reads the streams in.
+	Group    string        `env:"FLASHHOLD_ALERT_GROUP" envDefault:"alerts"`
+	Interval time.Duration `env:"FLASHHOLD_ALERT_INTERVAL" envDefault:"200ms"`
+	Batch    int           `env:"FLASHHOLD_ALERT_BATCH" envDefault:"1000"`
+	// Hysteresis: after LOW_STOCK, a pool counts as restocked only at threshold + this fraction
+	// of it (at least one unit), so a count hovering at the threshold raises no new alerts.
+	Hysteresis float64 `env:"FLASHHOLD_ALERT_HYSTERESIS" envDefault:"0.1"`
+	// Cooldown: after an alert, a pool's next alert waits at least this long; changes in
+	// between are merged into it.
+	Cooldown time.Duration `env:"FLASHHOLD_ALERT_COOLDOWN" envDefault:"10s"`
+	// Allow names callback hosts, addresses or CIDR prefixes allowed although loopback or private.
+	Allow []string `env:"FLASHHOLD_WEBHOOK_ALLOW" envSeparator:","`
+	// Delivery: per-attempt timeout, attempts before dead-lettering, backoff base and cap.
+	Timeout     time.Duration `env:"FLASHHOLD_WEBHOOK_TIMEOUT" envDefault:"5s"`
+	MaxAttempts int           `env:"FLASHHOLD_WEBHOOK_MAX_ATTEMPTS" envDefault:"8"`
+	BackoffBase time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_BASE" envDefault:"1s"`
+	BackoffMax  time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_MAX" envDefault:"5m"`
+}
+
+type level int
+
+const (
+	levelIn level = iota
+	levelLow
+	levelOut
+)
+
+func levelAfter(alertType string) level {
+	switch alertType {
+	case LowStock:
+		return levelLow
+	case OutOfStock:
+		return levelOut
+	}
+	return levelIn
+}
+
+// classify places a count in a level. Leaving LOW for IN needs the hysteresis margin above
+// the threshold; OUT is exactly zero.
+func classify(avail, threshold int64, alerted level, hysteresis float64) level {
+	switch {
+	case avail <= 0:
+		return levelOut
+	case threshold <= 0:
+		return levelIn
+	case avail < threshold:
+		return levelLow
+	case alerted == levelLow && avail < threshold+max(1, int64(float64(threshold)*hysteresis)):
+		return levelLow
+	}
+	return levelIn
+}
+
+// transition names the alert for a change of level, or "" (LOW → IN only re-arms LOW_STOCK).
+func transition(from, to level) string {
+	switch {
+	case from == to:
+		return ""
+	case to == levelOut:
+		return OutOfStock
+	case from == levelOut:
+		return BackInStock
+	case to == levelLow:
+		return LowStock
+	}
+	return ""
+}
+
+type poolState struct {
+	cfg       engine.PoolConfig
+	shards    []int64
+	alerted   level
+	current   level
+	lastAlert time.Time
+}
+
+func (ps *poolState) available() int64 {
+	var n int64
+	for _, s := range ps.shards {
+		n += s
+	}
+	return n
+}
+
+// Detector turns the event streams into stock alerts. One detector works at a time (a lease);
+// others stand by.
+type Detector struct {
+	eng   *engine.Engine
+	store *Store
+	cfg   Config
+	log   zerolog.Logger
+	now   func() time.Time
+	owner string
+
+	pools   map[engine.PoolKey]*poolState
+	levels  map[engine.PoolKey]level // last alerted, from Postgres, for pools not seen yet
+	loaded  bool
+	counter *prometheus.CounterVec
+}
+
+// NewDetector builds a detector.
+func NewDetector(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logger, now func() time.Time) *Detector {
+	b := make([]byte, 4)
+	rand.Read(b)
+	host, _ := os.Hostname()
+	return &Detector{eng: eng, store: store, cfg: cfg, log: log, now: now,
+		owner: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b)), pools: map[engine.PoolKey]*poolState{},
+		counter: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_alerts_total", Help: "Stock alerts raised, by type."}, []string{"type"})}
+}
+
+// Register adds the detector's metrics to reg.
+func (d *Detector) Register(reg prometheus.Registerer) error { return reg.Register(d.counter) }
+
+// Run detects until ctx ends.
+func (d *Detector) Run(ctx context.Context) error {
+	return loop.Run(ctx, d.cfg.Interval, d.cfg.Interval, func(ctx context.Context) error {
+		_, err := d.RunOnce(ctx)
+		return err
+	}, func(err error) { d.log.Warn().Err(err).Msg("alert pass failed") })
+}
+
+// RunOnce reads new events, updates each pool's level and raises the alerts due, then
+// acknowledges the events. It returns the alerts raised.
+func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
+	ok, err := d.eng.Lease(ctx, "alerts", d.owner, 5*d.cfg.Interval+time.Second)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if !d.loaded {
+		if d.levels, err = d.store.lastLevels(ctx); err != nil {
+			return nil, err
+		}
+		d.loaded = true
+	}
+	parts := make([]int, d.eng.Partitions())
+	for i := range parts {
+		parts[i] = i
+	}
+	entries, err := d.eng.ReadGroup(ctx, engine.GroupRead{Group: d.cfg.Group, Consumer: d.owner, Start: "$",
+		ClaimIdle: 30 * time.Second, Count: d.cfg.Batch, Budget: 20 * d.cfg.Batch}, parts)
+	if err != nil {
+		return nil, err
+	}
+	var events []engine.Event
+	for _, en := range entries {
+		for _, m := range en.Messages {
+			c, _ := m.Values["e"].(string)
+			h, _ := m.Values["h"].(string)
+			if ev, err := engine.ParseEvent(c, h); err == nil {
+				events = append(events, ev)
+			}
+		}
+	}
+	sort.SliceStable(events, func(i, j int) bool { return events[i].TS < events[j].TS })
+	now := d.now()
+	var raised []Alert
+	for i := range events {
+		ev := &events[i]
+		ps, err := d.state(ctx, ev)
+		if err != nil {
+			return nil, err
+		}
+		if ev.Shard < len(ps.shards) {
+			ps.shards[ev.Shard] = ev.After
+		}
+		ps.current = classify(ps.available(), ps.cfg.LowStock, ps.alerted, d.cfg.Hysteresis)
+		raised = d.due(ps, now, ev.TS, raised)
+	}
+	for _, ps := range d.pools { // changes merged during a cooldown that has now passed
+		raised = d.due(ps, now, now.UnixMilli(), raised)
+	}
+	if len(raised) > 0 {
+		if err := d.store.record(ctx, raised); err != nil {
+			return nil, err
+		}
+		for _, a := range raised {
+			d.counter.WithLabelValues(a.Type).Inc()
+		}
+	}
+	return raised, d.eng.AckGroup(ctx, d.cfg.Group, entries)
+}
+
+// due raises the alert for a pool whose level differs from the last one alerted, unless its
+// cooldown still runs.
+func (d *Detector) due(ps *poolState, now time.Time, ts int64, raised []Alert) []Alert {
+	if ps.current == ps.alerted || now.Sub(ps.lastAlert) < d.cfg.Cooldown {
+		return raised
+	}
+	t := transition(ps.alerted, ps.current)
+	ps.alerted = ps.current
+	if t == "" {
+		return raised
+	}
+	ps.lastAlert = now
+	return append(raised, Alert{Type: t, Vendor: ps.cfg.Vendor, Location: ps.cfg.Location, SKU: ps.cfg.SKU,
+		Available: ps.available(), Threshold: ps.cfg.LowStock, TS: ts})
+}
+
+// state returns a pool's state. A pool seen for the first time starts from its current counts,
+// except that the event's own shard starts from just before the event (its count already
+// includes the event); its level is the one last alerted or else the level it was at before
+// the event, which raises nothing.
+func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, error) {
+	k := engine.PoolKey{Location: ev.Location, SKU: ev.SKU}
+	if ps := d.pools[k]; ps != nil {
+		return ps, nil
+	}
+	a, err := d.eng.Availability(ctx, ev.Location, ev.SKU)
+	if err != nil {
+		return nil, err
+	}
+	ps := &poolState{cfg: a.PoolConfig, shards: make([]int64, len(a.Shards))}
+	for i, s := range a.Shards {
+		ps.shards[i] = s.Available
+	}
+	if ev.Shard < len(ps.shards) {
+		ps.shards[ev.Shard] = ev.After - ev.Delta
+	}
+	if l, ok := d.levels[k]; ok {
+		ps.alerted = l
+	} else {
+		ps.alerted = classify(ps.available(), ps.cfg.LowStock, levelIn, d.cfg.Hysteresis)
+	}
+	ps.current = ps.alerted
+	d.pools[k] = ps
+	return ps, nil
+}
