@@ -75,9 +75,9 @@ func newMetrics(eng *engine.Engine) *metrics {
 	}, []string{"route", "method", "status"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flashhold_http_request_duration_seconds",
-		Help:    "HTTP request latency by route and method.",
+		Help:    "HTTP request latency by route, method and status.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"route", "method"})
+	}, []string{"route", "method", "status"})
 	m.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flashhold_holds_total", Help: "Holds by outcome (created, committed, released through this API; expired by the sweeper).",
 	}, []string{"outcome"})
@@ -103,9 +103,10 @@ func newMetrics(eng *engine.Engine) *metrics {
 }
 
 func (m *metrics) observe(route, method string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	code := strconv.Itoa(status)
+	m.requests.WithLabelValues(route, method, code).Inc()
 	if method != "" {
-		m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+		m.latency.WithLabelValues(route, method, code).Observe(d.Seconds())
 	}
 }
 
