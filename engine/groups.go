@@ -19,6 +19,8 @@ type GroupRead struct {
 	ClaimIdle time.Duration
 	Count     int
 	Budget    int
+	// SkipOwn leaves out the consumer's own pending entries (they are being processed).
+	SkipOwn bool
 }
 
 // GroupEntries are the entries read from one partition's stream.
@@ -39,7 +41,7 @@ func (e *Engine) ReadGroup(ctx context.Context, r GroupRead, parts []int) ([]Gro
 	todo := parts
 	var out []GroupEntries
 	for round := 0; round < 3 && len(todo) > 0 && budget > 0; round++ {
-		if round == 1 && r.ClaimIdle <= 0 {
+		if (round == 1 && r.ClaimIdle <= 0) || (round == 0 && r.SkipOwn) {
 			continue
 		}
 		pipe := e.rdb.Pipeline()

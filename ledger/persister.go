@@ -122,15 +122,47 @@ func (p *Persister) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// Run persists until ctx ends: passes back to back while there is work, every Interval when
-// idle, and with capped exponential backoff while Postgres or Redis fail.
+// Run persists until ctx ends: passes back to back while there is work (reading the next
+// batch while the current one is written), every Interval when idle, and with capped
+// exponential backoff while Postgres or Redis fail.
 func (p *Persister) Run(ctx context.Context) error {
 	p.log.Info().Str("consumer", p.owner).Str("mode", p.cfg.Mode).Msg("persister started")
 	defer p.log.Info().Msg("persister stopped")
+	type fetched struct {
+		b   *batch
+		err error
+	}
+	var next chan fetched
+	defer func() {
+		if next != nil {
+			<-next
+		}
+	}()
 	backoff := time.Duration(0)
 	lastLag := time.Time{}
 	for ctx.Err() == nil {
-		pass, err := p.RunOnce(ctx)
+		var b *batch
+		var err error
+		if next != nil {
+			f := <-next
+			next, b, err = nil, f.b, f.err
+		} else {
+			b, err = p.fetch(ctx, true)
+		}
+		busy := false
+		if err == nil && b.read > 0 {
+			busy = true
+			next = make(chan fetched, 1)
+			go func(ch chan fetched) {
+				nb, err := p.fetch(ctx, false)
+				ch <- fetched{nb, err}
+			}(next)
+			_, err = p.write(ctx, b)
+			if err != nil { // what was prefetched is re-read from the pending entries later
+				<-next
+				next = nil
+			}
+		}
 		wait := p.cfg.Interval
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -139,7 +171,7 @@ func (p *Persister) Run(ctx context.Context) error {
 			p.log.Warn().Err(err).Dur("retry_in", wait).Msg("persist pass failed; events stay buffered in Redis")
 		case err == nil:
 			backoff = 0
-			if pass.Read > 0 {
+			if busy {
 				wait = 0
 			}
 		}
@@ -159,34 +191,57 @@ func (p *Persister) Run(ctx context.Context) error {
 	return nil
 }
 
+// batch is what one fetch read.
+type batch struct {
+	entries []engine.GroupEntries
+	events  []engine.Event
+	dead    []DeadLetter
+	read    int
+}
+
 // RunOnce makes one pass: reads what each leased, unfenced partition has for this consumer
 // (its own pending entries first, then entries claimed from dead consumers, then new ones),
 // writes them in one transaction, acknowledges them, fences forked partitions and trims
 // streams below what Postgres holds.
 func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var pass PersistPass
+	b, err := p.fetch(ctx, true)
+	if err != nil || b.read == 0 {
+		return PersistPass{Read: b.readOrZero()}, err
+	}
+	return p.write(ctx, b)
+}
+
+func (b *batch) readOrZero() int {
+	if b == nil {
+		return 0
+	}
+	return b.read
+}
+
+// fetch claims partitions and reads and decodes their entries. With own false it leaves out
+// this consumer's pending entries (a batch being written).
+func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 	if err := p.syncPools(ctx); err != nil {
-		return pass, err
+		return nil, err
 	}
 	parts, err := p.claimPartitions(ctx)
 	if err != nil || len(parts) == 0 {
-		return pass, err
+		return &batch{}, err
 	}
 	entries, err := p.eng.ReadGroup(ctx, engine.GroupRead{Group: p.cfg.Group, Consumer: p.owner, Start: "0",
-		ClaimIdle: max(p.cfg.ClaimIdle, time.Millisecond), Count: p.cfg.Batch, Budget: p.cfg.MaxRows}, parts)
+		ClaimIdle: max(p.cfg.ClaimIdle, time.Millisecond), Count: p.cfg.Batch, Budget: p.cfg.MaxRows, SkipOwn: !own}, parts)
 	if err != nil {
-		return pass, err
+		return nil, err
 	}
+	b := &batch{entries: entries}
+	p.mu.Lock()
 	for _, en := range entries {
 		p.groups[en.Partition] = true
 	}
-	var events []engine.Event
-	var dead []DeadLetter
+	p.mu.Unlock()
 	for _, en := range entries {
 		for _, m := range en.Messages {
-			pass.Read++
+			b.read++
 			if m.Values == nil {
 				continue // trimmed after it was persisted: only its acknowledgement is missing
 			}
@@ -200,22 +255,44 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 				err = fmt.Errorf("entry id %s does not match seq %d", m.ID, ev.Seq)
 			}
 			if err != nil {
-				dead = append(dead, DeadLetter{Partition: en.Partition, StreamID: m.ID, Payload: m.Values, Err: err.Error()})
+				b.dead = append(b.dead, DeadLetter{Partition: en.Partition, StreamID: m.ID, Payload: m.Values, Err: err.Error()})
 				continue
 			}
-			events = append(events, ev)
+			b.events = append(b.events, ev)
 		}
 	}
-	if pass.Read == 0 {
-		return pass, nil
+	return b, nil
+}
+
+// write stores a fetched batch, acknowledges it, handles forks and trims. Partitions found
+// forked since the batch was read are left out (and stay pending): nothing read after a fork
+// may reach the ledger.
+func (p *Persister) write(ctx context.Context, b *batch) (PersistPass, error) {
+	pass := PersistPass{Read: b.read}
+	p.mu.Lock()
+	if len(p.forks) > 0 {
+		keep := b.entries[:0:0]
+		for _, en := range b.entries {
+			if _, bad := p.forks[en.Partition]; !bad {
+				keep = append(keep, en)
+			}
+		}
+		evs := b.events[:0:0]
+		for _, ev := range b.events {
+			if _, bad := p.forks[ev.Partition]; !bad {
+				evs = append(evs, ev)
+			}
+		}
+		b.entries, b.events = keep, evs
 	}
-	res, err := p.append(ctx, events, dead)
+	p.mu.Unlock()
+	res, err := p.append(ctx, b.events, b.dead)
 	if err != nil {
 		return pass, err
 	}
 	pass.Inserted, pass.Duplicates, pass.DeadLetters, pass.Forks = res.Inserted, res.Duplicates, res.DeadLetters, res.Forks
 	p.persisted.Add(float64(res.Inserted))
-	p.batchSize.Observe(float64(len(events)))
+	p.batchSize.Observe(float64(len(b.events)))
 	p.deadTotal.Add(float64(res.DeadLetters))
 	forked := map[int]bool{}
 	for _, f := range res.Forks {
@@ -227,10 +304,10 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 			return pass, err
 		}
 	}
-	if err := p.ack(ctx, entries, forked); err != nil {
+	if err := p.ack(ctx, b.entries, forked); err != nil {
 		return pass, err
 	}
-	p.advance(entries, events, forked)
+	p.advance(b.entries, b.events, forked)
 	return pass, p.trim(ctx)
 }
 
@@ -254,6 +331,7 @@ func (p *Persister) claimPartitions(ctx context.Context) ([]int, error) {
 	}
 	var cand []int
 	var names []string
+	p.mu.Lock()
 	for part, f := range fences {
 		if f != "" {
 			continue // fenced: nothing is persisted until reconciliation repairs and unfences it
@@ -265,6 +343,7 @@ func (p *Persister) claimPartitions(ctx context.Context) ([]int, error) {
 		cand = append(cand, part)
 		names = append(names, "persist:"+strconv.Itoa(part))
 	}
+	p.mu.Unlock()
 	if len(cand) == 0 {
 		return nil, nil
 	}
@@ -295,7 +374,9 @@ func (p *Persister) ack(ctx context.Context, entries []engine.GroupEntries, fork
 // fork stops persisting a partition whose stream contradicts the ledger and fences it: Redis
 // lost acknowledged writes, and only reconciliation may decide what happens next.
 func (p *Persister) fork(ctx context.Context, f Fork) {
+	p.mu.Lock()
 	p.forks[f.Partition] = f
+	p.mu.Unlock()
 	p.alarms.Inc()
 	p.log.Error().Int("partition", f.Partition).Int64("seq", f.Seq).Str("kind", f.Kind).Str("detail", f.Detail).
 		Msg("INTEGRITY ALARM: the stream contradicts the ledger (Redis lost acknowledged writes); partition fenced, run reconcile --repair")
@@ -307,6 +388,8 @@ func (p *Persister) fork(ctx context.Context, f Fork) {
 
 // advance moves each partition's watermark over events now known to be in the ledger.
 func (p *Persister) advance(entries []engine.GroupEntries, events []engine.Event, forked map[int]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	got := map[int]map[int64]bool{}
 	for _, ev := range events {
 		if got[ev.Partition] == nil {
@@ -331,44 +414,65 @@ func (p *Persister) advance(entries []engine.GroupEntries, events []engine.Event
 
 // trim removes stream entries older than Keep below what the ledger holds for certain.
 func (p *Persister) trim(ctx context.Context) error {
+	type cut struct {
+		part  int
+		minID int64
+	}
+	var cuts []cut
+	p.mu.Lock()
+	var unknown []int
 	for part := range p.groups {
 		if _, bad := p.forks[part]; bad {
 			continue
 		}
 		w, ok := p.watermark[part]
 		if !ok {
-			var err error
-			if w, err = p.store.Watermark(ctx, part); err != nil {
-				return err
-			}
-			p.watermark[part] = w
-		}
-		minID := w - p.cfg.Keep + 1
-		if minID <= p.trimmed[part]+max(p.cfg.Keep/10, 1) {
+			unknown = append(unknown, part)
 			continue
 		}
-		err := p.eng.Redis().XTrimMinID(ctx, p.eng.StreamKey(part), strconv.FormatInt(minID, 10)+"-0").Err()
-		if err != nil {
-			return fmt.Errorf("trim partition %d: %w", part, err)
+		if minID := w - p.cfg.Keep + 1; minID > p.trimmed[part]+max(p.cfg.Keep/10, 1) {
+			cuts = append(cuts, cut{part, minID})
 		}
-		p.trimmed[part] = minID
+	}
+	p.mu.Unlock()
+	for _, part := range unknown { // learned from Postgres, which holds at least this much
+		w, err := p.store.Watermark(ctx, part)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if _, ok := p.watermark[part]; !ok {
+			p.watermark[part] = w
+		}
+		p.mu.Unlock()
+	}
+	for _, c := range cuts {
+		err := p.eng.Redis().XTrimMinID(ctx, p.eng.StreamKey(c.part), strconv.FormatInt(c.minID, 10)+"-0").Err()
+		if err != nil {
+			return fmt.Errorf("trim partition %d: %w", c.part, err)
+		}
+		p.mu.Lock()
+		p.trimmed[c.part] = c.minID
+		p.mu.Unlock()
 	}
 	return nil
 }
 
 func (p *Persister) syncPools(ctx context.Context) error {
-	if p.cfg.SyncPoolsEvery <= 0 || time.Since(p.lastSync) < p.cfg.SyncPoolsEvery {
+	p.mu.Lock()
+	due := p.cfg.SyncPoolsEvery > 0 && time.Since(p.lastSync) >= p.cfg.SyncPoolsEvery
+	if due {
+		p.lastSync = time.Now() // one sync at a time; a failure retries after the interval
+	}
+	p.mu.Unlock()
+	if !due {
 		return nil
 	}
 	pools, err := p.eng.Pools(ctx)
 	if err != nil {
 		return err
 	}
-	if err := p.store.SyncPools(ctx, pools); err != nil {
-		return err
-	}
-	p.lastSync = time.Now()
-	return nil
+	return p.store.SyncPools(ctx, pools)
 }
 
 // UpdateLag measures, per partition, the events in Redis not yet in the ledger and the age of
