@@ -333,6 +333,20 @@ func (s *Store) Events(ctx context.Context, vendor string, afterPartition int, a
 	return out, rows.Err()
 }
 
+// PartitionEvents reads partition p's events with seq > after, up to limit, in seq order.
+func (s *Store) PartitionEvents(ctx context.Context, p int, after int64, limit int) ([]engine.Event, error) {
+	evs, err := s.Events(ctx, "", p, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i, ev := range evs {
+		if ev.Partition != p {
+			return evs[:i], nil
+		}
+	}
+	return evs, nil
+}
+
 // SyncPools copies pool configuration (and its vendors and locations) into Postgres.
 func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error {
 	if len(pools) == 0 {

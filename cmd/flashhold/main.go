@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,6 +17,9 @@ Usage:
   flashhold sweep                       run only the sweeper (expiry, rebalancing, write-off)
   flashhold persist                     run only the ledger persister (Redis streams -> Postgres)
   flashhold migrate                     apply the ledger schema migrations to FLASHHOLD_POSTGRES_URL
+  flashhold reconcile [--out DIR] [--pool LOCATION/SKU]
+                                        compare the ledger with the live counters; exit 0 clean,
+                                        1 findings, 2 could not run
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
   flashhold help                        this text
@@ -38,6 +42,15 @@ func run(ctx context.Context, args []string) int {
 	switch args[0] {
 	case "serve":
 		err = serveCmd(ctx)
+	case "reconcile":
+		if err := reconcileCmd(ctx, args[1:]); err != nil {
+			if errors.Is(err, errFindings) {
+				return 1
+			}
+			fmt.Fprintf(os.Stderr, "flashhold reconcile: %v\n", err)
+			return 2
+		}
+		return 0
 	case "migrate":
 		err = migrateCmd(ctx)
 	case "persist":

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/ledger"
+	"github.com/flashhold/flashhold/reconcile"
+)
+
+// errFindings makes reconcile exit with 1.
+var errFindings = errors.New("findings")
+
+// reconcileCmd runs one reconciliation: exit 0 clean, 1 findings, 2 could not run.
+func reconcileCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	out := fs.String("out", "reconcile-report", "directory for report.html, report.json and findings.csv")
+	poolArg := fs.String("pool", "", "only this pool, as LOCATION/SKU")
+	grace := fs.Duration("transfer-grace", 30*time.Second, "a transfer pending longer than this is reported half-done")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	e, cfg, err := openEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	pool, err := openLedger(ctx, cfg.PostgresURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	opts := reconcile.Options{TransferGrace: *grace}
+	if *poolArg != "" {
+		loc, sku, ok := strings.Cut(*poolArg, "/")
+		if !ok {
+			return fmt.Errorf("--pool wants LOCATION/SKU")
+		}
+		opts.Pool = &engine.PoolKey{Location: loc, SKU: sku}
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		opts.Progress = func(done, total int) { fmt.Fprintf(os.Stderr, "\rreconciling: %d/%d partitions", done, total) }
+	}
+	rep, err := reconcile.New(e, ledger.NewStore(pool)).Run(ctx, opts)
+	if opts.Progress != nil {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := rep.Write(*out); err != nil {
+		return err
+	}
+	fmt.Printf("run %d: %d partitions, %d pools, %d events replayed, %d findings; report in %s\n",
+		rep.RunID, rep.Partitions, rep.Pools, rep.Events, len(rep.Findings), *out)
+	for _, k := range rep.Kinds() {
+		fmt.Printf("  %s: %d\n", k, rep.ByKind[k])
+	}
+	if !rep.Clean() {
+		return errFindings
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testpg"
+	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/ledger"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testredis.StopCluster()
+	os.Exit(code)
+}
+
+type fixture struct {
+	rdb   redis.UniversalClient
+	e     *engine.Engine
+	store *ledger.Store
+	p     *ledger.Persister
+	r     *Reconciler
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	rdb := testredis.Standalone(t)
+	e := testengine.New(t, rdb, func(c *engine.Config) { c.SoldOutMemory = 0 })
+	pool, _ := testpg.Schema(t)
+	if _, err := ledger.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	st := ledger.NewStore(pool)
+	cfg := ledger.PersistConfig{Group: "ledger", Batch: 1000, MaxRows: 20000, Interval: time.Millisecond, Mode: ledger.ModeCopy,
+		ClaimIdle: time.Millisecond, Lease: time.Second, Keep: 1 << 40, BackoffMax: 100 * time.Millisecond, Timeout: 10 * time.Second, LagAlarm: 1 << 40}
+	f := &fixture{rdb: rdb, e: e, store: st, p: ledger.NewPersister(e, st, cfg), r: New(e, st)}
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 1000)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "b", Shards: 1}, 100)
+	f.workload(t, "w", 40)
+	return f
+}
+
+// workload reserves, commits and releases on both pools, then persists everything.
+func (f *fixture) workload(t *testing.T, tag string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		for _, sku := range []string{"a", "b"} {
+			h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: 1}},
+				IdempotencyKey: fmt.Sprintf("%s-%s-%d", tag, sku, i), Actor: "shop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch i % 3 {
+			case 0:
+				f.e.Commit(ctx, h.ID, "shop")
+			case 1:
+				f.e.Release(ctx, h.ID, "shop")
+			}
+		}
+	}
+	for range 100 {
+		pass, err := f.p.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pass.Read == 0 {
+			return
+		}
+	}
+}
+
+func (f *fixture) run(t *testing.T) *Report {
+	t.Helper()
+	rep, err := f.r.Run(context.Background(), Options{TransferGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// only asserts the report holds exactly one finding, and returns it.
+func only(t *testing.T, rep *Report, kind string) Finding {
+	t.Helper()
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != kind {
+		t.Fatalf("want exactly one %s finding, got %+v", kind, rep.Findings)
+	}
+	return rep.Findings[0]
+}
+
+func TestCleanRun(t *testing.T) {
+	f := setup(t)
+	rep := f.run(t)
+	if !rep.Clean() || rep.Partitions != 16 || rep.Pools != 2 || rep.Events == 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	var status string
+	var events int64
+	f.store.Pool().QueryRow(context.Background(), `SELECT status, events_replayed FROM reconcile_runs WHERE id = $1`, rep.RunID).Scan(&status, &events)
+	if status != "clean" || events != rep.Events {
+		t.Fatalf("recorded run: %s, %d events", status, events)
+	}
+}
+
+// TestCounterDrift: a counter changed behind the engine's back is found on its shard, with
+// the amount.
+func TestCounterDrift(t *testing.T) {
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "a", 2)
+	f.rdb.HIncrBy(context.Background(), f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|a|2", 3)
+	got := only(t, f.run(t), KindDrift)
+	if got.Partition != p || got.Shard != 2 || got.SKU != "a" || got.Amount != 3 {
+		t.Fatalf("finding %+v", got)
+	}
+}
+
+// TestLedgerRowDeleted: a deleted ledger row is a gap at exactly its seq.
+func TestLedgerRowDeleted(t *testing.T) {
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	f.store.Pool().Exec(context.Background(), `DELETE FROM inventory_events WHERE partition = $1 AND seq = 7`, p)
+	got := only(t, f.run(t), KindGap)
+	if got.Partition != p || got.SeqFrom != 7 || got.SeqTo != 7 || got.Amount != 1 {
+		t.Fatalf("finding %+v", got)
+	}
+}
+
+// TestLedgerRowEdited: a ledger row whose qty was edited breaks the chain at its seq.
+func TestLedgerRowEdited(t *testing.T) {
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	f.store.Pool().Exec(context.Background(), `UPDATE inventory_events SET qty = qty + 5 WHERE partition = $1 AND seq = 9`, p)
+	got := only(t, f.run(t), KindChainBreak)
+	if got.Partition != p || got.SeqFrom != 9 || got.Amount != 5 {
+		t.Fatalf("finding %+v", got)
+	}
+}
+
+// TestRedisLostWrites: Redis comes back from a restart without its last writes (the partition
+// is restored from an earlier dump) while the ledger already holds them.
+func TestRedisLostWrites(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	keys, _ := f.rdb.Keys(ctx, f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:*").Result()
+	dumps := map[string]string{}
+	for _, k := range keys {
+		dumps[k], _ = f.rdb.Dump(ctx, k).Result()
+	}
+	before, _ := f.e.Snapshot(ctx, p)
+	f.workload(t, "lost", 5) // persisted, then lost by Redis
+	after, _ := f.e.Snapshot(ctx, p)
+	for k, d := range dumps {
+		f.rdb.RestoreReplace(ctx, k, 0, d)
+	}
+	got := only(t, f.run(t), KindLedgerAhead)
+	if got.Partition != p || got.SeqFrom != before.Seq+1 || got.SeqTo != after.Seq || got.Amount != after.Seq-before.Seq {
+		t.Fatalf("finding %+v (Redis seq %d, ledger up to %d)", got, before.Seq, after.Seq)
+	}
+}
+
+// TestReportFiles: a run with findings writes the three report files, and the page states
+// the summary numbers.
+func TestReportFiles(t *testing.T) {
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	f.rdb.HIncrBy(context.Background(), f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|b|0", 2)
+	rep := f.run(t)
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	html, _ := os.ReadFile(dir + "/report.html")
+	csvRaw, _ := os.ReadFile(dir + "/findings.csv")
+	jsonRaw, _ := os.ReadFile(dir + "/report.json")
+	for _, want := range []string{`id="pools">2<`, `id="partitions">16<`, fmt.Sprintf(`id="events">%d<`, rep.Events),
+		`id="findings">1<`, "1 discrepancy found", "available is"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(csvRaw), ",drift,") || !strings.Contains(string(jsonRaw), `"kind": "drift"`) {
+		t.Fatalf("csv %s\njson %.200s", csvRaw, jsonRaw)
+	}
+}
