@@ -73,7 +73,9 @@ type Reconciler struct {
 }
 
 // New builds a reconciler.
-func New(eng *engine.Engine, store *ledger.Store) *Reconciler { return &Reconciler{eng: eng, store: store} }
+func New(eng *engine.Engine, store *ledger.Store) *Reconciler {
+	return &Reconciler{eng: eng, store: store}
+}
 
 // Run reconciles every partition (or those holding opts.Pool), records the run and its findings
 // in Postgres, and returns the report.
