@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -24,11 +23,7 @@ import (
 	"github.com/flashhold/flashhold/ledger"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testredis.StopCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testredis.Main(m) }
 
 func testConfig() Config {
 	return Config{Group: "alerts", Interval: 10 * time.Millisecond, Batch: 1000, Hysteresis: 0.1, Cooldown: 0,

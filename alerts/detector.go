@@ -2,10 +2,6 @@ package alerts
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -120,11 +116,8 @@ type Detector struct {
 
 // NewDetector builds a detector.
 func NewDetector(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logger, now func() time.Time) *Detector {
-	b := make([]byte, 4)
-	rand.Read(b)
-	host, _ := os.Hostname()
 	return &Detector{eng: eng, store: store, cfg: cfg, log: log, now: now,
-		owner: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b)), pools: map[engine.PoolKey]*poolState{},
+		owner: loop.InstanceID(), pools: map[engine.PoolKey]*poolState{},
 		counter: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_alerts_total", Help: "Stock alerts raised, by type."}, []string{"type"})}
 }
 

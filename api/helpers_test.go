@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +18,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testredis.StopCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testredis.Main(m) }
 
 // Keys the test servers accept (the hashes are computed from these).
 const (

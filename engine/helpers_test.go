@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,11 +12,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testredis.StopCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testredis.Main(m) }
 
 // fakeClock is a clock tests move by hand.
 type fakeClock struct{ ms atomic.Int64 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,11 +18,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testredis.StopCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testredis.Main(m) }
 
 func newEngine(t testing.TB, rdb redis.UniversalClient) *engine.Engine {
 	return testengine.New(t, rdb, func(c *engine.Config) { c.SoldOutMemory = 0 })

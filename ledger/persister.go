@@ -2,10 +2,7 @@ package ledger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/loop"
 )
 
 // PersistConfig is the persister's configuration (environment variables in the README).
@@ -94,10 +92,7 @@ func WithConsumer(name string) PersistOption { return func(p *Persister) { p.own
 func NewPersister(eng *engine.Engine, store *Store, cfg PersistConfig, opts ...PersistOption) *Persister {
 	p := &Persister{eng: eng, store: store, cfg: cfg, log: zerolog.Nop(), groups: map[int]bool{},
 		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{}}
-	host, _ := os.Hostname()
-	b := make([]byte, 4)
-	rand.Read(b)
-	p.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	p.owner = loop.InstanceID()
 	for _, o := range opts {
 		o(p)
 	}

@@ -18,11 +18,7 @@ import (
 	"github.com/flashhold/flashhold/ledger"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testredis.StopCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testredis.Main(m) }
 
 type fixture struct {
 	rdb   redis.UniversalClient

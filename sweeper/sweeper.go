@@ -5,12 +5,9 @@ package sweeper
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -99,11 +96,7 @@ func WithOwner(id string) Option { return func(s *Sweeper) { s.owner = id } }
 
 // New builds a sweeper over eng.
 func New(eng *engine.Engine, cfg Config, opts ...Option) *Sweeper {
-	s := &Sweeper{eng: eng, cfg: cfg, log: zerolog.Nop(), now: time.Now, bucket: newBucket(cfg.Rate, cfg.Burst)}
-	host, _ := os.Hostname()
-	b := make([]byte, 4)
-	rand.Read(b)
-	s.owner = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	s := &Sweeper{eng: eng, cfg: cfg, log: zerolog.Nop(), now: time.Now, bucket: newBucket(cfg.Rate, cfg.Burst), owner: loop.InstanceID()}
 	for _, o := range opts {
 		o(s)
 	}

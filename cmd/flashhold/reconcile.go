@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
-	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 )
 
@@ -26,16 +25,11 @@ func reconcileCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	e, cfg, err := openEngine(ctx)
+	e, store, _, closeAll, err := openEngineWithLedger(ctx)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	pool, err := openLedger(ctx, cfg.PostgresURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer closeAll()
 	opts := reconcile.Options{TransferGrace: *grace}
 	if *poolArg != "" {
 		loc, sku, ok := strings.Cut(*poolArg, "/")
@@ -47,7 +41,7 @@ func reconcileCmd(ctx context.Context, args []string) error {
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		opts.Progress = func(done, total int) { fmt.Fprintf(os.Stderr, "\rreconciling: %d/%d partitions", done, total) }
 	}
-	rep, err := reconcile.New(e, ledger.NewStore(pool)).Run(ctx, opts)
+	rep, err := reconcile.New(e, store).Run(ctx, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(os.Stderr)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/config"
+	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/sweeper"
 )
@@ -175,19 +176,28 @@ func migrateCmd(ctx context.Context) error {
 	return nil
 }
 
-// persistCmd runs only the ledger persister until interrupted.
-func persistCmd(ctx context.Context) error {
+// openEngineWithLedger opens the engine and the ledger; close releases both.
+func openEngineWithLedger(ctx context.Context) (*engine.Engine, *ledger.Store, config.Config, func(), error) {
 	e, cfg, err := openEngine(ctx)
 	if err != nil {
-		return err
+		return nil, nil, cfg, nil, err
 	}
-	defer e.Close()
 	pool, err := openLedger(ctx, cfg.PostgresURL)
+	if err != nil {
+		e.Close()
+		return nil, nil, cfg, nil, err
+	}
+	return e, ledger.NewStore(pool), cfg, func() { pool.Close(); e.Close() }, nil
+}
+
+// persistCmd runs only the ledger persister until interrupted.
+func persistCmd(ctx context.Context) error {
+	e, store, cfg, closeAll, err := openEngineWithLedger(ctx)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	return ledger.NewPersister(e, ledger.NewStore(pool), cfg.Persist, ledger.WithPersistLogger(cfg.Logger())).Run(ctx)
+	defer closeAll()
+	return ledger.NewPersister(e, store, cfg.Persist, ledger.WithPersistLogger(cfg.Logger())).Run(ctx)
 }
 
 // sweepCmd runs the sweeper alone until interrupted.

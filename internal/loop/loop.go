@@ -4,7 +4,11 @@ package loop
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"time"
 )
 
@@ -31,4 +35,13 @@ func Run(ctx context.Context, interval, jitter time.Duration, once func(context.
 		case <-t.C:
 		}
 	}
+}
+
+// InstanceID names this process among others doing the same background work (in leases and
+// consumer groups): host, pid and a random suffix.
+func InstanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	crand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }

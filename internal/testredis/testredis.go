@@ -248,3 +248,11 @@ func waitClusterOK(ctx context.Context, addr string) error {
 		}
 	}
 }
+
+// Main runs a package's tests, then stops the cluster nodes they may have started. Use it as
+// the package's TestMain: func TestMain(m *testing.M) { testredis.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopCluster()
+	os.Exit(code)
+}
