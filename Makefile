@@ -14,6 +14,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/flashhold
 
 test: services
+	deploy/local/browser.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
