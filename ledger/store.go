@@ -347,6 +347,35 @@ func (s *Store) PartitionEvents(ctx context.Context, p int, after int64, limit i
 	return evs, nil
 }
 
+// RestoreRows writes events back into the ledger where a row is missing or was altered
+// (reconciliation's repair, from the stream's verified copies). Each event must hash to its
+// hash; rows are replaced whole.
+func (s *Store) RestoreRows(ctx context.Context, events []engine.Event) error {
+	for i := range events {
+		if events[i].ComputeHash() != events[i].Hash {
+			return fmt.Errorf("ledger: restore %d/%d: the event does not match its hash", events[i].Partition, events[i].Seq)
+		}
+	}
+	batch := &pgx.Batch{}
+	sets := make([]string, 0, len(eventColumns))
+	for _, c := range eventColumns[2:] {
+		sets = append(sets, c+" = EXCLUDED."+c)
+	}
+	ph := make([]string, len(eventColumns))
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", i+1)
+	}
+	q := `INSERT INTO inventory_events (` + strings.Join(eventColumns, ", ") + `) VALUES (` + strings.Join(ph, ", ") + `)
+		ON CONFLICT (partition, seq) DO UPDATE SET ` + strings.Join(sets, ", ")
+	for i := range events {
+		batch.Queue(q, eventRow(&events[i])...)
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("ledger: restore rows: %w", err)
+	}
+	return nil
+}
+
 // SyncPools copies pool configuration (and its vendors and locations) into Postgres.
 func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error {
 	if len(pools) == 0 {

@@ -15,7 +15,7 @@ var files embed.FS
 // Names lists every operation script.
 var Names = []string{
 	"reserve", "reserve_batch", "commit", "release", "extend", "sweep", "adjust",
-	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease",
+	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease", "repair",
 }
 
 // standalone scripts touch no partition and get no shared helpers.

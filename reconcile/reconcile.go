@@ -39,6 +39,9 @@ type Finding struct {
 	SeqTo     int64  `json:"seq_to,omitempty"`
 	Amount    int64  `json:"amount,omitempty"` // units (drift: live − replayed), or events
 	Detail    string `json:"detail"`
+	Repaired  bool   `json:"repaired"`
+
+	fix func(context.Context) error // how --repair corrects it; nil when it cannot
 }
 
 // Report is one run's result.
@@ -64,6 +67,10 @@ type Options struct {
 	TransferGrace time.Duration
 	// Progress, when set, is called after each partition.
 	Progress func(done, total int)
+	// Repair corrects what can be corrected: drift of an available count (through the repair
+	// script, as an audited ADJUSTED event naming the run), ledger rows missing or altered
+	// (restored from the stream's verified copies), and half-done transfers (completed).
+	Repair bool
 }
 
 // Reconciler runs reconciliations.
@@ -81,7 +88,7 @@ func New(eng *engine.Engine, store *ledger.Store) *Reconciler {
 // in Postgres, and returns the report.
 func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{StartedAt: time.Now().UTC(), ByKind: map[string]int{}}
-	if err := r.store.Pool().QueryRow(ctx, `INSERT INTO reconcile_runs DEFAULT VALUES RETURNING id`).Scan(&rep.RunID); err != nil {
+	if err := r.store.Pool().QueryRow(ctx, `INSERT INTO reconcile_runs (repair) VALUES ($1) RETURNING id`, opts.Repair).Scan(&rep.RunID); err != nil {
 		return nil, fmt.Errorf("record run: %w", err)
 	}
 	parts := make([]int, 0, r.eng.Partitions())
@@ -101,9 +108,21 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	pools := map[engine.PoolKey]bool{}
 	for i, p := range parts {
-		n, found, err := r.partition(ctx, p, opts, pools)
+		n, found, err := r.partition(ctx, p, rep.RunID, opts, pools)
 		if err != nil {
 			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		if opts.Repair {
+			for i := range found {
+				if found[i].fix == nil {
+					continue
+				}
+				if err := found[i].fix(ctx); err != nil {
+					found[i].Detail += "; repair failed: " + err.Error()
+					continue
+				}
+				found[i].Repaired = true
+			}
 		}
 		rep.Events += n
 		rep.Findings = append(rep.Findings, found...)
@@ -126,7 +145,7 @@ type shardState struct {
 }
 
 // partition reconciles one partition and returns the events it replayed and its findings.
-func (r *Reconciler) partition(ctx context.Context, p int, opts Options, pools map[engine.PoolKey]bool) (int64, []Finding, error) {
+func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Options, pools map[engine.PoolKey]bool) (int64, []Finding, error) {
 	snap, err := r.eng.Snapshot(ctx, p)
 	if err != nil {
 		return 0, nil, err
@@ -178,10 +197,23 @@ func (r *Reconciler) partition(ctx context.Context, p int, opts Options, pools m
 	// fault from showing up again as drift.
 	var replay []engine.Event
 	var gapFrom int64
+	// restoreFix writes the stream's copies of seqs from..to back into the ledger, if the
+	// stream still has every one of them.
+	restoreFix := func(from, to int64) func(context.Context) error {
+		var rows []engine.Event
+		for seq := from; seq <= to; seq++ {
+			sr, ok := streamRows[seq]
+			if !ok {
+				return nil
+			}
+			rows = append(rows, sr)
+		}
+		return func(ctx context.Context) error { return r.store.RestoreRows(ctx, rows) }
+	}
 	closeGap := func(to int64) {
 		if gapFrom > 0 {
 			add(Finding{Kind: KindGap, Partition: p, Shard: -1, SeqFrom: gapFrom, SeqTo: to, Amount: to - gapFrom + 1,
-				Detail: fmt.Sprintf("events %d to %d are missing from the ledger", gapFrom, to)})
+				Detail: fmt.Sprintf("events %d to %d are missing from the ledger", gapFrom, to), fix: restoreFix(gapFrom, to)})
 			gapFrom = 0
 		}
 	}
@@ -193,7 +225,8 @@ func (r *Reconciler) partition(ctx context.Context, p int, opts Options, pools m
 			closeGap(seq - 1)
 			if lr.ComputeHash() != lr.Hash {
 				add(Finding{Kind: KindChainBreak, Partition: p, Location: lr.Location, SKU: lr.SKU, Shard: lr.Shard, SeqFrom: seq, SeqTo: seq,
-					Amount: editedAmount(lr, sr, inStream), Detail: "the ledger row's content does not match its hash (edited)"})
+					Amount: editedAmount(lr, sr, inStream), Detail: "the ledger row's content does not match its hash (edited)",
+					fix: restoreFix(seq, seq)})
 				if inStream {
 					lr = sr
 				}
@@ -263,8 +296,17 @@ func (r *Reconciler) partition(ctx context.Context, p int, opts Options, pools m
 			live, want int64
 		}{{"available", sc.Available, st.available}, {"held", sc.Held, st.held}, {"committed", sc.Committed, st.committed}} {
 			if c.live != c.want {
-				add(Finding{Kind: KindDrift, Partition: p, Location: loc, SKU: sku, Shard: shard, SeqTo: snap.Seq, Amount: c.live - c.want,
-					Detail: fmt.Sprintf("%s is %d in Redis, %d by the ledger", c.name, c.live, c.want)})
+				fd := Finding{Kind: KindDrift, Partition: p, Location: loc, SKU: sku, Shard: shard, SeqTo: snap.Seq, Amount: c.live - c.want,
+					Detail: fmt.Sprintf("%s is %d in Redis, %d by the ledger", c.name, c.live, c.want)}
+				if c.name == "available" {
+					drift, id := fd.Amount, fmt.Sprintf("rc-%d-%d-%d", run, p, shard)
+					reason := fmt.Sprintf("reconcile run %d: drift of %+d removed", run, drift)
+					fd.fix = func(ctx context.Context) error {
+						_, _, err := r.eng.RepairDrift(ctx, loc, sku, shard, drift, id, "reconcile", reason)
+						return err
+					}
+				}
+				add(fd)
 			}
 		}
 	}
@@ -286,7 +328,8 @@ func (r *Reconciler) partition(ctx context.Context, p int, opts Options, pools m
 	for _, t := range snap.Transfers {
 		if t.TakenAt <= cutoff && match(t.Location, t.SKU) {
 			add(Finding{Kind: KindHalfTransfer, Partition: p, Location: t.Location, SKU: t.SKU, Shard: t.FromShard, Amount: t.Qty,
-				Detail: fmt.Sprintf("transfer %s took %d units out of shard %d for shard %d and was never completed", t.ID, t.Qty, t.FromShard, t.ToShard)})
+				Detail: fmt.Sprintf("transfer %s took %d units out of shard %d for shard %d and was never completed", t.ID, t.Qty, t.FromShard, t.ToShard),
+				fix:    func(ctx context.Context) error { return r.eng.FinishTransfer(ctx, t, "reconcile") }})
 		}
 	}
 	return int64(len(replay)), found, nil
@@ -342,9 +385,9 @@ func (r *Reconciler) record(ctx context.Context, rep *Report) error {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	for _, f := range rep.Findings {
-		if _, err := tx.Exec(ctx, `INSERT INTO reconcile_findings (run_id, kind, partition, location, sku, shard, seq_from, seq_to, amount, detail)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, rep.RunID, f.Kind, f.Partition, f.Location, f.SKU, f.Shard,
-			f.SeqFrom, f.SeqTo, f.Amount, f.Detail); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO reconcile_findings (run_id, kind, partition, location, sku, shard, seq_from, seq_to, amount, detail, repaired)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, rep.RunID, f.Kind, f.Partition, f.Location, f.SKU, f.Shard,
+			f.SeqFrom, f.SeqTo, f.Amount, f.Detail, f.Repaired); err != nil {
 			return fmt.Errorf("record finding: %w", err)
 		}
 	}

@@ -41,11 +41,11 @@ func (rep *Report) writeCSV(path string) error {
 	}
 	defer f.Close()
 	w := csv.NewWriter(f)
-	w.Write([]string{"run_id", "kind", "partition", "location", "sku", "shard", "seq_from", "seq_to", "amount", "detail"})
+	w.Write([]string{"run_id", "kind", "partition", "location", "sku", "shard", "seq_from", "seq_to", "amount", "repaired", "detail"})
 	for _, x := range rep.Findings {
 		w.Write([]string{strconv.FormatInt(rep.RunID, 10), x.Kind, strconv.Itoa(x.Partition), x.Location, x.SKU,
 			strconv.Itoa(x.Shard), strconv.FormatInt(x.SeqFrom, 10), strconv.FormatInt(x.SeqTo, 10),
-			strconv.FormatInt(x.Amount, 10), x.Detail})
+			strconv.FormatInt(x.Amount, 10), strconv.FormatBool(x.Repaired), x.Detail})
 	}
 	w.Flush()
 	return w.Error()
@@ -123,8 +123,8 @@ recorded change (the ledger, in PostgreSQL) was replayed up to that moment and c
 {{range $k := .Kinds}}<tr><td>{{$k}}</td><td class="n">{{index $.ByKind $k}}</td><td>{{explain $k}}</td></tr>
 {{end}}</table>
 <h2>Details</h2>
-<table><tr><th>Kind</th><th>Partition</th><th>Location</th><th>SKU</th><th>Shard</th><th>Sequence</th><th>Amount</th><th>Detail</th></tr>
-{{range .Findings}}<tr><td>{{.Kind}}</td><td class="n">{{.Partition}}</td><td>{{.Location}}</td><td>{{.SKU}}</td><td class="n">{{shard .Shard}}</td><td class="n">{{seqs .}}</td><td class="n">{{.Amount}}</td><td>{{.Detail}}</td></tr>
+<table><tr><th>Kind</th><th>Partition</th><th>Location</th><th>SKU</th><th>Shard</th><th>Sequence</th><th>Amount</th><th>Repaired</th><th>Detail</th></tr>
+{{range .Findings}}<tr><td>{{.Kind}}</td><td class="n">{{.Partition}}</td><td>{{.Location}}</td><td>{{.SKU}}</td><td class="n">{{shard .Shard}}</td><td class="n">{{seqs .}}</td><td class="n">{{.Amount}}</td><td>{{if .Repaired}}yes{{else}}no{{end}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>{{end}}
 </body></html>
 `))

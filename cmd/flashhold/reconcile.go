@@ -22,6 +22,7 @@ func reconcileCmd(ctx context.Context, args []string) error {
 	out := fs.String("out", "reconcile-report", "directory for report.html, report.json and findings.csv")
 	poolArg := fs.String("pool", "", "only this pool, as LOCATION/SKU")
 	grace := fs.Duration("transfer-grace", 30*time.Second, "a transfer pending longer than this is reported half-done")
+	repair := fs.Bool("repair", false, "correct what can be corrected (drift of available counts, ledger rows missing or altered, half-done transfers)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -30,7 +31,7 @@ func reconcileCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeAll()
-	opts := reconcile.Options{TransferGrace: *grace}
+	opts := reconcile.Options{TransferGrace: *grace, Repair: *repair}
 	if *poolArg != "" {
 		loc, sku, ok := strings.Cut(*poolArg, "/")
 		if !ok {
@@ -55,6 +56,15 @@ func reconcileCmd(ctx context.Context, args []string) error {
 		rep.RunID, rep.Partitions, rep.Pools, rep.Events, len(rep.Findings), *out)
 	for _, k := range rep.Kinds() {
 		fmt.Printf("  %s: %d\n", k, rep.ByKind[k])
+	}
+	if *repair {
+		n := 0
+		for _, f := range rep.Findings {
+			if f.Repaired {
+				n++
+			}
+		}
+		fmt.Printf("  repaired: %d of %d (run again to confirm)\n", n, len(rep.Findings))
 	}
 	if !rep.Clean() {
 		return errFindings
