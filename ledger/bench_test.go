@@ -3,13 +3,13 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
@@ -74,23 +74,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	e := newEngine(b, testredis.Standalone(b))
 	s, _ := newStore(b)
 	makePool(b, e, "backlog", 8, int64(b.N)+1)
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "backlog", Qty: 1}},
-					IdempotencyKey: fmt.Sprint("k", i), Actor: "bench"})
-			}
-		}()
-	}
-	for i := range b.N - 9 { // 9 events came from creating and stocking the pool
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	testengine.ReserveMany(b, e, "s1", "backlog", b.N-9, 0) // 9 events came from creating and stocking the pool
 	cfg := persistConfig()
 	cfg.Batch, cfg.MaxRows = 5000, 40000
 	p := NewPersister(e, s, cfg)

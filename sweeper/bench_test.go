@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
 
@@ -18,25 +19,7 @@ import (
 // waits for them to expire).
 func fillExpired(b *testing.B, e *engine.Engine, clk *clock, sku string, n int) {
 	b.Helper()
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if _, err := e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: 1}},
-					IdempotencyKey: fmt.Sprint(sku, i), TTL: time.Second, Actor: "bench"}); err != nil {
-					b.Error(err)
-				}
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	testengine.ReserveMany(b, e, "s1", sku, n, time.Second)
 	if clk == nil {
 		time.Sleep(1100 * time.Millisecond)
 		return

@@ -4,6 +4,8 @@ package testengine
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,3 +79,28 @@ func (c *Clock) Ms() int64 { return c.ms.Load() }
 
 // Advance moves the clock forward by d.
 func (c *Clock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+// ReserveMany places n single-unit holds on location/sku from 64 concurrent callers (keys
+// "<sku><i>"; ttl 0 means the default), reporting any refusal as a test error.
+func ReserveMany(t testing.TB, e *engine.Engine, location, sku string, n int, ttl time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: location, SKU: sku, Qty: 1}},
+					IdempotencyKey: fmt.Sprint(sku, i), TTL: ttl, Actor: "bench"}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
