@@ -12,6 +12,8 @@ type Config struct {
 	RedisURL string `env:"FLASHHOLD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// RedisClusterAddrs, when set, selects Redis Cluster with these seed nodes.
 	RedisClusterAddrs []string `env:"FLASHHOLD_REDIS_CLUSTER_ADDRS" envSeparator:","`
+	// RedisPoolSize is the most connections to each Redis node (0: go-redis's default, 10 per CPU).
+	RedisPoolSize int `env:"FLASHHOLD_REDIS_POOL_SIZE" envDefault:"0"`
 	// RedisTimeout bounds every Redis call the engine makes.
 	RedisTimeout time.Duration `env:"FLASHHOLD_REDIS_TIMEOUT" envDefault:"2s"`
 	// Prefix starts every Redis key.

@@ -50,6 +50,7 @@ func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 			Addrs:        cfg.RedisClusterAddrs,
 			ReadTimeout:  cfg.RedisTimeout,
 			WriteTimeout: cfg.RedisTimeout,
+			PoolSize:     cfg.RedisPoolSize,
 		}), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
@@ -57,6 +58,9 @@ func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("FLASHHOLD_REDIS_URL: %w", err)
 	}
 	opt.ReadTimeout, opt.WriteTimeout = cfg.RedisTimeout, cfg.RedisTimeout
+	if cfg.RedisPoolSize > 0 {
+		opt.PoolSize = cfg.RedisPoolSize
+	}
 	return redis.NewClient(opt), nil
 }
 

@@ -66,6 +66,7 @@ type Persister struct {
 	forks     map[int]Fork
 	lastSync  time.Time
 	lag       []int64
+	lagAge    time.Duration // age of the oldest event not yet persisted, over all partitions
 
 	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
 	beforeCommit func() error
@@ -484,6 +485,7 @@ func (p *Persister) UpdateLag(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	lag := make([]int64, len(seqs))
+	var oldest time.Duration
 	for part, seq := range seqs {
 		w, ok := wm[part]
 		if !ok {
@@ -497,15 +499,27 @@ func (p *Persister) UpdateLag(ctx context.Context) error {
 		age := 0.0
 		if lag[part] > 0 {
 			if evs, err := p.eng.ReadEvents(ctx, part, w, 1); err == nil && len(evs) == 1 {
-				age = time.Since(time.UnixMilli(evs[0].TS)).Seconds()
+				d := time.Since(time.UnixMilli(evs[0].TS))
+				age, oldest = d.Seconds(), max(oldest, d)
 			}
 		}
 		p.lagSecs.WithLabelValues(label).Set(age)
 	}
 	p.mu.Lock()
-	p.lag = lag
+	p.lag, p.lagAge = lag, oldest
 	p.mu.Unlock()
 	return nil
+}
+
+// Lag is what the last UpdateLag measured: events waiting to be persisted over all partitions,
+// and the age of the oldest of them.
+func (p *Persister) Lag() (entries int64, oldest time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lag {
+		entries += l
+	}
+	return entries, p.lagAge
 }
 
 // Check is the persister's readiness: it fails while a partition is forked or while more

@@ -22,6 +22,9 @@ Usage:
                                         1 findings, 2 could not run
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
+  flashhold bench [--scenario NAME] [--duration D] [--out DIR] [--clients N] [--rate R] [--stock K]
+                                        drive flash-sale load at an in-process flashhold and at
+                                        baselines; exit 0 clean, 1 oversold/undersold, 2 could not run
   flashhold help                        this text
 
 Configuration comes from FLASHHOLD_* environment variables (see README.md).
@@ -55,6 +58,15 @@ func run(ctx context.Context, args []string) int {
 		err = migrateCmd(ctx)
 	case "persist":
 		err = persistCmd(ctx)
+	case "bench":
+		if err := benchCmd(ctx, args[1:]); err != nil {
+			if errors.Is(err, errDirty) {
+				return 1
+			}
+			fmt.Fprintf(os.Stderr, "flashhold bench: %v\n", err)
+			return 2
+		}
+		return 0
 	case "sweep":
 		err = sweepCmd(ctx)
 	case "stock":

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/internal/rediskeys"
 )
 
 // URL is the standalone Redis tests use: FLASHHOLD_TEST_REDIS_URL, or the local default.
@@ -94,22 +96,7 @@ func sweepAbandoned(ctx context.Context, c redis.UniversalClient) {
 
 // DeletePrefix deletes every key that starts with prefix+":".
 func DeletePrefix(ctx context.Context, c redis.UniversalClient, prefix string) error {
-	del := func(ctx context.Context, node *redis.Client) error {
-		iter := node.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if err := node.Unlink(ctx, iter.Val()).Err(); err != nil {
-				return err
-			}
-		}
-		return iter.Err()
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, del)
-	}
-	if node, ok := c.(*redis.Client); ok {
-		return del(ctx, node)
-	}
-	return fmt.Errorf("unsupported client %T", c)
+	return rediskeys.DeletePrefix(ctx, c, prefix)
 }
 
 var cluster struct {

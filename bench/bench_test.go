@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/config"
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testpg"
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+func TestMain(m *testing.M) { testredis.Main(m) }
+
+// testEnv is a bench environment over the test's own key prefix and schema.
+func testEnv(t *testing.T) Env {
+	t.Helper()
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := testredis.Standalone(t)
+	pg, _ := testpg.Schema(t)
+	cfg.Engine = testengine.Config(testredis.Prefix(t, rdb))
+	cfg.Sweep.Interval = 20 * time.Millisecond
+	return Env{Redis: rdb, Postgres: pg, Engine: cfg.Engine, API: cfg.API, Sweep: cfg.Sweep, Persist: cfg.Persist, Log: zerolog.Nop()}
+}
+
+// smallOptions is every scenario for a few seconds with small stock: a smoke run of the
+// invariants and the report's shape, not of speed.
+func smallOptions() Options {
+	return Options{Duration: 1500 * time.Millisecond, BaselineDuration: 400 * time.Millisecond, OpenDuration: time.Second,
+		Clients: 16, Stock: 400, Shards: 4, SKUs: 300, SKUStock: 5, CartSKUs: 40, StormHolds: 300, PGConns: 4}
+}
+
+func TestEveryScenarioSmoke(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	r, err := Run(ctx, env, smallOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range Scenarios {
+		s := r.Scenarios[name]
+		if s == nil {
+			t.Fatalf("scenario %s missing from the report", name)
+		}
+		if s.Oversold != 0 || s.Undersold != 0 || len(s.Invariants.Violations) > 0 {
+			t.Errorf("%s: oversold %d, undersold %d: %v", name, s.Oversold, s.Undersold, s.Invariants.Violations)
+		}
+		if s.Errors != 0 {
+			t.Errorf("%s: %d errors", name, s.Errors)
+		}
+		if s.ThroughputRPS <= 0 || s.P99Ms <= 0 || s.Invariants.Stock <= 0 {
+			t.Errorf("%s: empty figures: %+v", name, s)
+		}
+		if s.Invariants.Committed != s.Invariants.ClientCommitted || s.Invariants.Held != 0 {
+			t.Errorf("%s: invariants %+v", name, s.Invariants)
+		}
+	}
+	fs := r.Scenarios[FlashSale]
+	if fs.Phases[0].OK != smallOptions().Stock {
+		t.Errorf("flash-sale granted %d of %d units", fs.Phases[0].OK, smallOptions().Stock)
+	}
+	if len(fs.Phases) != 2 || fs.Phases[1].Name != "sold out" || fs.Phases[1].Refused == 0 {
+		t.Errorf("flash-sale phases: %+v", fs.Phases)
+	}
+	if fs.OpenLoop == nil || fs.OpenLoop.Requests == 0 || fs.PersisterLag == nil {
+		t.Errorf("flash-sale open loop %+v, persister lag %+v", fs.OpenLoop, fs.PersisterLag)
+	}
+	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript, EngineInProcess} {
+		if r.Baselines[b].ThroughputRPS <= 0 || r.Baselines[b].Errors != 0 {
+			t.Errorf("baseline %s: %+v", b, r.Baselines[b])
+		}
+	}
+	if r.Memory.PeakRSSMiB <= 0 || r.Memory.OpenHolds == 0 {
+		t.Errorf("memory: %+v", r.Memory)
+	}
+	if r.Scenarios[ExpiryStorm].SweeperLagMaxS == nil {
+		t.Error("expiry-storm: no sweeper lag")
+	}
+
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	checkReportShape(t, dir)
+}
+
+// checkReportShape reads report.json as a stranger would and looks for every field the
+// report promises, and for the Markdown table and the plots.
+func checkReportShape(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Scenarios map[string]map[string]json.RawMessage `json:"scenarios"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range Scenarios {
+		s := doc.Scenarios[name]
+		for _, field := range []string{"throughput_rps", "p50_ms", "p99_ms", "p999_ms", "errors", "oversold", "undersold", "baselines", "ratios"} {
+			if _, ok := s[field]; !ok {
+				t.Errorf("report.json: scenario %s has no %s", name, field)
+			}
+		}
+		var base map[string]map[string]float64
+		if err := json.Unmarshal(s["baselines"], &base); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript} {
+			if _, ok := base[b]["throughput_rps"]; !ok {
+				t.Errorf("report.json: %s baselines lack %s.throughput_rps", name, b)
+			}
+		}
+		var ratios map[string]float64
+		if err := json.Unmarshal(s["ratios"], &ratios); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"http_vs_hello", "http_vs_postgres", "engine_vs_redis_script"} {
+			if ratios[k] <= 0 {
+				t.Errorf("report.json: %s ratio %s = %v", name, k, ratios[k])
+			}
+		}
+	}
+	files := []string{"report.md", "latency.svg", "baselines.svg"}
+	for _, name := range Scenarios {
+		files = append(files, throughputPlot(name))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || len(b) < 200 {
+			t.Errorf("%s: %d bytes, %v", f, len(b), err)
+		}
+	}
+}
+
+// TestCheckCatchesOversell changes a counter behind the engine's back and tells the check of
+// a sale the system did not make: both must be reported.
+func TestCheckCatchesOversell(t *testing.T) {
+	env := testEnv(t)
+	ctx := context.Background()
+	b, err := start(ctx, env, smallOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.stop()
+	pool := engine.PoolConfig{Location: "bench", SKU: "check", Vendor: "bench", Shards: 1}
+	if err := b.makePools(ctx, []engine.PoolConfig{pool}, 10); err != nil {
+		t.Fatal(err)
+	}
+	h, err := b.eng.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "bench", SKU: "check", Qty: 3}}, IdempotencyKey: "k1", Actor: "bench"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.eng.Commit(ctx, h.ID, "bench"); err != nil {
+		t.Fatal(err)
+	}
+	clean, err := b.check(ctx, []expectation{{pool: pool, stock: 10, committed: 3}}, false)
+	if err != nil || clean.Oversold != 0 || clean.Undersold != 0 || len(clean.Violations) != 0 {
+		t.Fatalf("clean pool: %+v, %v", clean, err)
+	}
+	key := fmt.Sprintf("%s:{p%d}:stock", env.Engine.Prefix, b.eng.PartitionOf("bench", "check", 0))
+	if err := env.Redis.HIncrBy(ctx, key, "bench|check|0", 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	iv, err := b.check(ctx, []expectation{{pool: pool, stock: 10, committed: 4}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 units appeared from nowhere, and a client believes it bought one unit more than sold.
+	if iv.Oversold != 3 || iv.Undersold != 0 || len(iv.Violations) != 2 {
+		t.Fatalf("got %+v", iv)
+	}
+}

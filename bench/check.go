@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flashhold/flashhold/engine"
+)
+
+// setupActor names the bench in the events it writes outside the load itself.
+const setupActor = "bench"
+
+// makePools creates pools and gives each stock units, from a few concurrent callers.
+func (b *bench) makePools(ctx context.Context, pools []engine.PoolConfig, stock int64) error {
+	work := make(chan engine.PoolConfig)
+	var wg sync.WaitGroup
+	var first error
+	var once sync.Once
+	for range 32 {
+		wg.Go(func() {
+			for c := range work {
+				err := b.eng.CreatePool(ctx, c, setupActor)
+				if err == nil && stock > 0 {
+					_, err = b.eng.Adjust(ctx, engine.AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: engine.Restock, Qty: stock,
+						TransactionID: "bench-stock-" + c.SKU, Actor: setupActor, Reason: "bench stock"})
+				}
+				if err != nil {
+					once.Do(func() { first = fmt.Errorf("create pool %s/%s: %w", c.Location, c.SKU, err) })
+				}
+			}
+		})
+	}
+	for _, c := range pools {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+// endHolds commits (or releases) every hold in ids through the engine; it returns how many
+// it could not end.
+func (b *bench) endHolds(ctx context.Context, ids []string, commit bool) int64 {
+	var failed atomic.Int64
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for id := range work {
+				var err error
+				if commit {
+					err = b.eng.Commit(ctx, id, "bench")
+				} else {
+					err = b.eng.Release(ctx, id, "bench")
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	return failed.Load()
+}
+
+// expectation is what the load generator knows about one pool.
+type expectation struct {
+	pool  engine.PoolConfig
+	stock int64
+	// committed is the units clients were told they bought.
+	committed int64
+}
+
+// check reads every pool's counters and compares them with what was stocked and sold.
+// refused says whether buyers were turned away as sold out; units left available then count
+// as undersold.
+func (b *bench) check(ctx context.Context, pools []expectation, refused bool) (Invariants, error) {
+	var iv Invariants
+	const chunk = 2000
+	for start := 0; start < len(pools); start += chunk {
+		part := pools[start:min(start+chunk, len(pools))]
+		cfgs := make([]engine.PoolConfig, len(part))
+		for i, p := range part {
+			cfgs[i] = p.pool
+		}
+		avail, err := b.eng.Availabilities(ctx, cfgs)
+		if err != nil {
+			return iv, err
+		}
+		for i, a := range avail {
+			x := part[i]
+			iv.Pools++
+			iv.Stock += x.stock
+			iv.Available += a.Available
+			iv.Held += a.Held
+			iv.Committed += a.Committed
+			iv.ClientCommitted += x.committed
+			name := x.pool.Location + "/" + x.pool.SKU
+			for _, s := range a.Shards {
+				if s.Available < 0 || s.Held < 0 || s.Committed < 0 {
+					iv.Oversold += -min(s.Available, 0)
+					iv.Violations = append(iv.Violations, fmt.Sprintf("%s shard %d has a negative counter: %+v", name, s.Shard, s))
+				}
+			}
+			switch lost := x.stock - a.Available - a.Held - a.Committed; {
+			case lost > 0:
+				iv.Undersold += lost
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units neither available, held nor sold", name, lost))
+			case lost < 0:
+				iv.Oversold += -lost
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units more than stocked", name, -lost))
+			}
+			switch d := a.Committed - x.committed; {
+			case d > 0:
+				iv.Undersold += d
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units sold that no client was told of", name, d))
+			case d < 0:
+				iv.Oversold += -d
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: clients were told of %d units the system did not sell", name, -d))
+			}
+			if a.Held != 0 {
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units still held after every hold ended", name, a.Held))
+			}
+			if refused && a.Available > 0 {
+				iv.Undersold += a.Available
+				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units left available although buyers were refused", name, a.Available))
+			}
+		}
+	}
+	if len(iv.Violations) > 20 {
+		n := len(iv.Violations)
+		iv.Violations = append(iv.Violations[:20], fmt.Sprintf("... and %d more", n-20))
+	}
+	return iv, nil
+}

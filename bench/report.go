@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is one bench run: what ran where, the baselines, and every scenario.
+type Report struct {
+	Started   time.Time            `json:"started"`
+	Machine   Machine              `json:"machine"`
+	Options   Options              `json:"options"`
+	Baselines map[string]Stats     `json:"baselines"`
+	Scenarios map[string]*Scenario `json:"scenarios"`
+	Memory    Memory               `json:"memory"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs      int     `json:"cpus"`
+	MemoryGiB float64 `json:"memory_gib"`
+	OS        string  `json:"os"`
+	Go        string  `json:"go"`
+	Redis     string  `json:"redis"`
+	Postgres  string  `json:"postgres"`
+}
+
+// Memory is what the run cost in memory.
+type Memory struct {
+	// PeakRSSMiB is this process's peak resident set: engine, API, sweeper, persister and the
+	// load generator together.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// RedisBytesPerHold is the growth of Redis used_memory over the flash-sale run divided
+	// by the holds open at its end (hold record, expiry entry, idempotency answer, and
+	// stream entries not yet trimmed).
+	RedisBytesPerHold float64 `json:"redis_bytes_per_open_hold"`
+	OpenHolds         int64   `json:"open_holds_measured"`
+}
+
+// Scenario is one scenario's result. The top-level figures are the ones the targets are
+// judged on: for flash-sale the selling phase, for the others the whole run; latencies are
+// those of reserve requests.
+type Scenario struct {
+	Name          string             `json:"name"`
+	ThroughputRPS float64            `json:"throughput_rps"`
+	P50Ms         float64            `json:"p50_ms"`
+	P99Ms         float64            `json:"p99_ms"`
+	P999Ms        float64            `json:"p999_ms"`
+	Errors        int64              `json:"errors"`
+	Oversold      int64              `json:"oversold"`
+	Undersold     int64              `json:"undersold"`
+	Phases        []Phase            `json:"phases"`
+	Baselines     map[string]Rate    `json:"baselines"`
+	Ratios        map[string]float64 `json:"ratios"`
+	Invariants    Invariants         `json:"invariants"`
+	// OpenLoop is the flash-sale latency run at a fixed arrival rate.
+	OpenLoop *OpenLoop `json:"open_loop,omitempty"`
+	// PersisterLag is the ledger persister's largest lag seen during the run.
+	PersisterLag *Lag `json:"persister_lag,omitempty"`
+	// SweeperLagMaxS is the oldest overdue hold the sweeper had left, at worst (expiry-storm).
+	SweeperLagMaxS *float64 `json:"sweeper_lag_max_s,omitempty"`
+	Notes          []string `json:"notes,omitempty"`
+	Series         []Point  `json:"series"`
+}
+
+// Phase is a named part of a scenario's run.
+type Phase struct {
+	Name string `json:"name"`
+	Stats
+}
+
+// Rate is a baseline's throughput as carried into each scenario.
+type Rate struct {
+	ThroughputRPS float64 `json:"throughput_rps"`
+}
+
+// OpenLoop is a run at a fixed arrival rate; latency counts from when each request was due.
+type OpenLoop struct {
+	RateRPS float64 `json:"rate_rps"`
+	Missed  int64   `json:"missed"`
+	Stats
+}
+
+// Lag is the persister's largest backlog and the age of its oldest event.
+type Lag struct {
+	MaxEntries int64   `json:"max_entries"`
+	MaxSeconds float64 `json:"max_seconds"`
+}
+
+// Invariants is the stock check read from the system after a scenario, once every hold
+// has ended.
+type Invariants struct {
+	Pools     int   `json:"pools"`
+	Stock     int64 `json:"stock"`
+	Available int64 `json:"available"`
+	Held      int64 `json:"held"`
+	Committed int64 `json:"committed"`
+	// ClientCommitted is what the load generator was told it bought.
+	ClientCommitted int64 `json:"client_committed"`
+	// Oversold: units sold or held beyond the stock, negative counters, or units a client was
+	// told it bought that the system does not count.
+	Oversold int64 `json:"oversold"`
+	// Undersold: units that vanished (neither available nor held nor sold), units sold that
+	// no client was told of, and units left available although buyers were refused.
+	Undersold  int64    `json:"undersold"`
+	Violations []string `json:"violations,omitempty"`
+}
+
+// Target is a goal with the figure measured against it.
+type Target struct {
+	Name     string  `json:"name"`
+	Goal     string  `json:"goal"`
+	Measured float64 `json:"measured"`
+	Met      bool    `json:"met"`
+}
+
+// Targets checks the measured figures against the targets the suite is judged on.
+func (r *Report) Targets() []Target {
+	var out []Target
+	add := func(name, goal string, v float64, met bool) {
+		out = append(out, Target{Name: name, Goal: goal, Measured: v, Met: met})
+	}
+	if fs := r.Scenarios[FlashSale]; fs != nil {
+		add("flash-sale http_vs_hello (selling)", ">= 0.6", fs.Ratios["http_vs_hello"], fs.Ratios["http_vs_hello"] >= 0.6)
+		if v, ok := fs.Ratios["sold_out_vs_hello"]; ok {
+			add("flash-sale sold_out_vs_hello", ">= 0.9", v, v >= 0.9)
+		}
+		add("flash-sale http_vs_postgres", ">= 25", fs.Ratios["http_vs_postgres"], fs.Ratios["http_vs_postgres"] >= 25)
+		add("engine_vs_redis_script", ">= 2.0", fs.Ratios["engine_vs_redis_script"], fs.Ratios["engine_vs_redis_script"] >= 2)
+		if fs.OpenLoop != nil {
+			add("reserve p99 at half the max rate (ms)", "<= 5", fs.OpenLoop.P99Ms, fs.OpenLoop.P99Ms <= 5 && fs.OpenLoop.Errors == 0)
+		}
+		if fs.PersisterLag != nil {
+			add("persister lag through flash-sale (s)", "< 2", fs.PersisterLag.MaxSeconds, fs.PersisterLag.MaxSeconds < 2)
+		}
+	}
+	for _, name := range r.scenarioNames() {
+		s := r.Scenarios[name]
+		add(name+" oversold+undersold", "= 0", float64(s.Oversold+s.Undersold), s.Oversold == 0 && s.Undersold == 0 && len(s.Invariants.Violations) == 0)
+	}
+	return out
+}
+
+func (r *Report) scenarioNames() []string {
+	var names []string
+	for _, n := range Scenarios {
+		if r.Scenarios[n] != nil {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// Clean reports whether every scenario ended with nothing oversold, undersold or in error.
+func (r *Report) Clean() bool {
+	for _, s := range r.Scenarios {
+		if s.Oversold != 0 || s.Undersold != 0 || len(s.Invariants.Violations) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Write puts report.json, report.md and the plots into dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{"report.json": append(js, '\n'), "report.md": []byte(r.Markdown())}
+	for name, svg := range r.plots() {
+		files[name] = []byte(svg)
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Markdown renders the report as tables a person reads.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# flashhold bench report\n\n")
+	fmt.Fprintf(&b, "Run %s on %d CPUs, %.1f GiB, %s; %s, Redis %s, PostgreSQL %s. Load generator, API, engine, sweeper and persister in one process; Redis and PostgreSQL on the same machine.\n\n",
+		r.Started.UTC().Format(time.RFC3339), m.CPUs, m.MemoryGiB, m.OS, m.Go, m.Redis, m.Postgres)
+	o := r.Options
+	fmt.Fprintf(&b, "Options: %d clients, %s per scenario, %s per baseline, flash-sale stock %d on %d shards, catalog %d SKUs × %d, cart %d SKUs, expiry storm %d holds.\n\n",
+		o.Clients, o.Duration, o.BaselineDuration, o.Stock, o.Shards, o.SKUs, o.SKUStock, o.CartSKUs, o.StormHolds)
+	b.WriteString("## Targets\n\n| target | goal | measured | met |\n|---|---|---:|---|\n")
+	for _, t := range r.Targets() {
+		met := "yes"
+		if !t.Met {
+			met = "**no**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Name, t.Goal, trimFloat(t.Measured), met)
+	}
+	b.WriteString("\n## Baselines (closed loop, same clients)\n\n| baseline | req/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	var names []string
+	for n := range r.Baselines {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := r.Baselines[n]
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.2f | %d |\n", n, s.ThroughputRPS, s.P50Ms, s.P99Ms, s.P999Ms, s.Errors)
+	}
+	b.WriteString("\n## Scenarios\n\n| scenario | phase | requests | ok | refused | errors | req/s | p50 ms | p99 ms | p99.9 ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range r.scenarioNames() {
+		s := r.Scenarios[n]
+		for _, p := range s.Phases {
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", n, p.Name, p.Requests, p.OK, p.Refused, p.Errors, p.ThroughputRPS, p.P50Ms, p.P99Ms, p.P999Ms)
+		}
+		if ol := s.OpenLoop; ol != nil {
+			fmt.Fprintf(&b, "| %s | open loop at %.0f/s | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", n, ol.RateRPS, ol.Requests, ol.OK, ol.Refused, ol.Errors+ol.Missed, ol.ThroughputRPS, ol.P50Ms, ol.P99Ms, ol.P999Ms)
+		}
+	}
+	b.WriteString("\n## Invariants (read from Redis after every hold ended)\n\n| scenario | pools | stock | available | held | committed | client committed | oversold | undersold |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range r.scenarioNames() {
+		iv := r.Scenarios[n].Invariants
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d |\n", n, iv.Pools, iv.Stock, iv.Available, iv.Held, iv.Committed, iv.ClientCommitted, iv.Oversold, iv.Undersold)
+	}
+	b.WriteString("\n## Ratios and lags\n\n")
+	for _, n := range r.scenarioNames() {
+		s := r.Scenarios[n]
+		var keys []string
+		for k := range s.Ratios {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, s.Ratios[k]))
+		}
+		fmt.Fprintf(&b, "- **%s**: %s", n, strings.Join(parts, ", "))
+		if s.PersisterLag != nil {
+			fmt.Fprintf(&b, "; persister lag at most %d events / %.2f s", s.PersisterLag.MaxEntries, s.PersisterLag.MaxSeconds)
+		}
+		if s.SweeperLagMaxS != nil {
+			fmt.Fprintf(&b, "; sweeper lag at most %.2f s", *s.SweeperLagMaxS)
+		}
+		b.WriteString("\n")
+		for _, note := range s.Notes {
+			fmt.Fprintf(&b, "  - %s\n", note)
+		}
+		for _, v := range s.Invariants.Violations {
+			fmt.Fprintf(&b, "  - VIOLATION: %s\n", v)
+		}
+	}
+	fmt.Fprintf(&b, "\n## Memory\n\n- peak RSS of the bench process (engine, API, sweeper, persister and load generator): %.1f MiB\n", r.Memory.PeakRSSMiB)
+	if r.Memory.OpenHolds > 0 {
+		fmt.Fprintf(&b, "- Redis used_memory per open hold: %.0f bytes (over %d open holds)\n", r.Memory.RedisBytesPerHold, r.Memory.OpenHolds)
+	}
+	b.WriteString("\n## Plots\n\n")
+	for _, n := range r.scenarioNames() {
+		fmt.Fprintf(&b, "![%s throughput](%s)\n", n, throughputPlot(n))
+	}
+	b.WriteString("![latency percentiles](latency.svg)\n![throughput against baselines](baselines.svg)\n")
+	return b.String()
+}
+
+func trimFloat(v float64) string {
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", v), "0"), ".")
+}
