@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick bench-engine run stop clean
+.PHONY: all services build test test-quick bench bench-engine run stop clean
 
 all: build
 
@@ -21,6 +21,10 @@ test: services
 # The same tests without the race detector (faster while iterating).
 test-quick: services
 	$(GO) test -count=1 -timeout 30m ./...
+
+# The standard bench suite: every scenario and baseline, report and plots in bench-report/.
+bench: services build
+	$(BIN) bench --out bench-report
 
 bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench BenchmarkReserve -benchtime 5s

@@ -58,6 +58,9 @@ type Options struct {
 	PGConns int `json:"pg_conns"`
 	// Seed makes the request mix repeatable.
 	Seed uint64 `json:"seed"`
+	// NoPersister leaves the ledger persister off (to measure what it costs; the standard
+	// suite runs it, as serve does).
+	NoPersister bool `json:"no_persister,omitempty"`
 }
 
 // Defaults returns the standard suite's options.
@@ -183,7 +186,9 @@ func start(ctx context.Context, env Env, opts Options) (*bench, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = b.srv.Serve(ln) })
 	wg.Go(func() { _ = b.sweeper.Run(bg) })
-	wg.Go(func() { _ = b.persister.Run(bg) })
+	if !opts.NoPersister {
+		wg.Go(func() { _ = b.persister.Run(bg) })
+	}
 	b.stop = func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
@@ -198,6 +203,9 @@ func start(ctx context.Context, env Env, opts Options) (*bench, error) {
 // settle waits (at most limit) until the persister has caught up, so one phase's backlog
 // does not load the next phase.
 func (b *bench) settle(ctx context.Context, limit time.Duration) {
+	if b.opts.NoPersister {
+		return
+	}
 	end := time.Now().Add(limit)
 	for time.Now().Before(end) && ctx.Err() == nil {
 		if err := b.persister.UpdateLag(ctx); err == nil {

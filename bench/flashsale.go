@@ -113,6 +113,9 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 	watch := b.lagWatch(ctx)
 	run := Drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("flash-sale")}, r.op)
 	lag := watch()
+	if o.NoPersister {
+		lag = nil
+	}
 	ids := r.granted()
 	if after, err := b.usedMemory(ctx); err == nil && len(ids) > 0 {
 		mem.OpenHolds = int64(len(ids))

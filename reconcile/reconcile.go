@@ -52,6 +52,9 @@ type Report struct {
 	Partitions int            `json:"partitions_checked"`
 	Pools      int            `json:"pools_checked"`
 	Events     int64          `json:"events_replayed"`
+	// FromCheckpoint counts the partitions replayed from their last checkpoint rather than
+	// from their first event.
+	FromCheckpoint int            `json:"partitions_from_checkpoint"`
 	ByKind     map[string]int `json:"findings_by_kind"`
 	Findings   []Finding      `json:"findings"`
 }
@@ -71,6 +74,13 @@ type Options struct {
 	// script, as an audited ADJUSTED event naming the run), ledger rows missing or altered
 	// (restored from the stream's verified copies), and half-done transfers (completed).
 	Repair bool
+	// Full replays every partition from its first event, ignoring checkpoints (which
+	// otherwise limit the replay to what is new since the last clean run). Repair runs are
+	// always full.
+	Full bool
+	// Since, when set, leaves out findings about events older than it (counter drift, which
+	// concerns the present, is always reported).
+	Since time.Time
 }
 
 // Reconciler runs reconciliations.
@@ -108,9 +118,12 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	pools := map[engine.PoolKey]bool{}
 	for i, p := range parts {
-		n, found, err := r.partition(ctx, p, rep.RunID, opts, pools)
+		n, fromCP, found, err := r.partition(ctx, p, rep.RunID, opts, pools)
 		if err != nil {
 			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		if fromCP {
+			rep.FromCheckpoint++
 		}
 		if opts.Repair {
 			for i := range found {
@@ -139,17 +152,20 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, r.record(ctx, rep)
 }
 
-type shardState struct {
-	available, held, committed int64
-	seen                       bool
-}
-
-// partition reconciles one partition and returns the events it replayed and its findings.
-func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Options, pools map[engine.PoolKey]bool) (int64, []Finding, error) {
+// partition reconciles one partition and returns the events it replayed, whether it started
+// from a checkpoint, and its findings.
+func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Options, pools map[engine.PoolKey]bool) (int64, bool, []Finding, error) {
 	snap, err := r.eng.Snapshot(ctx, p)
 	if err != nil {
-		return 0, nil, err
+		return 0, false, nil, err
 	}
+	cp := &checkpoint{State: newReplayState()}
+	if !opts.Full && !opts.Repair { // a repair weighs all the evidence
+		if cp, err = r.loadCheckpoint(ctx, p, snap.Seq); err != nil {
+			return 0, false, nil, err
+		}
+	}
+	start := cp.Seq
 	var found []Finding
 	add := func(f Finding) { found = append(found, f) }
 	if snap.Fence != "" {
@@ -157,11 +173,11 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 	}
 	// The ledger, and the stream (what it still holds), up to the cut.
 	ledgerRows := map[int64]engine.Event{}
-	var ledgerMax int64
-	for after := int64(0); ; {
+	ledgerMax := start
+	for after := start; ; {
 		page, err := r.store.PartitionEvents(ctx, p, after, 10000)
 		if err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 		if len(page) == 0 {
 			break
@@ -177,10 +193,10 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 			Detail: fmt.Sprintf("the ledger holds events up to seq %d, Redis only up to %d: Redis lost acknowledged writes", ledgerMax, snap.Seq)})
 	}
 	streamRows := map[int64]engine.Event{}
-	for after := int64(0); after < snap.Seq; {
+	for after := start; after < snap.Seq; {
 		page, err := r.eng.ReadEvents(ctx, p, after, 5000)
 		if err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 		if len(page) == 0 {
 			break
@@ -217,9 +233,15 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 			gapFrom = 0
 		}
 	}
-	for seq := int64(1); seq <= snap.Seq; seq++ {
+	// contig is the last seq up to which the ledger holds every event: where the next
+	// checkpoint may go.
+	contig := start
+	for seq := start + 1; seq <= snap.Seq; seq++ {
 		lr, inLedger := ledgerRows[seq]
 		sr, inStream := streamRows[seq]
+		if inLedger && contig == seq-1 {
+			contig = seq
+		}
 		switch {
 		case inLedger:
 			closeGap(seq - 1)
@@ -252,30 +274,17 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 		}
 	}
 	closeGap(snap.Seq)
-	found = append(found, verify(p, replay)...)
-	// Replay the counters and open holds.
-	shards := map[string]*shardState{}
-	key := func(ev *engine.Event) string { return fmt.Sprintf("%s|%s|%d", ev.Location, ev.SKU, ev.Shard) }
-	open := map[string]engine.Event{}
+	found = append(found, verify(p, replay, cp)...)
+	// Replay the counters and open holds, from the checkpoint's state.
+	state := cp.State
+	var atContig *replayState
 	for i := range replay {
-		ev := &replay[i]
-		st := shards[key(ev)]
-		if st == nil {
-			st = &shardState{}
-			shards[key(ev)] = st
-		}
-		st.available, st.seen = ev.After, true
-		st.held += ev.HeldDelta
-		switch ev.Type {
-		case engine.EventReserved:
-			open[ev.Hold] = *ev
-		case engine.EventCommitted:
-			st.committed += ev.Qty
-			delete(open, ev.Hold)
-		case engine.EventReleased, engine.EventExpired:
-			delete(open, ev.Hold)
+		state.apply(&replay[i])
+		if replay[i].Seq == contig {
+			atContig = state.clone()
 		}
 	}
+	shards, open := state.Shards, state.Open
 	match := func(loc, sku string) bool {
 		return opts.Pool == nil || (opts.Pool.Location == loc && opts.Pool.SKU == sku)
 	}
@@ -294,7 +303,7 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 		for _, c := range []struct {
 			name       string
 			live, want int64
-		}{{"available", sc.Available, st.available}, {"held", sc.Held, st.held}, {"committed", sc.Committed, st.committed}} {
+		}{{"available", sc.Available, st.Available}, {"held", sc.Held, st.Held}, {"committed", sc.Committed, st.Committed}} {
 			if c.live != c.want {
 				fd := Finding{Kind: KindDrift, Partition: p, Location: loc, SKU: sku, Shard: shard, SeqTo: snap.Seq, Amount: c.live - c.want,
 					Detail: fmt.Sprintf("%s is %d in Redis, %d by the ledger", c.name, c.live, c.want)}
@@ -332,7 +341,34 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 				fix:    func(ctx context.Context) error { return r.eng.FinishTransfer(ctx, t, "reconcile") }})
 		}
 	}
-	return int64(len(replay)), found, nil
+	// A partition found clean moves its checkpoint to the last event the ledger holds
+	// without a gap, so the next run starts there.
+	if len(found) == 0 && !opts.Repair && opts.Pool == nil && atContig != nil {
+		if err := r.saveCheckpoint(ctx, p, run, contig, ledgerRows[contig].Hash, atContig); err != nil {
+			return 0, false, nil, err
+		}
+	}
+	if !opts.Since.IsZero() {
+		found = since(found, replay, opts.Since)
+	}
+	return int64(len(replay)), start > 0, found, nil
+}
+
+// since keeps the findings that concern events from t on, and those not about one event.
+func since(found []Finding, replay []engine.Event, t time.Time) []Finding {
+	ts := make(map[int64]int64, len(replay))
+	for _, ev := range replay {
+		ts[ev.Seq] = ev.TS
+	}
+	cut := t.UnixMilli()
+	var out []Finding
+	for _, f := range found {
+		if at, ok := ts[f.SeqFrom]; ok && f.Kind != KindDrift && at < cut {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // editedAmount is how far an edited ledger row's qty is from the stream's copy (0 if unknown).
@@ -353,12 +389,19 @@ func splitField(f string) string {
 	return string(b)
 }
 
-// verify checks that each event links to the one before it and continues its shard's
-// available count (gaps and hashes are checked while the events are assembled).
-func verify(p int, evs []engine.Event) []Finding {
+// verify checks that each event links to the one before it (the first to the checkpoint)
+// and continues its shard's available count (gaps and hashes are checked while the events
+// are assembled).
+func verify(p int, evs []engine.Event, cp *checkpoint) []Finding {
 	var found []Finding
-	prevSeq, prevHash := int64(0), engine.GenesisHash
+	prevSeq, prevHash := cp.Seq, cp.Hash
+	if prevSeq == 0 {
+		prevHash = engine.GenesisHash
+	}
 	after := map[string]int64{}
+	for f, st := range cp.State.Shards {
+		after[f] = st.Available
+	}
 	for i := range evs {
 		ev := &evs[i]
 		if ev.Seq == prevSeq+1 && ev.PrevHash != prevHash {

@@ -189,3 +189,62 @@ func TestReportFiles(t *testing.T) {
 		t.Fatalf("csv %s\njson %.200s", csvRaw, jsonRaw)
 	}
 }
+
+// TestCheckpointReplaysOnlyNew: a clean run leaves a checkpoint per partition; the next run
+// replays only the events after them, still finds a row edited after its checkpoint, and a
+// full run also finds one edited before it.
+func TestCheckpointReplaysOnlyNew(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	first := f.run(t)
+	var cps int
+	f.store.Pool().QueryRow(ctx, `SELECT count(*) FROM checkpoints WHERE state IS NOT NULL`).Scan(&cps)
+	if !first.Clean() || cps == 0 || first.FromCheckpoint != 0 {
+		t.Fatalf("first run: %+v, %d checkpoints", first, cps)
+	}
+	f.workload(t, "x", 10)
+	var total int64
+	f.store.Pool().QueryRow(ctx, `SELECT count(*) FROM inventory_events`).Scan(&total)
+	second := f.run(t)
+	if !second.Clean() || second.FromCheckpoint != cps || second.Events != total-first.Events {
+		t.Fatalf("second run replayed %d events from %d checkpoints; want %d from %d: %+v", second.Events, second.FromCheckpoint, total-first.Events, cps, second.Findings)
+	}
+	// An edit after the last checkpoint is found by the incremental run.
+	f.workload(t, "y", 3)
+	if _, err := f.store.Pool().Exec(ctx, `UPDATE inventory_events SET qty = qty + 5
+		WHERE (partition, seq) = (SELECT partition, max(seq) FROM inventory_events GROUP BY partition ORDER BY partition LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	only(t, f.run(t), KindChainBreak)
+	// An edit before a checkpoint is beyond an incremental run; a full run finds it.
+	if _, err := f.store.Pool().Exec(ctx, `UPDATE inventory_events SET qty = qty + 5 WHERE seq = 1 AND partition =
+		(SELECT partition FROM checkpoints ORDER BY partition DESC LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	full, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.ByKind[KindChainBreak] != 2 || full.FromCheckpoint != 0 {
+		t.Fatalf("full run: %+v", full.Findings)
+	}
+}
+
+// TestSinceLeavesOutOlderFindings: --since hides a chain break in an event older than it.
+func TestSinceLeavesOutOlderFindings(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if _, err := f.store.Pool().Exec(ctx, `UPDATE inventory_events SET qty = qty + 1 WHERE partition =
+		(SELECT min(partition) FROM inventory_events) AND seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	old, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Since: time.Now().Add(time.Hour)})
+	if err != nil || !old.Clean() {
+		t.Fatalf("since an hour ahead: %+v, %v", old, err)
+	}
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Since: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	only(t, rep, KindChainBreak)
+}

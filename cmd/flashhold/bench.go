@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -42,7 +43,9 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&opts.StormHolds, "storm-holds", d.StormHolds, "holds the expiry storm leaves to expire")
 	fs.IntVar(&opts.PGConns, "pg-conns", d.PGConns, "Postgres connections of the row-lock baseline")
 	fs.Uint64Var(&opts.Seed, "seed", d.Seed, "seed of the request mix")
+	fs.BoolVar(&opts.NoPersister, "no-persister", false, "leave the ledger persister off (to measure its cost)")
 	keep := fs.Bool("keep", false, "keep the run's Redis keys and Postgres schema")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +83,17 @@ func benchCmd(ctx context.Context, args []string) error {
 				fmt.Fprintf(os.Stderr, "dropping schema: %v\n", err)
 			}
 		}()
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log := cfg.Logger().Level(zerolog.WarnLevel)
 	env := bench.Env{Redis: rdb, Postgres: pg, Engine: cfg.Engine, API: cfg.API, Sweep: cfg.Sweep, Persist: cfg.Persist, Log: log, Progress: os.Stderr}
