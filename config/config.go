@@ -13,6 +13,7 @@ import (
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
+	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/sweeper"
 )
 
@@ -28,6 +29,8 @@ type Config struct {
 	// Persister runs the ledger persister inside serve (when FLASHHOLD_POSTGRES_URL is set).
 	Persister bool `env:"FLASHHOLD_PERSISTER" envDefault:"true"`
 	Alerts    alerts.Config
+	// Reconcile is the scheduled reconciliation inside serve (off unless FLASHHOLD_RECONCILE_EVERY is set).
+	Reconcile reconcile.ScheduleConfig
 	// AlertsOn runs the stock-alert detector and webhook deliverer inside serve (with a ledger).
 	AlertsOn bool `env:"FLASHHOLD_ALERTS" envDefault:"true"`
 	// MigrateOnStart applies the ledger migrations when serve starts.

@@ -46,17 +46,17 @@ type Finding struct {
 
 // Report is one run's result.
 type Report struct {
-	RunID      int64          `json:"run_id"`
-	StartedAt  time.Time      `json:"started_at"`
-	FinishedAt time.Time      `json:"finished_at"`
-	Partitions int            `json:"partitions_checked"`
-	Pools      int            `json:"pools_checked"`
-	Events     int64          `json:"events_replayed"`
+	RunID      int64     `json:"run_id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Partitions int       `json:"partitions_checked"`
+	Pools      int       `json:"pools_checked"`
+	Events     int64     `json:"events_replayed"`
 	// FromCheckpoint counts the partitions replayed from their last checkpoint rather than
 	// from their first event.
 	FromCheckpoint int            `json:"partitions_from_checkpoint"`
-	ByKind     map[string]int `json:"findings_by_kind"`
-	Findings   []Finding      `json:"findings"`
+	ByKind         map[string]int `json:"findings_by_kind"`
+	Findings       []Finding      `json:"findings"`
 }
 
 // Clean says whether the run found nothing.

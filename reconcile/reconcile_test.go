@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/testengine"
@@ -247,4 +250,48 @@ func TestSinceLeavesOutOlderFindings(t *testing.T) {
 		t.Fatal(err)
 	}
 	only(t, rep, KindChainBreak)
+}
+
+// TestScheduler: a scheduled run records its result as metrics and writes its report; a
+// second instance does not run while the first holds the lease.
+func TestScheduler(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	dir := t.TempDir()
+	s := NewScheduler(f.r, ScheduleConfig{Every: time.Hour, Dir: dir, TransferGrace: time.Second}, zerolog.Nop())
+	reg := prometheus.NewRegistry()
+	if err := s.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.RunOnce(ctx)
+	if err != nil || rep == nil || !rep.Clean() {
+		t.Fatalf("scheduled run: %+v, %v", rep, err)
+	}
+	if got := testutil.ToFloat64(s.clean); got != 1 {
+		t.Fatalf("clean metric %v", got)
+	}
+	if got := testutil.ToFloat64(s.events); got != float64(rep.Events) || got == 0 {
+		t.Fatalf("events metric %v, report %d", got, rep.Events)
+	}
+	if _, err := os.Stat(dir + "/report.html"); err != nil {
+		t.Fatal(err)
+	}
+	// A finding shows in the metrics of the next run.
+	p := f.e.PartitionOf("s1", "b", 0)
+	f.rdb.HIncrBy(ctx, f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|b|0", 2)
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if testutil.ToFloat64(s.clean) != 0 || testutil.ToFloat64(s.findings.WithLabelValues(KindDrift)) != 1 {
+		t.Fatal("drift not in the metrics")
+	}
+	// Another instance waits while the lease is held.
+	other := NewScheduler(f.r, ScheduleConfig{Every: time.Hour}, zerolog.Nop())
+	other.owner = "other"
+	if ok, _ := f.e.Lease(ctx, leaseName, s.owner, time.Minute); !ok {
+		t.Fatal("lease")
+	}
+	if rep, err := other.RunOnce(ctx); rep != nil || err != nil {
+		t.Fatalf("second instance ran: %v, %v", rep, err)
+	}
 }

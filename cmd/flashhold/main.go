@@ -17,7 +17,7 @@ Usage:
   flashhold sweep                       run only the sweeper (expiry, rebalancing, write-off)
   flashhold persist                     run only the ledger persister (Redis streams -> Postgres)
   flashhold migrate                     apply the ledger schema migrations to FLASHHOLD_POSTGRES_URL
-  flashhold reconcile [--repair] [--out DIR] [--pool LOCATION/SKU]
+  flashhold reconcile [--repair] [--full] [--since T] [--out DIR] [--pool LOCATION/SKU]
                                         compare the ledger with the live counters; exit 0 clean,
                                         1 findings, 2 could not run
   flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON

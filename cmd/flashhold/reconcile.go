@@ -23,15 +23,25 @@ func reconcileCmd(ctx context.Context, args []string) error {
 	poolArg := fs.String("pool", "", "only this pool, as LOCATION/SKU")
 	grace := fs.Duration("transfer-grace", 30*time.Second, "a transfer pending longer than this is reported half-done")
 	repair := fs.Bool("repair", false, "correct what can be corrected (drift of available counts, ledger rows missing or altered, half-done transfers)")
+	full := fs.Bool("full", false, "replay every partition from its first event, ignoring checkpoints")
+	sinceArg := fs.String("since", "", "leave out findings about events older than this (RFC 3339 time, or a duration such as 24h)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var since time.Time
+	if *sinceArg != "" {
+		if d, err := time.ParseDuration(*sinceArg); err == nil {
+			since = time.Now().Add(-d)
+		} else if since, err = time.Parse(time.RFC3339, *sinceArg); err != nil {
+			return fmt.Errorf("--since wants an RFC 3339 time or a duration, got %q", *sinceArg)
+		}
 	}
 	e, store, _, closeAll, err := openEngineWithLedger(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	opts := reconcile.Options{TransferGrace: *grace, Repair: *repair}
+	opts := reconcile.Options{TransferGrace: *grace, Repair: *repair, Full: *full, Since: since}
 	if *poolArg != "" {
 		loc, sku, ok := strings.Cut(*poolArg, "/")
 		if !ok {
@@ -52,8 +62,8 @@ func reconcileCmd(ctx context.Context, args []string) error {
 	if err := rep.Write(*out); err != nil {
 		return err
 	}
-	fmt.Printf("run %d: %d partitions, %d pools, %d events replayed, %d findings; report in %s\n",
-		rep.RunID, rep.Partitions, rep.Pools, rep.Events, len(rep.Findings), *out)
+	fmt.Printf("run %d: %d partitions (%d from a checkpoint), %d pools, %d events replayed, %d findings; report in %s\n",
+		rep.RunID, rep.Partitions, rep.FromCheckpoint, rep.Pools, rep.Events, len(rep.Findings), *out)
 	for _, k := range rep.Kinds() {
 		fmt.Printf("  %s: %d\n", k, rep.ByKind[k])
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
+	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/sweeper"
 )
 
@@ -35,6 +36,7 @@ func serveCmd(ctx context.Context) error {
 	opts := []api.Option{api.WithLogger(log)}
 	var store *ledger.Store
 	var persister *ledger.Persister
+	var scheduler *reconcile.Scheduler
 	var detector *alerts.Detector
 	var deliverer *alerts.Deliverer
 	if cfg.PostgresURL != "" {
@@ -55,6 +57,9 @@ func serveCmd(ctx context.Context) error {
 		if cfg.Persister {
 			persister = ledger.NewPersister(e, store, cfg.Persist, ledger.WithPersistLogger(log))
 			opts = append(opts, api.WithReadiness("ledger", persister.Check))
+		}
+		if cfg.Reconcile.Every > 0 {
+			scheduler = reconcile.NewScheduler(reconcile.New(e, store), cfg.Reconcile, log)
 		}
 		policy, err := alerts.NewURLPolicy(cfg.Alerts.Allow)
 		if err != nil {
@@ -91,6 +96,12 @@ func serveCmd(ctx context.Context) error {
 			return err
 		}
 		workers.Go(func() { persister.Run(bg) })
+	}
+	if scheduler != nil {
+		if err := scheduler.Register(srv.Registry()); err != nil {
+			return err
+		}
+		workers.Go(func() { scheduler.Run(bg) })
 	}
 	if detector != nil {
 		if err := detector.Register(srv.Registry()); err != nil {

@@ -1,0 +1,119 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/internal/loop"
+)
+
+// ScheduleConfig is the reconciliation run inside serve (environment variables in the README).
+type ScheduleConfig struct {
+	// Every is the interval between runs; 0 turns the scheduled run off.
+	Every time.Duration `env:"FLASHHOLD_RECONCILE_EVERY" envDefault:"0"`
+	// Dir, when set, receives each run's report.html, report.json and findings.csv.
+	Dir string `env:"FLASHHOLD_RECONCILE_DIR"`
+	// TransferGrace: a transfer pending longer than this is reported half-done.
+	TransferGrace time.Duration `env:"FLASHHOLD_RECONCILE_TRANSFER_GRACE" envDefault:"30s"`
+}
+
+// Scheduler runs a reconciliation every interval, on one instance at a time (a lease), and
+// exposes the last run's result as metrics. It never repairs: repair is an operator's act.
+type Scheduler struct {
+	rec   *Reconciler
+	cfg   ScheduleConfig
+	log   zerolog.Logger
+	owner string
+
+	lastRun  prometheus.Gauge
+	duration prometheus.Gauge
+	events   prometheus.Gauge
+	clean    prometheus.Gauge
+	findings *prometheus.GaugeVec
+	failures prometheus.Counter
+}
+
+// NewScheduler builds a scheduler over rec.
+func NewScheduler(rec *Reconciler, cfg ScheduleConfig, log zerolog.Logger) *Scheduler {
+	return &Scheduler{rec: rec, cfg: cfg, log: log, owner: loop.InstanceID(),
+		lastRun:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_timestamp_seconds", Help: "When the last scheduled reconciliation finished."}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_duration_seconds", Help: "How long the last scheduled reconciliation took."}),
+		events:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_events_replayed", Help: "Events the last scheduled reconciliation replayed."}),
+		clean:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_clean", Help: "1 when the last scheduled reconciliation found nothing, else 0."}),
+		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_findings", Help: "Findings of the last scheduled reconciliation, by kind."}, []string{"kind"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "flashhold_reconcile_failures_total", Help: "Scheduled reconciliations that could not run."}),
+	}
+}
+
+// Register adds the scheduler's metrics to reg.
+func (s *Scheduler) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{s.lastRun, s.duration, s.events, s.clean, s.findings, s.failures} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leaseName is the lease that keeps scheduled runs to one instance.
+const leaseName = "reconcile"
+
+// Run reconciles every interval until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if s.cfg.Every <= 0 {
+		return nil
+	}
+	s.log.Info().Dur("every", s.cfg.Every).Msg("scheduled reconciliation on")
+	t := time.NewTicker(s.cfg.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			s.failures.Inc()
+			s.log.Error().Err(err).Msg("scheduled reconciliation failed")
+		}
+	}
+}
+
+// RunOnce runs one reconciliation if this instance gets the lease; it returns nil (and no
+// error) when another instance holds it.
+func (s *Scheduler) RunOnce(ctx context.Context) (*Report, error) {
+	ok, err := s.rec.eng.Lease(ctx, leaseName, s.owner, max(s.cfg.Every, time.Minute))
+	if err != nil || !ok {
+		return nil, err
+	}
+	defer s.rec.eng.ReleaseLease(context.WithoutCancel(ctx), leaseName, s.owner)
+	rep, err := s.rec.Run(ctx, Options{TransferGrace: s.cfg.TransferGrace})
+	if err != nil {
+		return nil, err
+	}
+	s.lastRun.Set(float64(rep.FinishedAt.Unix()))
+	s.duration.Set(rep.FinishedAt.Sub(rep.StartedAt).Seconds())
+	s.events.Set(float64(rep.Events))
+	s.clean.Set(0)
+	if rep.Clean() {
+		s.clean.Set(1)
+	}
+	s.findings.Reset()
+	for kind, n := range rep.ByKind {
+		s.findings.WithLabelValues(kind).Set(float64(n))
+	}
+	if s.cfg.Dir != "" {
+		if err := rep.Write(s.cfg.Dir); err != nil {
+			return rep, err
+		}
+	}
+	ev := s.log.Info()
+	if !rep.Clean() {
+		ev = s.log.Warn()
+	}
+	ev.Int64("run", rep.RunID).Int64("events", rep.Events).Int("findings", len(rep.Findings)).Msg("scheduled reconciliation done")
+	return rep, nil
+}
