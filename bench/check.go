@@ -12,31 +12,41 @@ import (
 // setupActor names the bench in the events it writes outside the load itself.
 const setupActor = "bench"
 
-// makePools creates pools and gives each stock units, from a few concurrent callers.
-func (b *bench) makePools(ctx context.Context, pools []engine.PoolConfig, stock int64) error {
-	work := make(chan engine.PoolConfig)
+// setupWorkers is how many concurrent callers set up pools and end holds outside the load.
+const setupWorkers = 32
+
+// parallel calls f for every item from setupWorkers goroutines and returns when all are done.
+func parallel[T any](items []T, f func(T)) {
+	work := make(chan T)
 	var wg sync.WaitGroup
-	var first error
-	var once sync.Once
-	for range 32 {
+	for range setupWorkers {
 		wg.Go(func() {
-			for c := range work {
-				err := b.eng.CreatePool(ctx, c, setupActor)
-				if err == nil && stock > 0 {
-					_, err = b.eng.Adjust(ctx, engine.AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: engine.Restock, Qty: stock,
-						TransactionID: "bench-stock-" + c.SKU, Actor: setupActor, Reason: "bench stock"})
-				}
-				if err != nil {
-					once.Do(func() { first = fmt.Errorf("create pool %s/%s: %w", c.Location, c.SKU, err) })
-				}
+			for it := range work {
+				f(it)
 			}
 		})
 	}
-	for _, c := range pools {
-		work <- c
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()
+}
+
+// makePools creates pools and gives each stock units, from a few concurrent callers.
+func (b *bench) makePools(ctx context.Context, pools []engine.PoolConfig, stock int64) error {
+	var first error
+	var once sync.Once
+	parallel(pools, func(c engine.PoolConfig) {
+		err := b.eng.CreatePool(ctx, c, setupActor)
+		if err == nil && stock > 0 {
+			_, err = b.eng.Adjust(ctx, engine.AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: engine.Restock, Qty: stock,
+				TransactionID: "bench-stock-" + c.SKU, Actor: setupActor, Reason: "bench stock"})
+		}
+		if err != nil {
+			once.Do(func() { first = fmt.Errorf("create pool %s/%s: %w", c.Location, c.SKU, err) })
+		}
+	})
 	return first
 }
 
@@ -44,28 +54,17 @@ func (b *bench) makePools(ctx context.Context, pools []engine.PoolConfig, stock 
 // it could not end.
 func (b *bench) endHolds(ctx context.Context, ids []string, commit bool) int64 {
 	var failed atomic.Int64
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for id := range work {
-				var err error
-				if commit {
-					err = b.eng.Commit(ctx, id, "bench")
-				} else {
-					err = b.eng.Release(ctx, id, "bench")
-				}
-				if err != nil {
-					failed.Add(1)
-				}
-			}
-		})
-	}
-	for _, id := range ids {
-		work <- id
-	}
-	close(work)
-	wg.Wait()
+	parallel(ids, func(id string) {
+		var err error
+		if commit {
+			err = b.eng.Commit(ctx, id, setupActor)
+		} else {
+			err = b.eng.Release(ctx, id, setupActor)
+		}
+		if err != nil {
+			failed.Add(1)
+		}
+	})
 	return failed.Load()
 }
 

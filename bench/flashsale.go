@@ -6,7 +6,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
@@ -62,33 +61,17 @@ func (r *reserveOp) granted() []string {
 
 // lagWatch samples the persister's lag until stopped and keeps the worst.
 func (b *bench) lagWatch(ctx context.Context) func() *Lag {
-	var mu sync.Mutex
 	worst := &Lag{}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			if err := b.persister.UpdateLag(ctx); err != nil {
-				continue
-			}
-			n, age := b.persister.Lag()
-			mu.Lock()
-			worst.MaxEntries = max(worst.MaxEntries, n)
-			worst.MaxSeconds = max(worst.MaxSeconds, round(age.Seconds(), 3))
-			mu.Unlock()
+	stop := every(250*time.Millisecond, func() {
+		if err := b.persister.UpdateLag(ctx); err != nil {
+			return
 		}
-	}()
+		n, age := b.persister.Lag()
+		worst.MaxEntries = max(worst.MaxEntries, n)
+		worst.MaxSeconds = max(worst.MaxSeconds, round(age.Seconds(), 3))
+	})
 	return func() *Lag {
-		close(done)
-		<-stopped
+		stop()
 		return worst
 	}
 }

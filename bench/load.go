@@ -159,3 +159,27 @@ func Drive(ctx context.Context, l Load, op Op) *Recording {
 	}
 	return run
 }
+
+// every calls f every interval from its own goroutine until the returned stop is called;
+// stop returns once f has run for the last time, so what f wrote is then safe to read.
+func every(interval time.Duration, f func()) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,25 +44,8 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 		return func(lines []int) []int { return append(lines, 0) }
 	})
 	defer s.cl.close()
-	var mu sync.Mutex
-	worst := time.Duration(0)
-	done := make(chan struct{})
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				mu.Lock()
-				worst = max(worst, b.sweeper.Lag())
-				mu.Unlock()
-			}
-		}
-	}()
+	var worst time.Duration
+	stopWatch := every(100*time.Millisecond, func() { worst = max(worst, b.sweeper.Lag()) })
 	run := Drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("expiry-storm")}, s.op)
 	want, failed := s.finish(ctx, b, stock)
 	heldAfterStorm := int64(-1)
@@ -80,8 +62,7 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(done)
-	<-watched
+	stopWatch()
 	lagS := round(worst.Seconds(), 3)
 	iv, err := b.check(ctx, want, false)
 	if err != nil {
