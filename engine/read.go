@@ -134,6 +134,8 @@ type SnapshotHold struct {
 	Qty       int64  `json:"qty"`
 	ExpiresAt int64  `json:"expires_at_ms"`
 	Customer  string `json:"customer,omitempty"`
+	// Record is the part as Redis keeps it.
+	Record HoldRecord `json:"-"`
 }
 
 // PendingTransfer is a transfer taken out of a shard and not yet settled.
@@ -198,12 +200,12 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 			continue // tombstones and idempotency records
 		}
 		rec, _ := holds[i+1].(string)
-		f := strings.Split(rec, "|")
-		h := SnapshotHold{Part: id, Location: f[0], SKU: f[1], Customer: f[5]}
-		h.Shard, _ = strconv.Atoi(f[2])
-		h.Qty, _ = strconv.ParseInt(f[3], 10, 64)
-		h.ExpiresAt, _ = strconv.ParseInt(f[4], 10, 64)
-		snap.Holds = append(snap.Holds, h)
+		hr, ok := decodeHoldRecord(rec)
+		if !ok {
+			return nil, fmt.Errorf("partition %d: hold part %s has a malformed record %q", p, id, rec)
+		}
+		snap.Holds = append(snap.Holds, SnapshotHold{Part: id, Location: hr.Location, SKU: hr.SKU, Shard: hr.Shard, Qty: hr.Qty,
+			ExpiresAt: hr.ExpiresAt, Customer: hr.Customer, Record: hr})
 	}
 	xfer, _ := r[5].([]any)
 	for i := 0; i+1 < len(xfer); i += 2 {

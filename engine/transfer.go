@@ -130,10 +130,22 @@ func (e *Engine) Unfence(ctx context.Context, p int) (string, error) {
 	return strings.TrimSpace(r.str(1)), nil
 }
 
-// RepairDrift takes drift units off a shard's available count (a change made behind the
-// engine's back, measured by reconciliation), writing an audited ADJUSTED event with delta 0.
-// It is idempotent by id and works on fenced partitions. It returns the count before and after.
-func (e *Engine) RepairDrift(ctx context.Context, location, sku string, shard int, drift int64, id, actor, reason string) (int64, int64, error) {
+// Counters of a shard, as RepairDrift names them.
+const (
+	CounterAvailable = "available"
+	CounterHeld      = "held"
+	CounterCommitted = "committed"
+)
+
+// RepairDrift takes drift units off one of a shard's counters (a change made behind the
+// engine's back, measured by reconciliation), writing an audited ADJUSTED event with delta 0
+// and held_delta 0. It is idempotent by id and works on fenced partitions. It returns the
+// counter before and after.
+func (e *Engine) RepairDrift(ctx context.Context, location, sku string, shard int, counter string, drift int64, id, actor, reason string) (int64, int64, error) {
+	suffix, ok := map[string]string{CounterAvailable: "", CounterHeld: "h", CounterCommitted: "c"}[counter]
+	if !ok {
+		return 0, 0, invalid("counter", "must be %s, %s or %s", CounterAvailable, CounterHeld, CounterCommitted)
+	}
 	p, err := e.pool(ctx, location, sku)
 	if err != nil {
 		return 0, 0, err
@@ -148,7 +160,7 @@ func (e *Engine) RepairDrift(ctx context.Context, location, sku string, shard in
 		return 0, 0, err
 	}
 	r, err := e.run(ctx, "repair", p.partitions[shard], e.nowMs(), location, sku, shard, drift, id, actor, reason,
-		e.cfg.IdempotencyTTL.Milliseconds())
+		e.cfg.IdempotencyTTL.Milliseconds(), suffix)
 	if err != nil {
 		return 0, 0, err
 	}

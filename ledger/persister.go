@@ -367,6 +367,9 @@ func (p *Persister) ack(ctx context.Context, entries []engine.GroupEntries, fork
 	return p.eng.AckGroup(ctx, p.cfg.Group, done)
 }
 
+// ForkFencePrefix starts the reason of the fence raised on a forked partition.
+const ForkFencePrefix = "ledger fork at seq"
+
 // fork stops persisting a partition whose stream contradicts the ledger and fences it: Redis
 // lost acknowledged writes, and only reconciliation may decide what happens next.
 func (p *Persister) fork(ctx context.Context, f Fork) {
@@ -376,7 +379,7 @@ func (p *Persister) fork(ctx context.Context, f Fork) {
 	p.alarms.Inc()
 	p.log.Error().Int("partition", f.Partition).Int64("seq", f.Seq).Str("kind", f.Kind).Str("detail", f.Detail).
 		Msg("INTEGRITY ALARM: the stream contradicts the ledger (Redis lost acknowledged writes); partition fenced, run reconcile --repair")
-	reason := fmt.Sprintf("ledger fork at seq %d (%s)", f.Seq, f.Kind)
+	reason := fmt.Sprintf("%s %d (%s)", ForkFencePrefix, f.Seq, f.Kind)
 	if err := p.eng.Fence(ctx, f.Partition, reason); err != nil {
 		p.log.Error().Err(err).Int("partition", f.Partition).Msg("could not fence the forked partition")
 	}

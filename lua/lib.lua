@@ -64,6 +64,17 @@ local function split(s)
   return out
 end
 
+-- tx_replay answers a repeated repair or carry from its record "i:tx:<id>" = "what|a|b", or
+-- returns nil when there is none.
+local function tx_replay(id)
+  local prior = redis.call('HGET', K_HOLDS, 'i:tx:' .. id)
+  if not prior then
+    return nil
+  end
+  local r = split(prior)
+  return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay'}
+end
+
 -- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint
 local function enc_hold(h)
   return table.concat({h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp}, '|')
@@ -230,7 +241,7 @@ local function reserve_one(r)
   local res
   if rec[2] then
     local h = dec_hold(rec[2])
-    if h.fp ~= r.fp then
+    if h.fp ~= r.fp and h.fp ~= '' then -- '': restored from the ledger, which has no fingerprint
       return {'IDEM_MISMATCH'}
     end
     res = {'OK', h.qty, h.exp, tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard))), 'existing'}

@@ -16,6 +16,7 @@ var files embed.FS
 var Names = []string{
 	"reserve", "reserve_batch", "commit", "release", "extend", "sweep", "adjust",
 	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease", "repair",
+	"rebase", "carry",
 }
 
 // standalone scripts touch no partition and get no shared helpers.

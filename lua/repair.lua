@@ -1,5 +1,5 @@
--- repair: remove a drift that reconciliation measured on one shard's available count (a
--- change made behind the engine's back), as an audited event.
+-- repair: remove a drift that reconciliation measured on one shard's counter (a change made
+-- behind the engine's back), as an audited event.
 --
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
@@ -13,37 +13,47 @@
 -- ARGV[8]  -> actor
 -- ARGV[9]  -> reason (names the reconciliation run)
 -- ARGV[10] -> how long (ms) the repair record is kept
+-- ARGV[11] -> the counter: '' available, 'h' held, 'c' committed
 --
--- The event is ADJUSTED with delta 0 and available_after = the corrected count: in the
--- ledger's account the count never changed; the event records that Redis was brought back to
--- it, and by how much (qty, with the reason). Fenced partitions may be repaired.
+-- The event is ADJUSTED with delta 0 and held_delta 0: in the ledger's account the count
+-- never changed; the event records that Redis was brought back to it, and by how much (qty,
+-- with the reason naming the counter). available_after is the (corrected) available count.
+-- Fenced partitions may be repaired.
 --
 -- Output: {'OK', before, after, 'new'|'replay'}
 --         {'INSUFFICIENT', available}   the correction would make the count negative
 --         {'UNKNOWN_POOL'}
 local loc, sku, shard, drift = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local id, actor, reason, keep_ms = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
-local rf = 'i:tx:' .. id
-local prior = redis.call('HGET', K_HOLDS, rf)
-if prior then
-  local r = split(prior)
-  return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay'}
+local counter = ARGV[11]
+local replay = tx_replay(id)
+if replay then
+  return replay
 end
 local f = field(loc, sku, shard)
 local before = redis.call('HGET', K_STOCK, f)
 if not before then
   return {'UNKNOWN_POOL'}
 end
+local cf = f
+if counter ~= '' then
+  cf = f .. '|' .. counter
+  before = redis.call('HGET', K_STOCK, cf) or '0'
+end
 before = tonumber(before)
 if before - drift < 0 then
   return {'INSUFFICIENT', before}
 end
-local after = redis.call('HINCRBY', K_STOCK, f, -drift)
+local after = redis.call('HINCRBY', K_STOCK, cf, -drift)
+local avail = after
+if counter ~= '' then
+  avail = redis.call('HGET', K_STOCK, f)
+end
 local qty = drift
 if qty < 0 then
   qty = -qty
 end
-emit('ADJUSTED', loc, sku, shard, 0, after, 0, '', qty, '', id, actor, reason)
-redis.call('HSET', K_HOLDS, rf, 'repair|' .. before .. '|' .. after)
-forget_at('h:' .. rf, keep_ms)
+emit('ADJUSTED', loc, sku, shard, 0, avail, 0, '', qty, '', id, actor, reason)
+redis.call('HSET', K_HOLDS, 'i:tx:' .. id, 'repair|' .. before .. '|' .. after)
+forget_at('h:i:tx:' .. id, keep_ms)
 return {'OK', before, after, 'new'}

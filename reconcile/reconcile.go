@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
@@ -42,6 +43,9 @@ type Finding struct {
 	Repaired  bool   `json:"repaired"`
 
 	fix func(context.Context) error // how --repair corrects it; nil when it cannot
+	// rebuild: --repair rebuilds the partition from the ledger (see rebuild), which covers
+	// every other finding of the partition.
+	rebuild bool
 }
 
 // Report is one run's result.
@@ -125,7 +129,9 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 		if fromCP {
 			rep.FromCheckpoint++
 		}
-		if opts.Repair {
+		if opts.Repair && rebuilds(found) {
+			found = r.repairByRebuild(ctx, p, rep.RunID, found)
+		} else if opts.Repair {
 			for i := range found {
 				if found[i].fix == nil {
 					continue
@@ -169,7 +175,7 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 	var found []Finding
 	add := func(f Finding) { found = append(found, f) }
 	if snap.Fence != "" {
-		add(Finding{Kind: KindFenced, Partition: p, Shard: -1, Detail: snap.Fence})
+		add(Finding{Kind: KindFenced, Partition: p, Shard: -1, Detail: snap.Fence, rebuild: rebuildFence(snap.Fence)})
 	}
 	// The ledger, and the stream (what it still holds), up to the cut.
 	ledgerRows := map[int64]engine.Event{}
@@ -190,7 +196,8 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 	}
 	if ledgerMax > snap.Seq {
 		add(Finding{Kind: KindLedgerAhead, Partition: p, Shard: -1, SeqFrom: snap.Seq + 1, SeqTo: ledgerMax, Amount: ledgerMax - snap.Seq,
-			Detail: fmt.Sprintf("the ledger holds events up to seq %d, Redis only up to %d: Redis lost acknowledged writes", ledgerMax, snap.Seq)})
+			Detail:  fmt.Sprintf("the ledger holds events up to seq %d, Redis only up to %d: Redis lost acknowledged writes", ledgerMax, snap.Seq),
+			rebuild: true})
 	}
 	streamRows := map[int64]engine.Event{}
 	for after := start; after < snap.Seq; {
@@ -212,7 +219,7 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 	// ledger lacks or has altered is reported either way; using the stream's copy keeps one
 	// fault from showing up again as drift.
 	var replay []engine.Event
-	var gapFrom int64
+	var gapFrom, forkFrom, forkTo int64
 	// restoreFix writes the stream's copies of seqs from..to back into the ledger, if the
 	// stream still has every one of them.
 	restoreFix := func(from, to int64) func(context.Context) error {
@@ -253,8 +260,10 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 					lr = sr
 				}
 			} else if inStream && sr.Hash != lr.Hash {
-				add(Finding{Kind: KindFork, Partition: p, Shard: -1, SeqFrom: seq, SeqTo: seq,
-					Detail: "the stream and the ledger hold different events under the same sequence number"})
+				forkTo = seq
+				if forkFrom == 0 {
+					forkFrom = seq
+				}
 			}
 			replay = append(replay, lr)
 		case seq <= ledgerMax: // a hole inside what the ledger holds
@@ -274,6 +283,10 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 		}
 	}
 	closeGap(snap.Seq)
+	if forkFrom > 0 {
+		add(Finding{Kind: KindFork, Partition: p, Shard: -1, SeqFrom: forkFrom, SeqTo: forkTo, Amount: forkTo - forkFrom + 1, rebuild: true,
+			Detail: fmt.Sprintf("the stream and the ledger hold different events under seqs %d to %d: Redis lost acknowledged writes and wrote others", forkFrom, forkTo)})
+	}
 	found = append(found, verify(p, replay, cp)...)
 	// Replay the counters and open holds, from the checkpoint's state.
 	state := cp.State
@@ -303,17 +316,16 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 		for _, c := range []struct {
 			name       string
 			live, want int64
-		}{{"available", sc.Available, st.Available}, {"held", sc.Held, st.Held}, {"committed", sc.Committed, st.Committed}} {
+		}{{engine.CounterAvailable, sc.Available, st.Available}, {engine.CounterHeld, sc.Held, st.Held},
+			{engine.CounterCommitted, sc.Committed, st.Committed}} {
 			if c.live != c.want {
 				fd := Finding{Kind: KindDrift, Partition: p, Location: loc, SKU: sku, Shard: shard, SeqTo: snap.Seq, Amount: c.live - c.want,
 					Detail: fmt.Sprintf("%s is %d in Redis, %d by the ledger", c.name, c.live, c.want)}
-				if c.name == "available" {
-					drift, id := fd.Amount, fmt.Sprintf("rc-%d-%d-%d", run, p, shard)
-					reason := fmt.Sprintf("reconcile run %d: drift of %+d removed", run, drift)
-					fd.fix = func(ctx context.Context) error {
-						_, _, err := r.eng.RepairDrift(ctx, loc, sku, shard, drift, id, "reconcile", reason)
-						return err
-					}
+				counter, drift, id := c.name, fd.Amount, fmt.Sprintf("rc-%d-%d-%d-%s", run, p, shard, c.name)
+				reason := fmt.Sprintf("reconcile run %d: %s drift of %+d removed", run, c.name, drift)
+				fd.fix = func(ctx context.Context) error {
+					_, _, err := r.eng.RepairDrift(ctx, loc, sku, shard, counter, drift, id, "reconcile", reason)
+					return err
 				}
 				add(fd)
 			}
@@ -352,6 +364,43 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 		found = since(found, replay, opts.Since)
 	}
 	return int64(len(replay)), start > 0, found, nil
+}
+
+// rebuildFence says whether a fence was raised for a fork (by the persister) or by a rebuild
+// that did not finish: --repair rebuilds such a partition. Other fences are an operator's.
+func rebuildFence(reason string) bool {
+	return strings.HasPrefix(reason, ledger.ForkFencePrefix) || strings.HasSuffix(reason, rebuildFenceSuffix)
+}
+
+// rebuilds says whether --repair rebuilds the partition these findings are about.
+func rebuilds(found []Finding) bool {
+	for _, f := range found {
+		if f.rebuild {
+			return true
+		}
+	}
+	return false
+}
+
+// repairByRebuild rebuilds partition p from the ledger: on success every finding of the
+// partition is repaired, and forked events that could not be carried over are added.
+func (r *Reconciler) repairByRebuild(ctx context.Context, p int, run int64, found []Finding) []Finding {
+	res, err := r.rebuild(ctx, p, run)
+	lead := -1 // the finding that tells what the rebuild did: ledger_ahead or fork before fenced
+	for i := range found {
+		if found[i].rebuild && (lead < 0 || found[lead].Kind == KindFenced) {
+			lead = i
+		}
+	}
+	if err != nil {
+		found[lead].Detail += "; repair failed: " + err.Error()
+		return found
+	}
+	found[lead].Detail += "; " + res.String()
+	for i := range found {
+		found[i].Repaired = true
+	}
+	return append(found, res.conflicts...)
 }
 
 // since keeps the findings that concern events from t on, and those not about one event.

@@ -151,20 +151,45 @@ func TestRedisLostWrites(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
-	keys, _ := f.rdb.Keys(ctx, f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:*").Result()
-	dumps := map[string]string{}
-	for _, k := range keys {
-		dumps[k], _ = f.rdb.Dump(ctx, k).Result()
-	}
+	restore := f.dumpPartition(t, p)
 	before, _ := f.e.Snapshot(ctx, p)
 	f.workload(t, "lost", 5) // persisted, then lost by Redis
 	after, _ := f.e.Snapshot(ctx, p)
-	for k, d := range dumps {
-		f.rdb.RestoreReplace(ctx, k, 0, d)
-	}
+	restore()
 	got := only(t, f.run(t), KindLedgerAhead)
 	if got.Partition != p || got.SeqFrom != before.Seq+1 || got.SeqTo != after.Seq || got.Amount != after.Seq-before.Seq {
 		t.Fatalf("finding %+v (Redis seq %d, ledger up to %d)", got, before.Seq, after.Seq)
+	}
+}
+
+// dumpPartition saves partition p's keys; calling the returned function puts them back as
+// they were, as a Redis restarted from that moment's dump would have them.
+func (f *fixture) dumpPartition(t *testing.T, p int) func() {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := f.rdb.Keys(ctx, f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys of partition %d: %v", p, err)
+	}
+	// In one transaction, like the point-in-time copy a restarted Redis loads.
+	cmds, err := f.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, k := range keys {
+			pipe.Dump(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := f.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			for i, k := range keys {
+				pipe.RestoreReplace(ctx, k, 0, cmds[i].(*redis.StringCmd).Val())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

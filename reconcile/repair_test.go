@@ -2,9 +2,15 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 )
 
 // repairThenClean runs with --repair, expects exactly one finding of kind, repaired, and then
@@ -30,6 +36,36 @@ func (f *fixture) repairThenClean(t *testing.T, kind string) Finding {
 	return got
 }
 
+// repairThenCleanAll runs with --repair, expects a finding of kind among others, all
+// repaired, and then a clean second run.
+func (f *fixture) repairThenCleanAll(t *testing.T, kind string) {
+	t.Helper()
+	rep, err := f.r.Run(context.Background(), Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen bool
+	for _, fd := range rep.Findings {
+		seen = seen || fd.Kind == kind
+		if !fd.Repaired {
+			t.Fatalf("not repaired: %+v", fd)
+		}
+	}
+	if !seen {
+		t.Fatalf("no %s finding in %+v", kind, rep.Findings)
+	}
+	f.persistedClean(t, "after repair")
+}
+
+// persistedClean persists what the streams hold and expects a clean run.
+func (f *fixture) persistedClean(t *testing.T, when string) {
+	t.Helper()
+	f.workload(t, "persist", 0)
+	if again := f.run(t); !again.Clean() {
+		t.Fatalf("%s: %+v", when, again.Findings)
+	}
+}
+
 func TestRepairDrift(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)
@@ -48,6 +84,24 @@ func TestRepairDrift(t *testing.T) {
 	f.workload(t, "after", 5) // the persister takes the repair event like any other
 	if again := f.run(t); !again.Clean() {
 		t.Fatalf("after more traffic: %+v", again.Findings)
+	}
+	// Held and committed counts are repaired the same way.
+	for _, c := range []struct {
+		suffix, counter string
+		by              int64
+	}{{"|h", engine.CounterHeld, 2}, {"|c", engine.CounterCommitted, -1}} {
+		f.rdb.HIncrBy(ctx, f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|a|3"+c.suffix, c.by)
+		if got := f.repairThenClean(t, KindDrift); got.Amount != c.by || !strings.Contains(got.Detail, c.counter) {
+			t.Fatalf("finding %+v", got)
+		}
+		v, err := f.e.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := v.Events[p][len(v.Events[p])-1]
+		if last.Type != "ADJUSTED" || last.Delta != 0 || last.HeldDelta != 0 || !strings.Contains(last.Reason, c.counter) {
+			t.Fatalf("repair event %+v", last)
+		}
 	}
 }
 
@@ -77,5 +131,324 @@ func TestRepairHalfTransfer(t *testing.T) {
 	}
 	if _, err := f.e.Verify(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRepairRollback: Redis loses its last writes on a partition (restored from an earlier
+// dump) and then takes new ones before the persister notices: a fork. --repair rebuilds the
+// partition from the ledger and carries the forked events over; a second run is clean, every
+// sale a customer was told of is counted once, every hold a customer was given is open, and
+// no count went negative.
+func TestRepairRollback(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	start, _ := f.e.Snapshot(ctx, p)
+	stock := func(s *engine.Snapshot) engine.ShardCount { return s.Shards["s1|b|0"] }
+	total := stock(start).Available + stock(start).Held + stock(start).Committed
+	restore := f.dumpPartition(t, p)
+
+	reserve := func(key string, qty int64) *engine.Hold {
+		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "b", Qty: qty}},
+			IdempotencyKey: key, Actor: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	// Acknowledged and persisted, then lost by Redis: two sales, a release, two open holds.
+	for _, k := range []string{"lost-sold-1", "lost-sold-2"} {
+		if err := f.e.Commit(ctx, reserve(k, 2).ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.e.Release(ctx, reserve("lost-released", 3).ID, "shop")
+	lostOpen := []*engine.Hold{reserve("lost-open-1", 1), reserve("lost-open-2", 4)}
+	f.workload(t, "lost", 0) // persist
+	lost, _ := f.e.Snapshot(ctx, p)
+	restore()
+
+	// The fork: Redis, back at the dump, takes new writes.
+	if err := f.e.Commit(ctx, reserve("fork-sold", 5).ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	forkOpen := reserve("fork-open", 2)
+	// The same request retried on the fork: the same hold, placed again.
+	if err := f.e.Commit(ctx, reserve("lost-sold-1", 2).ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	f.e.Release(ctx, reserve("fork-released", 1).ID, "shop")
+	if _, err := f.p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.p.Forks()) == 0 {
+		t.Fatal("the persister did not notice the fork")
+	}
+
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, fd := range rep.Findings {
+		kinds[fd.Kind] = true
+		if !fd.Repaired || fd.Partition != p {
+			t.Fatalf("finding not repaired: %+v", fd)
+		}
+	}
+	if !kinds[KindLedgerAhead] && !kinds[KindFork] || kinds[KindForkConflict] {
+		t.Fatalf("findings %+v", rep.Findings)
+	}
+	for _, fd := range rep.Findings {
+		t.Logf("%s %d..%d %+d: %s", fd.Kind, fd.SeqFrom, fd.SeqTo, fd.Amount, fd.Detail)
+	}
+	var carried, skipped int
+	f.store.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE outcome = 'carried'), count(*) FILTER (WHERE outcome LIKE 'skipped%')
+		FROM forked_events WHERE partition = $1`, p).Scan(&carried, &skipped)
+	// fork-sold (reserve, commit), fork-open, fork-released (reserve, release) are carried;
+	// lost-sold-1's second placing and sale are the ledger's already.
+	if carried != 5 || skipped != 2 {
+		t.Fatalf("forked events: %d carried, %d skipped", carried, skipped)
+	}
+	f.workload(t, "after", 0) // the persister takes the carried events: no fork any more
+	if len(f.p.Forks()) != 0 {
+		t.Fatalf("forks after repair: %+v", f.p.Forks())
+	}
+	if again := f.run(t); !again.Clean() {
+		t.Fatalf("after repair: %+v", again.Findings)
+	}
+
+	now, _ := f.e.Snapshot(ctx, p)
+	sc := stock(now)
+	if sc.Available < 0 || sc.Held < 0 || sc.Available+sc.Held+sc.Committed != total {
+		t.Fatalf("counters %+v do not add up to %d", sc, total)
+	}
+	// Sales: those before the loss, the two lost ones, the fork's one.
+	if want := stock(lost).Committed + 5; sc.Committed != want {
+		t.Fatalf("committed %d, want %d", sc.Committed, want)
+	}
+	// Holds given to customers are open: the two Redis lost and the fork's.
+	for _, h := range append(lostOpen, forkOpen) {
+		if err := f.e.Commit(ctx, h.ID, "shop"); err != nil {
+			t.Fatalf("commit %s: %v", h.ID, err)
+		}
+	}
+	f.workload(t, "later", 5)
+	if again := f.run(t); !again.Clean() {
+		t.Fatalf("after more traffic: %+v", again.Findings)
+	}
+
+	// A rebuild cut off before it carried the saved events over leaves the partition fenced;
+	// the next --repair finishes it and applies nothing twice.
+	f.store.Pool().Exec(ctx, `UPDATE forked_events SET outcome = '', carried_seq = NULL WHERE partition = $1`, p)
+	if err := f.e.Fence(ctx, p, "reconcile run 0"+rebuildFenceSuffix); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.e.Snapshot(ctx, p)
+	rep, err = f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := only(t, rep, KindFenced); !got.Repaired {
+		t.Fatalf("finding %+v", got)
+	}
+	after, _ := f.e.Snapshot(ctx, p)
+	if after.Fence != "" || stock(after) != stock(before) || after.Seq != before.Seq {
+		t.Fatalf("second rebuild changed the partition: %+v -> %+v (fence %q)", stock(before), stock(after), after.Fence)
+	}
+	var pending int
+	f.store.Pool().QueryRow(ctx, `SELECT count(*) FROM forked_events WHERE partition = $1 AND outcome = ''`, p).Scan(&pending)
+	if pending != 0 {
+		t.Fatalf("%d forked events left pending", pending)
+	}
+}
+
+// TestRepairLostWrites: Redis lost its last writes and took none since (no fork): --repair
+// rebuilds the partition from the ledger; the lost sale is counted and the lost hold is open.
+func TestRepairLostWrites(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	p := f.e.PartitionOf("s1", "b", 0)
+	restore := f.dumpPartition(t, p)
+	h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "b", Qty: 3}}, IdempotencyKey: "lost", Actor: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.workload(t, "lost", 4)
+	want, _ := f.e.Snapshot(ctx, p)
+	restore()
+	f.repairThenCleanAll(t, KindLedgerAhead)
+	got, _ := f.e.Snapshot(ctx, p)
+	if got.Shards["s1|b|0"] != want.Shards["s1|b|0"] || got.Seq != want.Seq {
+		t.Fatalf("rebuilt %+v at seq %d, want %+v at %d", got.Shards["s1|b|0"], got.Seq, want.Shards["s1|b|0"], want.Seq)
+	}
+	// A retry of the lost reservation gets the same hold back (its record was restored without
+	// the request's fingerprint, which the ledger does not keep), then commits it.
+	again, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "b", Qty: 3}}, IdempotencyKey: "lost", Actor: "shop"})
+	if err != nil || again.ID != h.ID {
+		t.Fatalf("retry: %v, %+v", err, again)
+	}
+	if err := f.e.Commit(ctx, h.ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.e.Snapshot(ctx, p); got.Shards["s1|b|0"].Held != want.Shards["s1|b|0"].Held-3 {
+		t.Fatalf("held after commit %+v", got.Shards["s1|b|0"])
+	}
+}
+
+// TestRepairForkConflict: the units Redis lost had been sold, and the fork sold them again.
+// The rebuild cannot carry the second sale over without overselling: it reports it (kind,
+// seq, units) and applies nothing that would make a count negative.
+func TestRepairForkConflict(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "c", Shards: 1}, 5)
+	p := f.e.PartitionOf("s2", "c", 0)
+	f.workload(t, "persist", 0)
+	restore := f.dumpPartition(t, p)
+	buy := func(key string, qty int64) {
+		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "c", Qty: qty}}, IdempotencyKey: key, Actor: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.e.Commit(ctx, h.ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buy("first", 5)
+	f.workload(t, "persist", 0)
+	restore()
+	buy("second", 3) // Redis, back before the first sale, sells the same units again
+	f.workload(t, "persist", 0)
+
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conflicts []Finding
+	for _, fd := range rep.Findings {
+		if fd.Kind == KindForkConflict {
+			conflicts = append(conflicts, fd)
+		} else if !fd.Repaired {
+			t.Fatalf("not repaired: %+v", fd)
+		}
+	}
+	// The second placing cannot be carried over (no units), and neither can its sale.
+	if len(conflicts) != 2 || conflicts[0].Amount != 3 || conflicts[0].SKU != "c" || conflicts[0].Partition != p ||
+		conflicts[0].SeqFrom == 0 || conflicts[1].SeqFrom != conflicts[0].SeqFrom+1 || conflicts[1].Amount != 3 {
+		t.Fatalf("conflicts %+v", conflicts)
+	}
+	snap, _ := f.e.Snapshot(ctx, p)
+	if sc := snap.Shards["s2|c|0"]; sc.Available != 0 || sc.Held != 0 || sc.Committed != 5 || snap.Fence != "" {
+		t.Fatalf("counters %+v, fence %q", sc, snap.Fence)
+	}
+	f.persistedClean(t, "after repair")
+}
+
+// TestRepairUnderTraffic: shoppers keep buying from a pool while Redis loses its last
+// (persisted) writes on the pool's partition, the persister (running alongside) fences the
+// fork, and --repair rebuilds it while the shoppers keep trying. Every sale a shopper was told
+// of is counted once, and the counters add up.
+func TestRepairUnderTraffic(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	const stock = 5000
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s3", SKU: "d", Shards: 1}, stock)
+	p := f.e.PartitionOf("s3", "d", 0)
+	var mu sync.Mutex
+	var gate sync.RWMutex // held by the test while it makes Redis lose writes
+	sold := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				gate.RLock()
+				h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s3", SKU: "d", Qty: 1}},
+					IdempotencyKey: fmt.Sprintf("t%d-%d", w, i), Actor: "shop"})
+				if err != nil {
+					gate.RUnlock()
+					time.Sleep(time.Millisecond) // fenced while the repair runs
+					continue
+				}
+				if i%4 == 3 {
+					f.e.Release(ctx, h.ID, "shop")
+				} else if f.e.Commit(ctx, h.ID, "shop") == nil {
+					mu.Lock()
+					sold++
+					mu.Unlock()
+				}
+				gate.RUnlock()
+			}
+		}()
+	}
+	persisting := make(chan struct{})
+	go func() {
+		defer close(persisting)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.p.RunOnce(ctx)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	restore := f.dumpPartition(t, p)
+	time.Sleep(150 * time.Millisecond)
+	// Redis loses what it took since the dump, once the ledger holds it: writes Redis loses
+	// before they are persisted are lost to both, and no repair can bring them back.
+	gate.Lock()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		snap, _ := f.e.Snapshot(ctx, p)
+		if w, _ := f.store.Watermark(ctx, p); w == snap.Seq {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the persister did not catch up")
+		}
+	}
+	restore()
+	gate.Unlock()
+	time.Sleep(150 * time.Millisecond) // the fork, until the persister fences it
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond) // traffic resumes on the rebuilt partition
+	close(stop)
+	wg.Wait()
+	<-persisting
+	rebuilt := false
+	for _, fd := range rep.Findings {
+		if fd.Kind == KindForkConflict || !fd.Repaired {
+			t.Fatalf("finding %+v", fd)
+		}
+		rebuilt = rebuilt || fd.rebuild && fd.Partition == p
+	}
+	if !rebuilt {
+		t.Fatalf("partition %d was not rebuilt: %+v", p, rep.Findings)
+	}
+	f.persistedClean(t, "after repair")
+	snap, _ := f.e.Snapshot(ctx, p)
+	sc := snap.Shards["s3|d|0"]
+	// Holds whose commit met the fence stay open until they expire.
+	var open int64
+	for _, h := range snap.Holds {
+		if h.SKU == "d" {
+			open += h.Qty
+		}
+	}
+	if sc.Available < 0 || sc.Held != open || sc.Available+sc.Held+sc.Committed != stock || sc.Committed != int64(sold) {
+		t.Fatalf("counters %+v (%d units in open holds), %d sold", sc, open, sold)
 	}
 }

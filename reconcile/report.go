@@ -72,6 +72,7 @@ var explain = map[string]string{
 	KindLedgerAhead:  "The ledger holds changes Redis no longer has: Redis lost acknowledged writes (restart or failover).",
 	KindFork:         "Redis and the ledger disagree about the same change.",
 	KindFenced:       "The partition refuses changes until it is repaired.",
+	KindForkConflict: "After Redis lost changes, it accepted a sale or hold that the remaining stock cannot cover; it was not applied and needs a decision.",
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{

@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ErrMoved means a partition changed between the read a repair was computed from and the
+// repair itself: read again.
+var ErrMoved = errors.New("partition moved since it was read")
+
+// HoldRecord is an active hold part as Redis keeps it.
+type HoldRecord struct {
+	Location  string
+	SKU       string
+	Shard     int
+	Qty       int64
+	ExpiresAt int64 // unix ms
+	Customer  string
+	// Limited: the units count against the customer's limit on the pool.
+	Limited bool
+	Token   string
+	Created int64 // unix ms
+	// Fingerprint of the request that placed it; empty when restored from the ledger (which
+	// does not keep it), and then any retry with the same token is taken as the same request.
+	Fingerprint string
+}
+
+// encode returns the record's Redis form (see enc_hold in lib.lua).
+func (h HoldRecord) encode() string {
+	limited := "0"
+	if h.Limited {
+		limited = "1"
+	}
+	return strings.Join([]string{h.Location, h.SKU, strconv.Itoa(h.Shard), strconv.FormatInt(h.Qty, 10),
+		strconv.FormatInt(h.ExpiresAt, 10), h.Customer, limited, h.Token, strconv.FormatInt(h.Created, 10), h.Fingerprint}, "|")
+}
+
+// decodeHoldRecord parses a hold part's Redis form.
+func decodeHoldRecord(s string) (HoldRecord, bool) {
+	f := strings.Split(s, "|")
+	if len(f) != 10 {
+		return HoldRecord{}, false
+	}
+	h := HoldRecord{Location: f[0], SKU: f[1], Customer: f[5], Limited: f[6] == "1", Token: f[7], Fingerprint: f[9]}
+	var errs [4]error
+	h.Shard, errs[0] = strconv.Atoi(f[2])
+	h.Qty, errs[1] = strconv.ParseInt(f[3], 10, 64)
+	h.ExpiresAt, errs[2] = strconv.ParseInt(f[4], 10, 64)
+	h.Created, errs[3] = strconv.ParseInt(f[8], 10, 64)
+	return h, errors.Join(errs[:]...) == nil
+}
+
+// Rebase is the state a fenced partition is rebuilt to: what its ledger adds up to.
+type Rebase struct {
+	// ExpectSeq and ExpectHead are where Redis was when the rebase was computed.
+	ExpectSeq  int64
+	ExpectHead string
+	// Seq and Head are the ledger's last event; the partition's next event follows it.
+	Seq  int64
+	Head string
+	// ForkFrom (0: none) is the first stream entry to remove; ForkSeqs lists the entries.
+	ForkFrom int64
+	ForkSeqs []int64
+	// Shards maps "location|sku|shard" to the counters to write.
+	Shards map[string]ShardCount
+	// Drop lists active hold parts to remove; Holds the parts to (re)write.
+	Drop  []string
+	Holds map[string]HoldRecord
+	// Customers maps "location|sku|customer" to the units counting against the limit.
+	Customers map[string]int64
+}
+
+// RebuildPartition writes st into fenced partition p (see rebase.lua). It returns ErrMoved
+// when Redis is no longer at st.ExpectSeq/ExpectHead.
+func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
+	if p < 0 || p >= e.cfg.Partitions {
+		return invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	type payload struct {
+		ExpectSeq  string               `json:"expect_seq"`
+		ExpectHead string               `json:"expect_head"`
+		Seq        string               `json:"seq"`
+		Head       string               `json:"head"`
+		ForkFrom   string               `json:"fork_from"`
+		ForkIDs    []string             `json:"fork_ids"`
+		Shards     map[string][3]string `json:"shards"`
+		Drop       []string             `json:"drop"`
+		Holds      map[string][2]string `json:"holds"`
+		Cust       map[string]string    `json:"cust"`
+	}
+	pl := payload{ExpectSeq: strconv.FormatInt(st.ExpectSeq, 10), ExpectHead: st.ExpectHead, Seq: strconv.FormatInt(st.Seq, 10),
+		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][3]string{},
+		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{}}
+	for _, s := range st.ForkSeqs {
+		pl.ForkIDs = append(pl.ForkIDs, strconv.FormatInt(s, 10)+"-0")
+	}
+	for f, c := range st.Shards {
+		pl.Shards[f] = [3]string{strconv.FormatInt(c.Available, 10), strconv.FormatInt(c.Held, 10), strconv.FormatInt(c.Committed, 10)}
+	}
+	for part, h := range st.Holds {
+		pl.Holds[part] = [2]string{h.encode(), strconv.FormatInt(h.ExpiresAt, 10)}
+	}
+	for f, n := range st.Customers {
+		pl.Cust[f] = strconv.FormatInt(n, 10)
+	}
+	js, err := json.Marshal(pl)
+	if err != nil {
+		return err
+	}
+	r, err := e.run(ctx, "rebase", p, e.nowMs(), string(js))
+	if err != nil {
+		return err
+	}
+	switch r.code() {
+	case "OK":
+		return nil
+	case "NOT_FENCED":
+		return fmt.Errorf("rebuild partition %d: %w: it must be fenced first", p, ErrFenced)
+	case "MOVED":
+		return fmt.Errorf("rebuild partition %d: %w (now at seq %d)", p, ErrMoved, r.int(1))
+	}
+	return fmt.Errorf("rebase: unexpected reply %v", []any(r))
+}
+
+// HoldOp is what a carried event does to its hold part.
+type HoldOp string
+
+// Hold part operations of a carried event.
+const (
+	HoldNone   HoldOp = ""
+	HoldOpen   HoldOp = "open"
+	HoldClose  HoldOp = "close"
+	HoldExtend HoldOp = "extend"
+)
+
+// Carried is one event of a forked partition applied again on the rebuilt state.
+type Carried struct {
+	ID       string // idempotency: a retry with the same id changes nothing more
+	Type     string
+	Location string
+	SKU      string
+	Shard    int
+	// Available, Held and Committed are the changes of the shard's counters.
+	Available, Held, Committed int64
+	Hold                       string
+	Qty                        int64
+	Customer                   string
+	Token                      string
+	// CustomerDelta changes the customer's count against the pool's limit.
+	CustomerDelta int64
+	Op            HoldOp
+	Record        HoldRecord // HoldOpen: the part to write
+	ExpiresAt     int64      // HoldOpen, HoldExtend
+	Actor         string
+	Reason        string
+}
+
+// CarryConflict is a carried event that the rebuilt state cannot take: a count would go
+// negative, or the hold part is not where the operation needs it. Nothing was changed.
+type CarryConflict struct {
+	Why                  string
+	Available, HeldUnits int64
+}
+
+func (c *CarryConflict) Error() string { return "cannot carry over: " + c.Why }
+
+// Carry applies ev to fenced partition p as a new event and returns its seq and the shard's
+// available count after it. A *CarryConflict means nothing changed.
+func (e *Engine) Carry(ctx context.Context, p int, ev Carried) (int64, int64, error) {
+	if p < 0 || p >= e.cfg.Partitions {
+		return 0, 0, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	if err := validateReason(ev.Reason); err != nil {
+		return 0, 0, err
+	}
+	r, err := e.run(ctx, "carry", p, e.nowMs(), ev.ID, ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Available, ev.Held, ev.Committed,
+		ev.Hold, ev.Qty, ev.Customer, ev.Token, ev.CustomerDelta, string(ev.Op), ev.Record.encode(), ev.ExpiresAt, ev.Actor, ev.Reason,
+		e.cfg.IdempotencyTTL.Milliseconds())
+	if err != nil {
+		return 0, 0, err
+	}
+	switch r.code() {
+	case "OK":
+		return r.int(1), r.int(2), nil
+	case "INSUFFICIENT":
+		return 0, 0, &CarryConflict{Why: fmt.Sprintf("%s on %s|%s|%d needs %+d available and %+d held; the shard has %d available, %d held",
+			ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Available, ev.Held, r.int(1), r.int(2)), Available: r.int(1), HeldUnits: r.int(2)}
+	case "CONFLICT":
+		return 0, 0, &CarryConflict{Why: r.str(1)}
+	case "NOT_FENCED":
+		return 0, 0, fmt.Errorf("carry into partition %d: %w: it must be fenced first", p, ErrFenced)
+	case "UNKNOWN_POOL":
+		return 0, 0, fmt.Errorf("%w: %s|%s has no shard %d in Redis", ErrUnknownPool, ev.Location, ev.SKU, ev.Shard)
+	}
+	return 0, 0, fmt.Errorf("carry: unexpected reply %v", []any(r))
+}

@@ -1,0 +1,78 @@
+-- rebase: bring a fenced partition back to the state its ledger adds up to, after Redis lost
+-- acknowledged writes (a restart without them, a failover to a replica that lagged). It
+-- writes no event: the ledger already holds every event up to the state written here, and
+-- the partition's seq and chain head move to the ledger's last event so the next event
+-- continues the ledger's chain. Events Redis wrote after it lost its writes (the fork) are
+-- removed from the stream here; the caller has saved them and carries them over afterwards
+-- (see carry.lua).
+--
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
+-- ARGV[1] -> partition number
+-- ARGV[2] -> now (ms)
+-- ARGV[3] -> JSON: {
+--   expect_seq, expect_head: Redis must still be here (the fence keeps writers out)
+--   seq, head:               the ledger's last event
+--   fork_from:               stream entries from this seq on are removed ("0": none)
+--   fork_ids:                their entry ids (acknowledged in every consumer group)
+--   shards:  {"loc|sku|shard": [available, held, committed]} (strings)
+--   drop:    [part]          active hold parts the ledger does not hold open
+--   holds:   {part: [record, expires]} the parts the ledger holds open
+--   cust:    {"loc|sku|customer": units} the per-customer counts, replacing all of them
+-- }
+--
+-- Output: {'OK'}
+--         {'NOT_FENCED'}      the partition must be fenced first
+--         {'MOVED', seq}      Redis is no longer at expect_seq/expect_head
+local s = cjson.decode(ARGV[3])
+if not fenced() then
+  return {'NOT_FENCED'}
+end
+local m = redis.call('HMGET', K_META, 'seq', 'head')
+if (m[1] or '0') ~= s.expect_seq or (m[2] or GENESIS) ~= s.expect_head then
+  return {'MOVED', m[1] or '0'}
+end
+for f, c in pairs(s.shards) do
+  redis.call('HSET', K_STOCK, f, c[1], f .. '|h', c[2], f .. '|c', c[3])
+end
+for _, part in ipairs(s.drop) do
+  redis.call('HDEL', K_HOLDS, part)
+  redis.call('ZREM', K_EXP, part)
+end
+for part, h in pairs(s.holds) do
+  redis.call('HSET', K_HOLDS, part, h[1])
+  redis.call('HDEL', K_HOLDS, 'd:' .. part)
+  redis.call('ZADD', K_EXP, h[2], part)
+end
+redis.call('DEL', K_CUST)
+for f, n in pairs(s.cust) do
+  redis.call('HSET', K_CUST, f, n)
+end
+if redis.call('EXISTS', K_LOG) == 1 then
+  local groups = redis.call('XINFO', 'GROUPS', K_LOG)
+  local names = {}
+  for _, g in ipairs(groups) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then
+        name = g[i + 1]
+      elseif g[i] == 'last-delivered-id' then
+        last = g[i + 1]
+      end
+    end
+    names[#names + 1] = name
+    -- Nothing between the fork and the ledger's head stays in the stream, so a group that
+    -- had read into the fork reads on from the first new event.
+    if s.fork_from ~= '0' and tonumber(string.match(last, '^(%d+)')) >= tonumber(s.fork_from) then
+      redis.call('XGROUP', 'SETID', K_LOG, name, (tonumber(s.fork_from) - 1) .. '-0')
+    end
+  end
+  for _, id in ipairs(s.fork_ids) do
+    redis.call('XDEL', K_LOG, id)
+    for _, name in ipairs(names) do
+      redis.call('XACK', K_LOG, name, id)
+    end
+  end
+  redis.call('XSETID', K_LOG, s.seq .. '-0')
+end
+redis.call('HSET', K_META, 'seq', s.seq, 'head', s.head)
+return {'OK'}

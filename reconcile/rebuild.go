@@ -1,0 +1,381 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/ledger"
+)
+
+// KindForkConflict: an event Redis wrote on a forked partition that cannot be carried over
+// without a count going negative (a sale the rebuilt stock cannot cover). Reported, never
+// applied: the operator settles it with the customer.
+const KindForkConflict = "fork_conflict"
+
+// rebuildFenceSuffix ends the reason of the fence a rebuild raises.
+const rebuildFenceSuffix = ": rebuilding from the ledger"
+
+// liveState is a partition as a run of events leaves it, with what the rebuild needs beyond
+// the counters: each open part's full record, how ended parts ended, and the per-customer
+// counts of limited pools.
+type liveState struct {
+	shards map[string]*engine.ShardCount
+	open   map[string]engine.HoldRecord
+	ended  map[string]string
+	cust   map[string]int64
+}
+
+// replayLive adds up events from the partition's first one. limits gives a pool's
+// per-customer limit; maxTTL bounds a restored part's expiry (the ledger does not keep it).
+func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL int64) *liveState {
+	s := &liveState{shards: map[string]*engine.ShardCount{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
+		cust: map[string]int64{}}
+	for i := range evs {
+		ev := &evs[i]
+		f := ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
+		sc := s.shards[f]
+		if sc == nil {
+			sc = &engine.ShardCount{Shard: ev.Shard, Partition: ev.Partition}
+			s.shards[f] = sc
+		}
+		sc.Available = ev.After
+		sc.Held += ev.HeldDelta
+		cf := ev.Location + "|" + ev.SKU + "|" + ev.Customer
+		switch ev.Type {
+		case engine.EventReserved:
+			h := engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
+				Customer: ev.Customer, Limited: ev.Customer != "" && limits(ev.Location, ev.SKU) > 0, Token: ev.Idem, Created: ev.TS}
+			if h.Limited {
+				s.cust[cf] += ev.Qty
+			}
+			s.open[ev.Hold] = h
+			delete(s.ended, ev.Hold)
+		case engine.EventExtended:
+			if h, ok := s.open[ev.Hold]; ok {
+				h.ExpiresAt = extendedTo(ev.Reason, h.ExpiresAt)
+				s.open[ev.Hold] = h
+			}
+		case engine.EventCommitted:
+			sc.Committed += ev.Qty
+			delete(s.open, ev.Hold)
+			s.ended[ev.Hold] = ev.Type
+		case engine.EventReleased, engine.EventExpired:
+			if h, ok := s.open[ev.Hold]; ok && h.Limited {
+				s.cust[cf] -= ev.Qty
+			}
+			delete(s.open, ev.Hold)
+			s.ended[ev.Hold] = ev.Type
+		}
+	}
+	return s
+}
+
+// extendedTo reads the expiry an EXTENDED event's reason starts with.
+func extendedTo(reason string, otherwise int64) int64 {
+	n := strings.IndexFunc(reason, func(r rune) bool { return r < '0' || r > '9' })
+	if n < 0 {
+		n = len(reason)
+	}
+	if v, err := strconv.ParseInt(reason[:n], 10, 64); err == nil {
+		return v
+	}
+	return otherwise
+}
+
+// rebuildResult is what a rebuild did.
+type rebuildResult struct {
+	ledgerSeq int64 // the ledger's last event, where Redis was moved to (0: no rebase was needed)
+	forkFrom  int64 // the first forked stream entry (0: none)
+	carried   int
+	skipped   int
+	conflicts []Finding
+}
+
+func (b *rebuildResult) String() string {
+	var parts []string
+	if b.ledgerSeq > 0 {
+		parts = append(parts, fmt.Sprintf("Redis rebuilt from the ledger at seq %d", b.ledgerSeq))
+	}
+	if b.forkFrom > 0 {
+		parts = append(parts, fmt.Sprintf("forked events from seq %d saved in forked_events", b.forkFrom))
+	}
+	parts = append(parts, fmt.Sprintf("%d forked events carried over, %d already in the ledger's account, %d in conflict",
+		b.carried, b.skipped, len(b.conflicts)))
+	return strings.Join(parts, "; ")
+}
+
+// rebuild repairs partition p after Redis lost acknowledged writes. With the partition
+// fenced, it saves the events Redis wrote after the loss (the fork) in Postgres, writes the
+// state the ledger adds up to into Redis (counters, open holds, customer counts; seq and chain
+// head at the ledger's last event), carries each saved event over as a new event where it
+// still means something, and lifts the fence. Interrupted, it is run again: saved events are
+// carried over once (each carry is idempotent by the event's hash).
+func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildResult, error) {
+	if err := r.eng.Fence(ctx, p, fmt.Sprintf("reconcile run %d", run)+rebuildFenceSuffix); err != nil {
+		return nil, err
+	}
+	snap, err := r.eng.Snapshot(ctx, p) // fenced: it stays this way until we write
+	if err != nil {
+		return nil, err
+	}
+	ledgerEvs, err := r.verifiedLedger(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var ledgerSeq int64
+	ledgerHead := engine.GenesisHash
+	if n := len(ledgerEvs); n > 0 {
+		ledgerSeq, ledgerHead = ledgerEvs[n-1].Seq, ledgerEvs[n-1].Hash
+	}
+	stream, err := r.streamFrom(ctx, p, 0)
+	if err != nil {
+		return nil, err
+	}
+	// The fork starts at the first stream entry the ledger has otherwise.
+	var forkFrom int64
+	var forked, continued []engine.Event
+	prev := ledgerHead
+	for i, ev := range stream {
+		if ev.Seq <= ledgerSeq && ledgerEvs[ev.Seq-1].Hash != ev.Hash || ev.Seq > ledgerSeq && ev.PrevHash != prev {
+			forkFrom, forked = ev.Seq, stream[i:]
+			break
+		}
+		if ev.Seq > ledgerSeq {
+			continued = append(continued, ev)
+			prev = ev.Hash
+		}
+	}
+	pools := map[engine.PoolKey]int64{}
+	limits := func(loc, sku string) int64 {
+		k := engine.PoolKey{Location: loc, SKU: sku}
+		if l, ok := pools[k]; ok {
+			return l
+		}
+		pc, err := r.eng.Pool(ctx, loc, sku)
+		pools[k] = pc.CustomerLimit
+		if err != nil {
+			pools[k] = 0
+		}
+		return pools[k]
+	}
+	maxTTL := r.eng.Config().MaxTTL.Milliseconds()
+	res := &rebuildResult{forkFrom: forkFrom}
+	var state *liveState
+	if forkFrom > 0 || snap.Seq < ledgerSeq {
+		if err := r.store.SaveForked(ctx, run, forked); err != nil {
+			return nil, err
+		}
+		state = replayLive(ledgerEvs, limits, maxTTL)
+		if err := r.eng.RebuildPartition(ctx, p, rebaseOf(snap, state, ledgerSeq, ledgerHead, forkFrom, forked)); err != nil {
+			return nil, err
+		}
+		res.ledgerSeq = ledgerSeq
+	} else {
+		// Redis continues the ledger (an earlier rebuild got this far): carry over what is left.
+		state = replayLive(append(ledgerEvs, continued...), limits, maxTTL)
+	}
+	pending, err := r.store.PendingForked(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	recorded := map[string]engine.HoldRecord{}
+	for _, h := range snap.Holds {
+		recorded[h.Part] = h.Record
+	}
+	for _, ev := range pending {
+		c, skip := carryOf(&ev, state, recorded, limits, maxTTL)
+		c.ID = "carry-" + ev.Hash
+		c.Actor = "reconcile"
+		c.Reason = fmt.Sprintf("carried over from forked seq %d by reconcile run %d", ev.Seq, run)
+		if ev.Type == engine.EventExtended {
+			c.Reason = strconv.FormatInt(c.ExpiresAt, 10) + "; " + c.Reason
+		}
+		if skip != "" {
+			res.skipped++
+			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		seq, _, err := r.eng.Carry(ctx, p, c)
+		var cc *engine.CarryConflict
+		if errors.As(err, &cc) {
+			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
+				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
+				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
+					ev.Customer, cc.Why)})
+			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, cc.Why, 0); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
+		}
+		state.note(&ev, c)
+		res.carried++
+		if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkCarried, "", seq); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := r.eng.Unfence(ctx, p); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// verifiedLedger reads partition p's whole ledger and checks it is gap-free from seq 1 with an
+// unbroken hash chain: a rebuild trusts nothing else.
+func (r *Reconciler) verifiedLedger(ctx context.Context, p int) ([]engine.Event, error) {
+	var out []engine.Event
+	prev := engine.GenesisHash
+	for after := int64(0); ; {
+		page, err := r.store.PartitionEvents(ctx, p, after, 10000)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		for _, ev := range page {
+			if ev.Seq != int64(len(out))+1 || ev.PrevHash != prev || ev.ComputeHash() != ev.Hash {
+				return nil, fmt.Errorf("the ledger of partition %d does not verify at seq %d: repair its rows first", p, int64(len(out))+1)
+			}
+			out = append(out, ev)
+			prev = ev.Hash
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
+// streamFrom reads what partition p's stream holds after seq.
+func (r *Reconciler) streamFrom(ctx context.Context, p int, after int64) ([]engine.Event, error) {
+	var out []engine.Event
+	for {
+		page, err := r.eng.ReadEvents(ctx, p, after, 5000)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		out = append(out, page...)
+		after = page[len(page)-1].Seq
+	}
+}
+
+// rebaseOf is the Redis state the ledger's replay describes. A part Redis still has keeps its
+// own record (expiry, fingerprint); a part Redis lost is restored with the longest expiry it
+// can have had. Shards Redis has and the ledger never saw are zeroed (carried events refill them).
+func rebaseOf(snap *engine.Snapshot, st *liveState, seq int64, head string, forkFrom int64, forked []engine.Event) engine.Rebase {
+	rb := engine.Rebase{ExpectSeq: snap.Seq, ExpectHead: snap.Head, Seq: seq, Head: head, ForkFrom: forkFrom,
+		Shards: map[string]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.cust}
+	for _, ev := range forked {
+		rb.ForkSeqs = append(rb.ForkSeqs, ev.Seq)
+	}
+	for f := range snap.Shards {
+		rb.Shards[f] = engine.ShardCount{}
+	}
+	for f, sc := range st.shards {
+		rb.Shards[f] = *sc
+	}
+	inRedis := map[string]engine.HoldRecord{}
+	for _, h := range snap.Holds {
+		if _, open := st.open[h.Part]; !open {
+			rb.Drop = append(rb.Drop, h.Part)
+		}
+		inRedis[h.Part] = h.Record
+	}
+	for part, h := range st.open {
+		if rec, ok := inRedis[part]; ok && rec.Location == h.Location && rec.SKU == h.SKU && rec.Shard == h.Shard && rec.Qty == h.Qty {
+			rec.Limited = h.Limited // the customer counts are rebuilt with the ledger's view
+			h = rec
+			st.open[part] = rec
+		}
+		rb.Holds[part] = h
+	}
+	return rb
+}
+
+// carryOf decides what forked event ev still means on top of st, or why it means nothing
+// (skip). A hold's own events apply to it only while it is open; a sale the fork made of a
+// hold the ledger's account ended otherwise takes its units from what is available; stock
+// changes apply as they were.
+func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRecord, limits func(loc, sku string) int64, maxTTL int64) (engine.Carried, string) {
+	c := engine.Carried{Type: ev.Type, Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Hold: ev.Hold, Qty: ev.Qty,
+		Customer: ev.Customer, Token: ev.Idem}
+	h, open := st.open[ev.Hold]
+	switch ev.Type {
+	case engine.EventReserved:
+		if open {
+			return c, "the hold is open in the ledger's account already"
+		}
+		if how, ok := st.ended[ev.Hold]; ok {
+			return c, "the ledger's account ended this hold already (" + how + ")"
+		}
+		rec, ok := recorded[ev.Hold]
+		if !ok || rec.Qty != ev.Qty || rec.Shard != ev.Shard {
+			rec = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
+				Customer: ev.Customer, Token: ev.Idem, Created: ev.TS}
+		}
+		rec.Limited = ev.Customer != "" && limits(ev.Location, ev.SKU) > 0
+		c.Available, c.Held, c.Op, c.Record, c.ExpiresAt = -ev.Qty, ev.Qty, engine.HoldOpen, rec, rec.ExpiresAt
+		if rec.Limited {
+			c.CustomerDelta = ev.Qty
+		}
+	case engine.EventCommitted:
+		switch {
+		case open:
+			c.Held, c.Committed, c.Op = -h.Qty, h.Qty, engine.HoldClose
+		case st.ended[ev.Hold] == engine.EventCommitted:
+			return c, "the ledger has this sale already"
+		default: // sold on the fork only: the customer was told so
+			c.Available, c.Committed = -ev.Qty, ev.Qty
+		}
+	case engine.EventReleased, engine.EventExpired:
+		if !open {
+			return c, "the hold is not open in the ledger's account"
+		}
+		c.Available, c.Held, c.Op = h.Qty, -h.Qty, engine.HoldClose
+		if h.Limited {
+			c.CustomerDelta = -h.Qty
+		}
+	case engine.EventExtended:
+		if !open {
+			return c, "the hold is not open in the ledger's account"
+		}
+		c.Op, c.ExpiresAt = engine.HoldExtend, extendedTo(ev.Reason, h.ExpiresAt)
+	default: // stock changes
+		if ev.Delta == 0 {
+			return c, "it changed no available units"
+		}
+		c.Available = ev.Delta
+	}
+	return c, ""
+}
+
+// note updates st with a carried event.
+func (s *liveState) note(ev *engine.Event, c engine.Carried) {
+	f := c.Location + "|" + c.SKU + "|" + strconv.Itoa(c.Shard)
+	if sc := s.shards[f]; sc != nil {
+		sc.Available += c.Available
+		sc.Held += c.Held
+		sc.Committed += c.Committed
+	}
+	switch c.Op {
+	case engine.HoldOpen:
+		s.open[c.Hold] = c.Record
+		delete(s.ended, c.Hold)
+	case engine.HoldClose:
+		delete(s.open, c.Hold)
+		s.ended[c.Hold] = ev.Type
+	case engine.HoldExtend:
+		h := s.open[c.Hold]
+		h.ExpiresAt = c.ExpiresAt
+		s.open[c.Hold] = h
+	}
+}
