@@ -183,6 +183,23 @@ func (e *Engine) FinishTransfer(ctx context.Context, t PendingTransfer, actor st
 // StreamKey is the name of partition p's event stream.
 func (e *Engine) StreamKey(p int) string { return e.ks.logKey(p) }
 
+// Seq reads partition p's last seq.
+func (e *Engine) Seq(ctx context.Context, p int) (int64, error) {
+	if p < 0 || p >= e.cfg.Partitions {
+		return 0, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	v, err := e.rdb.HGet(ctx, e.ks.parts[p][5], "seq").Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read seq of partition %d: %w", p, redisErr(err))
+	}
+	return toInt(v), nil
+}
+
 // Heads reads every partition's last seq and fence reason (empty: not fenced) in one pipeline.
 func (e *Engine) Heads(ctx context.Context) (seqs []int64, fences []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)

@@ -2,10 +2,8 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -355,59 +353,13 @@ func TestRepairUnderTraffic(t *testing.T) {
 	const stock = 5000
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s3", SKU: "d", Shards: 1}, stock)
 	p := f.e.PartitionOf("s3", "d", 0)
-	var mu sync.Mutex
-	var gate sync.RWMutex // held by the test while it makes Redis lose writes
-	sold := 0
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				gate.RLock()
-				h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s3", SKU: "d", Qty: 1}},
-					IdempotencyKey: fmt.Sprintf("t%d-%d", w, i), Actor: "shop"})
-				if err != nil {
-					gate.RUnlock()
-					time.Sleep(time.Millisecond) // fenced while the repair runs
-					continue
-				}
-				if i%4 == 3 {
-					f.e.Release(ctx, h.ID, "shop")
-				} else if f.e.Commit(ctx, h.ID, "shop") == nil {
-					mu.Lock()
-					sold++
-					mu.Unlock()
-				}
-				gate.RUnlock()
-			}
-		}()
-	}
-	persisting := make(chan struct{})
-	go func() {
-		defer close(persisting)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			f.p.RunOnce(ctx)
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	tr := f.traffic(t, "s3", "d", 4)
 	time.Sleep(150 * time.Millisecond)
 	restore := f.dumpPartition(t, p)
 	time.Sleep(150 * time.Millisecond)
 	// Redis loses what it took since the dump, once the ledger holds it: writes Redis loses
 	// before they are persisted are lost to both, and no repair can bring them back.
-	gate.Lock()
+	tr.gate.Lock()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		snap, _ := f.e.Snapshot(ctx, p)
 		if w, _ := f.store.Watermark(ctx, p); w == snap.Seq {
@@ -418,16 +370,14 @@ func TestRepairUnderTraffic(t *testing.T) {
 		}
 	}
 	restore()
-	gate.Unlock()
+	tr.gate.Unlock()
 	time.Sleep(150 * time.Millisecond) // the fork, until the persister fences it
 	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond) // traffic resumes on the rebuilt partition
-	close(stop)
-	wg.Wait()
-	<-persisting
+	sold := tr.stop()
 	rebuilt := false
 	for _, fd := range rep.Findings {
 		if fd.Kind == KindForkConflict || !fd.Repaired {
@@ -448,7 +398,7 @@ func TestRepairUnderTraffic(t *testing.T) {
 			open += h.Qty
 		}
 	}
-	if sc.Available < 0 || sc.Held != open || sc.Available+sc.Held+sc.Committed != stock || sc.Committed != int64(sold) {
+	if sc.Available < 0 || sc.Held != open || sc.Available+sc.Held+sc.Committed != stock || sc.Committed != sold {
 		t.Fatalf("counters %+v (%d units in open holds), %d sold", sc, open, sold)
 	}
 }
