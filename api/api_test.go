@@ -353,6 +353,23 @@ func TestEventsAPI(t *testing.T) {
 	}
 	ts.do("GET", "/v1/inventory/events?after=x", acmeKey, nil).want(t, 400, "bad_request")
 	ts.do("GET", "/v1/inventory/events?limit=5000", acmeKey, nil).want(t, 422, "invalid")
+
+	// One hold's history: its reservation and its release, and nothing of another hold.
+	h := ts.do("POST", "/v1/holds", clientKey, map[string]any{"location": "lyon", "sku": "meal", "qty": 1}, "Idempotency-Key", "m2").want(t, 201, "")
+	id := h.str("hold_id")
+	ts.do("POST", "/v1/holds/"+id+"/release", clientKey, nil).want(t, 200, "")
+	r := ts.do("GET", "/v1/inventory/events?hold_id="+id, bistroKey, nil).want(t, 200, "")
+	var got []string
+	for _, x := range r.body["events"].([]any) {
+		got = append(got, x.(map[string]any)["type"].(string))
+	}
+	if strings.Join(got, ",") != "RESERVED,RELEASED" || r.str("next_after") != "" {
+		t.Fatalf("hold %s events %v", id, got)
+	}
+	if n := len(ts.do("GET", "/v1/inventory/events?hold_id="+id, acmeKey, nil).want(t, 200, "").body["events"].([]any)); n != 0 {
+		t.Fatalf("another vendor sees %d events of the hold", n)
+	}
+	ts.do("GET", "/v1/inventory/events?hold_id=nope", bistroKey, nil).want(t, 400, "malformed_hold_id")
 }
 
 func TestOpsEndpoints(t *testing.T) {

@@ -17,6 +17,8 @@ type EventQuery struct {
 	AfterPartition int
 	AfterSeq       int64
 	Limit          int
+	// Hold, when set, asks for one hold's events (its parts'), all on one page.
+	Hold []engine.PartID
 }
 
 // EventPage is one page of events and the cursor to continue from ("" when nothing more is
@@ -43,6 +45,9 @@ const maxScan = 20_000
 
 func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, error) {
 	page := EventPage{Source: "redis"}
+	if len(q.Hold) > 0 {
+		return s.holdEvents(ctx, q)
+	}
 	scanned := 0
 	p, after := q.AfterPartition, q.AfterSeq
 	for p < s.eng.Partitions() {
@@ -53,11 +58,8 @@ func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, err
 		for _, ev := range batch {
 			scanned++
 			after = ev.Seq
-			if q.Vendor != "" {
-				pc, err := s.eng.Pool(ctx, ev.Location, ev.SKU)
-				if err != nil || pc.Vendor != q.Vendor {
-					continue
-				}
+			if !s.vendorOwns(ctx, q.Vendor, ev) {
+				continue
 			}
 			page.Events = append(page.Events, ev)
 			if len(page.Events) == q.Limit {
@@ -74,6 +76,50 @@ func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, err
 		}
 	}
 	return page, nil
+}
+
+// holdEvents finds a hold's events in its parts' streams (what they still hold, up to
+// maxScan events per partition).
+func (s *streamEvents) holdEvents(ctx context.Context, q EventQuery) (EventPage, error) {
+	page := EventPage{Source: "redis"}
+	want := map[int]map[string]bool{}
+	for _, hp := range q.Hold {
+		if want[hp.Partition] == nil {
+			want[hp.Partition] = map[string]bool{}
+		}
+		want[hp.Partition][hp.Part] = true
+	}
+	for p := range s.eng.Partitions() {
+		if want[p] == nil {
+			continue
+		}
+		for after, scanned := int64(0), 0; scanned < maxScan; {
+			batch, err := s.eng.ReadEvents(ctx, p, after, 1000)
+			if err != nil || len(batch) == 0 {
+				if err != nil {
+					return page, err
+				}
+				break
+			}
+			for _, ev := range batch {
+				if want[p][ev.Hold] && s.vendorOwns(ctx, q.Vendor, ev) {
+					page.Events = append(page.Events, ev)
+				}
+			}
+			scanned += len(batch)
+			after = batch[len(batch)-1].Seq
+		}
+	}
+	return page, nil
+}
+
+// vendorOwns says whether ev is about a pool of vendor ("" owns everything).
+func (s *streamEvents) vendorOwns(ctx context.Context, vendor string, ev engine.Event) bool {
+	if vendor == "" {
+		return true
+	}
+	pc, err := s.eng.Pool(ctx, ev.Location, ev.SKU)
+	return err == nil && pc.Vendor == vendor
 }
 
 func parseCursor(s string) (int, int64, error) {
@@ -120,7 +166,13 @@ func (s *Server) inventoryEvents(c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.events.Events(c.ctx, EventQuery{Vendor: vendor, AfterPartition: p, AfterSeq: seq, Limit: limit})
+	q := EventQuery{Vendor: vendor, AfterPartition: p, AfterSeq: seq, Limit: limit}
+	if id := c.query("hold_id"); id != "" {
+		if q.Hold, err = s.eng.HoldParts(id); err != nil {
+			return err
+		}
+	}
+	page, err := s.events.Events(c.ctx, q)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,26 @@ func parseHoldID(id string, partitions int) (string, []partRef, error) {
 	return fields[0], refs, nil
 }
 
+// PartID names one part of a hold: the partition it lives in and its id there (the hold
+// field of its events).
+type PartID struct {
+	Partition int
+	Part      string
+}
+
+// HoldParts splits a hold id into its parts.
+func (e *Engine) HoldParts(id string) ([]PartID, error) {
+	token, refs, err := parseHoldID(id, e.cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PartID, len(refs))
+	for i, r := range refs {
+		out[i] = PartID{Partition: r.Partition, Part: r.id(token)}
+	}
+	return out, nil
+}
+
 // idemToken scopes an idempotency key to the caller that sent it.
 func idemToken(actor, key string) string {
 	sum := sha1.Sum([]byte(actor + "\x00" + key))

@@ -77,6 +77,9 @@ func BenchmarkCatchUp(b *testing.B) {
 	testengine.ReserveMany(b, e, "s1", "backlog", b.N-9, 0) // 9 events came from creating and stocking the pool
 	cfg := persistConfig()
 	cfg.Batch, cfg.MaxRows = 5000, 40000
+	// As configured by default: only entries pending this long are claimed from another
+	// consumer (a shorter idle time would claim the batch being written back from itself).
+	cfg.ClaimIdle = 15 * time.Second
 	p := NewPersister(e, s, cfg)
 	seqs, _, _ := e.Heads(context.Background())
 	var want int64

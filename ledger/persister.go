@@ -24,7 +24,7 @@ type PersistConfig struct {
 	MaxRows int `env:"FLASHHOLD_PERSIST_MAX_ROWS" envDefault:"50000"`
 	// Interval is the pause between passes that found nothing to do.
 	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
-	// Mode is how rows reach Postgres: copy (COPY into a staging table) or insert.
+	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
 	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
 	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
 	ClaimIdle time.Duration `env:"FLASHHOLD_PERSIST_CLAIM_IDLE" envDefault:"15s"`
@@ -229,7 +229,11 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{entries: entries}
+	n := 0
+	for _, en := range entries {
+		n += len(en.Messages)
+	}
+	b := &batch{entries: entries, events: make([]engine.Event, 0, n)}
 	p.mu.Lock()
 	for _, en := range entries {
 		p.groups[en.Partition] = true

@@ -345,7 +345,8 @@ func TestEventsFromLedger(t *testing.T) {
 	e.Adjust(ctx, engine.AdjustRequest{Location: "s2", SKU: "other", Kind: engine.Restock, Qty: 5, TransactionID: "t", Actor: "t"})
 	cfg := persistConfig()
 	cfg.SyncPoolsEvery = time.Nanosecond
-	drain(t, NewPersister(e, s, cfg))
+	per := NewPersister(e, s, cfg)
+	drain(t, per)
 	var got []string
 	p, seq := 0, int64(0)
 	for range 10 {
@@ -361,5 +362,29 @@ func TestEventsFromLedger(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[g g]" {
 		t.Fatalf("vendor v1 events %v", got)
+	}
+	// One hold's history, by the hold id's parts.
+	h, err := e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "other", Qty: 2}}, IdempotencyKey: "h", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Commit(ctx, h.ID, "t")
+	drain(t, per)
+	parts, err := e.HoldParts(h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for vendor, want := range map[string]string{"v2": "[RESERVED COMMITTED]", "": "[RESERVED COMMITTED]", "v1": "[]"} {
+		evs, err := s.HoldEvents(ctx, vendor, parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, ev := range evs {
+			types = append(types, ev.Type)
+		}
+		if fmt.Sprint(types) != want {
+			t.Fatalf("vendor %q: hold events %v", vendor, types)
+		}
 	}
 }

@@ -307,15 +307,22 @@ func (s *Store) Watermark(ctx context.Context, p int) (int64, error) {
 // Events reads up to limit events after (afterPartition, afterSeq) in (partition, seq) order;
 // with a vendor, only that vendor's pools.
 func (s *Store) Events(ctx context.Context, vendor string, afterPartition int, afterSeq int64, limit int) ([]engine.Event, error) {
-	q := `SELECT e.partition, e.seq, e.type, e.location, e.sku, e.shard, e.delta, e.available_after, e.held_delta,
-	             e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash
-	        FROM inventory_events e`
+	q := `SELECT ` + eventSelect + ` FROM inventory_events e`
 	args := []any{afterPartition, afterSeq, limit}
 	if vendor != "" {
 		q += ` JOIN pools p ON p.location = e.location AND p.sku = e.sku AND p.vendor_id = $4`
 		args = append(args, vendor)
 	}
 	q += ` WHERE (e.partition, e.seq) > ($1, $2) ORDER BY e.partition, e.seq LIMIT $3`
+	return s.queryEvents(ctx, q, args...)
+}
+
+// eventSelect is the column list queryEvents scans.
+const eventSelect = `e.partition, e.seq, e.type, e.location, e.sku, e.shard, e.delta, e.available_after, e.held_delta,
+	e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash`
+
+// queryEvents runs a query selecting eventSelect and scans its rows.
+func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]engine.Event, error) {
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: events: %w", err)
@@ -331,6 +338,23 @@ func (s *Store) Events(ctx context.Context, vendor string, afterPartition int, a
 		out = append(out, ev)
 	}
 	return out, rows.Err()
+}
+
+// HoldEvents reads the events of a hold's parts in (partition, seq) order; with a vendor,
+// only that vendor's pools.
+func (s *Store) HoldEvents(ctx context.Context, vendor string, parts []engine.PartID) ([]engine.Event, error) {
+	ids, ps := make([]string, len(parts)), make([]int32, len(parts))
+	for i, hp := range parts {
+		ids[i], ps[i] = hp.Part, int32(hp.Partition)
+	}
+	q := `SELECT ` + eventSelect + ` FROM inventory_events e`
+	args := []any{ids, ps}
+	if vendor != "" {
+		q += ` JOIN pools p ON p.location = e.location AND p.sku = e.sku AND p.vendor_id = $3`
+		args = append(args, vendor)
+	}
+	q += ` WHERE e.hold = ANY($1) AND e.partition = ANY($2) ORDER BY e.partition, e.seq`
+	return s.queryEvents(ctx, q, args...)
 }
 
 // PartitionEvents reads partition p's events with seq > after, up to limit, in seq order.

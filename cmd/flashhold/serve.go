@@ -144,6 +144,10 @@ func serveCmd(ctx context.Context) error {
 type ledgerEvents struct{ store *ledger.Store }
 
 func (l ledgerEvents) Events(ctx context.Context, q api.EventQuery) (api.EventPage, error) {
+	if len(q.Hold) > 0 {
+		evs, err := l.store.HoldEvents(ctx, q.Vendor, q.Hold)
+		return api.EventPage{Events: evs, Source: "postgres"}, err
+	}
 	evs, err := l.store.Events(ctx, q.Vendor, q.AfterPartition, q.AfterSeq, q.Limit)
 	if err != nil {
 		return api.EventPage{}, err
