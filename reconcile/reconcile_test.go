@@ -121,19 +121,24 @@ func TestCleanUnderTraffic(t *testing.T) {
 	f := setup(t)
 	const stock = 100000
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s3", SKU: "hot", Shards: 8}, stock)
-	tr := f.traffic(t, "s3", "hot", 6)
+	tr := f.traffic(t, "s3", "hot", 6, 400)
 	var events int64
-	for range 3 {
-		time.Sleep(100 * time.Millisecond)
+	runs := 0
+	for shopping := true; shopping; runs++ {
+		select {
+		case <-tr.finished:
+			shopping = false // one more run, then stop
+		case <-time.After(50 * time.Millisecond):
+		}
 		rep := f.run(t)
 		if !rep.Clean() {
-			t.Fatalf("run under traffic: %+v", rep.Findings)
+			t.Fatalf("run %d under traffic: %+v", runs+1, rep.Findings)
 		}
 		events += rep.Events
 	}
 	sold := tr.stop()
-	if sold == 0 || events == 0 {
-		t.Fatalf("%d sold, %d events replayed", sold, events)
+	if sold == 0 || events == 0 || runs < 2 {
+		t.Fatalf("%d sold, %d events replayed in %d runs", sold, events, runs)
 	}
 	f.workload(t, "persist", 0)
 	if rep := f.run(t); !rep.Clean() {
@@ -207,21 +212,25 @@ type shoppers struct {
 	// holds it to stop them for a moment.
 	gate sync.RWMutex
 	stop func() int64 // stops the shoppers and the persister; returns the units sold
+	// finished is closed when every shopper has made its attempts.
+	finished chan struct{}
 }
 
-// traffic starts workers buying one unit at a time from pool loc/sku (three of four
-// committed, one released; refused attempts are retried), with the persister running
-// alongside.
-func (f *fixture) traffic(t *testing.T, loc, sku string, workers int) *shoppers {
+// traffic starts workers that each make up to attempts attempts to buy one unit from pool
+// loc/sku (three of four committed, one released; refused attempts count too), with the
+// persister running alongside until stop.
+func (f *fixture) traffic(t *testing.T, loc, sku string, workers, attempts int) *shoppers {
 	t.Helper()
 	ctx := context.Background()
-	s := &shoppers{}
+	s := &shoppers{finished: make(chan struct{})}
 	var sold atomic.Int64
 	done := make(chan struct{})
-	var wg sync.WaitGroup
+	var wg, shopping sync.WaitGroup
 	for w := range workers {
+		shopping.Add(1)
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			defer shopping.Done()
+			for i := range attempts {
 				select {
 				case <-done:
 					return
@@ -242,6 +251,7 @@ func (f *fixture) traffic(t *testing.T, loc, sku string, workers int) *shoppers 
 			}
 		})
 	}
+	go func() { shopping.Wait(); close(s.finished) }()
 	wg.Go(func() {
 		for {
 			select {

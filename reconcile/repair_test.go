@@ -353,7 +353,7 @@ func TestRepairUnderTraffic(t *testing.T) {
 	const stock = 5000
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s3", SKU: "d", Shards: 1}, stock)
 	p := f.e.PartitionOf("s3", "d", 0)
-	tr := f.traffic(t, "s3", "d", 4)
+	tr := f.traffic(t, "s3", "d", 4, 1<<30) // until stopped
 	time.Sleep(150 * time.Millisecond)
 	restore := f.dumpPartition(t, p)
 	time.Sleep(150 * time.Millisecond)
