@@ -15,6 +15,8 @@ import (
 type coalescer struct {
 	e      *Engine
 	queues []chan *pendingPlace
+	// lookups queues the sold-out path's idempotency reads (see lookup.go).
+	lookups chan *pendingLookup
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -35,7 +37,12 @@ var errEngineClosed = errors.New("engine closed")
 
 func newCoalescer(e *Engine) *coalescer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &coalescer{e: e, queues: make([]chan *pendingPlace, e.cfg.Partitions), ctx: ctx, cancel: cancel}
+	c := &coalescer{e: e, queues: make([]chan *pendingPlace, e.cfg.Partitions), ctx: ctx, cancel: cancel,
+		lookups: make(chan *pendingLookup, 4*e.cfg.CoalesceMaxBatch)}
+	for range e.cfg.CoalesceWorkers {
+		c.wg.Add(1)
+		go c.lookupWork()
+	}
 	for p := range c.queues {
 		c.queues[p] = make(chan *pendingPlace, 4*e.cfg.CoalesceMaxBatch)
 		for range e.cfg.CoalesceWorkers {

@@ -222,9 +222,7 @@ func (e *Engine) checkSoldOut(ctx context.Context, rs *reservation) error {
 			continue
 		}
 		home := partRef{Partition: rs.homePartition(), Line: 0, Shard: rs.home[0]}.id(rs.token)
-		ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-		seen, err := e.rdb.HMGet(ctx, e.ks.holdsKey(rs.homePartition()), "i:"+rs.token, home, "d:"+home).Result()
-		cancel()
+		seen, err := e.idemLookup(ctx, e.ks.holdsKey(rs.homePartition()), "i:"+rs.token, home, "d:"+home)
 		if err != nil {
 			return fmt.Errorf("idempotency lookup: %w", redisErr(err))
 		}
@@ -235,6 +233,16 @@ func (e *Engine) checkSoldOut(ctx context.Context, rs *reservation) error {
 		return &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: rs.req.Items[i].Qty}
 	}
 	return nil
+}
+
+// idemLookup reads fields of hash key, through the coalescer when it is on.
+func (e *Engine) idemLookup(ctx context.Context, key string, fields ...string) ([]any, error) {
+	if e.batchers != nil {
+		return e.batchers.lookup(ctx, key, fields...)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	return e.rdb.HMGet(ctx, key, fields...).Result()
 }
 
 func (e *Engine) markSoldOut(k PoolKey) {

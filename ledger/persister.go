@@ -24,6 +24,11 @@ type PersistConfig struct {
 	MaxRows int `env:"FLASHHOLD_PERSIST_MAX_ROWS" envDefault:"50000"`
 	// Interval is the pause between passes that found nothing to do.
 	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
+	// Linger (0: off) is the pause after a pass that found less than a quarter of MaxRows:
+	// under steady traffic the next pass then takes a larger batch, which costs less per
+	// event, but the work comes in bursts (see the README for what it trades). Passes that
+	// find more (catching up) follow each other at once.
+	Linger time.Duration `env:"FLASHHOLD_PERSIST_LINGER" envDefault:"0s"`
 	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
 	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
 	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
@@ -119,8 +124,9 @@ func (p *Persister) Register(reg prometheus.Registerer) error {
 }
 
 // Run persists until ctx ends: passes back to back while there is work (reading the next
-// batch while the current one is written), every Interval when idle, and with capped
-// exponential backoff while Postgres or Redis fail.
+// batch while the current one is written; Linger apart instead when set and the batches are
+// small), every Interval when idle, and with capped exponential backoff while Postgres or
+// Redis fail.
 func (p *Persister) Run(ctx context.Context) error {
 	p.log.Info().Str("consumer", p.owner).Str("mode", p.cfg.Mode).Msg("persister started")
 	defer p.log.Info().Msg("persister stopped")
@@ -145,16 +151,18 @@ func (p *Persister) Run(ctx context.Context) error {
 		} else {
 			b, err = p.fetch(ctx, true)
 		}
-		busy := false
+		busy, linger := false, false
 		if err == nil && b.read > 0 {
-			busy = true
-			next = make(chan fetched, 1)
-			go func(ch chan fetched) {
-				nb, err := p.fetch(ctx, false)
-				ch <- fetched{nb, err}
-			}(next)
+			busy, linger = true, p.cfg.Linger > 0 && b.read < p.cfg.MaxRows/4
+			if !linger {
+				next = make(chan fetched, 1)
+				go func(ch chan fetched) {
+					nb, err := p.fetch(ctx, false)
+					ch <- fetched{nb, err}
+				}(next)
+			}
 			_, err = p.write(ctx, b)
-			if err != nil { // what was prefetched is re-read from the pending entries later
+			if err != nil && next != nil { // what was prefetched is re-read from the pending entries later
 				<-next
 				next = nil
 			}
@@ -167,7 +175,9 @@ func (p *Persister) Run(ctx context.Context) error {
 			p.log.Warn().Err(err).Dur("retry_in", wait).Msg("persist pass failed; events stay buffered in Redis")
 		case err == nil:
 			backoff = 0
-			if busy {
+			if linger {
+				wait = p.cfg.Linger
+			} else if busy {
 				wait = 0
 			}
 		}

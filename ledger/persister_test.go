@@ -39,14 +39,20 @@ func TestMigrate(t *testing.T) {
 // afterwards the ledger holds every event exactly once, gap-free per partition, chained to
 // the head in Redis. Against standalone Redis and a 3-master cluster.
 func TestPersistExactlyOnce(t *testing.T) {
-	for name, client := range map[string]func(testing.TB) redis.UniversalClient{"standalone": testredis.Standalone, "cluster": clusterClient} {
-		t.Run(name, func(t *testing.T) {
-			e := newEngine(t, client(t))
+	for _, c := range []struct {
+		name   string
+		client func(testing.TB) redis.UniversalClient
+		linger time.Duration
+	}{{"standalone", testredis.Standalone, 0}, {"cluster", clusterClient, 0}, {"lingering", testredis.Standalone, 5 * time.Millisecond}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEngine(t, c.client(t))
 			s, _ := newStore(t)
 			makePool(t, e, "hot", 8, 100000)
 			makePool(t, e, "one", 1, 1000)
 			ctx, cancel := context.WithCancel(context.Background())
-			p := NewPersister(e, s, persistConfig())
+			cfg := persistConfig()
+			cfg.Linger = c.linger
+			p := NewPersister(e, s, cfg)
 			done := make(chan struct{})
 			go func() { p.Run(ctx); close(done) }()
 			var wg sync.WaitGroup
