@@ -17,9 +17,9 @@ type coalescer struct {
 	queues []chan *pendingPlace
 	// lookups queues the sold-out path's idempotency reads (see lookup.go).
 	lookups chan *pendingLookup
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type pendingPlace struct {
