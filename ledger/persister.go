@@ -135,11 +135,25 @@ func (p *Persister) Run(ctx context.Context) error {
 		err error
 	}
 	var next chan fetched
+	// settling is the previous batch's acknowledgement, made while the next one is written
+	// (the entries of a committed batch are only acknowledged: Postgres stays busy).
+	var settling chan error
 	defer func() {
 		if next != nil {
 			<-next
 		}
+		if settling != nil {
+			<-settling
+		}
 	}()
+	settled := func() error {
+		if settling == nil {
+			return nil
+		}
+		err := <-settling
+		settling = nil
+		return err
+	}
 	backoff := time.Duration(0)
 	lastLag := time.Time{}
 	for ctx.Err() == nil {
@@ -161,11 +175,21 @@ func (p *Persister) Run(ctx context.Context) error {
 					ch <- fetched{nb, err}
 				}(next)
 			}
-			_, err = p.write(ctx, b)
+			var forked map[int]bool
+			_, forked, err = p.commit(ctx, b)
+			if serr := settled(); err == nil {
+				err = serr
+			}
+			if err == nil {
+				settling = make(chan error, 1)
+				go func(ch chan error) { ch <- p.settle(ctx, b, forked) }(settling)
+			}
 			if err != nil && next != nil { // what was prefetched is re-read from the pending entries later
 				<-next
 				next = nil
 			}
+		} else if serr := settled(); err == nil {
+			err = serr
 		}
 		wait := p.cfg.Interval
 		switch {
@@ -278,6 +302,16 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 // forked since the batch was read are left out (and stay pending): nothing read after a fork
 // may reach the ledger.
 func (p *Persister) write(ctx context.Context, b *batch) (PersistPass, error) {
+	pass, forked, err := p.commit(ctx, b)
+	if err != nil {
+		return pass, err
+	}
+	return pass, p.settle(ctx, b, forked)
+}
+
+// commit stores a fetched batch in one transaction and fences what it found forked; it
+// returns the forked partitions, whose entries stay pending.
+func (p *Persister) commit(ctx context.Context, b *batch) (PersistPass, map[int]bool, error) {
 	pass := PersistPass{Read: b.read}
 	p.mu.Lock()
 	if len(p.forks) > 0 {
@@ -298,7 +332,7 @@ func (p *Persister) write(ctx context.Context, b *batch) (PersistPass, error) {
 	p.mu.Unlock()
 	res, err := p.append(ctx, b.events, b.dead)
 	if err != nil {
-		return pass, err
+		return pass, nil, err
 	}
 	pass.Inserted, pass.Duplicates, pass.DeadLetters, pass.Forks = res.Inserted, res.Duplicates, res.DeadLetters, res.Forks
 	p.persisted.Add(float64(res.Inserted))
@@ -309,16 +343,22 @@ func (p *Persister) write(ctx context.Context, b *batch) (PersistPass, error) {
 		forked[f.Partition] = true
 		p.fork(ctx, f)
 	}
+	return pass, forked, nil
+}
+
+// settle acknowledges a committed batch (but for forked partitions), advances the
+// watermarks and trims the streams below them.
+func (p *Persister) settle(ctx context.Context, b *batch, forked map[int]bool) error {
 	if p.beforeAck != nil {
 		if err := p.beforeAck(); err != nil {
-			return pass, err
+			return err
 		}
 	}
 	if err := p.ack(ctx, b.entries, forked); err != nil {
-		return pass, err
+		return err
 	}
 	p.advance(b.entries, b.events, forked)
-	return pass, p.trim(ctx)
+	return p.trim(ctx)
 }
 
 func (p *Persister) append(ctx context.Context, events []engine.Event, dead []DeadLetter) (AppendResult, error) {
