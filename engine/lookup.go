@@ -35,6 +35,8 @@ func (c *coalescer) lookup(ctx context.Context, key string, fields ...string) ([
 		return res.vals, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-c.ctx.Done(): // closed with this read still queued
+		return nil, errEngineClosed
 	}
 }
 
