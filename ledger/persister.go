@@ -341,7 +341,9 @@ func (p *Persister) commit(ctx context.Context, b *batch) (PersistPass, map[int]
 	forked := map[int]bool{}
 	for _, f := range res.Forks {
 		forked[f.Partition] = true
-		p.fork(ctx, f)
+		if p.stillForked(ctx, f, b.events) {
+			p.fork(ctx, f)
+		}
 	}
 	return pass, forked, nil
 }
@@ -426,6 +428,30 @@ const ForkFencePrefix = "ledger fork at seq"
 
 // fork stops persisting a partition whose stream contradicts the ledger and fences it: Redis
 // lost acknowledged writes, and only reconciliation may decide what happens next.
+// stillForked says whether the stream still holds the event of f as this batch read it.
+// Reconciliation may have rebuilt the partition since the batch was read (removing the
+// forked entries and lifting the fence): a fence raised now would stop a repaired partition.
+// What this batch holds of such a partition stays unacknowledged and is read again.
+func (p *Persister) stillForked(ctx context.Context, f Fork, batch []engine.Event) bool {
+	var read string
+	for i := range batch {
+		if batch[i].Partition == f.Partition && batch[i].Seq == f.Seq {
+			read = batch[i].Hash
+			break
+		}
+	}
+	now, err := p.eng.ReadEvents(ctx, f.Partition, f.Seq-1, 1)
+	if err != nil || read == "" {
+		return true // when in doubt, fence
+	}
+	if len(now) == 1 && now[0].Seq == f.Seq && now[0].Hash == read {
+		return true
+	}
+	p.log.Warn().Int("partition", f.Partition).Int64("seq", f.Seq).
+		Msg("a batch read before the partition was rebuilt contradicts the ledger; the stream no longer holds it: not fenced")
+	return false
+}
+
 func (p *Persister) fork(ctx context.Context, f Fork) {
 	p.mu.Lock()
 	p.forks[f.Partition] = f

@@ -247,14 +247,13 @@ func TestTwoPersisters(t *testing.T) {
 // TestForkDetected: Redis loses acknowledged writes of one partition (its keys are restored
 // from an earlier dump) and new writes reuse the lost sequence numbers. The next batch finds
 // the fork, the partition is fenced, an alarm is recorded, and the ledger is untouched.
-func TestForkDetected(t *testing.T) {
+// forkedPartition persists traffic on a one-shard pool, rolls its partition back to an
+// earlier dump after more persisted traffic, and writes new events on it: a fork the
+// persister has not read yet. It returns the partition and the ledger's hashes for it.
+func forkedPartition(t *testing.T, rdb redis.UniversalClient, e *engine.Engine, s *Store, p *Persister) (int, []string) {
 	ctx := context.Background()
-	rdb := testredis.Standalone(t)
-	e := newEngine(t, rdb)
-	s, _ := newStore(t)
 	makePool(t, e, "d", 1, 1000)
 	part := e.PartitionOf("s1", "d", 0)
-	p := NewPersister(e, s, persistConfig())
 	workload(t, e, "d", 5, 4, "early")
 	drain(t, p)
 
@@ -275,6 +274,16 @@ func TestForkDetected(t *testing.T) {
 		}
 	}
 	workload(t, e, "d", 3, 2, "after-failover")
+	return part, before
+}
+
+func TestForkDetected(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	p := NewPersister(e, s, persistConfig())
+	part, before := forkedPartition(t, rdb, e, s, p)
 	pass, err := p.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -301,6 +310,38 @@ func TestForkDetected(t *testing.T) {
 	// Later passes leave the fenced partition alone.
 	if pass := drain(t, p); len(pass.Forks) != 0 {
 		t.Fatalf("a fenced partition was read again: %+v", pass)
+	}
+}
+
+// TestForkRepairedMeanwhile: a batch read from a forked partition that reconciliation
+// rebuilds before the batch is written (the forked entries leave the stream) does not fence
+// the repaired partition again.
+func TestForkRepairedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	p := NewPersister(e, s, persistConfig())
+	part, before := forkedPartition(t, rdb, e, s, p)
+	b, err := p.fetch(ctx, true)
+	if err != nil || len(b.events) == 0 {
+		t.Fatalf("fetch: %v, %d events", err, len(b.events))
+	}
+	// What a rebuild does to the stream: the forked entries go.
+	for _, ev := range b.events {
+		if ev.Partition == part {
+			rdb.XDel(ctx, e.StreamKey(part), strconv.FormatInt(ev.Seq, 10)+"-0")
+		}
+	}
+	pass, err := p.write(ctx, b)
+	if err != nil || len(pass.Forks) != 1 {
+		t.Fatalf("write: %v, forks %+v", err, pass.Forks)
+	}
+	if _, fences, _ := e.Heads(ctx); fences[part] != "" || len(p.Forks()) != 0 || p.Check(ctx) != nil {
+		t.Fatalf("fenced %q, forks %+v", fences[part], p.Forks())
+	}
+	if after := ledgerHashes(t, s, part); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("the ledger changed")
 	}
 }
 
