@@ -30,21 +30,11 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 	}
 
 	// http_hello: the same request as a flash-sale reserve, to a handler that does nothing.
-	addr, stop, err := helloServer(ctx)
+	op, stop, err := b.helloOp(ctx)
 	if err != nil {
 		return nil, err
 	}
-	hello := newClient(addr, "hello", b.opts.Clients)
-	hk := newKeys("hello", b.opts.Clients)
-	body := reserveBody("bench", "flash", holdTTL)
-	out[HTTPHello] = closed(HTTPHello, func(_ context.Context, w int) (Outcome, Kind) {
-		status, _, err := hello.post(w, "/v1/holds", body, hk.next(w))
-		if err != nil || status != 201 {
-			return Failed, Reserve
-		}
-		return OK, Reserve
-	})
-	hello.close()
+	out[HTTPHello] = closed(HTTPHello, op)
 	stop()
 
 	pg, err := b.rowLock(ctx, closed)
@@ -113,4 +103,24 @@ func (b *bench) rowLock(ctx context.Context, closed func(string, Op) Stats) (Sta
 		}
 		return Refused, Reserve
 	}), nil
+}
+
+// helloOp sends the flash-sale reserve request to a fasthttp handler that does nothing (the
+// HTTP ceiling of this machine, and the floor of its latency). stop closes client and server.
+func (b *bench) helloOp(ctx context.Context) (Op, func(), error) {
+	addr, stopServer, err := helloServer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	hello := newClient(addr, "hello", b.opts.Clients)
+	hk := newKeys("hello", b.opts.Clients)
+	body := reserveBody("bench", "flash", holdTTL)
+	op := func(_ context.Context, w int) (Outcome, Kind) {
+		status, _, err := hello.post(w, "/v1/holds", body, hk.next(w))
+		if err != nil || status != 201 {
+			return Failed, Reserve
+		}
+		return OK, Reserve
+	}
+	return op, func() { hello.close(); stopServer() }, nil
 }

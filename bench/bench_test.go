@@ -73,7 +73,7 @@ func TestEveryScenarioSmoke(t *testing.T) {
 	if len(fs.Phases) != 2 || fs.Phases[1].Name != "sold out" || fs.Phases[1].Refused == 0 {
 		t.Errorf("flash-sale phases: %+v", fs.Phases)
 	}
-	if fs.OpenLoop == nil || fs.OpenLoop.Requests == 0 || fs.PersisterLag == nil {
+	if fs.OpenLoop == nil || fs.OpenLoop.Requests == 0 || fs.OpenLoop.Hello == nil || fs.OpenLoop.Hello.Requests == 0 || fs.OpenLoop.InProcess == nil || fs.OpenLoop.InProcess.Requests == 0 || fs.PersisterLag == nil {
 		t.Errorf("flash-sale open loop %+v, persister lag %+v", fs.OpenLoop, fs.PersisterLag)
 	}
 	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript, EngineInProcess} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,29 +150,75 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		rate = math.Floor(selling.ThroughputRPS / 2)
 	}
 	if rate >= 1 {
-		b.settle(ctx, 30*time.Second)
-		openPool := engine.PoolConfig{Location: "bench", SKU: "flash-open", Vendor: "bench", Shards: o.Shards}
-		openStock := min(int64(rate*o.OpenDuration.Seconds()*1.5)+1000, 1_000_000_000)
-		if err := b.makePools(ctx, []engine.PoolConfig{openPool}, openStock); err != nil {
-			return nil, err
+		// Over HTTP (the target), then the same against http_hello (what the load generator
+		// and this machine add) and against the engine in process (what HTTP adds).
+		overHTTP := func(pool engine.PoolConfig) (Op, func() []string, func()) {
+			ro := b.newReserveOp("fo", pool.Location, pool.SKU, holdTTL)
+			return ro.op, ro.granted, ro.cl.close
 		}
-		ro := b.newReserveOp("fo", openPool.Location, openPool.SKU, holdTTL)
-		defer ro.cl.close()
-		orun := Drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress("flash-sale open loop " + strconv.Itoa(int(rate)) + "/s")}, ro.op)
-		ostats := summarize(orun.Samples, orun.Elapsed, nil)
-		sc.OpenLoop = &OpenLoop{RateRPS: rate, Missed: orun.Missed, Stats: ostats}
-		oids := ro.granted()
-		ofailed := b.endHolds(ctx, oids, true)
-		oiv, err := b.check(ctx, []expectation{{pool: openPool, stock: openStock, committed: int64(len(oids)) - ofailed}}, false)
+		ostats, missed, oiv, err := b.openRun(ctx, "flash-open", rate, overHTTP)
 		if err != nil {
 			return nil, err
 		}
+		sc.OpenLoop = &OpenLoop{RateRPS: rate, Missed: missed, Stats: ostats}
 		iv = mergeInvariants(iv, oiv)
-		sc.Errors += ostats.Errors + orun.Missed
+		sc.Errors += ostats.Errors + missed
+		op, stop, err := b.helloOp(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hrun := Drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress("http_hello open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+		stop()
+		hs := summarize(hrun.Samples, hrun.Elapsed, nil)
+		sc.OpenLoop.Hello = &hs
+		ips, imissed, iiv, err := b.openRun(ctx, "flash-open-engine", rate, b.inProcessOp)
+		if err != nil {
+			return nil, err
+		}
+		ips.Errors += imissed
+		sc.OpenLoop.InProcess = &ips
+		iv = mergeInvariants(iv, iiv)
 	}
 	sc.Invariants = iv
 	sc.Oversold, sc.Undersold = iv.Oversold, iv.Undersold
 	return sc, nil
+}
+
+// openRun drives an open loop at rate (for OpenDuration) on a fresh pool that cannot sell
+// out, commits every hold it was granted and checks the pool. mk builds the request for the
+// pool, the list of holds granted, and what to close afterwards.
+func (b *bench) openRun(ctx context.Context, sku string, rate float64, mk func(engine.PoolConfig) (Op, func() []string, func())) (Stats, int64, Invariants, error) {
+	o := b.opts
+	b.settle(ctx, 30*time.Second)
+	pool := engine.PoolConfig{Location: "bench", SKU: sku, Vendor: "bench", Shards: o.Shards}
+	stock := min(int64(rate*o.OpenDuration.Seconds()*1.5)+1000, 1_000_000_000)
+	if err := b.makePools(ctx, []engine.PoolConfig{pool}, stock); err != nil {
+		return Stats{}, 0, Invariants{}, err
+	}
+	op, granted, done := mk(pool)
+	defer done()
+	run := Drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress(sku + " open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+	st := summarize(run.Samples, run.Elapsed, nil)
+	ids := granted()
+	failed := b.endHolds(ctx, ids, true)
+	iv, err := b.check(ctx, []expectation{{pool: pool, stock: stock, committed: int64(len(ids)) - failed}}, false)
+	return st, run.Missed, iv, err
+}
+
+// inProcessOp reserves one unit of pool through the engine itself, no HTTP.
+func (b *bench) inProcessOp(pool engine.PoolConfig) (Op, func() []string, func()) {
+	keys := newKeys("fe", b.opts.Clients)
+	ids := make([][]string, b.opts.Clients)
+	op := func(ctx context.Context, w int) (Outcome, Kind) {
+		h, err := b.eng.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: pool.Location, SKU: pool.SKU, Qty: 1}},
+			IdempotencyKey: string(keys.next(w)), TTL: holdTTL, Actor: "bench"})
+		if err != nil {
+			return Failed, Reserve
+		}
+		ids[w] = append(ids[w], h.ID)
+		return OK, Reserve
+	}
+	return op, func() []string { return slices.Concat(ids...) }, func() {}
 }
 
 func (s *Scenario) phaseRefused(name string) int64 {

@@ -84,6 +84,11 @@ type OpenLoop struct {
 	RateRPS float64 `json:"rate_rps"`
 	Missed  int64   `json:"missed"`
 	Stats
+	// Hello is the same open loop against http_hello: the latency the load generator and the
+	// machine add at this rate.
+	Hello *Stats `json:"hello,omitempty"`
+	// InProcess is the same open loop through the engine itself: the latency without HTTP.
+	InProcess *Stats `json:"in_process,omitempty"`
 }
 
 // Lag is the persister's largest backlog and the age of its oldest event.
@@ -223,6 +228,14 @@ func (r *Report) Markdown() string {
 		}
 		if ol := s.OpenLoop; ol != nil {
 			fmt.Fprintf(&b, "| %s | open loop at %.0f/s | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", n, ol.RateRPS, ol.Requests, ol.OK, ol.Refused, ol.Errors+ol.Missed, ol.ThroughputRPS, ol.P50Ms, ol.P99Ms, ol.P999Ms)
+			for _, x := range []struct {
+				name string
+				st   *Stats
+			}{{"the same open loop against http_hello", ol.Hello}, {"the same open loop in process (engine, no HTTP)", ol.InProcess}} {
+				if h := x.st; h != nil {
+					fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %.0f | %.2f | %.2f | %.2f |\n", n, x.name, h.Requests, h.OK, h.Refused, h.Errors, h.ThroughputRPS, h.P50Ms, h.P99Ms, h.P999Ms)
+				}
+			}
 		}
 	}
 	b.WriteString("\n## Invariants (read from Redis after every hold ended)\n\n| scenario | pools | stock | available | held | committed | client committed | oversold | undersold |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
