@@ -84,21 +84,9 @@ func (c *coalescer) work(p int) {
 	max := c.e.cfg.CoalesceMaxBatch
 	batch := make([]*pendingPlace, 0, max)
 	for {
-		batch = batch[:0]
-		select {
-		case pp := <-q:
-			batch = append(batch, pp)
-		case <-c.ctx.Done():
+		var ok bool
+		if batch, ok = takeBatch(c.ctx, q, batch[:0], max); !ok {
 			return
-		}
-	drain:
-		for len(batch) < max {
-			select {
-			case pp := <-q:
-				batch = append(batch, pp)
-			default:
-				break drain
-			}
 		}
 		live := batch[:0]
 		for _, pp := range batch {
@@ -112,6 +100,27 @@ func (c *coalescer) work(p int) {
 			c.flush(p, live)
 		}
 	}
+}
+
+// takeBatch waits for one item of q, then appends whatever else is queued, up to max items:
+// a lone item goes out at once and a crowd shares one round trip. It reports false when ctx
+// ends first.
+func takeBatch[T any](ctx context.Context, q <-chan T, batch []T, max int) ([]T, bool) {
+	select {
+	case x := <-q:
+		batch = append(batch, x)
+	case <-ctx.Done():
+		return batch, false
+	}
+	for len(batch) < max {
+		select {
+		case x := <-q:
+			batch = append(batch, x)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }
 
 func (c *coalescer) flush(p int, batch []*pendingPlace) {

@@ -47,22 +47,11 @@ func (c *coalescer) lookupWork() {
 	batch := make([]*pendingLookup, 0, max)
 	cmds := make([]*redis.SliceCmd, 0, max)
 	for {
-		batch, cmds = batch[:0], cmds[:0]
-		select {
-		case pl := <-c.lookups:
-			batch = append(batch, pl)
-		case <-c.ctx.Done():
+		var ok bool
+		if batch, ok = takeBatch(c.ctx, c.lookups, batch[:0], max); !ok {
 			return
 		}
-	drain:
-		for len(batch) < max {
-			select {
-			case pl := <-c.lookups:
-				batch = append(batch, pl)
-			default:
-				break drain
-			}
-		}
+		cmds = cmds[:0]
 		ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.RedisTimeout)
 		pipe := c.e.rdb.Pipeline()
 		for _, pl := range batch {

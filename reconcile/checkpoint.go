@@ -19,6 +19,15 @@ type shardState struct {
 	Committed int64 `json:"c"`
 }
 
+// add applies one event of the shard to its counters.
+func (st *shardState) add(ev *engine.Event) {
+	st.Available = ev.After
+	st.Held += ev.HeldDelta
+	if ev.Type == engine.EventCommitted {
+		st.Committed += ev.Qty
+	}
+}
+
 // openPart is a hold part the events leave open.
 type openPart struct {
 	Location string `json:"l"`
@@ -47,13 +56,11 @@ func (s *replayState) apply(ev *engine.Event) {
 		st = &shardState{}
 		s.Shards[f] = st
 	}
-	st.Available = ev.After
-	st.Held += ev.HeldDelta
+	st.add(ev)
 	switch ev.Type {
 	case engine.EventReserved:
 		s.Open[ev.Hold] = openPart{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, Seq: ev.Seq}
 	case engine.EventCommitted:
-		st.Committed += ev.Qty
 		delete(s.Open, ev.Hold)
 	case engine.EventReleased, engine.EventExpired:
 		delete(s.Open, ev.Hold)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -23,7 +24,7 @@ const rebuildFenceSuffix = ": rebuilding from the ledger"
 // the counters: each open part's full record, how ended parts ended, and the per-customer
 // counts of limited pools.
 type liveState struct {
-	shards map[string]*engine.ShardCount
+	shards map[string]*shardState
 	open   map[string]engine.HoldRecord
 	ended  map[string]string
 	cust   map[string]int64
@@ -32,18 +33,17 @@ type liveState struct {
 // replayLive adds up events from the partition's first one. limits gives a pool's
 // per-customer limit; maxTTL bounds a restored part's expiry (the ledger does not keep it).
 func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL int64) *liveState {
-	s := &liveState{shards: map[string]*engine.ShardCount{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
+	s := &liveState{shards: map[string]*shardState{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
 		cust: map[string]int64{}}
 	for i := range evs {
 		ev := &evs[i]
 		f := ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
 		sc := s.shards[f]
 		if sc == nil {
-			sc = &engine.ShardCount{Shard: ev.Shard, Partition: ev.Partition}
+			sc = &shardState{}
 			s.shards[f] = sc
 		}
-		sc.Available = ev.After
-		sc.Held += ev.HeldDelta
+		sc.add(ev)
 		cf := ev.Location + "|" + ev.SKU + "|" + ev.Customer
 		switch ev.Type {
 		case engine.EventReserved:
@@ -60,7 +60,6 @@ func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL i
 				s.open[ev.Hold] = h
 			}
 		case engine.EventCommitted:
-			sc.Committed += ev.Qty
 			delete(s.open, ev.Hold)
 			s.ended[ev.Hold] = ev.Type
 		case engine.EventReleased, engine.EventExpired:
@@ -131,7 +130,7 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	if n := len(ledgerEvs); n > 0 {
 		ledgerSeq, ledgerHead = ledgerEvs[n-1].Seq, ledgerEvs[n-1].Hash
 	}
-	stream, err := r.streamFrom(ctx, p, 0)
+	stream, err := r.streamFrom(ctx, p, 0, math.MaxInt64)
 	if err != nil {
 		return nil, err
 	}
@@ -252,20 +251,25 @@ func (r *Reconciler) verifiedLedger(ctx context.Context, p int) ([]engine.Event,
 	}
 }
 
-// streamFrom reads what partition p's stream holds after seq.
-func (r *Reconciler) streamFrom(ctx context.Context, p int, after int64) ([]engine.Event, error) {
+// streamFrom reads what partition p's stream holds after seq, up to seq upTo.
+func (r *Reconciler) streamFrom(ctx context.Context, p int, after, upTo int64) ([]engine.Event, error) {
 	var out []engine.Event
-	for {
+	for after < upTo {
 		page, err := r.eng.ReadEvents(ctx, p, after, 5000)
 		if err != nil {
 			return nil, err
 		}
 		if len(page) == 0 {
-			return out, nil
+			break
 		}
-		out = append(out, page...)
+		for _, ev := range page {
+			if ev.Seq <= upTo {
+				out = append(out, ev)
+			}
+		}
 		after = page[len(page)-1].Seq
 	}
+	return out, nil
 }
 
 // rebaseOf is the Redis state the ledger's replay describes. A part Redis still has keeps its
@@ -281,7 +285,7 @@ func rebaseOf(snap *engine.Snapshot, st *liveState, seq int64, head string, fork
 		rb.Shards[f] = engine.ShardCount{}
 	}
 	for f, sc := range st.shards {
-		rb.Shards[f] = *sc
+		rb.Shards[f] = engine.ShardCount{Available: sc.Available, Held: sc.Held, Committed: sc.Committed}
 	}
 	inRedis := map[string]engine.HoldRecord{}
 	for _, h := range snap.Holds {

@@ -207,21 +207,13 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 				rebuild: true})
 		}
 	}
-	streamRows := map[int64]engine.Event{}
-	for after := start; after < snap.Seq; {
-		page, err := r.eng.ReadEvents(ctx, p, after, 5000)
-		if err != nil {
-			return 0, false, nil, err
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, ev := range page {
-			if ev.Seq <= snap.Seq {
-				streamRows[ev.Seq] = ev
-			}
-		}
-		after = page[len(page)-1].Seq
+	stream, err := r.streamFrom(ctx, p, start, snap.Seq)
+	if err != nil {
+		return 0, false, nil, err
+	}
+	streamRows := make(map[int64]engine.Event, len(stream))
+	for _, ev := range stream {
+		streamRows[ev.Seq] = ev
 	}
 	// Assemble events 1..cut: a ledger row that verifies, else the stream's copy. What the
 	// ledger lacks or has altered is reported either way; using the stream's copy keeps one
