@@ -200,23 +200,46 @@ func (e *Engine) Seq(ctx context.Context, p int) (int64, error) {
 	return toInt(v), nil
 }
 
-// Heads reads every partition's last seq and fence reason (empty: not fenced) in one pipeline.
-func (e *Engine) Heads(ctx context.Context) (seqs []int64, fences []string, err error) {
+// PartitionHead is where a partition's event chain stands: its last seq and hash, and its
+// fence reason (empty: not fenced). Two equal heads of one partition mean no event was
+// written in between, even across a rebuild (the hash chain differs).
+type PartitionHead struct {
+	Seq   int64
+	Hash  string
+	Fence string
+}
+
+// PartitionHeads reads every partition's head in one pipeline.
+func (e *Engine) PartitionHeads(ctx context.Context) ([]PartitionHead, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, e.cfg.Partitions)
 	for p := range cmds {
-		cmds[p] = pipe.HMGet(ctx, e.ks.parts[p][5], "seq", "fence")
+		cmds[p] = pipe.HMGet(ctx, e.ks.parts[p][5], "seq", "head", "fence")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, nil, fmt.Errorf("read partition heads: %w", redisErr(err))
+		return nil, fmt.Errorf("read partition heads: %w", redisErr(err))
 	}
-	seqs, fences = make([]int64, len(cmds)), make([]string, len(cmds))
+	out := make([]PartitionHead, len(cmds))
 	for p, cmd := range cmds {
 		v := cmd.Val()
-		seqs[p] = toInt(v[0])
-		fences[p], _ = v[1].(string)
+		out[p].Seq = toInt(v[0])
+		out[p].Hash, _ = v[1].(string)
+		out[p].Fence, _ = v[2].(string)
+	}
+	return out, nil
+}
+
+// Heads reads every partition's last seq and fence reason (empty: not fenced) in one pipeline.
+func (e *Engine) Heads(ctx context.Context) (seqs []int64, fences []string, err error) {
+	heads, err := e.PartitionHeads(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	seqs, fences = make([]int64, len(heads)), make([]string, len(heads))
+	for p, h := range heads {
+		seqs[p], fences[p] = h.Seq, h.Fence
 	}
 	return seqs, fences, nil
 }

@@ -27,6 +27,9 @@ type GroupRead struct {
 type GroupEntries struct {
 	Partition int
 	Messages  []redis.XMessage
+	// Delivered: the entries were delivered before (this consumer's pending ones, or claimed),
+	// and more such may remain than were read.
+	Delivered bool
 }
 
 // ReadGroup reads the partitions' streams as a consumer group member, in at most three
@@ -88,7 +91,7 @@ func (e *Engine) ReadGroup(ctx context.Context, r GroupRead, parts []int) ([]Gro
 				continue
 			}
 			budget -= len(msgs)
-			out = append(out, GroupEntries{Partition: p, Messages: msgs})
+			out = append(out, GroupEntries{Partition: p, Messages: msgs, Delivered: round < 2})
 		}
 		todo = next
 	}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ type PersistConfig struct {
 
 // PersistPass is what one RunOnce did.
 type PersistPass struct {
+	Polled      int // partitions whose streams the pass read
 	Read        int
 	Inserted    int64
 	Duplicates  int64
@@ -70,8 +72,15 @@ type Persister struct {
 	trimmed   map[int]int64
 	forks     map[int]Fork
 	lastSync  time.Time
-	lag       []int64
-	lagAge    time.Duration // age of the oldest event not yet persisted, over all partitions
+	// What a pass reads (see fetch): a partition whose head has not moved since a pass found
+	// its stream drained is left out, except in full passes.
+	drained  map[int]engine.PartitionHead
+	fullDue  bool              // a failure may have left entries pending: the next pass is full
+	lastFull time.Time         // when the last full pass was made
+	leases   map[int]time.Time // partition -> until when this persister surely holds its lease
+	leaseTry map[int]time.Time // partition -> when to ask again for a lease another holds
+	lag      []int64
+	lagAge   time.Duration // age of the oldest event not yet persisted, over all partitions
 
 	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
 	beforeCommit func() error
@@ -97,7 +106,8 @@ func WithConsumer(name string) PersistOption { return func(p *Persister) { p.own
 // NewPersister builds a persister.
 func NewPersister(eng *engine.Engine, store *Store, cfg PersistConfig, opts ...PersistOption) *Persister {
 	p := &Persister{eng: eng, store: store, cfg: cfg, log: zerolog.Nop(), groups: map[int]bool{},
-		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{}}
+		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{},
+		drained: map[int]engine.PartitionHead{}, fullDue: true, leases: map[int]time.Time{}, leaseTry: map[int]time.Time{}}
 	p.owner = loop.InstanceID()
 	for _, o := range opts {
 		o(p)
@@ -141,6 +151,7 @@ func (p *Persister) Run(ctx context.Context) error {
 	defer func() {
 		if next != nil {
 			<-next
+			p.failed() // what it read stays pending for the next full pass
 		}
 		if settling != nil {
 			<-settling
@@ -191,6 +202,9 @@ func (p *Persister) Run(ctx context.Context) error {
 		} else if serr := settled(); err == nil {
 			err = serr
 		}
+		if err != nil {
+			p.failed() // also when stopping: a later pass of this persister reads what stays pending
+		}
 		wait := p.cfg.Interval
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -227,6 +241,7 @@ type batch struct {
 	events  []engine.Event
 	dead    []DeadLetter
 	read    int
+	polled  int // partitions read
 }
 
 // RunOnce makes one pass: reads what each leased, unfenced partition has for this consumer
@@ -236,38 +251,78 @@ type batch struct {
 func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 	b, err := p.fetch(ctx, true)
 	if err != nil || b.read == 0 {
-		return PersistPass{Read: b.readOrZero()}, err
+		var polled int
+		if b != nil {
+			polled = b.polled
+		}
+		return PersistPass{Polled: polled}, err
 	}
-	return p.write(ctx, b)
-}
-
-func (b *batch) readOrZero() int {
-	if b == nil {
-		return 0
+	pass, err := p.write(ctx, b)
+	if err != nil {
+		p.failed()
 	}
-	return b.read
+	return pass, err
 }
 
 // fetch claims partitions and reads and decodes their entries. With own false it leaves out
 // this consumer's pending entries (a batch being written).
+//
+// Most passes read only the partitions whose head moved since their stream was last found
+// drained, and only entries never delivered: with one hot partition of 64, a pass is a few
+// commands instead of three per partition. A full pass reads every leased partition: this
+// consumer's own pending entries, entries claimed from consumers idle for ClaimIdle, and new
+// ones. It is made first, after any failure or fork (entries may have stayed pending), after
+// a full pass that found entries delivered before (more may remain), and at least every
+// fullEvery.
 func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 	if err := p.syncPools(ctx); err != nil {
 		return nil, err
 	}
-	parts, err := p.claimPartitions(ctx)
+	parts, heads, err := p.claimPartitions(ctx)
 	if err != nil || len(parts) == 0 {
 		return &batch{}, err
 	}
-	entries, err := p.eng.ReadGroup(ctx, engine.GroupRead{Group: p.cfg.Group, Consumer: p.owner, Start: "0",
-		ClaimIdle: max(p.cfg.ClaimIdle, time.Millisecond), Count: p.cfg.Batch, Budget: p.cfg.MaxRows, SkipOwn: !own}, parts)
+	p.mu.Lock()
+	full := own && (p.fullDue || time.Since(p.lastFull) >= p.fullEvery())
+	if full {
+		p.fullDue, p.lastFull = false, time.Now()
+	} else {
+		moved := parts[:0:0]
+		for _, part := range parts {
+			if p.drained[part] != heads[part] {
+				moved = append(moved, part)
+			}
+		}
+		parts = moved
+	}
+	p.mu.Unlock()
+	if len(parts) == 0 {
+		return &batch{}, nil
+	}
+	read := engine.GroupRead{Group: p.cfg.Group, Consumer: p.owner, Start: "0", Count: p.cfg.Batch,
+		Budget: p.cfg.MaxRows, SkipOwn: !full}
+	if full {
+		read.ClaimIdle = max(p.cfg.ClaimIdle, time.Millisecond)
+	}
+	entries, err := p.eng.ReadGroup(ctx, read, parts)
 	if err != nil {
+		p.failed()
 		return nil, err
+	}
+	p.markDrained(parts, heads, entries)
+	if full {
+		for _, en := range entries {
+			if en.Delivered {
+				p.failed() // more may be pending than one pass reads: the next pass is full too
+				break
+			}
+		}
 	}
 	n := 0
 	for _, en := range entries {
 		n += len(en.Messages)
 	}
-	b := &batch{entries: entries, events: make([]engine.Event, 0, n)}
+	b := &batch{entries: entries, events: make([]engine.Event, 0, n), polled: len(parts)}
 	p.mu.Lock()
 	for _, en := range entries {
 		p.groups[en.Partition] = true
@@ -312,7 +367,7 @@ func (p *Persister) write(ctx context.Context, b *batch) (PersistPass, error) {
 // commit stores a fetched batch in one transaction and fences what it found forked; it
 // returns the forked partitions, whose entries stay pending.
 func (p *Persister) commit(ctx context.Context, b *batch) (PersistPass, map[int]bool, error) {
-	pass := PersistPass{Read: b.read}
+	pass := PersistPass{Polled: b.polled, Read: b.read}
 	p.mu.Lock()
 	if len(p.forks) > 0 {
 		keep := b.entries[:0:0]
@@ -339,6 +394,9 @@ func (p *Persister) commit(ctx context.Context, b *batch) (PersistPass, map[int]
 	p.batchSize.Observe(float64(len(b.events)))
 	p.deadTotal.Add(float64(res.DeadLetters))
 	forked := map[int]bool{}
+	if len(res.Forks) > 0 {
+		p.failed() // what is left pending is read again once the partition is repaired
+	}
 	for _, f := range res.Forks {
 		forked[f.Partition] = true
 		if p.stillForked(ctx, f, b.events) {
@@ -374,41 +432,109 @@ func (p *Persister) append(ctx context.Context, events []engine.Event, dead []De
 	return p.store.Append(ctx, events, dead, p.cfg.Mode)
 }
 
-// claimPartitions returns the partitions this pass handles: unfenced, not found forked, and
-// leased to this persister (several persisters share the partitions between them).
-func (p *Persister) claimPartitions(ctx context.Context) ([]int, error) {
-	_, fences, err := p.eng.Heads(ctx)
+// fullEvery is the longest time between full passes.
+func (p *Persister) fullEvery() time.Duration {
+	return min(p.cfg.ClaimIdle/2, time.Second)
+}
+
+// failed makes the next pass a full one: entries read by a pass that failed stay pending.
+func (p *Persister) failed() {
+	p.mu.Lock()
+	p.fullDue = true
+	p.mu.Unlock()
+}
+
+// markDrained records, for each partition read that returned nothing, the head it had before
+// the read: its stream held nothing undelivered up to there. When the read was cut short by
+// MaxRows, partitions without entries may not have been read at all, and nothing is marked.
+func (p *Persister) markDrained(parts []int, heads []engine.PartitionHead, entries []engine.GroupEntries) {
+	n := 0
+	got := make(map[int]bool, len(entries))
+	for _, en := range entries {
+		n += len(en.Messages)
+		got[en.Partition] = true
+	}
+	if n >= p.cfg.MaxRows {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range parts {
+		if !got[part] {
+			p.drained[part] = heads[part]
+		}
+	}
+}
+
+// claimPartitions returns the partitions this pass handles, unfenced, not found forked and
+// leased to this persister (several persisters share the partitions between them), and every
+// partition's head as read before.
+func (p *Persister) claimPartitions(ctx context.Context) ([]int, []engine.PartitionHead, error) {
+	heads, err := p.eng.PartitionHeads(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cand []int
-	var names []string
 	p.mu.Lock()
-	for part, f := range fences {
-		if f != "" {
+	for part, h := range heads {
+		if h.Fence != "" {
 			continue // fenced: nothing is persisted until reconciliation repairs and unfences it
 		}
 		if _, was := p.forks[part]; was {
 			delete(p.forks, part) // repaired since: persist again, from what Postgres holds
 			delete(p.watermark, part)
+			p.fullDue = true // what was read of it before the fork is still pending
 		}
 		cand = append(cand, part)
-		names = append(names, "persist:"+strconv.Itoa(part))
 	}
 	p.mu.Unlock()
 	if len(cand) == 0 {
-		return nil, nil
+		return nil, heads, nil
+	}
+	out, err := p.holdLeases(ctx, cand)
+	return out, heads, err
+}
+
+// holdLeases returns those of cand whose lease this persister holds. A lease held is renewed
+// once a third of its length has passed, and one held by another is asked for again after a
+// third of its length: most passes make no lease call at all.
+func (p *Persister) holdLeases(ctx context.Context, cand []int) ([]int, error) {
+	now := time.Now()
+	every := p.cfg.Lease / 3
+	var out, ask []int
+	var names []string
+	p.mu.Lock()
+	for _, part := range cand {
+		until, held := p.leases[part]
+		switch {
+		case held && until.Sub(now) > p.cfg.Lease-every:
+			out = append(out, part)
+		case !held && now.Before(p.leaseTry[part]):
+		default:
+			ask = append(ask, part)
+			names = append(names, "persist:"+strconv.Itoa(part))
+		}
+	}
+	p.mu.Unlock()
+	if len(ask) == 0 {
+		return out, nil
 	}
 	ok, err := p.eng.Leases(ctx, names, p.owner, p.cfg.Lease)
 	if err != nil {
 		return nil, err
 	}
-	var out []int
-	for i, part := range cand {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, part := range ask {
 		if ok[i] {
+			p.leases[part] = now.Add(p.cfg.Lease) // measured from before the call: never late
 			out = append(out, part)
+		} else {
+			delete(p.leases, part)
+			p.leaseTry[part] = now.Add(every)
 		}
 	}
+	slices.Sort(out)
 	return out, nil
 }
 

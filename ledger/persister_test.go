@@ -40,10 +40,12 @@ func TestMigrate(t *testing.T) {
 // the head in Redis. Against standalone Redis and a 3-master cluster.
 func TestPersistExactlyOnce(t *testing.T) {
 	for _, c := range []struct {
-		name   string
-		client func(testing.TB) redis.UniversalClient
-		linger time.Duration
-	}{{"standalone", testredis.Standalone, 0}, {"cluster", clusterClient, 0}, {"lingering", testredis.Standalone, 5 * time.Millisecond}} {
+		name      string
+		client    func(testing.TB) redis.UniversalClient
+		linger    time.Duration
+		claimIdle time.Duration // 0: every pass is full
+	}{{"standalone", testredis.Standalone, 0, 0}, {"cluster", clusterClient, 0, 0},
+		{"lingering", testredis.Standalone, 5 * time.Millisecond, 0}, {"partial passes", testredis.Standalone, 0, 15 * time.Second}} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEngine(t, c.client(t))
 			s, _ := newStore(t)
@@ -51,7 +53,7 @@ func TestPersistExactlyOnce(t *testing.T) {
 			makePool(t, e, "one", 1, 1000)
 			ctx, cancel := context.WithCancel(context.Background())
 			cfg := persistConfig()
-			cfg.Linger = c.linger
+			cfg.Linger, cfg.ClaimIdle = c.linger, c.claimIdle
 			p := NewPersister(e, s, cfg)
 			done := make(chan struct{})
 			go func() { p.Run(ctx); close(done) }()
@@ -71,6 +73,49 @@ func TestPersistExactlyOnce(t *testing.T) {
 			t.Logf("%d events persisted", n)
 		})
 	}
+}
+
+// TestPartialPasses: between full passes a pass reads only the partitions whose head moved,
+// and a pass that failed leaves its entries pending for the full pass that follows.
+func TestPartialPasses(t *testing.T) {
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	makePool(t, e, "a", 1, 1000)
+	workload(t, e, "a", 4, 5, "w")
+	cfg := persistConfig()
+	cfg.ClaimIdle = time.Hour // full passes only when due
+	p := NewPersister(e, s, cfg)
+	ctx := context.Background()
+	pass, err := p.RunOnce(ctx)
+	if err != nil || pass.Polled != e.Partitions() || pass.Read == 0 {
+		t.Fatalf("the first pass is full: %+v, %v", pass, err)
+	}
+	drain(t, p)
+	if pass, err = p.RunOnce(ctx); err != nil || pass.Polled != 0 {
+		t.Fatalf("nothing moved, yet the pass read %d partitions (%v)", pass.Polled, err)
+	}
+	reserve := func(key string) {
+		t.Helper()
+		if _, err := e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "a", Qty: 1}},
+			IdempotencyKey: key, Actor: "shop"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserve("one")
+	if pass, err = p.RunOnce(ctx); err != nil || pass.Polled != 1 || pass.Inserted != 1 {
+		t.Fatalf("one partition moved by one event: %+v, %v", pass, err)
+	}
+	reserve("two")
+	p.beforeCommit = func() error { return errors.New("postgres went away") }
+	if _, err = p.RunOnce(ctx); err == nil {
+		t.Fatal("the pass should have failed")
+	}
+	p.beforeCommit = nil
+	if pass, err = p.RunOnce(ctx); err != nil || pass.Polled != e.Partitions() || pass.Inserted != 1 {
+		t.Fatalf("after a failure the pass is full and persists what stayed pending: %+v, %v", pass, err)
+	}
+	drain(t, p)
+	checkLedger(t, e, s)
 }
 
 func clusterClient(t testing.TB) redis.UniversalClient { return testredis.Cluster(t) }
