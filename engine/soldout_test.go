@@ -91,3 +91,53 @@ func TestCoalescing(t *testing.T) {
 	}
 	t.Logf("2000 reserves in %d calls", st.Batches.Load())
 }
+
+// TestBatchWriteBack: reserve_batch keeps counters and new hold records in the script and
+// writes them once at its end. Within one call a retry of a part placed earlier answers
+// "existing" from what the call holds, an unknown shard leaves no counter behind, a short
+// shard changes nothing, and what is written at the end adds up.
+func TestBatchWriteBack(t *testing.T) {
+	e := newEngine(t, testredisStandalone(t), nil)
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10)
+	p := int((poolHash("s1", "one") + 0) % uint32(e.Partitions()))
+	now := e.nowMs()
+	exp := now + 60_000
+	req := func(part, sku string, qty int, token string) []any {
+		return []any{part, "s1", sku, 0, qty, exp, "", 0, token, "fp-" + token, "1", "1", "shop", 8, 60_000, 0}
+	}
+	var args []any
+	args = append(args, req("a.0.0", "one", 4, "a")...)
+	args = append(args, req("a.0.0", "one", 4, "a")...)  // the same request again
+	args = append(args, req("b.0.0", "nope", 1, "b")...) // no such pool
+	args = append(args, req("c.0.0", "one", 7, "c")...)  // more than is left
+	args = append(args, req("d.0.0", "one", 6, "d")...)  // exactly what is left
+	r, err := e.run(ctx, "reserve_batch", p, now, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(r)
+	want := fmt.Sprintf("[[OK 4 %d 6 new] [OK 4 %d 6 existing] [UNKNOWN_POOL] [INSUFFICIENT 6] [OK 6 %d 0 new]]", exp, exp, exp)
+	if got != want {
+		t.Fatalf("replies\n got %s\nwant %s", got, want)
+	}
+	snap, err := e.Snapshot(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := snap.Shards[shardField("s1", "one", 0)]; c.Available != 0 || c.Held != 10 || c.Committed != 0 {
+		t.Fatalf("counters %+v, want 0 available, 10 held", c)
+	}
+	if len(snap.Shards) != 1 {
+		t.Fatalf("shards %v: the unknown pool left a counter behind", snap.Shards)
+	}
+	if len(snap.Holds) != 2 {
+		t.Fatalf("%d open holds, want 2", len(snap.Holds))
+	}
+	if n, _ := e.rdb.ZCard(ctx, e.ks.partition(p)[2]).Result(); n != 2 {
+		t.Fatalf("%d expiry entries, want 2", n)
+	}
+	if n := countTypes(checkInvariants(t, e)); n[EventReserved] != 2 {
+		t.Fatalf("%d RESERVED events, want 2", n[EventReserved])
+	}
+}

@@ -27,14 +27,87 @@ local function fenced()
 end
 
 -- The partition's seq and chain head, read on the first event of a call. A batch keeps them
--- here and writes them once at its end (flush_meta); single calls write them at every event.
+-- here and writes them once at its end (flush); single calls write them at every event.
 local SEQ, HEAD = nil, nil
-local DEFER_META = false
 
-local function flush_meta()
+-- BATCH: this call places many parts (reserve_batch). It then also keeps the stock counters it
+-- touches, and the hold records and expiry entries it adds, here, and writes each once at its
+-- end (flush). One script call is atomic, so nothing can observe them in between.
+local BATCH = false
+local STOCK = {}       -- counter field -> number, or false when it does not exist
+local STOCK_DIRTY = {} -- counter fields to write (or delete, when false) at flush
+local NEW_HOLDS, NEW_EXP = {}, {} -- HSET and ZADD arguments of the parts placed
+local PLACED = {}      -- part -> record, for a part placed earlier in this call
+
+-- call_chunked calls cmd key with args in slices (Lua's unpack has a stack limit).
+local function call_chunked(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
+end
+
+local function flush()
+  if BATCH then
+    local set, del = {}, {}
+    for f in pairs(STOCK_DIRTY) do
+      if STOCK[f] then
+        set[#set + 1], set[#set + 2] = f, string.format('%d', STOCK[f]) -- exact, unlike tostring
+      else
+        del[#del + 1] = f
+      end
+    end
+    call_chunked('HSET', K_STOCK, set)
+    call_chunked('HDEL', K_STOCK, del)
+    call_chunked('HSET', K_HOLDS, NEW_HOLDS)
+    call_chunked('ZADD', K_EXP, NEW_EXP)
+  end
   if SEQ then
     redis.call('HSET', K_META, 'seq', SEQ, 'head', HEAD)
   end
+end
+
+-- The stock counters (KEYS[1]), through which every script reads and writes them: in a batch
+-- from and into STOCK, otherwise straight from and into Redis.
+local function stock_read(f)
+  local v = STOCK[f]
+  if v == nil then
+    v = tonumber(redis.call('HGET', K_STOCK, f)) or false
+    STOCK[f] = v
+  end
+  return v
+end
+
+-- stock_get: the counter, or nil when it does not exist.
+local function stock_get(f)
+  if not BATCH then
+    return tonumber(redis.call('HGET', K_STOCK, f))
+  end
+  return stock_read(f) or nil
+end
+
+-- stock_incr adds d as HINCRBY does (a missing counter counts as 0 and is created).
+local function stock_incr(f, d)
+  if not BATCH then
+    return redis.call('HINCRBY', K_STOCK, f, d)
+  end
+  local v = (stock_read(f) or 0) + d
+  STOCK[f], STOCK_DIRTY[f] = v, true
+  return v
+end
+
+local function stock_exists(f)
+  if not BATCH then
+    return redis.call('HEXISTS', K_STOCK, f) == 1
+  end
+  return stock_read(f) ~= false
+end
+
+local function stock_del(f)
+  if not BATCH then
+    redis.call('HDEL', K_STOCK, f)
+    return
+  end
+  STOCK[f], STOCK_DIRTY[f] = false, true
 end
 
 -- emit appends one event to the partition's stream and advances seq and the chain head.
@@ -50,8 +123,8 @@ local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust,
     hold, qty, cust, idem, actor, reason, NOW_S, HEAD}, '|')
   HEAD = redis.sha1hex(canon)
   redis.call('XADD', K_LOG, SEQ .. '-0', 'e', canon, 'h', HEAD)
-  if not DEFER_META then
-    flush_meta()
+  if not BATCH then
+    flush()
   end
   return SEQ
 end
@@ -109,12 +182,12 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   local delta = h.qty
   if outcome == 'COMMITTED' then
     delta = 0
-    redis.call('HINCRBY', K_STOCK, f .. '|c', h.qty)
+    stock_incr(f .. '|c', h.qty)
   elseif h.limited == '1' and h.cust ~= '' then
     redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
   end
-  local after = redis.call('HINCRBY', K_STOCK, f, delta)
-  redis.call('HINCRBY', K_STOCK, f .. '|h', -h.qty)
+  local after = stock_incr(f, delta)
+  stock_incr(f .. '|h', -h.qty)
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
   if keep_ms > 0 then
@@ -152,22 +225,22 @@ end
 -- partition first when it is short. Returns available after, or nil and the available count,
 -- or false when the shard does not exist.
 local function take(r, f)
-  local after = redis.call('HINCRBY', K_STOCK, f, -r.qty)
+  local after = stock_incr(f, -r.qty)
   if after >= 0 then
     return after
   end
-  redis.call('HINCRBY', K_STOCK, f, r.qty)
-  if redis.call('HEXISTS', K_STOCK, f .. '|h') == 0 then
-    redis.call('HDEL', K_STOCK, f) -- HINCRBY created it: there is no such shard
+  stock_incr(f, r.qty)
+  if not stock_exists(f .. '|h') then
+    stock_del(f) -- the increment created it: there is no such shard
     return false
   end
   -- Sweeper lag must not show as a false "sold out".
   if reclaim(r.reclaim, r.keep_ms) > 0 then
-    after = redis.call('HINCRBY', K_STOCK, f, -r.qty)
+    after = stock_incr(f, -r.qty)
     if after >= 0 then
       return after
     end
-    redis.call('HINCRBY', K_STOCK, f, r.qty)
+    stock_incr(f, r.qty)
   end
   return nil, after + r.qty
 end
@@ -187,7 +260,7 @@ local function place_one(r)
       reclaim(r.reclaim, r.keep_ms)
       used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
       if used + r.qty > r.limit then
-        if redis.call('HEXISTS', K_STOCK, f) == 0 then
+        if not stock_exists(f) then
           return {'UNKNOWN_POOL'}
         end
         return {'LIMIT', used}
@@ -201,16 +274,24 @@ local function place_one(r)
   if not after then
     return {'INSUFFICIENT', avail}
   end
-  redis.call('HINCRBY', K_STOCK, f .. '|h', r.qty)
+  stock_incr(f .. '|h', r.qty)
   local limited = '0'
   if cf then
     redis.call('HINCRBY', K_CUST, cf, r.qty)
     limited = '1'
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
-  redis.call('HSET', K_HOLDS, r.part, enc_hold({loc = r.loc, sku = r.sku, shard = r.shard, qty = r.qty_s,
-    exp = r.exp_s, cust = r.cust, limited = limited, token = r.token, created = NOW_S, fp = r.fp}))
-  redis.call('ZADD', K_EXP, r.exp_s, r.part)
+  local rec = enc_hold({loc = r.loc, sku = r.sku, shard = r.shard, qty = r.qty_s,
+    exp = r.exp_s, cust = r.cust, limited = limited, token = r.token, created = NOW_S, fp = r.fp})
+  if BATCH then
+    local n = #NEW_HOLDS
+    NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
+    NEW_EXP[n + 1], NEW_EXP[n + 2] = r.exp_s, r.part
+    PLACED[r.part] = rec
+  else
+    redis.call('HSET', K_HOLDS, r.part, rec)
+    redis.call('ZADD', K_EXP, r.exp_s, r.part)
+  end
   emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.actor, '')
   return {'OK', r.qty, r.exp, after, 'new'}
 end
@@ -223,6 +304,7 @@ end
 -- {'ENDED', outcome, qty, expires}, {'REPLAY', answer}, {'IDEM_MISMATCH'}, {'IN_PROGRESS'}.
 local function reserve_one(r)
   local rec = redis.call('HMGET', K_HOLDS, 'i:' .. r.token, r.part, 'd:' .. r.part)
+  rec[2] = PLACED[r.part] or rec[2]
   if r.check_idem == '1' and rec[1] then
     local bar = string.find(rec[1], '|', 1, true)
     if string.sub(rec[1], 1, bar - 1) ~= r.fp then
@@ -244,7 +326,7 @@ local function reserve_one(r)
     if h.fp ~= r.fp and h.fp ~= '' then -- '': restored from the ledger, which has no fingerprint
       return {'IDEM_MISMATCH'}
     end
-    res = {'OK', h.qty, h.exp, tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard))), 'existing'}
+    res = {'OK', h.qty, h.exp, stock_get(field(h.loc, h.sku, h.shard)), 'existing'}
   elseif rec[3] then
     local t = dec_tomb(rec[3])
     if t.fp ~= r.fp then

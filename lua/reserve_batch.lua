@@ -11,12 +11,12 @@ local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
--- seq and head are written once, after the last request (one script call is atomic, so
--- nothing can observe them in between).
-DEFER_META = true
+-- Counters, new hold records, seq and head are written once, after the last request (see
+-- BATCH in lib.lua).
+BATCH = true
 local out = {}
 for i = 3, #ARGV, REQ_WIDTH do
   out[#out + 1] = reserve_one(read_req(i))
 end
-flush_meta()
+flush()
 return out
