@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -196,4 +197,22 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 40)
 	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "f", 2}}, IdempotencyKey: "after-flush", Actor: "shop"})
 	checkInvariants(t, e)
+}
+
+// TestNamePattern: the hand-written name check agrees with the regular expression it stands for.
+func TestNamePattern(t *testing.T) {
+	for _, max := range []int{64, 128} {
+		p := namePattern{max: max}
+		re := regexp.MustCompile(p.String())
+		cases := []string{"", "a", "A-z_0.9:", strings.Repeat("x", max), strings.Repeat("x", max+1), "a b", "a/b",
+			"ü", "a\n", "\x00", "sku|1", "{p1}", "a*", "[]", "~", "é"}
+		for c := 0; c < 256; c++ {
+			cases = append(cases, "k"+string(rune(c)), string([]byte{byte(c)}))
+		}
+		for _, s := range cases {
+			if p.MatchString(s) != re.MatchString(s) {
+				t.Errorf("max %d, %q: hand-written %v, regexp %v", max, s, p.MatchString(s), re.MatchString(s))
+			}
+		}
+	}
 }

@@ -2,12 +2,32 @@ package engine
 
 import (
 	"hash/fnv"
-	"regexp"
 	"strconv"
 )
 
 // idPattern is the charset of SKUs, locations, vendors, customers and key prefixes.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+var idPattern = namePattern{max: 64}
+
+// namePattern matches ^[A-Za-z0-9._:-]{1,max}$. It is checked on every reserve, where a
+// regular expression cost a tenth of the engine's own CPU.
+type namePattern struct{ max int }
+
+// MatchString reports whether s matches the pattern.
+func (n namePattern) MatchString(s string) bool {
+	if len(s) == 0 || len(s) > n.max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// String is the pattern as a regular expression (error messages name it).
+func (n namePattern) String() string { return "^[A-Za-z0-9._:-]{1," + strconv.Itoa(n.max) + "}$" }
 
 // Names of the ten keys of one partition, in the order every script receives them.
 var partitionKeyNames = [...]string{"stock", "holds", "exp", "gc", "log", "meta", "cust", "xfer"}

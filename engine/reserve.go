@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // idemKeyPattern is the charset of idempotency keys (UUIDs and the like).
-var idemKeyPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+var idemKeyPattern = namePattern{max: 128}
 
 // Item is one line of a reservation: qty units of one pool.
 type Item struct {
