@@ -75,8 +75,9 @@ type Persister struct {
 	// What a pass reads (see fetch): a partition whose head has not moved since a pass found
 	// its stream drained is left out, except in full passes.
 	drained  map[int]engine.PartitionHead
-	fullDue  bool              // a failure may have left entries pending: the next pass is full
-	lastFull time.Time         // when the last full pass was made
+	ownDue   bool              // entries of this consumer may be pending (a pass failed, or read some)
+	claimDue bool              // entries delivered before were found: more may wait to be claimed
+	lastFull time.Time         // when every partition was last read
 	leases   map[int]time.Time // partition -> until when this persister surely holds its lease
 	leaseTry map[int]time.Time // partition -> when to ask again for a lease another holds
 	lag      []int64
@@ -107,7 +108,7 @@ func WithConsumer(name string) PersistOption { return func(p *Persister) { p.own
 func NewPersister(eng *engine.Engine, store *Store, cfg PersistConfig, opts ...PersistOption) *Persister {
 	p := &Persister{eng: eng, store: store, cfg: cfg, log: zerolog.Nop(), groups: map[int]bool{},
 		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{},
-		drained: map[int]engine.PartitionHead{}, fullDue: true, leases: map[int]time.Time{}, leaseTry: map[int]time.Time{}}
+		drained: map[int]engine.PartitionHead{}, ownDue: true, claimDue: true, leases: map[int]time.Time{}, leaseTry: map[int]time.Time{}}
 	p.owner = loop.InstanceID()
 	for _, o := range opts {
 		o(p)
@@ -269,11 +270,12 @@ func (p *Persister) RunOnce(ctx context.Context) (PersistPass, error) {
 //
 // Most passes read only the partitions whose head moved since their stream was last found
 // drained, and only entries never delivered: with one hot partition of 64, a pass is a few
-// commands instead of three per partition. A full pass reads every leased partition: this
-// consumer's own pending entries, entries claimed from consumers idle for ClaimIdle, and new
-// ones. It is made first, after any failure or fork (entries may have stayed pending), after
-// a full pass that found entries delivered before (more may remain), and at least every
-// fullEvery.
+// commands instead of three per partition. A full pass reads every leased partition: entries
+// claimed from consumers idle for ClaimIdle, and new ones, and (unless own is false) this
+// consumer's own pending entries first. A full pass is made at least every fullEvery (under
+// steady load too, when every pass is a prefetch), and while a pass keeps finding entries
+// delivered before (more may remain); own entries are read first, after any failure or fork,
+// and every fullEvery.
 func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 	if err := p.syncPools(ctx); err != nil {
 		return nil, err
@@ -283,9 +285,14 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		return &batch{}, err
 	}
 	p.mu.Lock()
-	full := own && (p.fullDue || time.Since(p.lastFull) >= p.fullEvery())
+	periodic := time.Since(p.lastFull) >= p.fullEvery()
+	readOwn := own && (p.ownDue || periodic)
+	full := readOwn || periodic || p.claimDue
+	if readOwn {
+		p.ownDue = false
+	}
 	if full {
-		p.fullDue, p.lastFull = false, time.Now()
+		p.claimDue, p.lastFull = false, time.Now()
 	} else {
 		moved := parts[:0:0]
 		for _, part := range parts {
@@ -300,7 +307,7 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		return &batch{}, nil
 	}
 	read := engine.GroupRead{Group: p.cfg.Group, Consumer: p.owner, Start: "0", Count: p.cfg.Batch,
-		Budget: p.cfg.MaxRows, SkipOwn: !full}
+		Budget: p.cfg.MaxRows, SkipOwn: !readOwn}
 	if full {
 		read.ClaimIdle = max(p.cfg.ClaimIdle, time.Millisecond)
 	}
@@ -310,12 +317,12 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		return nil, err
 	}
 	p.markDrained(parts, heads, entries)
-	if full {
-		for _, en := range entries {
-			if en.Delivered {
-				p.failed() // more may be pending than one pass reads: the next pass is full too
-				break
-			}
+	for _, en := range entries {
+		if en.Delivered { // more may be pending than one pass reads: the next pass is full too
+			p.mu.Lock()
+			p.ownDue, p.claimDue = p.ownDue || readOwn, true
+			p.mu.Unlock()
+			break
 		}
 	}
 	n := 0
@@ -437,10 +444,11 @@ func (p *Persister) fullEvery() time.Duration {
 	return min(p.cfg.ClaimIdle/2, time.Second)
 }
 
-// failed makes the next pass a full one: entries read by a pass that failed stay pending.
+// failed makes the next pass that may read this consumer's own pending entries do so: entries
+// read by a pass that failed stay pending.
 func (p *Persister) failed() {
 	p.mu.Lock()
-	p.fullDue = true
+	p.ownDue = true
 	p.mu.Unlock()
 }
 
@@ -483,7 +491,7 @@ func (p *Persister) claimPartitions(ctx context.Context) ([]int, []engine.Partit
 		if _, was := p.forks[part]; was {
 			delete(p.forks, part) // repaired since: persist again, from what Postgres holds
 			delete(p.watermark, part)
-			p.fullDue = true // what was read of it before the fork is still pending
+			p.ownDue = true // what was read of it before the fork is still pending
 		}
 		cand = append(cand, part)
 	}

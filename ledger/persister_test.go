@@ -115,6 +115,15 @@ func TestPartialPasses(t *testing.T) {
 		t.Fatalf("after a failure the pass is full and persists what stayed pending: %+v, %v", pass, err)
 	}
 	drain(t, p)
+	// Under steady load every pass is a prefetch (own false); a full pass still comes when due.
+	p.lastFull = time.Time{}
+	b, err := p.fetch(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.polled != e.Partitions() {
+		t.Fatalf("a prefetch due for a full pass read %d partitions", b.polled)
+	}
 	checkLedger(t, e, s)
 }
 
