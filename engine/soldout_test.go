@@ -100,7 +100,7 @@ func TestBatchWriteBack(t *testing.T) {
 	e := newEngine(t, testredisStandalone(t), nil)
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10)
-	p := int((poolHash("s1", "one") + 0) % uint32(e.Partitions()))
+	p := e.PartitionOf("s1", "one", 0)
 	now := e.nowMs()
 	exp := now + 60_000
 	req := func(part, sku string, qty int, token string) []any {

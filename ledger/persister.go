@@ -316,25 +316,8 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		p.failed()
 		return nil, err
 	}
-	p.markDrained(parts, heads, entries)
-	for _, en := range entries {
-		if en.Delivered { // more may be pending than one pass reads: the next pass is full too
-			p.mu.Lock()
-			p.ownDue, p.claimDue = p.ownDue || readOwn, true
-			p.mu.Unlock()
-			break
-		}
-	}
-	n := 0
-	for _, en := range entries {
-		n += len(en.Messages)
-	}
+	n := p.noteRead(parts, heads, entries, readOwn)
 	b := &batch{entries: entries, events: make([]engine.Event, 0, n), polled: len(parts)}
-	p.mu.Lock()
-	for _, en := range entries {
-		p.groups[en.Partition] = true
-	}
-	p.mu.Unlock()
 	for _, en := range entries {
 		for _, m := range en.Messages {
 			b.read++
@@ -452,26 +435,32 @@ func (p *Persister) failed() {
 	p.mu.Unlock()
 }
 
-// markDrained records, for each partition read that returned nothing, the head it had before
-// the read: its stream held nothing undelivered up to there. When the read was cut short by
-// MaxRows, partitions without entries may not have been read at all, and nothing is marked.
-func (p *Persister) markDrained(parts []int, heads []engine.PartitionHead, entries []engine.GroupEntries) {
+// noteRead records what a read of parts (whose heads were read before it) found, and returns
+// the number of entries. A partition that returned nothing is marked drained at its head: its
+// stream held nothing undelivered up to there (unless the read was cut short by MaxRows, when
+// partitions without entries may not have been read at all). Entries delivered before mean
+// more may be pending than one pass reads: the next pass is full too.
+func (p *Persister) noteRead(parts []int, heads []engine.PartitionHead, entries []engine.GroupEntries, readOwn bool) int {
 	n := 0
 	got := make(map[int]bool, len(entries))
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, en := range entries {
 		n += len(en.Messages)
 		got[en.Partition] = true
-	}
-	if n >= p.cfg.MaxRows {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, part := range parts {
-		if !got[part] {
-			p.drained[part] = heads[part]
+		p.groups[en.Partition] = true
+		if en.Delivered {
+			p.ownDue, p.claimDue = p.ownDue || readOwn, true
 		}
 	}
+	if n < p.cfg.MaxRows {
+		for _, part := range parts {
+			if !got[part] {
+				p.drained[part] = heads[part]
+			}
+		}
+	}
+	return n
 }
 
 // claimPartitions returns the partitions this pass handles, unfenced, not found forked and
