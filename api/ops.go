@@ -95,6 +95,12 @@ func newMetrics(eng *engine.Engine) *metrics {
 			Name: "flashhold_soldout_rejections_total", Help: "Reservations refused from the in-process sold-out memory, without a Redis script.",
 		}, func() float64 { return float64(st.SoldOutFast.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flashhold_soldout_lookups_total", Help: "Idempotency reads made before refusing from the sold-out memory (an earlier answer under the same key wins).",
+		}, func() float64 { return float64(st.Lookups.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flashhold_soldout_lookup_pipelines_total", Help: "Redis pipelines that carried those reads.",
+		}, func() float64 { return float64(st.LookupBatches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "flashhold_holds_expired_total", Help: "Hold parts restored by sweeps run in this process.",
 		}, func() float64 { return float64(st.Expired.Load()) }),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -169,7 +170,7 @@ func decodeJSON(body []byte, v any) error {
 	if len(body) == 0 {
 		return errorf(http.StatusBadRequest, "bad_request", "request body is empty; want a JSON object")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errorf(http.StatusBadRequest, "bad_request", "malformed JSON body: %s", jsonErr(err))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 func TestMain(m *testing.M) { testredis.Main(m) }
 
 // testEnv is a bench environment over the test's own key prefix and schema.
-func testEnv(t *testing.T) Env {
+func testEnv(t testing.TB) Env {
 	t.Helper()
 	cfg, err := config.Load()
 	if err != nil {
@@ -183,5 +184,64 @@ func TestCheckCatchesOversell(t *testing.T) {
 	// 2 units appeared from nowhere, and a client believes it bought one unit more than sold.
 	if iv.Oversold != 3 || iv.Undersold != 0 || len(iv.Violations) != 2 {
 		t.Fatalf("got %+v", iv)
+	}
+}
+
+// BenchmarkSoldOut measures the sold-out path over HTTP against http_hello, with the same
+// clients and load generator, one after the other: b.N requests each. Every request to the
+// sold-out pool must be refused with 409 and leave its counters as they were.
+func BenchmarkSoldOut(b *testing.B) {
+	env := testEnv(b)
+	ctx := context.Background()
+	opts := smallOptions()
+	opts.Clients = 128
+	opts.NoPersister = true // nothing to persist: a refusal writes no event
+	bn, err := start(ctx, env, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bn.stop()
+	pool := engine.PoolConfig{Location: "bench", SKU: "gone", Vendor: "bench", Shards: 8}
+	if err := bn.makePools(ctx, []engine.PoolConfig{pool}, 0); err != nil {
+		b.Fatal(err)
+	}
+	before, err := bn.eng.Availability(ctx, pool.Location, pool.SKU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hello, stopHello, err := bn.helloOp(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopHello()
+	sold := bn.newReserveOp("so", pool.Location, pool.SKU, time.Minute)
+	defer sold.cl.close()
+
+	drive := func(op Op) Stats {
+		var sent atomic.Int64
+		n := int64(b.N)
+		run := Drive(ctx, Load{Workers: opts.Clients, Duration: time.Hour, Done: func() bool { return sent.Add(1) >= n }}, op)
+		return summarize(run.Samples, run.Elapsed, nil)
+	}
+	b.ResetTimer()
+	h := drive(hello)
+	s := drive(sold.op)
+	b.StopTimer()
+	if h.Errors != 0 || s.Errors != 0 || s.OK != 0 {
+		b.Fatalf("hello %d errors; sold out %d errors, %d granted", h.Errors, s.Errors, s.OK)
+	}
+	after, err := bn.eng.Availability(ctx, pool.Location, pool.SKU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if fmt.Sprint(after.Shards) != fmt.Sprint(before.Shards) {
+		b.Fatalf("refusals changed the pool: %v, then %v", before.Shards, after.Shards)
+	}
+	b.ReportMetric(h.ThroughputRPS, "hello_req/s")
+	b.ReportMetric(s.ThroughputRPS, "soldout_req/s")
+	b.ReportMetric(s.ThroughputRPS/h.ThroughputRPS, "soldout/hello")
+	b.ReportMetric(s.P99Ms, "soldout_p99_ms")
+	if st := bn.eng.Stats(); st.LookupBatches.Load() > 0 {
+		b.ReportMetric(float64(st.Lookups.Load())/float64(st.LookupBatches.Load()), "lookups/pipeline")
 	}
 }

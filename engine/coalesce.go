@@ -170,6 +170,8 @@ type Stats struct {
 	SoldOutFast     atomic.Int64 // reservations refused from the in-process sold-out memory
 	Batches         atomic.Int64 // reserve calls sent by the coalescer
 	BatchedRequests atomic.Int64 // requests those calls carried
+	LookupBatches   atomic.Int64 // round trips of the sold-out path's idempotency reads
+	Lookups         atomic.Int64 // reads those round trips carried
 	Expired         atomic.Int64 // hold parts restored by Sweep calls of this engine
 	batchHook       atomic.Pointer[func(size int)]
 }

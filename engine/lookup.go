@@ -51,6 +51,8 @@ func (c *coalescer) lookupWork() {
 		if batch, ok = takeBatch(c.ctx, c.lookups, batch[:0], max); !ok {
 			return
 		}
+		c.e.stats.LookupBatches.Add(1)
+		c.e.stats.Lookups.Add(int64(len(batch)))
 		cmds = cmds[:0]
 		ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.RedisTimeout)
 		pipe := c.e.rdb.Pipeline()

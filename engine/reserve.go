@@ -239,6 +239,8 @@ func (e *Engine) idemLookup(ctx context.Context, key string, fields ...string) (
 	if e.batchers != nil {
 		return e.batchers.lookup(ctx, key, fields...)
 	}
+	e.stats.LookupBatches.Add(1)
+	e.stats.Lookups.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	return e.rdb.HMGet(ctx, key, fields...).Result()

@@ -42,6 +42,11 @@ func TestSoldOutMemory(t *testing.T) {
 		if got := e.Stats().SoldOutFast.Load(); got != 500 {
 			t.Fatalf("%d of 500 refusals came from the sold-out memory", got)
 		}
+		// Each refusal read its key's idempotency record first, in shared round trips.
+		st := e.Stats()
+		if n, trips := st.Lookups.Load(), st.LookupBatches.Load(); n != 500 || trips < 1 || trips > n {
+			t.Fatalf("%d idempotency reads in %d round trips, want 500 in 1..500", n, trips)
+		}
 		for i, w := range winners {
 			again := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
 			if again.ID != w.ID || !again.Replayed {

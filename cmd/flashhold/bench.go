@@ -46,6 +46,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs.BoolVar(&opts.NoPersister, "no-persister", false, "leave the ledger persister off (to measure its cost)")
 	keep := fs.Bool("keep", false, "keep the run's Redis keys and Postgres schema")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write the allocations of the whole run to this file (go tool pprof -sample_index=alloc_space)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,6 +95,9 @@ func benchCmd(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer writeHeapProfile(*memProfile)
 	}
 	log := cfg.Logger().Level(zerolog.WarnLevel)
 	env := bench.Env{Redis: rdb, Postgres: pg, Engine: cfg.Engine, API: cfg.API, Sweep: cfg.Sweep, Persist: cfg.Persist, Log: log, Progress: os.Stderr}
@@ -147,4 +151,19 @@ func benchSchema(ctx context.Context, url, schema string, clients int) (*pgxpool
 		return nil, nil, err
 	}
 	return pool, drop, nil
+}
+
+// writeHeapProfile writes the heap profile, whose alloc_space and alloc_objects samples
+// cover every allocation since the process started.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memory profile: %v\n", err)
+	}
 }
