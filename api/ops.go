@@ -98,7 +98,7 @@ func newMetrics(eng *engine.Engine) *metrics {
 			Name: "flashhold_soldout_lookups_total", Help: "Idempotency reads made before refusing from the sold-out memory (an earlier answer under the same key wins).",
 		}, func() float64 { return float64(st.Lookups.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "flashhold_soldout_lookup_pipelines_total", Help: "Redis pipelines that carried those reads.",
+			Name: "flashhold_soldout_lookup_pipelines_total", Help: "Redis round trips that carried those reads (concurrent reads share one pipeline).",
 		}, func() float64 { return float64(st.LookupBatches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "flashhold_holds_expired_total", Help: "Hold parts restored by sweeps run in this process.",
