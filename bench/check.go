@@ -107,22 +107,10 @@ func (b *bench) check(ctx context.Context, pools []expectation, refused bool) (I
 					iv.Violations = append(iv.Violations, fmt.Sprintf("%s shard %d has a negative counter: %+v", name, s.Shard, s))
 				}
 			}
-			switch lost := x.stock - a.Available - a.Held - a.Committed; {
-			case lost > 0:
-				iv.Undersold += lost
-				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units neither available, held nor sold", name, lost))
-			case lost < 0:
-				iv.Oversold += -lost
-				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units more than stocked", name, -lost))
-			}
-			switch d := a.Committed - x.committed; {
-			case d > 0:
-				iv.Undersold += d
-				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units sold that no client was told of", name, d))
-			case d < 0:
-				iv.Oversold += -d
-				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: clients were told of %d units the system did not sell", name, -d))
-			}
+			iv.balance(name, x.stock-a.Available-a.Held-a.Committed,
+				"%s: %d units neither available, held nor sold", "%s: %d units more than stocked")
+			iv.balance(name, a.Committed-x.committed,
+				"%s: %d units sold that no client was told of", "%s: clients were told of %d units the system did not sell")
 			if a.Held != 0 {
 				iv.Violations = append(iv.Violations, fmt.Sprintf("%s: %d units still held after every hold ended", name, a.Held))
 			}
@@ -137,4 +125,17 @@ func (b *bench) check(ctx context.Context, pools []expectation, refused bool) (I
 		iv.Violations = append(iv.Violations[:20], fmt.Sprintf("... and %d more", n-20))
 	}
 	return iv, nil
+}
+
+// balance books d, a difference that must be zero: a surplus as undersold, a deficit as
+// oversold, each with its violation (under and over format the name and the units).
+func (iv *Invariants) balance(name string, d int64, under, over string) {
+	switch {
+	case d > 0:
+		iv.Undersold += d
+		iv.Violations = append(iv.Violations, fmt.Sprintf(under, name, d))
+	case d < 0:
+		iv.Oversold += -d
+		iv.Violations = append(iv.Violations, fmt.Sprintf(over, name, -d))
+	}
 }
