@@ -12,7 +12,8 @@ import (
 
 // BenchmarkReserve measures single-unit reserves on one hot 8-shard pool against the real
 // standalone Redis: one at a time, and from 64 concurrent callers with and without
-// coalescing (the same callers, so the two parallel figures compare directly).
+// coalescing (the same callers, so the two parallel figures compare directly). Coalesced runs
+// also report requests per script call and script calls per round trip.
 func BenchmarkReserve(b *testing.B) {
 	rdb := testredis.Standalone(b)
 	run := func(b *testing.B, coalesce bool, callers int) {
@@ -45,6 +46,7 @@ func BenchmarkReserve(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
 		if st := e.Stats(); st.Batches.Load() > 0 {
 			b.ReportMetric(float64(st.BatchedRequests.Load())/float64(st.Batches.Load()), "reqs/batch")
+			b.ReportMetric(float64(st.Batches.Load())/float64(st.RoundTrips.Load()), "calls/trip")
 		}
 	}
 	b.Run("single/1-caller", func(b *testing.B) { run(b, false, 1) })

@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// coalescer sends concurrent reserves aimed at one partition to Redis as one reserve_batch
-// call. Each partition has a queue and CoalesceWorkers workers; a worker takes whatever has
-// queued up while the previous call was in flight (up to CoalesceMaxBatch), so a lone request
-// goes out at once and a crowd shares round trips. No timer delays anything.
+// coalescer sends concurrent reserves to Redis together. Requests wait in one queue; each of
+// CoalesceWorkers workers takes whatever has queued up while its previous round trip was in
+// flight (up to CoalesceMaxBatch), groups it by partition and sends one pipeline: one
+// reserve_batch call per partition (reserve when a partition has a single request). A lone
+// request goes out at once and a crowd shares round trips and script calls. No timer delays
+// anything.
 type coalescer struct {
-	e      *Engine
-	queues []chan *pendingPlace
+	e     *Engine
+	queue chan *pendingPlace
 	// lookups queues the sold-out path's idempotency reads (see lookup.go).
 	lookups chan *pendingLookup
 	ctx     context.Context
@@ -23,9 +27,10 @@ type coalescer struct {
 }
 
 type pendingPlace struct {
-	ctx  context.Context
-	args []any
-	out  chan placeResult
+	ctx       context.Context
+	partition int
+	args      []any
+	out       chan placeResult
 }
 
 type placeResult struct {
@@ -37,18 +42,13 @@ var errEngineClosed = errors.New("engine closed")
 
 func newCoalescer(e *Engine) *coalescer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &coalescer{e: e, queues: make([]chan *pendingPlace, e.cfg.Partitions), ctx: ctx, cancel: cancel,
+	c := &coalescer{e: e, ctx: ctx, cancel: cancel,
+		queue:   make(chan *pendingPlace, 4*e.cfg.CoalesceMaxBatch),
 		lookups: make(chan *pendingLookup, 4*e.cfg.CoalesceMaxBatch)}
 	for range e.cfg.CoalesceWorkers {
-		c.wg.Add(1)
+		c.wg.Add(2)
 		go c.lookupWork()
-	}
-	for p := range c.queues {
-		c.queues[p] = make(chan *pendingPlace, 4*e.cfg.CoalesceMaxBatch)
-		for range e.cfg.CoalesceWorkers {
-			c.wg.Add(1)
-			go c.work(p)
-		}
+		go c.work()
 	}
 	return c
 }
@@ -61,9 +61,9 @@ func (c *coalescer) stop() {
 // submit queues one reserve request (reserve.lua's ARGV[3..]) for partition p and waits for
 // its reply.
 func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error) {
-	pp := &pendingPlace{ctx: ctx, args: args, out: make(chan placeResult, 1)}
+	pp := &pendingPlace{ctx: ctx, partition: p, args: args, out: make(chan placeResult, 1)}
 	select {
-	case c.queues[p] <- pp:
+	case c.queue <- pp:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-c.ctx.Done():
@@ -78,26 +78,42 @@ func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error
 	}
 }
 
-func (c *coalescer) work(p int) {
+// partitionCall is one script call of a round trip: the requests of one partition, in the
+// order they queued.
+type partitionCall struct {
+	partition int
+	batch     []*pendingPlace
+	cmd       *redis.Cmd
+}
+
+func (c *coalescer) work() {
 	defer c.wg.Done()
-	q := c.queues[p]
 	max := c.e.cfg.CoalesceMaxBatch
 	batch := make([]*pendingPlace, 0, max)
+	var calls []partitionCall
+	slot := map[int]int{} // partition -> index in calls
 	for {
 		var ok bool
-		if batch, ok = takeBatch(c.ctx, q, batch[:0], max); !ok {
+		if batch, ok = takeBatch(c.ctx, c.queue, batch[:0], max); !ok {
 			return
 		}
-		live := batch[:0]
+		calls = calls[:0]
+		clear(slot)
 		for _, pp := range batch {
 			if err := pp.ctx.Err(); err != nil {
 				pp.out <- placeResult{err: err}
 				continue
 			}
-			live = append(live, pp)
+			i, ok := slot[pp.partition]
+			if !ok {
+				i = len(calls)
+				slot[pp.partition] = i
+				calls = append(calls, partitionCall{partition: pp.partition})
+			}
+			calls[i].batch = append(calls[i].batch, pp)
 		}
-		if len(live) > 0 {
-			c.flush(p, live)
+		if len(calls) > 0 {
+			c.flush(calls)
 		}
 	}
 }
@@ -123,27 +139,63 @@ func takeBatch[T any](ctx context.Context, q <-chan T, batch []T, max int) ([]T,
 	return batch, true
 }
 
-func (c *coalescer) flush(p int, batch []*pendingPlace) {
+// flush sends the calls of one round trip as a pipeline and hands each request its reply.
+func (c *coalescer) flush(calls []partitionCall) {
 	e := c.e
 	now := e.nowMs()
-	e.stats.Batches.Add(1)
-	e.stats.BatchedRequests.Add(int64(len(batch)))
-	if h := e.stats.batchHook.Load(); h != nil {
-		(*h)(len(batch))
+	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	e.stats.RoundTrips.Add(1)
+	pipe := e.rdb.Pipeline()
+	for i := range calls {
+		pc := &calls[i]
+		e.stats.Batches.Add(1)
+		e.stats.BatchedRequests.Add(int64(len(pc.batch)))
+		if h := e.stats.batchHook.Load(); h != nil {
+			(*h)(len(pc.batch))
+		}
+		pc.cmd = e.scriptCmd(ctx, pipe, pc.name(), pc.partition, now, pc.args())
 	}
-	if len(batch) == 1 {
-		r, err := e.run(c.ctx, "reserve", p, now, batch[0].args...)
-		batch[0].out <- placeResult{r, err}
-		return
+	pipe.Exec(ctx) // each command's own error is read below
+	for i := range calls {
+		pc := &calls[i]
+		var r reply
+		var err error
+		if redis.HasErrorPrefix(pc.cmd.Err(), "NOSCRIPT") {
+			// The node lost its scripts (a restart) and ran nothing: run falls back to EVAL.
+			r, err = e.run(c.ctx, pc.name(), pc.partition, now, pc.args()...)
+		} else {
+			r, err = e.scriptReply(pc.name(), pc.partition, pc.cmd)
+		}
+		c.answer(pc, r, err)
+		pc.batch = pc.batch[:0]
 	}
-	args := make([]any, 0, len(batch)*reqWidth)
-	for _, pp := range batch {
+}
+
+func (pc *partitionCall) name() string {
+	if len(pc.batch) == 1 {
+		return "reserve"
+	}
+	return "reserve_batch"
+}
+
+func (pc *partitionCall) args() []any {
+	if len(pc.batch) == 1 {
+		return pc.batch[0].args
+	}
+	args := make([]any, 0, len(pc.batch)*reqWidth)
+	for _, pp := range pc.batch {
 		args = append(args, pp.args...)
 	}
-	r, err := e.run(c.ctx, "reserve_batch", p, now, args...)
-	if err == nil && r.code() == "FENCED" {
+	return args
+}
+
+// answer hands each request of a call its own reply.
+func (c *coalescer) answer(pc *partitionCall, r reply, err error) {
+	p, batch := pc.partition, pc.batch
+	if len(batch) == 1 || (err == nil && r.code() == "FENCED") {
 		for _, pp := range batch {
-			pp.out <- placeResult{r: r}
+			pp.out <- placeResult{r, err}
 		}
 		return
 	}
@@ -168,7 +220,8 @@ func (c *coalescer) flush(p int, batch []*pendingPlace) {
 type Stats struct {
 	Reserves        atomic.Int64 // reservations that placed a hold
 	SoldOutFast     atomic.Int64 // reservations refused from the in-process sold-out memory
-	Batches         atomic.Int64 // reserve calls sent by the coalescer
+	RoundTrips      atomic.Int64 // pipelines the coalescer sent (each one call per partition)
+	Batches         atomic.Int64 // reserve script calls those pipelines carried
 	BatchedRequests atomic.Int64 // requests those calls carried
 	LookupBatches   atomic.Int64 // round trips of the sold-out path's idempotency reads
 	Lookups         atomic.Int64 // reads those round trips carried

@@ -36,11 +36,13 @@ type Config struct {
 	// this long; duplicates meanwhile get ErrInProgress, and after it a retry takes over.
 	IdempotencyLease time.Duration `env:"FLASHHOLD_IDEMPOTENCY_LEASE" envDefault:"10s"`
 
-	// Coalesce sends concurrent reserves on one partition as one reserve_batch call.
+	// Coalesce sends concurrent reserves together: one pipeline per round trip, one
+	// reserve_batch call per partition in it.
 	Coalesce bool `env:"FLASHHOLD_COALESCE" envDefault:"true"`
-	// CoalesceMaxBatch caps the requests in one reserve_batch call.
+	// CoalesceMaxBatch caps the requests in one round trip.
 	CoalesceMaxBatch int `env:"FLASHHOLD_COALESCE_MAX_BATCH" envDefault:"128"`
-	// CoalesceWorkers is how many reserve_batch calls may be in flight per partition.
+	// CoalesceWorkers is how many round trips of coalesced reserves (and, apart, of sold-out
+	// idempotency reads) may be in flight at once.
 	CoalesceWorkers int `env:"FLASHHOLD_COALESCE_WORKERS" envDefault:"2"`
 	// SoldOutMemory is how long a pool found empty answers "sold out" without asking Redis.
 	SoldOutMemory time.Duration `env:"FLASHHOLD_SOLD_OUT_MEMORY" envDefault:"250ms"`

@@ -157,10 +157,24 @@ func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
 func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ...any) (reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
+	return e.scriptReply(name, p, e.scripts[name].Run(ctx, e.rdb, e.ks.partition(p), scriptArgs(p, now, args)...))
+}
+
+// scriptCmd queues a call of a script on partition p in a pipeline, by its SHA-1 only: a
+// NOSCRIPT reply means the node lost its scripts, and the call did nothing.
+func (e *Engine) scriptCmd(ctx context.Context, pipe redis.Pipeliner, name string, p int, now int64, args []any) *redis.Cmd {
+	return e.scripts[name].EvalSha(ctx, pipe, e.ks.partition(p), scriptArgs(p, now, args)...)
+}
+
+func scriptArgs(p int, now int64, args []any) []any {
 	full := make([]any, 0, len(args)+2)
 	full = append(full, p, now)
-	full = append(full, args...)
-	v, err := e.scripts[name].Run(ctx, e.rdb, e.ks.partition(p), full...).Result()
+	return append(full, args...)
+}
+
+// scriptReply reads a script call's reply.
+func (e *Engine) scriptReply(name string, p int, cmd *redis.Cmd) (reply, error) {
+	v, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("%s on partition %d: %w", name, p, redisErr(err))
 	}

@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,9 +196,23 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 40)
-	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "f", 2}}, IdempotencyKey: "after-flush", Actor: "shop"})
-	checkInvariants(t, e)
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 400)
+	// Concurrent reserves: the coalescer's pipelines meet NOSCRIPT for reserve and
+	// reserve_batch calls alike and send them again through EVAL.
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "f", 2}}, IdempotencyKey: fmt.Sprintf("after-flush-%d", i), Actor: "shop"}); err != nil {
+				t.Errorf("reserve after the flush: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := countTypes(checkInvariants(t, e))[EventReserved]; n != 40 {
+		t.Fatalf("%d RESERVED events for 40 reserves", n)
+	}
 }
 
 // TestNamePattern: the hand-written name check agrees with the regular expression it stands for.

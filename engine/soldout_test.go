@@ -71,30 +71,40 @@ func isInsufficient(err error) bool {
 	return ok
 }
 
-// TestCoalescing: concurrent reserves on one partition share script calls.
+// TestCoalescing: concurrent reserves share script calls, and the calls of one round trip
+// (one per partition) share a pipeline: on one partition, and on an 8-shard pool whose
+// shards sit on eight partitions.
 func TestCoalescing(t *testing.T) {
-	e := newEngine(t, testredisStandalone(t), nil)
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10_000)
-	var wg sync.WaitGroup
-	for i := range 2000 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"}); err != nil {
-				t.Errorf("reserve: %v", err)
+	for _, shards := range []int{1, 8} {
+		t.Run(fmt.Sprintf("%d-shards", shards), func(t *testing.T) {
+			e := newEngine(t, testredisStandalone(t), nil)
+			makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: shards}, 10_000)
+			var wg sync.WaitGroup
+			for i := range 2000 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"}); err != nil {
+						t.Errorf("reserve: %v", err)
+					}
+				}()
 			}
-		}()
+			wg.Wait()
+			st := e.Stats()
+			calls, trips := st.Batches.Load(), st.RoundTrips.Load()
+			if st.BatchedRequests.Load() != 2000 || calls >= 2000/2 || trips > calls {
+				t.Fatalf("2000 concurrent reserves went out in %d calls, %d round trips", calls, trips)
+			}
+			if shards > 1 && trips == calls {
+				t.Fatalf("%d calls on %d partitions took %d round trips: none shared one", calls, shards, trips)
+			}
+			n := countTypes(checkInvariants(t, e))
+			if n[EventReserved] != 2000 {
+				t.Fatalf("%d RESERVED events for 2000 reserves", n[EventReserved])
+			}
+			t.Logf("2000 reserves in %d calls, %d round trips", calls, trips)
+		})
 	}
-	wg.Wait()
-	st := e.Stats()
-	if st.BatchedRequests.Load() != 2000 || st.Batches.Load() >= 2000/2 {
-		t.Fatalf("2000 concurrent reserves went out in %d calls", st.Batches.Load())
-	}
-	n := countTypes(checkInvariants(t, e))
-	if n[EventReserved] != 2000 {
-		t.Fatalf("%d RESERVED events for 2000 reserves", n[EventReserved])
-	}
-	t.Logf("2000 reserves in %d calls", st.Batches.Load())
 }
 
 // TestBatchWriteBack: reserve_batch keeps counters and new hold records in the script and
