@@ -161,8 +161,8 @@ func (c *coalescer) flush(calls []partitionCall) {
 		pc := &calls[i]
 		var r reply
 		var err error
-		if redis.HasErrorPrefix(pc.cmd.Err(), "NOSCRIPT") {
-			// The node lost its scripts (a restart) and ran nothing: run falls back to EVAL.
+		if lostFunctions(pc.cmd.Err()) {
+			// The node lost the library (a restart) and ran nothing: run loads it again.
 			r, err = e.run(c.ctx, pc.name(), pc.partition, now, pc.args()...)
 		} else {
 			r, err = e.scriptReply(pc.name(), pc.partition, pc.cmd)

@@ -28,7 +28,11 @@ type Engine struct {
 	pools *poolCache
 	stats Stats
 
-	scripts map[string]*redis.Script
+	// lib is the Functions library of the partition operations (its name and code); fns
+	// names each operation's function in it. scripts holds the standalone scripts.
+	lib, libCode string
+	fns          map[string]string
+	scripts      map[string]*redis.Script
 
 	soldOut  sync.Map // PoolKey -> time.Time until which the pool is known empty
 	batchers *coalescer
@@ -64,8 +68,8 @@ func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-// New builds an engine over rdb, loads every script on every node and checks that the
-// partition count matches the one this keyspace was created with.
+// New builds an engine over rdb, loads its functions and scripts on every node and checks
+// that the partition count matches the one this keyspace was created with.
 func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Option) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -76,13 +80,22 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Opt
 		ks:      newKeyspace(cfg.Prefix, cfg.Partitions),
 		now:     time.Now,
 		log:     zerolog.Nop(),
-		scripts: make(map[string]*redis.Script, len(lua.Names)),
+		fns:     make(map[string]string, len(lua.Names)),
+		scripts: map[string]*redis.Script{},
 	}
 	for _, o := range opts {
 		o(e)
 	}
 	e.pools = newPoolCache(e)
+	var err error
+	if e.lib, e.libCode, err = lua.Library(); err != nil {
+		return nil, err
+	}
 	for _, name := range lua.Names {
+		if !lua.Standalone(name) {
+			e.fns[name] = lua.Function(e.lib, name)
+			continue
+		}
 		src, err := lua.Script(name)
 		if err != nil {
 			return nil, err
@@ -117,17 +130,37 @@ func (e *Engine) Partitions() int { return e.cfg.Partitions }
 // Redis returns the client the engine uses.
 func (e *Engine) Redis() redis.UniversalClient { return e.rdb }
 
-// LoadScripts loads every script on every node (every master of a cluster). Script.Run
-// also falls back to EVAL after a NOSCRIPT, so a node that restarted recovers by itself.
+// LoadScripts loads the library (FUNCTION LOAD REPLACE) and every standalone script on every
+// node (every master of a cluster). A node that lost them (a restart without persistence,
+// FUNCTION FLUSH) answers "Function not found" or NOSCRIPT without running anything; the
+// engine then loads them again and repeats the call.
 func (e *Engine) LoadScripts(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*e.cfg.RedisTimeout)
 	defer cancel()
-	for name, s := range e.scripts {
-		if err := s.Load(ctx, e.rdb).Err(); err != nil {
-			return fmt.Errorf("load script %s: %w", name, redisErr(err))
+	load := func(ctx context.Context, node *redis.Client) error {
+		if err := node.FunctionLoadReplace(ctx, e.libCode).Err(); err != nil {
+			return fmt.Errorf("load function library %s: %w", e.lib, redisErr(err))
 		}
+		for name, s := range e.scripts {
+			if err := s.Load(ctx, node).Err(); err != nil {
+				return fmt.Errorf("load script %s: %w", name, redisErr(err))
+			}
+		}
+		return nil
 	}
-	return nil
+	switch c := e.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, load)
+	case *redis.Client:
+		return load(ctx, c)
+	default:
+		return fmt.Errorf("load functions: unsupported Redis client %T", e.rdb)
+	}
+}
+
+// lostFunctions reports a reply that means the node does not have the library (it ran nothing).
+func lostFunctions(err error) bool {
+	return err != nil && (redis.HasErrorPrefix(err, "Function not found") || redis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
 // checkSettings records the partition count on first use and refuses a different one later:
@@ -152,18 +185,26 @@ func (e *Engine) checkSettings(ctx context.Context) error {
 
 func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
 
-// run calls a script on partition p with its own deadline. args follow the partition number
-// and now, which run prepends.
+// run calls an operation on partition p with its own deadline. args follow the partition
+// number and now, which run prepends. A node that lost the library gets it again, once.
 func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ...any) (reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
-	return e.scriptReply(name, p, e.scripts[name].Run(ctx, e.rdb, e.ks.partition(p), scriptArgs(p, now, args)...))
+	full := scriptArgs(p, now, args)
+	cmd := e.rdb.FCall(ctx, e.fns[name], e.ks.partition(p), full...)
+	if lostFunctions(cmd.Err()) {
+		if err := e.LoadScripts(ctx); err != nil {
+			return nil, fmt.Errorf("%s on partition %d: %w", name, p, err)
+		}
+		cmd = e.rdb.FCall(ctx, e.fns[name], e.ks.partition(p), full...)
+	}
+	return e.scriptReply(name, p, cmd)
 }
 
-// scriptCmd queues a call of a script on partition p in a pipeline, by its SHA-1 only: a
-// NOSCRIPT reply means the node lost its scripts, and the call did nothing.
+// scriptCmd queues a call of an operation on partition p in a pipeline. A reply for which
+// lostFunctions holds means the node lost the library, and the call did nothing.
 func (e *Engine) scriptCmd(ctx context.Context, pipe redis.Pipeliner, name string, p int, now int64, args []any) *redis.Cmd {
-	return e.scripts[name].EvalSha(ctx, pipe, e.ks.partition(p), scriptArgs(p, now, args)...)
+	return pipe.FCall(ctx, e.fns[name], e.ks.partition(p), scriptArgs(p, now, args)...)
 }
 
 func scriptArgs(p int, now int64, args []any) []any {

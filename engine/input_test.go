@@ -172,9 +172,9 @@ func TestFence(t *testing.T) {
 	})
 }
 
-// TestScriptsReloadAfterFlush: scripts are loaded on every cluster node at start, and a node
-// that lost its script cache (restart, SCRIPT FLUSH) recovers through the NOSCRIPT fallback.
-// Runs on the test-owned cluster only: its script cache is this test binary's alone.
+// TestScriptsReloadAfterFlush: the function library is loaded on every cluster node at start,
+// and a node that lost it (restart, FUNCTION FLUSH) gets it again on the next call.
+// Runs on the test-owned cluster only: its functions are this test binary's alone.
 func TestScriptsReloadAfterFlush(t *testing.T) {
 	rdb := testredisCluster(t)
 	ctx := context.Background()
@@ -182,23 +182,23 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	cc := rdb.(*redis.ClusterClient)
 	var loaded atomic.Int32 // ForEachMaster calls back concurrently
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		ok, err := node.ScriptExists(ctx, e.scripts["reserve"].Hash()).Result()
-		if err == nil && ok[0] {
+		libs, err := node.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: e.lib}).Result()
+		if err == nil && len(libs) == 1 && len(libs[0].Functions) == len(e.fns) {
 			loaded.Add(1)
 		}
 		return err
 	})
 	if err != nil || loaded.Load() != 3 {
-		t.Fatalf("reserve script on %d of 3 masters (%v)", loaded.Load(), err)
+		t.Fatalf("function library on %d of 3 masters (%v)", loaded.Load(), err)
 	}
 	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		return node.ScriptFlush(ctx).Err()
+		return node.FunctionFlush(ctx).Err()
 	}); err != nil {
 		t.Fatal(err)
 	}
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 400)
-	// Concurrent reserves: the coalescer's pipelines meet NOSCRIPT for reserve and
-	// reserve_batch calls alike and send them again through EVAL.
+	// Concurrent reserves: the coalescer's pipelines find the functions of reserve and
+	// reserve_batch missing alike, and send those calls again after loading the library.
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Add(1)

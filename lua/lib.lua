@@ -1,6 +1,8 @@
--- lib.lua: helpers shared by every partition script; the loader prepends it to each one.
+-- lib.lua: helpers shared by every partition operation. The lua package builds one Functions
+-- library of it and of every operation: this file runs once, when the library loads, and each
+-- operation's file becomes the body of a registered function that starts with begin().
 --
--- Every partition script receives the same eight keys, all in one partition {pN}:
+-- Every partition operation receives the same eight keys, all in one partition {pN}:
 --   KEYS[1] stock  hash   "loc|sku|shard" -> available; "...|h" -> held; "...|c" -> committed
 --   KEYS[2] holds  hash   "<part>"      -> an active hold part (see enc_hold)
 --                         "d:<part>"    -> how an ended part ended (see end_part)
@@ -13,13 +15,15 @@
 --   KEYS[6] meta   hash   seq (last event seq), head (last event hash), fence (reason, when fenced)
 --   KEYS[7] cust   hash   "loc|sku|customer" -> units held or bought by that customer
 --   KEYS[8] xfer   hash   "o:<id>" -> pending transfer out; "i:<id>" / "s:<id>" -> applied / settled
--- Every script's ARGV starts with: ARGV[1] partition number, ARGV[2] now (ms).
+-- Every operation's ARGV starts with: ARGV[1] partition number, ARGV[2] now (ms).
 -- Nothing reads the clock or draws random numbers: now comes in ARGV.
-local K_STOCK, K_HOLDS, K_EXP, K_GC = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_LOG, K_META, K_CUST, K_XFER = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local PART = ARGV[1]
-local NOW_S = ARGV[2]
-local NOW = tonumber(NOW_S)
+--
+-- The per-call state below lives in the library and is shared by its functions; begin() sets
+-- all of it at the start of every call (Redis runs one call at a time), so nothing carries
+-- over from one call to the next.
+local KEYS, ARGV
+local K_STOCK, K_HOLDS, K_EXP, K_GC, K_LOG, K_META, K_CUST, K_XFER
+local PART, NOW_S, NOW
 local GENESIS = '0000000000000000000000000000000000000000'
 
 local function fenced()
@@ -28,16 +32,27 @@ end
 
 -- The partition's seq and chain head, read on the first event of a call. A batch keeps them
 -- here and writes them once at its end (flush); single calls write them at every event.
-local SEQ, HEAD = nil, nil
+local SEQ, HEAD
 
 -- BATCH: this call places many parts (reserve_batch). It then also keeps the stock counters it
 -- touches, and the hold records and expiry entries it adds, here, and writes each once at its
--- end (flush). One script call is atomic, so nothing can observe them in between.
-local BATCH = false
-local STOCK = {}       -- counter field -> number, or false when it does not exist
-local STOCK_DIRTY = {} -- counter fields to write (or delete, when false) at flush
-local NEW_HOLDS, NEW_EXP = {}, {} -- HSET and ZADD arguments of the parts placed
-local PLACED = {}      -- part -> record, for a part placed earlier in this call
+-- end (flush). One call is atomic, so nothing can observe them in between.
+local BATCH
+local STOCK       -- counter field -> number, or false when it does not exist
+local STOCK_DIRTY -- counter fields to write (or delete, when false) at flush
+local NEW_HOLDS, NEW_EXP -- HSET and ZADD arguments of the parts placed
+local PLACED      -- part -> record, for a part placed earlier in this call
+
+-- begin starts a call: it binds the call's keys and arguments and resets the per-call state.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  K_STOCK, K_HOLDS, K_EXP, K_GC = keys[1], keys[2], keys[3], keys[4]
+  K_LOG, K_META, K_CUST, K_XFER = keys[5], keys[6], keys[7], keys[8]
+  PART, NOW_S = args[1], args[2]
+  NOW = tonumber(NOW_S)
+  SEQ, HEAD, BATCH = nil, nil, false
+  STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED = {}, {}, {}, {}, {}
+end
 
 -- call_chunked calls cmd key with args in slices (Lua's unpack has a stack limit).
 local function call_chunked(cmd, key, args)
