@@ -134,10 +134,12 @@ local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust,
     SEQ, HEAD = tonumber(m[1] or '0'), m[2] or GENESIS
   end
   SEQ = SEQ + 1
-  local canon = table.concat({'1', PART, SEQ, typ, loc, sku, shard, delta, after, hdelta,
-    hold, qty, cust, idem, actor, reason, NOW_S, HEAD}, '|')
+  local seq = SEQ .. '' -- formatted once: Lua's number formatting is slow
+  local canon = '1|' .. PART .. '|' .. seq .. '|' .. typ .. '|' .. loc .. '|' .. sku .. '|' .. shard
+    .. '|' .. delta .. '|' .. after .. '|' .. hdelta .. '|' .. hold .. '|' .. qty .. '|' .. cust
+    .. '|' .. idem .. '|' .. actor .. '|' .. reason .. '|' .. NOW_S .. '|' .. HEAD
   HEAD = redis.sha1hex(canon)
-  redis.call('XADD', K_LOG, SEQ .. '-0', 'e', canon, 'h', HEAD)
+  redis.call('XADD', K_LOG, seq .. '-0', 'e', canon, 'h', HEAD)
   if not BATCH then
     flush()
   end
@@ -206,7 +208,8 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
   if keep_ms > 0 then
-    redis.call('HSET', K_HOLDS, 'd:' .. part, table.concat({outcome, NOW, h.loc, h.sku, h.qty, h.exp, h.fp}, '|'))
+    redis.call('HSET', K_HOLDS, 'd:' .. part,
+      outcome .. '|' .. NOW_S .. '|' .. h.loc .. '|' .. h.sku .. '|' .. h.qty .. '|' .. h.exp .. '|' .. h.fp)
     forget_at('h:d:' .. part, keep_ms)
   end
   emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
@@ -296,8 +299,8 @@ local function place_one(r)
     limited = '1'
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
-  local rec = enc_hold({loc = r.loc, sku = r.sku, shard = r.shard, qty = r.qty_s,
-    exp = r.exp_s, cust = r.cust, limited = limited, token = r.token, created = NOW_S, fp = r.fp})
+  local rec = r.loc .. '|' .. r.sku .. '|' .. r.shard .. '|' .. r.qty_s .. '|' .. r.exp_s .. '|' .. r.cust
+    .. '|' .. limited .. '|' .. r.token .. '|' .. NOW_S .. '|' .. r.fp
   if BATCH then
     local n = #NEW_HOLDS
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
