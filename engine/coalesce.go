@@ -75,6 +75,8 @@ func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error
 	case <-ctx.Done():
 		// The request may still run; a part placed for a caller that left expires by itself.
 		return nil, ctx.Err()
+	case <-c.ctx.Done(): // closed with this request still queued
+		return nil, errEngineClosed
 	}
 }
 
@@ -157,18 +159,25 @@ func (c *coalescer) flush(calls []partitionCall) {
 		pc.cmd = e.scriptCmd(ctx, pipe, pc.name(), pc.partition, now, pc.args())
 	}
 	pipe.Exec(ctx) // each command's own error is read below
+	reloaded := false
 	for i := range calls {
 		pc := &calls[i]
-		var r reply
-		var err error
-		if lostFunctions(pc.cmd.Err()) {
-			// The node lost the library (a restart) and ran nothing: run loads it again.
-			r, err = e.run(c.ctx, pc.name(), pc.partition, now, pc.args()...)
-		} else {
-			r, err = e.scriptReply(pc.name(), pc.partition, pc.cmd)
+		if !lostFunctions(pc.cmd.Err()) {
+			r, err := e.scriptReply(pc.name(), pc.partition, pc.cmd)
+			c.answer(pc, r, err)
+			continue
 		}
+		// The node lost the library (a restart) and ran nothing: load it (once per round
+		// trip) and send the call again.
+		if !reloaded {
+			if err := e.LoadScripts(ctx); err != nil {
+				c.answer(pc, nil, fmt.Errorf("%s on partition %d: %w", pc.name(), pc.partition, err))
+				continue
+			}
+			reloaded = true
+		}
+		r, err := e.run(c.ctx, pc.name(), pc.partition, now, pc.args()...)
 		c.answer(pc, r, err)
-		pc.batch = pc.batch[:0]
 	}
 }
 

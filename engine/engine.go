@@ -132,8 +132,8 @@ func (e *Engine) Redis() redis.UniversalClient { return e.rdb }
 
 // LoadScripts loads the library (FUNCTION LOAD REPLACE) and every standalone script on every
 // node (every master of a cluster). A node that lost them (a restart without persistence,
-// FUNCTION FLUSH) answers "Function not found" or NOSCRIPT without running anything; the
-// engine then loads them again and repeats the call.
+// FUNCTION FLUSH, SCRIPT FLUSH) answers "Function not found" or NOSCRIPT without running
+// anything; the engine then loads them again and repeats the call.
 func (e *Engine) LoadScripts(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*e.cfg.RedisTimeout)
 	defer cancel()
@@ -160,7 +160,7 @@ func (e *Engine) LoadScripts(ctx context.Context) error {
 
 // lostFunctions reports a reply that means the node does not have the library (it ran nothing).
 func lostFunctions(err error) bool {
-	return err != nil && (redis.HasErrorPrefix(err, "Function not found") || redis.HasErrorPrefix(err, "NOSCRIPT"))
+	return redis.HasErrorPrefix(err, "Function not found")
 }
 
 // checkSettings records the partition count on first use and refuses a different one later:

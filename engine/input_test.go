@@ -191,14 +191,15 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	if err != nil || loaded.Load() != 3 {
 		t.Fatalf("function library on %d of 3 masters (%v)", loaded.Load(), err)
 	}
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 400)
 	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		return node.FunctionFlush(ctx).Err()
 	}); err != nil {
 		t.Fatal(err)
 	}
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 4}, 400)
-	// Concurrent reserves: the coalescer's pipelines find the functions of reserve and
-	// reserve_batch missing alike, and send those calls again after loading the library.
+	// Concurrent reserves, the first calls after the flush: the coalescer's pipelines find
+	// the functions of reserve and reserve_batch missing alike, load the library and send
+	// those calls again.
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Add(1)
@@ -213,6 +214,16 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 	if n := countTypes(checkInvariants(t, e))[EventReserved]; n != 40 {
 		t.Fatalf("%d RESERVED events for 40 reserves", n)
 	}
+	// A single call through run after another flush.
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		return node.FunctionFlush(ctx).Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "f", Kind: Restock, Qty: 4, TransactionID: "after-flush", Actor: "v1"}); err != nil {
+		t.Fatalf("restock after the flush: %v", err)
+	}
+	checkInvariants(t, e)
 }
 
 // TestNamePattern: the hand-written name check agrees with the regular expression it stands for.

@@ -51,7 +51,11 @@ func Library() (name, code string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	ops := make([][]byte, 0, len(Names))
+	type operation struct {
+		name string
+		src  []byte
+	}
+	var ops []operation
 	h := sha1.New()
 	h.Write(lib)
 	for _, op := range Names {
@@ -62,21 +66,17 @@ func Library() (name, code string, err error) {
 		if err != nil {
 			return "", "", fmt.Errorf("lua: no script %q: %w", op, err)
 		}
-		ops = append(ops, src)
+		ops = append(ops, operation{op, src})
 		fmt.Fprintf(h, "\x00%s\x00%s", op, src)
 	}
 	name = "flashhold_" + hex.EncodeToString(h.Sum(nil))[:16]
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!lua name=%s\n", name)
 	b.Write(lib)
-	i := 0
-	for _, op := range Names {
-		if standalone[op] {
-			continue
-		}
+	for _, op := range ops {
 		// begin binds the call's keys and arguments; the file's body is the function's.
-		fmt.Fprintf(&b, "\nredis.register_function('%s', function(keys, args)\nbegin(keys, args)\n%s\nend)\n", Function(name, op), ops[i])
-		i++
+		fmt.Fprintf(&b, "\nredis.register_function('%s', function(keys, args)\nbegin(keys, args)\n%s\nend)\n",
+			Function(name, op.name), op.src)
 	}
 	return name, b.String(), nil
 }
