@@ -166,8 +166,13 @@ local function tx_replay(id)
 end
 
 -- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint
+local function hold_record(loc, sku, shard, qty, exp, cust, limited, token, created, fp)
+  return loc .. '|' .. sku .. '|' .. shard .. '|' .. qty .. '|' .. exp .. '|' .. cust .. '|' .. limited
+    .. '|' .. token .. '|' .. created .. '|' .. fp
+end
+
 local function enc_hold(h)
-  return table.concat({h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp}, '|')
+  return hold_record(h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp)
 end
 
 local function dec_hold(s)
@@ -299,8 +304,7 @@ local function place_one(r)
     limited = '1'
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
-  local rec = r.loc .. '|' .. r.sku .. '|' .. r.shard .. '|' .. r.qty_s .. '|' .. r.exp_s .. '|' .. r.cust
-    .. '|' .. limited .. '|' .. r.token .. '|' .. NOW_S .. '|' .. r.fp
+  local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp)
   if BATCH then
     local n = #NEW_HOLDS
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
