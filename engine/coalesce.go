@@ -59,24 +59,35 @@ func (c *coalescer) stop() {
 }
 
 // submit queues one reserve request (reserve.lua's ARGV[3..]) for partition p and waits for
-// its reply.
+// its reply. A caller that leaves may still have its request run; a part placed for it
+// expires by itself.
 func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error) {
 	pp := &pendingPlace{ctx: ctx, partition: p, args: args, out: make(chan placeResult, 1)}
+	res, err := queueAndWait(c, ctx, c.queue, pp, pp.out)
+	if err != nil {
+		return nil, err
+	}
+	return res.r, res.err
+}
+
+// queueAndWait puts item on q and waits for its result on out, unless the caller's ctx ends
+// or the engine closes first (also while the item is still queued).
+func queueAndWait[T, R any](c *coalescer, ctx context.Context, q chan<- T, item T, out <-chan R) (R, error) {
+	var zero R
 	select {
-	case c.queue <- pp:
+	case q <- item:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	case <-c.ctx.Done():
-		return nil, errEngineClosed
+		return zero, errEngineClosed
 	}
 	select {
-	case res := <-pp.out:
-		return res.r, res.err
+	case res := <-out:
+		return res, nil
 	case <-ctx.Done():
-		// The request may still run; a part placed for a caller that left expires by itself.
-		return nil, ctx.Err()
-	case <-c.ctx.Done(): // closed with this request still queued
-		return nil, errEngineClosed
+		return zero, ctx.Err()
+	case <-c.ctx.Done():
+		return zero, errEngineClosed
 	}
 }
 

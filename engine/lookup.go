@@ -23,21 +23,11 @@ type lookupResult struct {
 // share one pipeline (one round trip), as concurrent reserves share one script call.
 func (c *coalescer) lookup(ctx context.Context, key string, fields ...string) ([]any, error) {
 	pl := &pendingLookup{ctx: ctx, key: key, fields: fields, out: make(chan lookupResult, 1)}
-	select {
-	case c.lookups <- pl:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.ctx.Done():
-		return nil, errEngineClosed
+	res, err := queueAndWait(c, ctx, c.lookups, pl, pl.out)
+	if err != nil {
+		return nil, err
 	}
-	select {
-	case res := <-pl.out:
-		return res.vals, res.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.ctx.Done(): // closed with this read still queued
-		return nil, errEngineClosed
-	}
+	return res.vals, res.err
 }
 
 // lookupWork sends whatever reads queued up while its previous pipeline was in flight.
