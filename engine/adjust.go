@@ -23,6 +23,12 @@ const (
 // maxAdjust bounds one change, far above any real delivery, to keep counters sane.
 const maxAdjust = 1_000_000_000
 
+// MaxAvailable is the most units a pool (and each of its shards) may have available. Redis
+// Lua prints numbers with 14 significant digits, so counters and the numbers in the ledger's
+// canonical event strings must stay below 10^14: a pool's total stays below 10^12, and
+// transfers between its at most 64 shards keep each shard below 64·10^12.
+const MaxAvailable = 1_000_000_000_000
+
 // AdjustRequest is a vendor's change to a pool's available units.
 type AdjustRequest struct {
 	Location, SKU string
@@ -115,7 +121,7 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, qty int64, tx, fp string, req AdjustRequest) (*AdjustResult, error) {
 	part := p.partitions[s]
 	r, err := e.run(ctx, "adjust", part, e.nowMs(), p.Location, p.SKU, s, kind, qty, tx, fp,
-		req.Actor, req.Reason, e.cfg.IdempotencyTTL.Milliseconds())
+		req.Actor, req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +130,8 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 		return &AdjustResult{Before: r.int(1), After: r.int(2), Replayed: r.str(3) == "replay"}, nil
 	case "INSUFFICIENT":
 		return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: qty, Available: r.int(1)}
+	case "TOO_MANY":
+		return nil, tooMany(p, r.int(1))
 	case "IDEM_MISMATCH":
 		return nil, fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, req.TransactionID)
 	case "UNKNOWN_POOL":
@@ -132,6 +140,10 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 		return nil, fencedErr(part, r)
 	}
 	return nil, fmt.Errorf("adjust: unexpected reply %v", []any(r))
+}
+
+func tooMany(p *pool, available int64) error {
+	return invalid("quantity", "%s has %d units available; a pool may have at most %d", p.Key(), available, int64(MaxAvailable))
 }
 
 // shardTx is what a transaction already did on one shard.
@@ -203,6 +215,9 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 			delta = req.Qty
 		case Set:
 			delta = req.Qty - before
+		}
+		if delta > 0 && before+delta > MaxAvailable {
+			return nil, tooMany(p, before)
 		}
 		res = &AdjustResult{Before: before, After: before + delta, Replayed: anyDone}
 		plan, err := planAdjust(counts, txs, delta-applied)

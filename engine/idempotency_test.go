@@ -176,7 +176,7 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 		twice("commit", "tok.0.0", "shop", keep)
 		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "shop", 8, keep, 0)
 		twice("release", "tok2.0.0", "shop", keep, "")
-		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep)
+		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable)
 		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
 		r := twice("sweep", 100, 100, keep)
 		if r.int(0) != 0 {

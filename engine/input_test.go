@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/internal/testredis"
 )
 
 // partitionSeqs reads every partition's seq: if none moved, nothing changed.
@@ -242,4 +244,47 @@ func TestNamePattern(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAvailableCeiling: no change may lift a pool above MaxAvailable (beyond it Lua would
+// print counters and event numbers inexactly); the refusal names the field and changes nothing.
+func TestAvailableCeiling(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, testredis.Standalone(t), nil)
+	for _, shards := range []int{1, 4} {
+		sku := fmt.Sprintf("big%d", shards)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: shards}, 0)
+		for i := range MaxAvailable / maxAdjust {
+			if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: sku, Kind: Restock, Qty: maxAdjust,
+				TransactionID: fmt.Sprintf("fill-%d", i)}); err != nil {
+				t.Fatalf("%d shards: restock %d: %v", shards, i, err)
+			}
+		}
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", sku, 1}}, IdempotencyKey: "one-" + sku})
+		before := partitionSeqs(t, e)
+		for _, a := range []AdjustRequest{
+			{Location: "s1", SKU: sku, Kind: Restock, Qty: 2, TransactionID: "over"},
+			{Location: "s1", SKU: sku, Kind: Adjustment, Qty: 2, TransactionID: "over"},
+		} {
+			_, err := e.Adjust(ctx, a)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != "quantity" {
+				t.Fatalf("%d shards: %s above the ceiling: got %v, want a quantity error", shards, a.Kind, err)
+			}
+		}
+		if after := partitionSeqs(t, e); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Fatalf("%d shards: a refused change wrote events", shards)
+		}
+		if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: sku, Kind: Restock, Qty: 1, TransactionID: "to-the-top"}); err != nil {
+			t.Fatalf("%d shards: restock up to the ceiling: %v", shards, err)
+		}
+		if err := e.Commit(ctx, h.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		a, err := e.Availability(ctx, "s1", sku)
+		if err != nil || a.Available != MaxAvailable {
+			t.Fatalf("%d shards: availability %+v, %v; want %d", shards, a, err, int64(MaxAvailable))
+		}
+	}
+	checkInvariants(t, e)
 }

@@ -15,17 +15,19 @@
 -- ARGV[10] -> actor
 -- ARGV[11] -> reason
 -- ARGV[12] -> how long (ms) the transaction record is kept
+-- ARGV[13] -> the most units the shard may have available
 --
 -- Output:
 --   {'OK', before, after, 'new'|'replay'}  available before and after the change
 --   {'INSUFFICIENT', available}            the change would make available negative
+--   {'TOO_MANY', available}                the change would make available exceed ARGV[13]
 --   {'UNKNOWN_POOL'}
 --   {'IDEM_MISMATCH'}                      the transaction id was used for another change
 --   {'FENCED', reason}
 -- A change of zero units (SET to the current value) writes no event.
 local loc, sku, shard, kind = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n, tx, fp, actor, reason = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local keep_ms = tonumber(ARGV[12])
+local keep_ms, ceiling = tonumber(ARGV[12]), tonumber(ARGV[13])
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
@@ -72,6 +74,9 @@ else
 end
 if before + delta < 0 then
   return {'INSUFFICIENT', before}
+end
+if delta > 0 and before + delta > ceiling then
+  return {'TOO_MANY', before}
 end
 local after = before
 if delta ~= 0 then
