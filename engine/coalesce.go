@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // coalescer sends concurrent reserves to Redis together. Requests wait in one queue; each of
@@ -96,7 +94,6 @@ func queueAndWait[T, R any](c *coalescer, ctx context.Context, q chan<- T, item 
 type partitionCall struct {
 	partition int
 	batch     []*pendingPlace
-	cmd       *redis.Cmd
 }
 
 func (c *coalescer) work() {
@@ -155,11 +152,8 @@ func takeBatch[T any](ctx context.Context, q <-chan T, batch []T, max int) ([]T,
 // flush sends the calls of one round trip as a pipeline and hands each request its reply.
 func (c *coalescer) flush(calls []partitionCall) {
 	e := c.e
-	now := e.nowMs()
-	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.RedisTimeout)
-	defer cancel()
 	e.stats.RoundTrips.Add(1)
-	pipe := e.rdb.Pipeline()
+	ops := make([]opCall, len(calls))
 	for i := range calls {
 		pc := &calls[i]
 		e.stats.Batches.Add(1)
@@ -167,28 +161,11 @@ func (c *coalescer) flush(calls []partitionCall) {
 		if h := e.stats.batchHook.Load(); h != nil {
 			(*h)(len(pc.batch))
 		}
-		pc.cmd = e.scriptCmd(ctx, pipe, pc.name(), pc.partition, now, pc.args())
+		ops[i] = opCall{name: pc.name(), p: pc.partition, args: pc.args()}
 	}
-	pipe.Exec(ctx) // each command's own error is read below
-	reloaded := false
+	out, errs := e.runAll(c.ctx, e.nowMs(), ops)
 	for i := range calls {
-		pc := &calls[i]
-		if !lostFunctions(pc.cmd.Err()) {
-			r, err := e.scriptReply(pc.name(), pc.partition, pc.cmd)
-			c.answer(pc, r, err)
-			continue
-		}
-		// The node lost the library (a restart) and ran nothing: load it (once per round
-		// trip) and send the call again.
-		if !reloaded {
-			if err := e.LoadScripts(ctx); err != nil {
-				c.answer(pc, nil, fmt.Errorf("%s on partition %d: %w", pc.name(), pc.partition, err))
-				continue
-			}
-			reloaded = true
-		}
-		r, err := e.run(c.ctx, pc.name(), pc.partition, now, pc.args()...)
-		c.answer(pc, r, err)
+		c.answer(&calls[i], out[i], errs[i])
 	}
 }
 

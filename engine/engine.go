@@ -201,6 +201,57 @@ func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ..
 	return e.scriptReply(name, p, cmd)
 }
 
+// opCall is one call of an operation on one partition, for runAll.
+type opCall struct {
+	name string
+	p    int
+	args []any
+}
+
+// runAll sends calls as one pipeline and returns each call's reply or error (out[i] and
+// errs[i] belong to calls[i]). Like run, it loads the library again, once, when a node lost
+// it, and repeats the calls that node did not run.
+func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall) (out []reply, errs []error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	out, errs = make([]reply, len(calls)), make([]error, len(calls))
+	cmds := make([]*redis.Cmd, len(calls))
+	send := func(todo []int) {
+		pipe := e.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = e.scriptCmd(ctx, pipe, calls[i].name, calls[i].p, now, calls[i].args)
+		}
+		pipe.Exec(ctx) // each command's own error is read below
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	send(all)
+	var lost []int
+	for i, c := range calls {
+		if lostFunctions(cmds[i].Err()) {
+			lost = append(lost, i)
+			continue
+		}
+		out[i], errs[i] = e.scriptReply(c.name, c.p, cmds[i])
+	}
+	if len(lost) == 0 {
+		return out, errs
+	}
+	if err := e.LoadScripts(ctx); err != nil {
+		for _, i := range lost {
+			errs[i] = fmt.Errorf("%s on partition %d: %w", calls[i].name, calls[i].p, err)
+		}
+		return out, errs
+	}
+	send(lost)
+	for _, i := range lost {
+		out[i], errs[i] = e.scriptReply(calls[i].name, calls[i].p, cmds[i])
+	}
+	return out, errs
+}
+
 // scriptCmd queues a call of an operation on partition p in a pipeline. A reply for which
 // lostFunctions holds means the node lost the library, and the call did nothing.
 func (e *Engine) scriptCmd(ctx context.Context, pipe redis.Pipeliner, name string, p int, now int64, args []any) *redis.Cmd {

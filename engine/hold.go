@@ -60,30 +60,50 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 			return err
 		}
 	}
+	out, errs := e.runAll(ctx, e.nowMs(), partCalls("commit", token, refs, actor, keep))
+	if err := firstErr(errs); err != nil {
+		return err
+	}
 	committed := 0
-	var firstErr error
-	for _, ref := range refs {
-		r, err := e.run(ctx, "commit", ref.Partition, e.nowMs(), ref.id(token), actor, keep)
-		if err != nil {
-			return err
-		}
-		out, err := partOutcome(ref.Partition, r)
+	var failed error
+	for i, ref := range refs {
+		o, err := partOutcome(ref.Partition, out[i])
 		switch {
 		case err != nil:
-			firstErr = err
-		case out == "OK" || out == StatusCommitted:
+			failed = err
+		case o == "OK" || o == StatusCommitted:
 			committed++
 		default:
-			firstErr = endedErr(out)
+			failed = endedErr(o)
 		}
 	}
 	switch {
-	case firstErr == nil:
+	case failed == nil:
 		return nil
 	case committed > 0:
-		return fmt.Errorf("%w: %d of %d parts committed: %w", ErrPartialCommit, committed, len(refs), firstErr)
+		return fmt.Errorf("%w: %d of %d parts committed: %w", ErrPartialCommit, committed, len(refs), failed)
 	}
-	return firstErr
+	return failed
+}
+
+// partCalls is one call of an operation per part of a hold, each with the same trailing
+// arguments.
+func partCalls(name, token string, refs []partRef, args ...any) []opCall {
+	calls := make([]opCall, len(refs))
+	for i, ref := range refs {
+		calls[i] = opCall{name: name, p: ref.Partition, args: append([]any{ref.id(token)}, args...)}
+	}
+	return calls
+}
+
+// firstErr is the first error of errs, or nil.
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepareCommit keeps every part of a multi-part hold alive for CommitGrace; if a part has
@@ -91,29 +111,27 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 // the rest is released.
 func (e *Engine) prepareCommit(ctx context.Context, token string, refs []partRef, actor string) error {
 	now := e.nowMs()
-	until := now + e.cfg.CommitGrace.Milliseconds()
 	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	out, errs := e.runAll(ctx, now, partCalls("extend", token, refs, now+e.cfg.CommitGrace.Milliseconds(), actor, keep))
+	if err := firstErr(errs); err != nil {
+		return err
+	}
 	var gone error
-	for _, ref := range refs {
-		r, err := e.run(ctx, "extend", ref.Partition, now, ref.id(token), until, actor, keep)
+	for i, ref := range refs {
+		o, err := partOutcome(ref.Partition, out[i])
 		if err != nil {
 			return err
 		}
-		out, err := partOutcome(ref.Partition, r)
-		if err != nil {
-			return err
-		}
-		if out != "OK" && out != StatusCommitted {
-			gone = endedErr(out)
+		if o != "OK" && o != StatusCommitted {
+			gone = endedErr(o)
 		}
 	}
 	if gone == nil {
 		return nil
 	}
-	for _, ref := range refs {
-		if _, err := e.run(ctx, "release", ref.Partition, e.nowMs(), ref.id(token), actor, keep, "commit failed: part ended"); err != nil {
-			return err
-		}
+	_, errs = e.runAll(ctx, e.nowMs(), partCalls("release", token, refs, actor, keep, "commit failed: part ended"))
+	if err := firstErr(errs); err != nil {
+		return err
 	}
 	return gone
 }
@@ -128,22 +146,21 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 	if err := e.checkActor(actor); err != nil {
 		return err
 	}
-	keep := e.cfg.IdempotencyTTL.Milliseconds()
-	var firstErr error
-	for _, ref := range refs {
-		r, err := e.run(ctx, "release", ref.Partition, e.nowMs(), ref.id(token), actor, keep, "")
-		if err != nil {
-			return err
-		}
-		out, err := partOutcome(ref.Partition, r)
+	out, errs := e.runAll(ctx, e.nowMs(), partCalls("release", token, refs, actor, e.cfg.IdempotencyTTL.Milliseconds(), ""))
+	if err := firstErr(errs); err != nil {
+		return err
+	}
+	var ended error
+	for i, ref := range refs {
+		o, err := partOutcome(ref.Partition, out[i])
 		switch {
 		case err != nil:
-			firstErr = err
-		case out != "OK" && out != StatusReleased && firstErr == nil:
-			firstErr = endedErr(out)
+			ended = err
+		case o != "OK" && o != StatusReleased && ended == nil:
+			ended = endedErr(o)
 		}
 	}
-	return firstErr
+	return ended
 }
 
 // Extend moves a hold's expiry to now+ttl (never earlier than it is). It returns the new
@@ -160,22 +177,20 @@ func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, a
 		return 0, invalid("ttl_ms", "must be %d..%d", e.cfg.MinTTL.Milliseconds(), e.cfg.MaxTTL.Milliseconds())
 	}
 	now := e.nowMs()
-	until := now + ttl.Milliseconds()
-	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	out, errs := e.runAll(ctx, now, partCalls("extend", token, refs, now+ttl.Milliseconds(), actor, e.cfg.IdempotencyTTL.Milliseconds()))
+	if err := firstErr(errs); err != nil {
+		return 0, err
+	}
 	var exp int64
-	for _, ref := range refs {
-		r, err := e.run(ctx, "extend", ref.Partition, now, ref.id(token), until, actor, keep)
+	for i, ref := range refs {
+		o, err := partOutcome(ref.Partition, out[i])
 		if err != nil {
 			return 0, err
 		}
-		out, err := partOutcome(ref.Partition, r)
-		if err != nil {
-			return 0, err
+		if o != "OK" {
+			return 0, endedErr(o)
 		}
-		if out != "OK" {
-			return 0, endedErr(out)
-		}
-		exp = max(exp, r.int(1))
+		exp = max(exp, out[i].int(1))
 	}
 	return exp, nil
 }

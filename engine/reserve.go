@@ -564,17 +564,22 @@ func (e *Engine) abandon(ctx context.Context, rs *reservation) {
 // retry with the same key may place them again. Errors are logged: a part not given back
 // expires by itself.
 func (e *Engine) compensate(ctx context.Context, rs *reservation) {
+	var refs []partRef
 	for _, pp := range rs.placed {
-		if !pp.new {
-			continue
-		}
-		r, err := e.run(context.WithoutCancel(ctx), "release", pp.ref.Partition, e.nowMs(),
-			pp.ref.id(rs.token), rs.req.Actor, 0, "compensation")
-		if err != nil || (r.code() != "OK" && r.code() != "ENDED") {
-			e.log.Warn().Err(err).Str("part", pp.ref.id(rs.token)).Msg("compensating release failed; the part will expire")
+		if pp.new {
+			refs = append(refs, pp.ref)
 		}
 	}
 	rs.placed = nil
+	if len(refs) == 0 {
+		return
+	}
+	out, errs := e.runAll(context.WithoutCancel(ctx), e.nowMs(), partCalls("release", rs.token, refs, rs.req.Actor, 0, "compensation"))
+	for i, ref := range refs {
+		if err := errs[i]; err != nil || (out[i].code() != "OK" && out[i].code() != "ENDED") {
+			e.log.Warn().Err(err).Str("part", ref.id(rs.token)).Msg("compensating release failed; the part will expire")
+		}
+	}
 }
 
 // An answer stored under an idempotency token: "<hold id>|<expires ms>|<qty>,<qty>,...".
