@@ -163,6 +163,97 @@ func TestExactlyStockSold(t *testing.T) {
 	})
 }
 
+// TestConcurrentCarts: 200 goroutines buy carts of 2 to 5 lines over six small pools (two of
+// them sharded), whose later lines run at once. A cart is all or nothing: every granted hold
+// has its lines' units in line order, every refused one leaves nothing held, and once every
+// hold is committed or released the units sold per pool are exactly what the granted carts
+// committed.
+func TestConcurrentCarts(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		skus := []string{"c0", "c1", "c2", "c3", "c4", "c5"}
+		for i, sku := range skus {
+			makePool(t, e, PoolConfig{Location: "wh-1", SKU: sku, Shards: 1 + 3*(i%3/2)}, 150)
+		}
+		var (
+			sold    [6]atomic.Int64
+			granted atomic.Int64
+			refused atomic.Int64
+			wg      sync.WaitGroup
+		)
+		for g := range 200 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(g), 13))
+				for i := range 4 {
+					lines := rng.Perm(len(skus))[:2+rng.IntN(4)]
+					items := make([]Item, len(lines))
+					for j, k := range lines {
+						items[j] = Item{"wh-1", skus[k], int64(1 + rng.IntN(3))}
+					}
+					h, err := e.Reserve(ctx, ReserveRequest{Items: items, IdempotencyKey: fmt.Sprintf("cart-%d-%d", g, i), Actor: "shop"})
+					if errors.Is(err, ErrInsufficient) {
+						refused.Add(1)
+						continue
+					}
+					if err != nil {
+						t.Errorf("reserve: %v", err)
+						return
+					}
+					granted.Add(1)
+					got := map[string]int64{}
+					last := 0
+					for _, part := range h.Parts {
+						got[part.SKU] += part.Qty
+						at := -1
+						for j, it := range items {
+							if it.SKU == part.SKU {
+								at = j
+							}
+						}
+						if at < last {
+							t.Errorf("hold %s: parts %+v not in line order %+v", h.ID, h.Parts, items)
+						}
+						last = at
+					}
+					for _, it := range items {
+						if got[it.SKU] != it.Qty {
+							t.Errorf("hold %s: %d units of %s, cart asked %d", h.ID, got[it.SKU], it.SKU, it.Qty)
+						}
+					}
+					if rng.IntN(2) == 0 {
+						if err := e.Release(ctx, h.ID, "shop"); err != nil {
+							t.Errorf("release: %v", err)
+						}
+						continue
+					}
+					if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+						t.Errorf("commit: %v", err)
+						continue
+					}
+					for j, k := range lines {
+						sold[k].Add(items[j].Qty)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if granted.Load() == 0 || refused.Load() == 0 {
+			t.Fatalf("granted %d, refused %d: the test needs both", granted.Load(), refused.Load())
+		}
+		checkInvariants(t, e)
+		for k, sku := range skus {
+			a, err := e.Availability(ctx, "wh-1", sku)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Held != 0 || a.Committed != sold[k].Load() || a.Available+a.Committed != 150 {
+				t.Errorf("%s: %+v; carts committed %d of 150", sku, a, sold[k].Load())
+			}
+		}
+	})
+}
+
 // TestCustomerLimitConcurrent: one customer fires 60 concurrent single-unit reserves at an
 // 8-shard pool with a limit of 3 per customer: exactly 3 succeed. The units all sat on other
 // shards than the customer's, so the engine had to move them over first.

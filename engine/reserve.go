@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,7 +92,13 @@ type reservation struct {
 	keepMs int64
 	pools  []*pool
 	home   []int // first shard tried per line
+	// lines holds each line's parts while the lines are reserved (each line's own goroutine
+	// appends to its own slice); gather then lists them all, in line order, in placed.
+	lines  [][]placedPart
 	placed []placedPart
+	// slots counts the hold's parts, placed or being placed, against maxHoldParts; every
+	// line's first part is counted from the start.
+	slots atomic.Int32
 	// marked: the first call marked the key in progress; a failure must clear the mark.
 	marked bool
 }
@@ -158,7 +166,9 @@ func (e *Engine) Reserve(ctx context.Context, req ReserveRequest) (*Hold, error)
 		keepMs: e.cfg.IdempotencyTTL.Milliseconds(),
 		pools:  make([]*pool, len(req.Items)),
 		home:   make([]int, len(req.Items)),
+		lines:  make([][]placedPart, len(req.Items)),
 	}
+	rs.slots.Store(int32(len(req.Items)))
 	fp := []string{req.Customer, strconv.FormatInt(req.TTL.Milliseconds(), 10)}
 	for i, it := range req.Items {
 		p, err := e.pool(ctx, it.Location, it.SKU)
@@ -174,15 +184,13 @@ func (e *Engine) Reserve(ctx context.Context, req ReserveRequest) (*Hold, error)
 	if err := e.checkSoldOut(ctx, rs); err != nil {
 		return nil, err
 	}
-	for i := range req.Items {
-		replay, err := e.reserveLine(ctx, rs, i)
-		if err != nil {
-			e.abandon(ctx, rs)
-			return nil, err
-		}
-		if replay != nil {
-			return replay, nil
-		}
+	replay, err := e.reserveLines(ctx, rs)
+	if err != nil {
+		e.abandon(ctx, rs)
+		return nil, err
+	}
+	if replay != nil {
+		return replay, nil
 	}
 	hold, err := e.finish(ctx, rs)
 	if err != nil {
@@ -191,6 +199,34 @@ func (e *Engine) Reserve(ctx context.Context, req ReserveRequest) (*Hold, error)
 	}
 	e.stats.Reserves.Add(1)
 	return hold, nil
+}
+
+// reserveLines reserves every line: the first alone (its call checks the idempotency record
+// and marks the key in progress), then all the others at once, so that their calls share
+// the coalescer's round trips. It returns a replayed hold when the first line's call
+// answered from the idempotency record, or the error of the first line that failed.
+func (e *Engine) reserveLines(ctx context.Context, rs *reservation) (*Hold, error) {
+	defer rs.gather()
+	replay, err := e.reserveLine(ctx, rs, 0)
+	if err != nil || replay != nil || len(rs.req.Items) == 1 {
+		return replay, err
+	}
+	errs := make([]error, len(rs.req.Items))
+	var wg sync.WaitGroup
+	for li := 2; li < len(rs.req.Items); li++ {
+		wg.Go(func() { _, errs[li] = e.reserveLine(ctx, rs, li) })
+	}
+	_, errs[1] = e.reserveLine(ctx, rs, 1) // lines after the first never replay
+	wg.Wait()
+	return nil, firstErr(errs)
+}
+
+// gather lists the parts of every line, in line order, in placed.
+func (rs *reservation) gather() {
+	for li, parts := range rs.lines {
+		rs.placed = append(rs.placed, parts...)
+		rs.lines[li] = nil
+	}
 }
 
 // homeShard is the first shard a line tries. Pools with a per-customer limit keep each
@@ -300,7 +336,7 @@ func (e *Engine) reserveLine(ctx context.Context, rs *reservation, li int) (*Hol
 		if single && r.str(4) == "existing" && r.int(1) == qty {
 			return e.replaySingle(rs, ref, qty, r.int(2)), nil // a retry of a one-part hold
 		}
-		rs.placed = append(rs.placed, placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+		rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
 		if r.int(1) >= qty {
 			return nil, nil
 		}
@@ -338,11 +374,9 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 	}
 	holding := map[int]bool{}
 	var reachable int64 // units this line could still get: what it holds plus free shards
-	for _, pp := range rs.placed {
-		if pp.line == li {
-			holding[pp.ref.Shard] = true
-			reachable += pp.qty
-		}
+	for _, pp := range rs.lines[li] {
+		holding[pp.ref.Shard] = true
+		reachable += pp.qty
 	}
 	for s, c := range counts {
 		if !holding[s] && !fenced[s] {
@@ -369,7 +403,8 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 		if best < 0 {
 			break
 		}
-		if len(rs.placed) >= maxHoldParts {
+		if rs.slots.Add(1) > maxHoldParts {
+			rs.slots.Add(-1)
 			break
 		}
 		ref := partRef{Partition: p.partitions[best], Line: li, Shard: best}
@@ -378,9 +413,12 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 		if err != nil {
 			return err
 		}
+		if r.code() != "OK" {
+			rs.slots.Add(-1)
+		}
 		switch r.code() {
 		case "OK":
-			rs.placed = append(rs.placed, placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
 			holding[best] = true
 			need -= r.int(1)
 			counts[best].Available = r.int(3)
@@ -401,10 +439,8 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 			total += c.Available
 		}
 	}
-	for _, pp := range rs.placed {
-		if pp.line == li {
-			total += pp.qty
-		}
+	for _, pp := range rs.lines[li] {
+		total += pp.qty
 	}
 	if len(fenced) == p.Shards {
 		return fmt.Errorf("%w: every shard of %s is fenced", ErrFenced, p.Key())
@@ -460,7 +496,7 @@ func (e *Engine) reserveByTransfer(ctx context.Context, rs *reservation, li int,
 		}
 		switch r.code() {
 		case "OK":
-			rs.placed = append(rs.placed, placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
 			return nil
 		case "INSUFFICIENT":
 			continue
