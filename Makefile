@@ -27,7 +27,7 @@ bench: services build
 	$(BIN) bench --out bench-report
 
 bench-engine: services
-	$(GO) test ./engine -run '^$$' -bench BenchmarkReserve -benchtime 5s
+	$(GO) test ./engine -run '^$$' -bench 'BenchmarkReserve|BenchmarkCommit' -benchtime 5s
 
 run: services build
 	deploy/demo/run.sh

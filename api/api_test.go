@@ -384,7 +384,7 @@ func TestOpsEndpoints(t *testing.T) {
 	ts.do("GET", "/v1/availability/cap?location=berlin", clientKey, nil).want(t, 200, "")
 	m := ts.do("GET", "/metrics", "", nil).want(t, 200, "")
 	for _, name := range []string{"flashhold_http_requests_total", "flashhold_http_request_duration_seconds_bucket",
-		`flashhold_http_request_duration_seconds_count{method="GET",route="/v1/availability/{sku}",status="200"} 1`, "flashhold_holds_total", "flashhold_soldout_rejections_total", "flashhold_soldout_lookups_total", "flashhold_engine_batch_size", "flashhold_engine_reserve_round_trips_total"} {
+		`flashhold_http_request_duration_seconds_count{method="GET",route="/v1/availability/{sku}",status="200"} 1`, "flashhold_holds_total", "flashhold_soldout_rejections_total", "flashhold_soldout_lookups_total", "flashhold_engine_batch_size", "flashhold_engine_round_trips_total", "flashhold_engine_coalesced_ops_total"} {
 		if !strings.Contains(string(m.raw), name) {
 			t.Errorf("metrics lack %s", name)
 		}

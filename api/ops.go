@@ -92,8 +92,11 @@ func newMetrics(eng *engine.Engine) *metrics {
 	st.OnBatch(func(n int) { batch.Observe(float64(n)) })
 	m.reg.MustRegister(m.requests, m.latency, m.holds, batch,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "flashhold_engine_reserve_round_trips_total", Help: "Redis round trips of coalesced reserves (each a pipeline of one script call per partition).",
+			Name: "flashhold_engine_round_trips_total", Help: "Redis round trips of the coalescer (each a pipeline of one reserve call per partition and one call per commit, release or extend of a one-part hold).",
 		}, func() float64 { return float64(st.RoundTrips.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flashhold_engine_coalesced_ops_total", Help: "Commits, releases and extends of one-part holds those round trips carried.",
+		}, func() float64 { return float64(st.Ops.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "flashhold_soldout_rejections_total", Help: "Reservations refused from the in-process sold-out memory, without a Redis script.",
 		}, func() float64 { return float64(st.SoldOutFast.Load()) }),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -54,4 +55,46 @@ func BenchmarkReserve(b *testing.B) {
 	b.Run("coalesced/64-callers", func(b *testing.B) { run(b, true, 64) })
 	b.Run("single/256-callers", func(b *testing.B) { run(b, false, 256) })
 	b.Run("coalesced/256-callers", func(b *testing.B) { run(b, true, 256) })
+}
+
+// BenchmarkCommit measures commits of one-part holds from 64 concurrent callers, with and
+// without coalescing (with it, concurrent commits share round trips). The holds are placed
+// before the timer starts.
+func BenchmarkCommit(b *testing.B) {
+	rdb := testredis.Standalone(b)
+	run := func(b *testing.B, coalesce bool) {
+		e := newEngine(b, rdb, func(c *Config) { c.Coalesce = coalesce })
+		makePool(b, e, PoolConfig{Location: "bench", SKU: "hot", Shards: 8}, 1_000_000_000)
+		ctx := context.Background()
+		ids := make([]string, b.N)
+		var wg sync.WaitGroup
+		for w := range 64 {
+			wg.Go(func() {
+				for i := w; i < len(ids); i += 64 {
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"bench", "hot", 1}},
+						IdempotencyKey: fmt.Sprintf("b%d", i), Actor: "bench"})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					ids[i] = h.ID
+				}
+			})
+		}
+		wg.Wait()
+		var next atomic.Int64
+		b.ResetTimer()
+		b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := e.Commit(ctx, ids[next.Add(1)-1], "bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+	}
+	b.Run("single/64-callers", func(b *testing.B) { run(b, false) })
+	b.Run("coalesced/64-callers", func(b *testing.B) { run(b, true) })
 }

@@ -8,10 +8,11 @@ import (
 	"sync/atomic"
 )
 
-// coalescer sends concurrent reserves to Redis together. Requests wait in one queue; each of
+// coalescer sends concurrent requests to Redis together. Requests wait in one queue; each of
 // CoalesceWorkers workers takes whatever has queued up while its previous round trip was in
-// flight (up to CoalesceMaxBatch), groups it by partition and sends one pipeline: one
-// reserve_batch call per partition (reserve when a partition has a single request). A lone
+// flight (up to CoalesceMaxBatch), groups the reserves by partition and sends one pipeline:
+// one reserve_batch call per partition (reserve when a partition has a single request), and
+// one call per other request (the commit, release or extend of a one-part hold). A lone
 // request goes out at once and a crowd shares round trips and script calls. No timer delays
 // anything.
 type coalescer struct {
@@ -25,7 +26,9 @@ type coalescer struct {
 }
 
 type pendingPlace struct {
-	ctx       context.Context
+	ctx context.Context
+	// op is the operation of a request that is not a reserve (""); it gets a call of its own.
+	op        string
 	partition int
 	args      []any
 	out       chan placeResult
@@ -60,7 +63,12 @@ func (c *coalescer) stop() {
 // its reply. A caller that leaves may still have its request run; a part placed for it
 // expires by itself.
 func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error) {
-	pp := &pendingPlace{ctx: ctx, partition: p, args: args, out: make(chan placeResult, 1)}
+	return c.call(ctx, "", p, args)
+}
+
+// call queues one call of operation op ("": a reserve) on partition p and waits for its reply.
+func (c *coalescer) call(ctx context.Context, op string, p int, args []any) (reply, error) {
+	pp := &pendingPlace{ctx: ctx, op: op, partition: p, args: args, out: make(chan placeResult, 1)}
 	res, err := queueAndWait(c, ctx, c.queue, pp, pp.out)
 	if err != nil {
 		return nil, err
@@ -89,10 +97,11 @@ func queueAndWait[T, R any](c *coalescer, ctx context.Context, q chan<- T, item 
 	}
 }
 
-// partitionCall is one script call of a round trip: the requests of one partition, in the
-// order they queued.
+// partitionCall is one script call of a round trip: the reserves of one partition, in the
+// order they queued, or one other request.
 type partitionCall struct {
 	partition int
+	op        string
 	batch     []*pendingPlace
 }
 
@@ -112,6 +121,10 @@ func (c *coalescer) work() {
 		for _, pp := range batch {
 			if err := pp.ctx.Err(); err != nil {
 				pp.out <- placeResult{err: err}
+				continue
+			}
+			if pp.op != "" {
+				calls = append(calls, partitionCall{partition: pp.partition, op: pp.op, batch: []*pendingPlace{pp}})
 				continue
 			}
 			i, ok := slot[pp.partition]
@@ -156,10 +169,14 @@ func (c *coalescer) flush(calls []partitionCall) {
 	ops := make([]opCall, len(calls))
 	for i := range calls {
 		pc := &calls[i]
-		e.stats.Batches.Add(1)
-		e.stats.BatchedRequests.Add(int64(len(pc.batch)))
-		if h := e.stats.batchHook.Load(); h != nil {
-			(*h)(len(pc.batch))
+		if pc.op != "" {
+			e.stats.Ops.Add(1)
+		} else {
+			e.stats.Batches.Add(1)
+			e.stats.BatchedRequests.Add(int64(len(pc.batch)))
+			if h := e.stats.batchHook.Load(); h != nil {
+				(*h)(len(pc.batch))
+			}
 		}
 		ops[i] = opCall{name: pc.name(), p: pc.partition, args: pc.args()}
 	}
@@ -170,6 +187,9 @@ func (c *coalescer) flush(calls []partitionCall) {
 }
 
 func (pc *partitionCall) name() string {
+	if pc.op != "" {
+		return pc.op
+	}
 	if len(pc.batch) == 1 {
 		return "reserve"
 	}
@@ -217,9 +237,10 @@ func (c *coalescer) answer(pc *partitionCall, r reply, err error) {
 type Stats struct {
 	Reserves        atomic.Int64 // reservations that placed a hold
 	SoldOutFast     atomic.Int64 // reservations refused from the in-process sold-out memory
-	RoundTrips      atomic.Int64 // pipelines the coalescer sent (each one call per partition)
-	Batches         atomic.Int64 // reserve script calls those pipelines carried
-	BatchedRequests atomic.Int64 // requests those calls carried
+	RoundTrips      atomic.Int64 // pipelines the coalescer sent
+	Batches         atomic.Int64 // reserve script calls those pipelines carried (one per partition)
+	BatchedRequests atomic.Int64 // reserves those calls carried
+	Ops             atomic.Int64 // other calls those pipelines carried (commit, release, extend)
 	LookupBatches   atomic.Int64 // round trips of the sold-out path's idempotency reads
 	Lookups         atomic.Int64 // reads those round trips carried
 	Expired         atomic.Int64 // hold parts restored by Sweep calls of this engine

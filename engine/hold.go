@@ -60,7 +60,7 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 			return err
 		}
 	}
-	out, errs := e.runAll(ctx, e.nowMs(), partCalls("commit", token, refs, actor, keep))
+	out, errs := e.runParts(ctx, "commit", token, refs, actor, keep)
 	if err := firstErr(errs); err != nil {
 		return err
 	}
@@ -86,14 +86,20 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 	return failed
 }
 
-// partCalls is one call of an operation per part of a hold, each with the same trailing
-// arguments.
-func partCalls(name, token string, refs []partRef, args ...any) []opCall {
+// runParts calls operation name once per part of a hold, each call with the part's id and
+// then args, and returns each part's reply or error. A one-part hold's call goes through the
+// coalescer (when it is on), sharing a round trip with other requests; the calls of several
+// parts go out together in one pipeline.
+func (e *Engine) runParts(ctx context.Context, name, token string, refs []partRef, args ...any) ([]reply, []error) {
 	calls := make([]opCall, len(refs))
 	for i, ref := range refs {
 		calls[i] = opCall{name: name, p: ref.Partition, args: append([]any{ref.id(token)}, args...)}
 	}
-	return calls
+	if len(calls) == 1 && e.batchers != nil {
+		r, err := e.batchers.call(ctx, name, calls[0].p, calls[0].args)
+		return []reply{r}, []error{err}
+	}
+	return e.runAll(ctx, e.nowMs(), calls)
 }
 
 // firstErr is the first error of errs, or nil.
@@ -110,9 +116,8 @@ func firstErr(errs []error) error {
 // already ended (other than committed, on a retry), the hold cannot be committed whole and
 // the rest is released.
 func (e *Engine) prepareCommit(ctx context.Context, token string, refs []partRef, actor string) error {
-	now := e.nowMs()
 	keep := e.cfg.IdempotencyTTL.Milliseconds()
-	out, errs := e.runAll(ctx, now, partCalls("extend", token, refs, now+e.cfg.CommitGrace.Milliseconds(), actor, keep))
+	out, errs := e.runParts(ctx, "extend", token, refs, e.nowMs()+e.cfg.CommitGrace.Milliseconds(), actor, keep)
 	if err := firstErr(errs); err != nil {
 		return err
 	}
@@ -129,7 +134,7 @@ func (e *Engine) prepareCommit(ctx context.Context, token string, refs []partRef
 	if gone == nil {
 		return nil
 	}
-	_, errs = e.runAll(ctx, e.nowMs(), partCalls("release", token, refs, actor, keep, "commit failed: part ended"))
+	_, errs = e.runParts(ctx, "release", token, refs, actor, keep, "commit failed: part ended")
 	if err := firstErr(errs); err != nil {
 		return err
 	}
@@ -146,7 +151,7 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 	if err := e.checkActor(actor); err != nil {
 		return err
 	}
-	out, errs := e.runAll(ctx, e.nowMs(), partCalls("release", token, refs, actor, e.cfg.IdempotencyTTL.Milliseconds(), ""))
+	out, errs := e.runParts(ctx, "release", token, refs, actor, e.cfg.IdempotencyTTL.Milliseconds(), "")
 	if err := firstErr(errs); err != nil {
 		return err
 	}
@@ -176,8 +181,7 @@ func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, a
 	if ttl < e.cfg.MinTTL || ttl > e.cfg.MaxTTL {
 		return 0, invalid("ttl_ms", "must be %d..%d", e.cfg.MinTTL.Milliseconds(), e.cfg.MaxTTL.Milliseconds())
 	}
-	now := e.nowMs()
-	out, errs := e.runAll(ctx, now, partCalls("extend", token, refs, now+ttl.Milliseconds(), actor, e.cfg.IdempotencyTTL.Milliseconds()))
+	out, errs := e.runParts(ctx, "extend", token, refs, e.nowMs()+ttl.Milliseconds(), actor, e.cfg.IdempotencyTTL.Milliseconds())
 	if err := firstErr(errs); err != nil {
 		return 0, err
 	}

@@ -610,7 +610,7 @@ func (e *Engine) compensate(ctx context.Context, rs *reservation) {
 	if len(refs) == 0 {
 		return
 	}
-	out, errs := e.runAll(context.WithoutCancel(ctx), e.nowMs(), partCalls("release", rs.token, refs, rs.req.Actor, 0, "compensation"))
+	out, errs := e.runParts(context.WithoutCancel(ctx), "release", rs.token, refs, rs.req.Actor, 0, "compensation")
 	for i, ref := range refs {
 		if err := errs[i]; err != nil || (out[i].code() != "OK" && out[i].code() != "ENDED") {
 			e.log.Warn().Err(err).Str("part", ref.id(rs.token)).Msg("compensating release failed; the part will expire")

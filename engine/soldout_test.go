@@ -73,21 +73,25 @@ func isInsufficient(err error) bool {
 
 // TestCoalescing: concurrent reserves share script calls, and the calls of one round trip
 // (one per partition) share a pipeline: on one partition, and on an 8-shard pool whose
-// shards sit on eight partitions.
+// shards sit on eight partitions. Concurrent commits and releases of one-part holds, one call
+// each, share round trips too.
 func TestCoalescing(t *testing.T) {
 	for _, shards := range []int{1, 8} {
 		t.Run(fmt.Sprintf("%d-shards", shards), func(t *testing.T) {
 			e := newEngine(t, testredisStandalone(t), nil)
 			makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: shards}, 10_000)
+			ctx := context.Background()
+			ids := make([]string, 2000)
 			var wg sync.WaitGroup
-			for i := range 2000 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"}); err != nil {
+			for i := range ids {
+				wg.Go(func() {
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"})
+					if err != nil {
 						t.Errorf("reserve: %v", err)
+						return
 					}
-				}()
+					ids[i] = h.ID
+				})
 			}
 			wg.Wait()
 			st := e.Stats()
@@ -98,11 +102,30 @@ func TestCoalescing(t *testing.T) {
 			if shards > 1 && trips == calls {
 				t.Fatalf("%d calls on %d partitions took %d round trips: none shared one", calls, shards, trips)
 			}
-			n := countTypes(checkInvariants(t, e))
-			if n[EventReserved] != 2000 {
-				t.Fatalf("%d RESERVED events for 2000 reserves", n[EventReserved])
-			}
 			t.Logf("2000 reserves in %d calls, %d round trips", calls, trips)
+
+			// Commits and releases of one-part holds: one call each, sharing round trips.
+			for i, id := range ids {
+				wg.Go(func() {
+					end := e.Commit
+					if i%2 == 1 {
+						end = e.Release
+					}
+					if err := end(ctx, id, "shop"); err != nil {
+						t.Errorf("end hold %s: %v", id, err)
+					}
+				})
+			}
+			wg.Wait()
+			ops, endTrips := st.Ops.Load(), st.RoundTrips.Load()-trips
+			if ops != 2000 || endTrips >= 2000/2 {
+				t.Fatalf("2000 concurrent commits and releases made %d calls in %d round trips", ops, endTrips)
+			}
+			t.Logf("2000 commits and releases in %d round trips", endTrips)
+			n := countTypes(checkInvariants(t, e))
+			if n[EventReserved] != 2000 || n[EventCommitted] != 1000 || n[EventReleased] != 1000 {
+				t.Fatalf("events %v for 2000 reserves, 1000 commits and 1000 releases", n)
+			}
 		})
 	}
 }
