@@ -12,7 +12,8 @@ import (
 // CoalesceWorkers workers takes whatever has queued up while its previous round trip was in
 // flight (up to CoalesceMaxBatch), groups the reserves by partition and sends one pipeline:
 // one reserve_batch call per partition (reserve when a partition has a single request), and
-// one call per other request (the commit, release or extend of a one-part hold). A lone
+// one call per other request (the commit, release or extend of a one-part hold, a cart's
+// stored answer). A lone
 // request goes out at once and a crowd shares round trips and script calls. No timer delays
 // anything.
 type coalescer struct {
@@ -240,7 +241,7 @@ type Stats struct {
 	RoundTrips      atomic.Int64 // pipelines the coalescer sent
 	Batches         atomic.Int64 // reserve script calls those pipelines carried (one per partition)
 	BatchedRequests atomic.Int64 // reserves those calls carried
-	Ops             atomic.Int64 // other calls those pipelines carried (commit, release, extend)
+	Ops             atomic.Int64 // other calls those pipelines carried (commit, release, extend, remember)
 	LookupBatches   atomic.Int64 // round trips of the sold-out path's idempotency reads
 	Lookups         atomic.Int64 // reads those round trips carried
 	Expired         atomic.Int64 // hold parts restored by Sweep calls of this engine

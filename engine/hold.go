@@ -87,19 +87,27 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 }
 
 // runParts calls operation name once per part of a hold, each call with the part's id and
-// then args, and returns each part's reply or error. A one-part hold's call goes through the
-// coalescer (when it is on), sharing a round trip with other requests; the calls of several
-// parts go out together in one pipeline.
+// then args, and returns each part's reply or error. A one-part hold's call goes through
+// call; the calls of several parts go out together in one pipeline.
 func (e *Engine) runParts(ctx context.Context, name, token string, refs []partRef, args ...any) ([]reply, []error) {
 	calls := make([]opCall, len(refs))
 	for i, ref := range refs {
 		calls[i] = opCall{name: name, p: ref.Partition, args: append([]any{ref.id(token)}, args...)}
 	}
-	if len(calls) == 1 && e.batchers != nil {
-		r, err := e.batchers.call(ctx, name, calls[0].p, calls[0].args)
+	if len(calls) == 1 {
+		r, err := e.call(ctx, name, calls[0].p, calls[0].args...)
 		return []reply{r}, []error{err}
 	}
 	return e.runAll(ctx, e.nowMs(), calls)
+}
+
+// call runs one operation on partition p: through the coalescer when it is on, where it
+// shares a round trip with other requests, else on its own.
+func (e *Engine) call(ctx context.Context, name string, p int, args ...any) (reply, error) {
+	if e.batchers != nil {
+		return e.batchers.call(ctx, name, p, args)
+	}
+	return e.run(ctx, name, p, e.nowMs(), args...)
 }
 
 // firstErr is the first error of errs, or nil.

@@ -554,7 +554,7 @@ func (e *Engine) finish(ctx context.Context, rs *reservation) (*Hold, error) {
 	self := len(rs.placed) == 1 && len(rs.req.Items) == 1 && rs.placed[0].ref.Shard == rs.home[0] &&
 		rs.placed[0].qty == rs.req.Items[0].Qty
 	if !self {
-		r, err := e.run(ctx, "remember", rs.homePartition(), e.nowMs(), rs.token, rs.fp, answer, rs.keepMs)
+		r, err := e.call(ctx, "remember", rs.homePartition(), rs.token, rs.fp, answer, rs.keepMs)
 		if err != nil {
 			return nil, err
 		}
@@ -591,7 +591,7 @@ func (e *Engine) abandon(ctx context.Context, rs *reservation) {
 	if !rs.marked {
 		return
 	}
-	if _, err := e.run(context.WithoutCancel(ctx), "remember", rs.homePartition(), e.nowMs(), rs.token, rs.fp, "", rs.keepMs); err != nil {
+	if _, err := e.call(context.WithoutCancel(ctx), "remember", rs.homePartition(), rs.token, rs.fp, "", rs.keepMs); err != nil {
 		e.log.Warn().Err(err).Msg("clearing an in-progress mark failed; it lapses after the lease")
 	}
 }
