@@ -148,14 +148,7 @@ func (e *Engine) LoadScripts(ctx context.Context) error {
 		}
 		return nil
 	}
-	switch c := e.rdb.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, load)
-	case *redis.Client:
-		return load(ctx, c)
-	default:
-		return fmt.Errorf("load functions: unsupported Redis client %T", e.rdb)
-	}
+	return e.forEachNode(ctx, load)
 }
 
 // lostFunctions reports a reply that means the node does not have the library (it ran nothing).

@@ -24,6 +24,9 @@ var Names = []string{
 	"rebase", "carry",
 }
 
+// LibraryPrefix starts the name of every version of the library.
+const LibraryPrefix = "flashhold_"
+
 // standalone scripts touch no partition and get no shared helpers; they are called with
 // EVALSHA, not as library functions.
 var standalone = map[string]bool{"lease": true}
@@ -69,7 +72,7 @@ func Library() (name, code string, err error) {
 		ops = append(ops, operation{op, src})
 		fmt.Fprintf(h, "\x00%s\x00%s", op, src)
 	}
-	name = "flashhold_" + hex.EncodeToString(h.Sum(nil))[:16]
+	name = LibraryPrefix + hex.EncodeToString(h.Sum(nil))[:16]
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!lua name=%s\n", name)
 	b.Write(lib)

@@ -25,6 +25,9 @@ Usage:
   flashhold bench [--scenario NAME] [--duration D] [--out DIR] [--clients N] [--rate R] [--stock K]
                                         drive flash-sale load at an in-process flashhold and at
                                         baselines; exit 0 clean, 1 oversold/undersold, 2 could not run
+  flashhold functions [--prune [--keep NAME,...]]
+                                        list the function library versions in Redis; --prune
+                                        deletes all but this build's (and those kept)
   flashhold help                        this text
 
 Configuration comes from FLASHHOLD_* environment variables (see README.md).
@@ -71,6 +74,8 @@ func run(ctx context.Context, args []string) int {
 		err = sweepCmd(ctx)
 	case "stock":
 		err = stockCmd(ctx, args[1:])
+	case "functions":
+		err = functionsCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0
