@@ -23,10 +23,11 @@ const (
 // maxAdjust bounds one change, far above any real delivery, to keep counters sane.
 const maxAdjust = 1_000_000_000
 
-// MaxAvailable is the most units a pool (and each of its shards) may have available. Redis
-// Lua prints numbers with 14 significant digits, so counters and the numbers in the ledger's
-// canonical event strings must stay below 10^14: a pool's total stays below 10^12, and
-// transfers between its at most 64 shards keep each shard below 64·10^12.
+// MaxAvailable is the most units a pool may have available: a change is refused when it would
+// lift the pool's total above it, and in Redis when it would lift the shard's own count above
+// it. Redis Lua prints numbers with 14 significant digits, so counters and the numbers in the
+// ledger's canonical event strings must stay below 10^14; even racing changes followed by
+// transfers that gather a 64-shard pool into one shard stay below 64·10^12.
 const MaxAvailable = 1_000_000_000_000
 
 // AdjustRequest is a vendor's change to a pool's available units.

@@ -13,9 +13,8 @@ import (
 // flight (up to CoalesceMaxBatch), groups the reserves by partition and sends one pipeline:
 // one reserve_batch call per partition (reserve when a partition has a single request), and
 // one call per other request (the commit, release or extend of a one-part hold, a cart's
-// stored answer). A lone
-// request goes out at once and a crowd shares round trips and script calls. No timer delays
-// anything.
+// stored answer). A lone request goes out at once and a crowd shares round trips and script
+// calls. No timer delays anything.
 type coalescer struct {
 	e     *Engine
 	queue chan *pendingPlace

@@ -104,10 +104,9 @@ type reservation struct {
 }
 
 type placedPart struct {
-	ref  partRef
-	line int
-	qty  int64
-	new  bool
+	ref partRef
+	qty int64
+	new bool
 }
 
 func (e *Engine) validateReserve(req *ReserveRequest) error {
@@ -336,7 +335,7 @@ func (e *Engine) reserveLine(ctx context.Context, rs *reservation, li int) (*Hol
 		if single && r.str(4) == "existing" && r.int(1) == qty {
 			return e.replaySingle(rs, ref, qty, r.int(2)), nil // a retry of a one-part hold
 		}
-		rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+		rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, qty: r.int(1), new: r.str(4) == "new"})
 		if r.int(1) >= qty {
 			return nil, nil
 		}
@@ -418,7 +417,7 @@ func (e *Engine) reserveParts(ctx context.Context, rs *reservation, li int, need
 		}
 		switch r.code() {
 		case "OK":
-			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, qty: r.int(1), new: r.str(4) == "new"})
 			holding[best] = true
 			need -= r.int(1)
 			counts[best].Available = r.int(3)
@@ -496,7 +495,7 @@ func (e *Engine) reserveByTransfer(ctx context.Context, rs *reservation, li int,
 		}
 		switch r.code() {
 		case "OK":
-			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, line: li, qty: r.int(1), new: r.str(4) == "new"})
+			rs.lines[li] = append(rs.lines[li], placedPart{ref: ref, qty: r.int(1), new: r.str(4) == "new"})
 			return nil
 		case "INSUFFICIENT":
 			continue
