@@ -95,7 +95,7 @@ func newMetrics(eng *engine.Engine) *metrics {
 			Name: "flashhold_engine_round_trips_total", Help: "Redis round trips of the coalescer (each a pipeline of one reserve call per partition and one call per other request).",
 		}, func() float64 { return float64(st.RoundTrips.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "flashhold_engine_coalesced_ops_total", Help: "Commits, releases and extends of one-part holds, and stored answers of carts, those round trips carried.",
+			Name: "flashhold_engine_coalesced_ops_total", Help: "Commits, releases and extends of one-part holds, and stored answers of carts, those round trips carried (a partition's commits and releases share end_batch calls).",
 		}, func() float64 { return float64(st.Ops.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "flashhold_soldout_rejections_total", Help: "Reservations refused from the in-process sold-out memory, without a Redis script.",

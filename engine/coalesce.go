@@ -10,11 +10,11 @@ import (
 
 // coalescer sends concurrent requests to Redis together. Requests wait in one queue; each of
 // CoalesceWorkers workers takes whatever has queued up while its previous round trip was in
-// flight (up to CoalesceMaxBatch), groups the reserves by partition and sends one pipeline:
-// one reserve_batch call per partition (reserve when a partition has a single request), and
-// one call per other request (the commit, release or extend of a one-part hold, a cart's
-// stored answer). A lone request goes out at once and a crowd shares round trips and script
-// calls. No timer delays anything.
+// flight (up to CoalesceMaxBatch), groups it by partition and sends one pipeline: one
+// reserve_batch call per partition for its reserves and one end_batch call for its commits
+// and releases (reserve, commit or release when there is a single one), and one call per
+// other request (the extend of a one-part hold, a cart's stored answer). A lone request goes
+// out at once and a crowd shares round trips and script calls. No timer delays anything.
 type coalescer struct {
 	e     *Engine
 	queue chan *pendingPlace
@@ -27,7 +27,7 @@ type coalescer struct {
 
 type pendingPlace struct {
 	ctx context.Context
-	// op is the operation of a request that is not a reserve (""); it gets a call of its own.
+	// op is the operation of a request that is not a reserve (""); see kindOf.
 	op        string
 	partition int
 	args      []any
@@ -97,12 +97,38 @@ func queueAndWait[T, R any](c *coalescer, ctx context.Context, q chan<- T, item 
 	}
 }
 
-// partitionCall is one script call of a round trip: the reserves of one partition, in the
-// order they queued, or one other request.
+// callKind is what a call of a round trip carries.
+type callKind int
+
+const (
+	reserves callKind = iota // reserves of one partition: reserve, or reserve_batch for several
+	ends                     // commits and releases of one partition: commit or release, or end_batch
+	single                   // one other request (extend, remember)
+)
+
+// kindOf is the kind of call a request of operation op goes into.
+func kindOf(op string) callKind {
+	switch op {
+	case "":
+		return reserves
+	case "commit", "release":
+		return ends
+	}
+	return single
+}
+
+// partitionCall is one script call of a round trip: the reserves, or the commits and
+// releases, of one partition in the order they queued; or one other request.
 type partitionCall struct {
 	partition int
-	op        string
+	kind      callKind
 	batch     []*pendingPlace
+}
+
+// slotKey finds the batched call of a partition in a round trip.
+type slotKey struct {
+	partition int
+	kind      callKind
 }
 
 func (c *coalescer) work() {
@@ -110,7 +136,7 @@ func (c *coalescer) work() {
 	max := c.e.cfg.CoalesceMaxBatch
 	batch := make([]*pendingPlace, 0, max)
 	var calls []partitionCall
-	slot := map[int]int{} // partition -> index in calls
+	slot := map[slotKey]int{} // index in calls
 	for {
 		var ok bool
 		if batch, ok = takeBatch(c.ctx, c.queue, batch[:0], max); !ok {
@@ -123,15 +149,17 @@ func (c *coalescer) work() {
 				pp.out <- placeResult{err: err}
 				continue
 			}
-			if pp.op != "" {
-				calls = append(calls, partitionCall{partition: pp.partition, op: pp.op, batch: []*pendingPlace{pp}})
+			kind := kindOf(pp.op)
+			if kind == single {
+				calls = append(calls, partitionCall{partition: pp.partition, kind: single, batch: []*pendingPlace{pp}})
 				continue
 			}
-			i, ok := slot[pp.partition]
+			key := slotKey{pp.partition, kind}
+			i, ok := slot[key]
 			if !ok {
 				i = len(calls)
-				slot[pp.partition] = i
-				calls = append(calls, partitionCall{partition: pp.partition})
+				slot[key] = i
+				calls = append(calls, partitionCall{partition: pp.partition, kind: kind})
 			}
 			calls[i].batch = append(calls[i].batch, pp)
 		}
@@ -169,8 +197,11 @@ func (c *coalescer) flush(calls []partitionCall) {
 	ops := make([]opCall, len(calls))
 	for i := range calls {
 		pc := &calls[i]
-		if pc.op != "" {
-			e.stats.Ops.Add(1)
+		if pc.kind == ends {
+			e.stats.EndCalls.Add(1)
+		}
+		if pc.kind != reserves {
+			e.stats.Ops.Add(int64(len(pc.batch)))
 		} else {
 			e.stats.Batches.Add(1)
 			e.stats.BatchedRequests.Add(int64(len(pc.batch)))
@@ -187,24 +218,42 @@ func (c *coalescer) flush(calls []partitionCall) {
 }
 
 func (pc *partitionCall) name() string {
-	if pc.op != "" {
-		return pc.op
-	}
-	if len(pc.batch) == 1 {
+	switch {
+	case len(pc.batch) == 1 && pc.kind == reserves:
 		return "reserve"
+	case len(pc.batch) == 1:
+		return pc.batch[0].op
+	case pc.kind == reserves:
+		return "reserve_batch"
 	}
-	return "reserve_batch"
+	return "end_batch"
 }
 
 func (pc *partitionCall) args() []any {
 	if len(pc.batch) == 1 {
 		return pc.batch[0].args
 	}
+	if pc.kind == ends {
+		args := make([]any, 0, len(pc.batch)*5)
+		for _, pp := range pc.batch {
+			args = append(args, endRequest(pp.op, pp.args)...)
+		}
+		return args
+	}
 	args := make([]any, 0, len(pc.batch)*reqWidth)
 	for _, pp := range pc.batch {
 		args = append(args, pp.args...)
 	}
 	return args
+}
+
+// endRequest turns the arguments of a commit (part, actor, keep) or a release (part, actor,
+// keep, reason) into one request of end_batch (outcome, part, actor, keep, reason).
+func endRequest(op string, args []any) []any {
+	if op == "commit" {
+		return []any{"COMMITTED", args[0], args[1], args[2], ""}
+	}
+	return []any{"RELEASED", args[0], args[1], args[2], args[3]}
 }
 
 // answer hands each request of a call its own reply.
@@ -217,7 +266,7 @@ func (c *coalescer) answer(pc *partitionCall, r reply, err error) {
 		return
 	}
 	if err == nil && len(r) != len(batch) {
-		err = fmt.Errorf("reserve_batch on partition %d: %d replies for %d requests", p, len(r), len(batch))
+		err = fmt.Errorf("%s on partition %d: %d replies for %d requests", pc.name(), p, len(r), len(batch))
 	}
 	for i, pp := range batch {
 		if err != nil {
@@ -226,7 +275,7 @@ func (c *coalescer) answer(pc *partitionCall, r reply, err error) {
 		}
 		one, ok := r[i].([]any)
 		if !ok {
-			pp.out <- placeResult{err: fmt.Errorf("reserve_batch on partition %d: reply %d is %T", p, i, r[i])}
+			pp.out <- placeResult{err: fmt.Errorf("%s on partition %d: reply %d is %T", pc.name(), p, i, r[i])}
 			continue
 		}
 		pp.out <- placeResult{r: reply(one)}
@@ -240,7 +289,8 @@ type Stats struct {
 	RoundTrips      atomic.Int64 // pipelines the coalescer sent
 	Batches         atomic.Int64 // reserve script calls those pipelines carried (one per partition)
 	BatchedRequests atomic.Int64 // reserves those calls carried
-	Ops             atomic.Int64 // other calls those pipelines carried (commit, release, extend, remember)
+	Ops             atomic.Int64 // other requests those pipelines carried (commit, release, extend, remember)
+	EndCalls        atomic.Int64 // commit, release and end_batch calls that carried the commits and releases
 	LookupBatches   atomic.Int64 // round trips of the sold-out path's idempotency reads
 	Lookups         atomic.Int64 // reads those round trips carried
 	Expired         atomic.Int64 // hold parts restored by Sweep calls of this engine

@@ -73,8 +73,8 @@ func isInsufficient(err error) bool {
 
 // TestCoalescing: concurrent reserves share script calls, and the calls of one round trip
 // (one per partition) share a pipeline: on one partition, and on an 8-shard pool whose
-// shards sit on eight partitions. Concurrent commits and releases of one-part holds, one call
-// each, share round trips too.
+// shards sit on eight partitions. Concurrent commits and releases of one-part holds share
+// end_batch calls and round trips the same way.
 func TestCoalescing(t *testing.T) {
 	for _, shards := range []int{1, 8} {
 		t.Run(fmt.Sprintf("%d-shards", shards), func(t *testing.T) {
@@ -117,11 +117,11 @@ func TestCoalescing(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			ops, endTrips := st.Ops.Load(), st.RoundTrips.Load()-trips
-			if ops != 2000 || endTrips >= 2000/2 {
-				t.Fatalf("2000 concurrent commits and releases made %d calls in %d round trips", ops, endTrips)
+			ops, endCalls, endTrips := st.Ops.Load(), st.EndCalls.Load(), st.RoundTrips.Load()-trips
+			if ops != 2000 || endCalls >= 2000/2 || endTrips > endCalls {
+				t.Fatalf("2000 concurrent commits and releases went out in %d calls (%d requests), %d round trips", endCalls, ops, endTrips)
 			}
-			t.Logf("2000 commits and releases in %d round trips", endTrips)
+			t.Logf("2000 commits and releases in %d calls, %d round trips", endCalls, endTrips)
 			n := countTypes(checkInvariants(t, e))
 			if n[EventReserved] != 2000 || n[EventCommitted] != 1000 || n[EventReleased] != 1000 {
 				t.Fatalf("events %v for 2000 reserves, 1000 commits and 1000 releases", n)
@@ -177,5 +177,69 @@ func TestBatchWriteBack(t *testing.T) {
 	}
 	if n := countTypes(checkInvariants(t, e)); n[EventReserved] != 2 {
 		t.Fatalf("%d RESERVED events, want 2", n[EventReserved])
+	}
+}
+
+// TestEndBatch: end_batch answers each commit or release exactly as commit or release would
+// alone, in order (a repeat within the call sees the first one's tombstone; an expired part
+// is restored as EXPIRED), writes the counters once at its end, and refuses a malformed batch
+// whole before changing anything.
+func TestEndBatch(t *testing.T) {
+	e := newEngine(t, testredisStandalone(t), nil)
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10)
+	p := e.PartitionOf("s1", "one", 0)
+	now := e.nowMs()
+	place := func(part string, qty int, exp int64) {
+		t.Helper()
+		r, err := e.run(ctx, "reserve", p, now, part, "s1", "one", 0, qty, exp, "", 0, part, "fp-"+part, "1", "1", "shop", 8, 60_000, 0)
+		if err != nil || r.code() != "OK" {
+			t.Fatalf("place %s: %v %v", part, r, err)
+		}
+	}
+	place("a.0.0", 2, now+60_000)
+	place("b.0.0", 3, now+60_000)
+	place("c.0.0", 1, now-1) // already expired
+	place("d.0.0", 1, now+60_000)
+	end := func(outcome, part string, keep int) []any {
+		return []any{outcome, part, "shop", keep, ""}
+	}
+	before := seqOf(t, e, p)
+	if _, err := e.run(ctx, "end_batch", p, now, append(end("COMMITTED", "a.0.0", 60_000), end("SOLD", "b.0.0", 60_000)...)...); err == nil {
+		t.Fatal("a batch with an unknown outcome was accepted")
+	}
+	if seqOf(t, e, p) != before {
+		t.Fatal("a refused batch wrote events")
+	}
+	var args []any
+	args = append(args, end("COMMITTED", "a.0.0", 60_000)...)
+	args = append(args, end("COMMITTED", "a.0.0", 60_000)...) // the same commit again
+	args = append(args, end("RELEASED", "b.0.0", 60_000)...)
+	args = append(args, end("COMMITTED", "b.0.0", 60_000)...) // released just before
+	args = append(args, end("COMMITTED", "c.0.0", 60_000)...) // past its expiry
+	args = append(args, end("RELEASED", "d.0.0", 0)...)       // compensation: no tombstone
+	args = append(args, end("RELEASED", "d.0.0", 0)...)
+	args = append(args, end("RELEASED", "x.0.0", 60_000)...) // never placed
+	r, err := e.run(ctx, "end_batch", p, now, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[[OK] [ENDED COMMITTED] [OK] [ENDED RELEASED] [ENDED EXPIRED] [OK] [NOT_FOUND] [NOT_FOUND]]"
+	if got := fmt.Sprint(r); got != want {
+		t.Fatalf("replies\n got %s\nwant %s", got, want)
+	}
+	snap, err := e.Snapshot(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := snap.Shards[shardField("s1", "one", 0)]; c.Available != 8 || c.Held != 0 || c.Committed != 2 {
+		t.Fatalf("counters %+v, want 8 available, 0 held, 2 committed", c)
+	}
+	if len(snap.Holds) != 0 {
+		t.Fatalf("%d open holds, want none", len(snap.Holds))
+	}
+	n := countTypes(checkInvariants(t, e))
+	if n[EventCommitted] != 1 || n[EventReleased] != 2 || n[EventExpired] != 1 {
+		t.Fatalf("events %v: want 1 COMMITTED, 2 RELEASED, 1 EXPIRED", n)
 	}
 }

@@ -18,18 +18,4 @@ local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
-local rec = redis.call('HGET', K_HOLDS, part)
-if not rec then
-  local ended = redis.call('HGET', K_HOLDS, 'd:' .. part)
-  if ended then
-    return {'ENDED', split(ended)[1]}
-  end
-  return {'NOT_FOUND'}
-end
-local h = dec_hold(rec)
-if h.exp <= NOW then
-  end_part(part, h, 'EXPIRED', 'sweeper', '', keep_ms)
-  return {'ENDED', 'EXPIRED'}
-end
-end_part(part, h, 'COMMITTED', actor, '', keep_ms)
-return {'OK'}
+return end_hold(part, 'COMMITTED', actor, keep_ms, '')

@@ -220,6 +220,38 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
 end
 
+-- live_part reads an active hold part for commit, release, extend and end_batch. It returns
+-- the part, or nil and the reply to give instead: {'ENDED', outcome} when it ended before,
+-- {'ENDED', 'EXPIRED'} when its expiry had passed (it is restored now, with an EXPIRED event),
+-- {'NOT_FOUND'} when there is no such part (never placed, or its tombstone was forgotten).
+local function live_part(part, keep_ms)
+  local rec = redis.call('HGET', K_HOLDS, part)
+  if not rec then
+    local ended = redis.call('HGET', K_HOLDS, 'd:' .. part)
+    if ended then
+      return nil, {'ENDED', split(ended)[1]}
+    end
+    return nil, {'NOT_FOUND'}
+  end
+  local h = dec_hold(rec)
+  if h.exp <= NOW then
+    end_part(part, h, 'EXPIRED', 'sweeper', '', keep_ms)
+    return nil, {'ENDED', 'EXPIRED'}
+  end
+  return h
+end
+
+-- end_hold ends an active hold part as outcome (COMMITTED or RELEASED): {'OK'}, or
+-- live_part's reply.
+local function end_hold(part, outcome, actor, keep_ms, reason)
+  local h, other = live_part(part, keep_ms)
+  if not h then
+    return other
+  end
+  end_part(part, h, outcome, actor, reason, keep_ms)
+  return {'OK'}
+end
+
 -- reclaim expires up to n holds of this partition whose expiry is <= now.
 -- Returns the number restored.
 local function reclaim(n, keep_ms)

@@ -19,7 +19,7 @@ var files embed.FS
 
 // Names lists every operation script.
 var Names = []string{
-	"reserve", "reserve_batch", "commit", "release", "extend", "sweep", "adjust",
+	"reserve", "reserve_batch", "commit", "release", "end_batch", "extend", "sweep", "adjust",
 	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease", "repair",
 	"rebase", "carry",
 }

@@ -1,0 +1,30 @@
+-- end_batch: commit or release many hold parts of one partition in one call (coalesced
+-- commits and releases). Each request is handled exactly as commit.lua or release.lua would
+-- handle it alone, in order.
+--
+-- KEYS[1..8] -> the partition's keys (see lib.lua)
+-- ARGV[1]  -> partition number
+-- ARGV[2]  -> now (ms)
+-- ARGV[3..] -> requests, 5 values each: outcome (COMMITTED or RELEASED), part id, actor, how
+--              long (ms) the tombstone is kept (0: none), reason
+--
+-- Output: one reply per request, each as commit.lua's or release.lua's reply; or
+-- {'FENCED', reason} for all.
+local fence = fenced()
+if fence then
+  return {'FENCED', fence}
+end
+-- Checked before anything changes: a batch is refused whole or run whole.
+for i = 3, #ARGV, 5 do
+  if ARGV[i] ~= 'COMMITTED' and ARGV[i] ~= 'RELEASED' then
+    return redis.error_reply('ERR end_batch: outcome must be COMMITTED or RELEASED, got ' .. tostring(ARGV[i]))
+  end
+end
+-- Counters, seq and head are written once, after the last request (see BATCH in lib.lua).
+BATCH = true
+local out = {}
+for i = 3, #ARGV, 5 do
+  out[#out + 1] = end_hold(ARGV[i + 1], ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
+end
+flush()
+return out
