@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -690,15 +691,25 @@ func (p *Persister) UpdateLag(ctx context.Context) error {
 		wm[k] = v
 	}
 	p.mu.Unlock()
+	// Partitions this persister has not persisted (another's, or none yet): what the ledger
+	// holds of them, by their highest persisted seq.
+	var unknown []int
+	for part := range seqs {
+		if _, ok := wm[part]; !ok {
+			unknown = append(unknown, part)
+		}
+	}
+	if len(unknown) > 0 {
+		held, err := p.store.Persisted(ctx, unknown)
+		if err != nil {
+			return err
+		}
+		maps.Copy(wm, held)
+	}
 	lag := make([]int64, len(seqs))
 	var oldest time.Duration
 	for part, seq := range seqs {
-		w, ok := wm[part]
-		if !ok {
-			if w, err = p.store.Watermark(ctx, part); err != nil {
-				return err
-			}
-		}
+		w := wm[part]
 		lag[part] = max(seq-w, 0)
 		label := strconv.Itoa(part)
 		p.lagGauge.WithLabelValues(label).Set(float64(lag[part]))

@@ -298,6 +298,40 @@ func TestTwoPersisters(t *testing.T) {
 	checkLedger(t, e, s)
 }
 
+// TestLag: a persister measures the lag of every partition, also of those it never read
+// (another persister's, or before its first pass), from what the ledger holds of them.
+func TestLag(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	makePool(t, e, "lag", 8, 100000)
+	workload(t, e, "lag", 20, 5, "lag")
+	seqs, _, err := e.Heads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events int64
+	for _, n := range seqs {
+		events += n
+	}
+	worker, watcher := NewPersister(e, s, persistConfig(), WithConsumer("worker")), NewPersister(e, s, persistConfig(), WithConsumer("watcher"))
+	if err := watcher.UpdateLag(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, age := watcher.Lag(); n != events || age <= 0 {
+		t.Fatalf("before any pass: lag %d events, %s; want %d events, a positive age", n, age, events)
+	}
+	drain(t, worker)
+	for _, p := range []*Persister{worker, watcher} {
+		if err := p.UpdateLag(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, age := p.Lag(); n != 0 || age != 0 {
+			t.Fatalf("after the worker persisted everything: lag %d events, %s", n, age)
+		}
+	}
+}
+
 // TestForkDetected: Redis loses acknowledged writes of one partition (its keys are restored
 // from an earlier dump) and new writes reuse the lost sequence numbers. The next batch finds
 // the fork, the partition is fenced, an alarm is recorded, and the ledger is untouched.
