@@ -144,6 +144,9 @@ func TestBatchWriteBack(t *testing.T) {
 	req := func(part, sku string, qty int, token string) []any {
 		return []any{part, "s1", sku, 0, qty, exp, "", 0, token, "fp-" + token, "1", "1", "shop", 8, 60_000, 0}
 	}
+	if _, err := e.run(ctx, "reserve_batch", p, now, append(req("a.0.0", "one", 4, "a"), "b.0.0", "s1")...); err == nil {
+		t.Fatal("a batch with a truncated request was accepted")
+	}
 	var args []any
 	args = append(args, req("a.0.0", "one", 4, "a")...)
 	args = append(args, req("a.0.0", "one", 4, "a")...)  // the same request again
@@ -207,6 +210,9 @@ func TestEndBatch(t *testing.T) {
 	before := seqOf(t, e, p)
 	if _, err := e.run(ctx, "end_batch", p, now, append(end("COMMITTED", "a.0.0", 60_000), end("SOLD", "b.0.0", 60_000)...)...); err == nil {
 		t.Fatal("a batch with an unknown outcome was accepted")
+	}
+	if _, err := e.run(ctx, "end_batch", p, now, append(end("COMMITTED", "a.0.0", 60_000), "RELEASED", "b.0.0")...); err == nil {
+		t.Fatal("a batch with a truncated request was accepted")
 	}
 	if seqOf(t, e, p) != before {
 		t.Fatal("a refused batch wrote events")

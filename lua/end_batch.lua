@@ -14,7 +14,11 @@ local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
--- Checked before anything changes: a batch is refused whole or run whole.
+-- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
+-- refused before anything changes.
+if (#ARGV - 2) % 5 ~= 0 then
+  return redis.error_reply('ERR end_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of 5')
+end
 for i = 3, #ARGV, 5 do
   if ARGV[i] ~= 'COMMITTED' and ARGV[i] ~= 'RELEASED' then
     return redis.error_reply('ERR end_batch: outcome must be COMMITTED or RELEASED, got ' .. tostring(ARGV[i]))

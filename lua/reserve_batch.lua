@@ -11,6 +11,11 @@ local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
+-- A runtime error half-way would leave what BATCH keeps unwritten: refuse a malformed batch
+-- before anything changes.
+if (#ARGV - 2) % REQ_WIDTH ~= 0 then
+  return redis.error_reply('ERR reserve_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of ' .. REQ_WIDTH)
+end
 -- Counters, new hold records, seq and head are written once, after the last request (see
 -- BATCH in lib.lua).
 BATCH = true
