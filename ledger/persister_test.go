@@ -332,6 +332,49 @@ func TestLag(t *testing.T) {
 	}
 }
 
+// TestWatermark: the gap-free watermark is found from a reconciliation checkpoint whose row is
+// still the one verified (the rows below it are not searched again), else from seq 1.
+func TestWatermark(t *testing.T) {
+	ctx := context.Background()
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	p := NewPersister(e, s, persistConfig())
+	makePool(t, e, "wm", 1, 1000)
+	part := e.PartitionOf("s1", "wm", 0)
+	workload(t, e, "wm", 4, 5, "wm")
+	drain(t, p)
+	seqs, _, err := e.Heads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := seqs[part]
+	if w, err := s.Watermark(ctx, part); err != nil || w != head {
+		t.Fatalf("watermark %d, %v; want the head, %d", w, err, head)
+	}
+	const at = 5
+	var hash string
+	if err := s.pool.QueryRow(ctx, `SELECT hash FROM inventory_events WHERE partition = $1 AND seq = $2`, part, at).Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`INSERT INTO checkpoints (partition, seq, hash) VALUES ($1, $2, $3)`, part, at, hash)
+	exec(`DELETE FROM inventory_events WHERE partition = $1 AND seq IN (2, $2)`, part, at+3)
+	for _, c := range []struct {
+		name, hash string
+		want       int64
+	}{{"verified checkpoint", hash, at + 2}, {"checkpoint row changed since", "other", 1}} {
+		exec(`UPDATE checkpoints SET hash = $2 WHERE partition = $1`, part, c.hash)
+		if w, err := s.Watermark(ctx, part); err != nil || w != c.want {
+			t.Fatalf("%s: watermark %d, %v; want %d", c.name, w, err, c.want)
+		}
+	}
+}
+
 // TestForkDetected: Redis loses acknowledged writes of one partition (its keys are restored
 // from an earlier dump) and new writes reuse the lost sequence numbers. The next batch finds
 // the fork, the partition is fenced, an alarm is recorded, and the ledger is untouched.
