@@ -147,8 +147,10 @@ func parseCSV(r io.Reader) ([]Row, []RowError, error) {
 }
 
 // Load creates or updates each row's pool and sets its available stock. The stock change of
-// a row is idempotent: loading the same file again changes nothing, unless reset names a
-// new load (any string), in which case stock is set again.
+// a row is idempotent for as long as the engine keeps transaction records
+// (FLASHHOLD_IDEMPOTENCY_TTL): loading the same file again within it changes nothing, unless
+// reset names a new load (any string), in which case stock is set again. Later, a load sets
+// stock again.
 func Load(ctx context.Context, e *engine.Engine, rows []Row, actor, reset string) (int, []RowError) {
 	var bad []RowError
 	n := 0

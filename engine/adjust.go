@@ -107,7 +107,7 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 	}
 	fp := fingerprint(req.Location, req.SKU, req.Kind, strconv.FormatInt(req.Qty, 10), req.Reason)
 	if p.Shards == 1 {
-		r, err := e.adjustShard(ctx, p, 0, req.Kind, req.Qty, req.TransactionID, fp, req)
+		r, err := e.adjustShard(ctx, p, 0, req.Kind, req.Qty, req.TransactionID, fp, req, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -119,10 +119,21 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 	return e.adjustSharded(ctx, p, req, fp)
 }
 
-func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, qty int64, tx, fp string, req AdjustRequest) (*AdjustResult, error) {
+// poolChange is what a change to a sharded pool does to the whole pool, as its first attempt
+// planned it: every shard's record of the transaction carries it, so a retry completes that
+// change instead of planning another from counts that sales may have moved since.
+type poolChange struct {
+	before, delta int64
+}
+
+func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, qty int64, tx, fp string, req AdjustRequest, whole *poolChange) (*AdjustResult, error) {
 	part := p.partitions[s]
+	wholeBefore, wholeDelta := "", ""
+	if whole != nil {
+		wholeBefore, wholeDelta = strconv.FormatInt(whole.before, 10), strconv.FormatInt(whole.delta, 10)
+	}
 	r, err := e.run(ctx, "adjust", part, e.nowMs(), p.Location, p.SKU, s, kind, qty, tx, fp,
-		req.Actor, req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable)
+		req.Actor, req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable, wholeBefore, wholeDelta)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +163,7 @@ type shardTx struct {
 	done          bool
 	fp            string
 	before, after int64
+	whole         *poolChange // nil in records written without it
 }
 
 func (e *Engine) readShardTx(ctx context.Context, p *pool, tx string) ([]ShardCount, []shardTx, error) {
@@ -176,12 +188,21 @@ func (e *Engine) readShardTx(ctx context.Context, p *pool, tx string) ([]ShardCo
 			continue
 		}
 		f := strings.Split(v, "|")
-		if len(f) != 3 {
+		if len(f) != 3 && len(f) != 5 {
 			continue
 		}
 		txs[s].done, txs[s].fp = true, f[0]
 		txs[s].before, _ = strconv.ParseInt(f[1], 10, 64)
 		txs[s].after, _ = strconv.ParseInt(f[2], 10, 64)
+		if len(f) == 5 {
+			var w poolChange
+			b, errB := strconv.ParseInt(f[3], 10, 64)
+			d, errD := strconv.ParseInt(f[4], 10, 64)
+			if errB == nil && errD == nil {
+				w.before, w.delta = b, d
+				txs[s].whole = &w
+			}
+		}
 	}
 	return counts, txs, nil
 }
@@ -205,25 +226,28 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 				anyDone = true
 			}
 		}
-		before := total - applied
-		var delta int64
-		switch req.Kind {
-		case Restock:
-			delta = req.Qty
-		case Spoilage:
-			delta = -req.Qty
-		case Adjustment:
-			delta = req.Qty
-		case Set:
-			delta = req.Qty - before
+		whole := recordedChange(txs)
+		if whole == nil { // the first attempt (or records written without the change)
+			whole = &poolChange{before: total - applied}
+			switch req.Kind {
+			case Restock:
+				whole.delta = req.Qty
+			case Spoilage:
+				whole.delta = -req.Qty
+			case Adjustment:
+				whole.delta = req.Qty
+			case Set:
+				whole.delta = req.Qty - whole.before
+			}
 		}
+		before, delta := whole.before, whole.delta
 		if delta > 0 && before+delta > MaxAvailable {
 			return nil, tooMany(p, before)
 		}
 		res = &AdjustResult{Before: before, After: before + delta, Replayed: anyDone}
 		plan, err := planAdjust(counts, txs, delta-applied)
 		if err != nil {
-			return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: -delta, Available: before}
+			return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: -(delta - applied), Available: total - applied}
 		}
 		if len(plan) == 0 {
 			break
@@ -244,7 +268,7 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 			}
 			r := req
 			r.Reason = reason
-			_, err := e.adjustShard(ctx, p, step.shard, kind, qty, req.TransactionID+"/"+strconv.Itoa(step.shard), fp, r)
+			_, err := e.adjustShard(ctx, p, step.shard, kind, qty, req.TransactionID+"/"+strconv.Itoa(step.shard), fp, r, whole)
 			if errors.Is(err, ErrInsufficient) {
 				raced = true // a reservation took units meanwhile: plan again with fresh counts
 				break
@@ -264,6 +288,16 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 		e.forgetSoldOut(p.Key())
 	}
 	return res, nil
+}
+
+// recordedChange is the pool change a transaction's shard records carry, or nil.
+func recordedChange(txs []shardTx) *poolChange {
+	for _, tx := range txs {
+		if tx.whole != nil {
+			return tx.whole
+		}
+	}
+	return nil
 }
 
 type adjustStep struct {

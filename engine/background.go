@@ -113,7 +113,7 @@ func (e *Engine) WriteOff(ctx context.Context, location, sku, txid, actor, reaso
 	var total int64
 	for s := range p.partitions {
 		r, err := e.adjustShard(ctx, p, s, "WRITEOFF", 0, txid+"/"+strconv.Itoa(s), "writeoff",
-			AdjustRequest{Actor: actor, Reason: reason, TransactionID: txid})
+			AdjustRequest{Actor: actor, Reason: reason, TransactionID: txid}, nil)
 		if err != nil {
 			return total, err
 		}

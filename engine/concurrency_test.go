@@ -265,7 +265,7 @@ func TestCustomerLimitConcurrent(t *testing.T) {
 		p, _ := e.pool(ctx, "wh-1", "limited")
 		home := homeShard(p, "", 0, "alice")
 		other := (home + 3) % 8
-		if _, err := e.adjustShard(ctx, p, other, Restock, 100, "stock-other", "fp", AdjustRequest{Actor: "test"}); err != nil {
+		if _, err := e.adjustShard(ctx, p, other, Restock, 100, "stock-other", "fp", AdjustRequest{Actor: "test"}, nil); err != nil {
 			t.Fatal(err)
 		}
 

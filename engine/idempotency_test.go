@@ -176,7 +176,7 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 		twice("commit", "tok.0.0", "shop", keep)
 		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "shop", 8, keep, 0)
 		twice("release", "tok2.0.0", "shop", keep, "")
-		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable)
+		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable, "", "")
 		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
 		r := twice("sweep", 100, 100, keep)
 		if r.int(0) != 0 {
@@ -230,3 +230,67 @@ func TestTransferInterrupted(t *testing.T) {
 }
 
 var _ = time.Second
+
+// TestAdjustRetryAfterSales: a retried vendor change answers and completes the change its
+// first attempt made, even after sales moved the counts: a completed SET replays without
+// changing anything (single-shard and sharded pools), and a sharded SET cut short after one
+// shard's share completes the rest of the same change.
+func TestAdjustRetryAfterSales(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		e := newEngine(t, rdb, nil)
+		sell := func(sku, key string) {
+			t.Helper()
+			h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", sku, 1}}, IdempotencyKey: key, Actor: "shop"})
+			if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		available := func(sku string) int64 {
+			t.Helper()
+			a, err := e.Availability(ctx, "s1", sku)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a.Available
+		}
+		for _, shards := range []int{1, 4} {
+			sku := fmt.Sprintf("set-%d", shards)
+			makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: shards}, 0)
+			set := AdjustRequest{Location: "s1", SKU: sku, Kind: Set, Qty: 100, TransactionID: "load-1", Actor: "vendor"}
+			if _, err := e.Adjust(ctx, set); err != nil {
+				t.Fatal(err)
+			}
+			sell(sku, "buy-"+sku)
+			before := partitionSeqs(t, e)
+			r, err := e.Adjust(ctx, set)
+			if err != nil || !r.Replayed || r.Before != 0 || r.After != 100 {
+				t.Fatalf("%d shards: retry of a completed SET after a sale: %+v, %v; want the first answer, 0 -> 100", shards, r, err)
+			}
+			if fmt.Sprint(partitionSeqs(t, e)) != fmt.Sprint(before) || available(sku) != 99 {
+				t.Fatalf("%d shards: the retry changed the pool (available %d, want 99)", shards, available(sku))
+			}
+		}
+
+		// A sharded SET whose first attempt stopped after shard 0's share of +100.
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "cut", Shards: 4}, 0)
+		p, err := e.pool(ctx, "s1", "cut")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := fingerprint("s1", "cut", Set, "100", "")
+		share := AdjustRequest{Location: "s1", SKU: "cut", Kind: Set, Qty: 100, TransactionID: "load-2", Actor: "vendor", Reason: "SET 100"}
+		if _, err := e.adjustShard(ctx, p, 0, Adjustment, 25, "load-2/0", fp, share, &poolChange{before: 0, delta: 100}); err != nil {
+			t.Fatal(err)
+		}
+		sell("cut", "buy-cut")
+		r, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "cut", Kind: Set, Qty: 100, TransactionID: "load-2", Actor: "vendor"})
+		if err != nil || r.Replayed || r.Before != 0 || r.After != 100 {
+			t.Fatalf("completing a cut-short SET: %+v, %v; want 0 -> 100", r, err)
+		}
+		if got := available("cut"); got != 99 {
+			t.Fatalf("after completing the SET: %d available; want 99 (100 set, 1 sold since)", got)
+		}
+		checkInvariants(t, e)
+	})
+}

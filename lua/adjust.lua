@@ -16,6 +16,9 @@
 -- ARGV[11] -> reason
 -- ARGV[12] -> how long (ms) the transaction record is kept
 -- ARGV[13] -> the most units the shard may have available
+-- ARGV[14], ARGV[15] -> for a share of a sharded pool's change: the pool's available units
+--             before the change and the whole change, kept in the transaction record so a
+--             retry completes the same change ('' for a single-shard pool)
 --
 -- Output:
 --   {'OK', before, after, 'new'|'replay'}  available before and after the change
@@ -83,6 +86,10 @@ if delta ~= 0 then
   after = redis.call('HINCRBY', K_STOCK, f, delta)
   emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason)
 end
-redis.call('HSET', K_HOLDS, tf, fp .. '|' .. before .. '|' .. after)
+local record = fp .. '|' .. before .. '|' .. after
+if (ARGV[14] or '') ~= '' then
+  record = record .. '|' .. ARGV[14] .. '|' .. ARGV[15]
+end
+redis.call('HSET', K_HOLDS, tf, record)
 forget_at('h:' .. tf, keep_ms)
 return {'OK', before, after, 'new'}

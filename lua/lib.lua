@@ -8,7 +8,9 @@
 --                         "d:<part>"    -> how an ended part ended (see end_part)
 --                         "i:<token>"   -> idempotency record: "fingerprint|answer", or
 --                                          "fingerprint|~P|since" while a request is in progress
---                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after"
+--                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after", and
+--                                          for a share of a sharded pool's change
+--                                          "|pool before|whole change"
 --   KEYS[3] exp    zset   part id scored by expiry (ms): the sweeper's index
 --   KEYS[4] gc     zset   "h:<holds field>" / "x:<xfer field>" scored by when to forget it
 --   KEYS[5] log    stream the partition's events, entry id "<seq>-0", fields e (canonical) and h (hash)
