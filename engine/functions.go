@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flashhold/flashhold/internal/rediskeys"
 	"github.com/flashhold/flashhold/lua"
 )
 
@@ -23,14 +24,7 @@ type Library struct {
 
 // forEachNode runs f on every node: the one server, or every master of a cluster.
 func (e *Engine) forEachNode(ctx context.Context, f func(context.Context, *redis.Client) error) error {
-	switch c := e.rdb.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, f)
-	case *redis.Client:
-		return f(ctx, c)
-	default:
-		return fmt.Errorf("unsupported Redis client %T", e.rdb)
-	}
+	return rediskeys.ForEachNode(ctx, e.rdb, f)
 }
 
 // Libraries lists every version of the flashhold function library that Redis holds, sorted by
