@@ -273,12 +273,20 @@ func (c *coalescer) answer(pc *partitionCall, r reply, err error) {
 			pp.out <- placeResult{err: err}
 			continue
 		}
-		one, ok := r[i].([]any)
-		if !ok {
+		var one reply
+		switch v := r[i].(type) {
+		case []any:
+			one = v
+		case int64:
+			if pc.kind == reserves { // reserve_batch answers a part placed now with its available count alone
+				one = reply{"OK", pp.args[reqQty], pp.args[reqExp], v, "new"}
+			}
+		}
+		if one == nil {
 			pp.out <- placeResult{err: fmt.Errorf("%s on partition %d: reply %d is %T", pc.name(), p, i, r[i])}
 			continue
 		}
-		pp.out <- placeResult{r: reply(one)}
+		pp.out <- placeResult{r: one}
 	}
 }
 

@@ -68,8 +68,13 @@ const (
 	StatusMixed     = "MIXED"
 )
 
-// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..18]).
-const reqWidth = 16
+// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..18]); the qty
+// and the expiry are at reqQty and reqExp.
+const (
+	reqWidth = 16
+	reqQty   = 4
+	reqExp   = 5
+)
 
 // placement asks one shard for one hold part.
 type placement struct {
