@@ -229,20 +229,15 @@ func (pc *partitionCall) name() string {
 	return "end_batch"
 }
 
-func (pc *partitionCall) args() []any {
-	if len(pc.batch) == 1 {
-		return pc.batch[0].args
-	}
-	if pc.kind == ends {
-		args := make([]any, 0, len(pc.batch)*5)
-		for _, pp := range pc.batch {
-			args = append(args, endRequest(pp.op, pp.args)...)
+// args are the call's arguments after the partition number and now: each request's own.
+func (pc *partitionCall) args() [][]any {
+	args := make([][]any, len(pc.batch))
+	for i, pp := range pc.batch {
+		if pc.kind == ends && len(pc.batch) > 1 {
+			args[i] = endRequest(pp.op, pp.args)
+		} else {
+			args[i] = pp.args
 		}
-		return args
-	}
-	args := make([]any, 0, len(pc.batch)*reqWidth)
-	for _, pp := range pc.batch {
-		args = append(args, pp.args...)
 	}
 	return args
 }

@@ -183,22 +183,25 @@ func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
 func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ...any) (reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
-	full := scriptArgs(p, now, args)
-	cmd := e.rdb.FCall(ctx, e.fns[name], e.ks.partition(p), full...)
+	cmd := e.fcall(ctx, name, p, now, args)
+	_ = e.rdb.Process(ctx, cmd)
 	if lostFunctions(cmd.Err()) {
 		if err := e.LoadScripts(ctx); err != nil {
 			return nil, fmt.Errorf("%s on partition %d: %w", name, p, err)
 		}
-		cmd = e.rdb.FCall(ctx, e.fns[name], e.ks.partition(p), full...)
+		cmd = e.fcall(ctx, name, p, now, args)
+		_ = e.rdb.Process(ctx, cmd)
 	}
 	return e.scriptReply(name, p, cmd)
 }
 
-// opCall is one call of an operation on one partition, for runAll.
+// opCall is one call of an operation on one partition, for runAll. args are its arguments
+// after the partition number and now, in pieces sent one after another (a batch passes each
+// request's own).
 type opCall struct {
 	name string
 	p    int
-	args []any
+	args [][]any
 }
 
 // runAll sends calls as one pipeline and returns each call's reply or error (out[i] and
@@ -212,7 +215,8 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall) (out []r
 	send := func(todo []int) {
 		pipe := e.rdb.Pipeline()
 		for _, i := range todo {
-			cmds[i] = e.scriptCmd(ctx, pipe, calls[i].name, calls[i].p, now, calls[i].args)
+			cmds[i] = e.fcall(ctx, calls[i].name, calls[i].p, now, calls[i].args...)
+			_ = pipe.Process(ctx, cmds[i])
 		}
 		pipe.Exec(ctx) // each command's own error is read below
 	}
@@ -245,16 +249,25 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall) (out []r
 	return out, errs
 }
 
-// scriptCmd queues a call of an operation on partition p in a pipeline. A reply for which
+// fcall builds the FCALL of operation name on partition p in one argument list: the
+// partition's keys, p and now, then the pieces of args one after another. A reply for which
 // lostFunctions holds means the node lost the library, and the call did nothing.
-func (e *Engine) scriptCmd(ctx context.Context, pipe redis.Pipeliner, name string, p int, now int64, args []any) *redis.Cmd {
-	return pipe.FCall(ctx, e.fns[name], e.ks.partition(p), scriptArgs(p, now, args)...)
-}
-
-func scriptArgs(p int, now int64, args []any) []any {
-	full := make([]any, 0, len(args)+2)
-	full = append(full, p, now)
-	return append(full, args...)
+func (e *Engine) fcall(ctx context.Context, name string, p int, now int64, args ...[]any) *redis.Cmd {
+	head := e.ks.calls[p]
+	n := 2 + len(head) + 1
+	for _, a := range args {
+		n += len(a)
+	}
+	full := make([]any, 0, n)
+	full = append(full, "fcall", e.fns[name])
+	full = append(full, head...)
+	full = append(full, now)
+	for _, a := range args {
+		full = append(full, a...)
+	}
+	cmd := redis.NewCmd(ctx, full...)
+	cmd.SetFirstKeyPos(3) // the first key, for a cluster client's routing
+	return cmd
 }
 
 // scriptReply reads a script call's reply.

@@ -90,13 +90,13 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 // then args, and returns each part's reply or error. A one-part hold's call goes through
 // call; the calls of several parts go out together in one pipeline.
 func (e *Engine) runParts(ctx context.Context, name, token string, refs []partRef, args ...any) ([]reply, []error) {
+	if len(refs) == 1 {
+		r, err := e.call(ctx, name, refs[0].Partition, append([]any{refs[0].id(token)}, args...)...)
+		return []reply{r}, []error{err}
+	}
 	calls := make([]opCall, len(refs))
 	for i, ref := range refs {
-		calls[i] = opCall{name: name, p: ref.Partition, args: append([]any{ref.id(token)}, args...)}
-	}
-	if len(calls) == 1 {
-		r, err := e.call(ctx, name, calls[0].p, calls[0].args...)
-		return []reply{r}, []error{err}
+		calls[i] = opCall{name: name, p: ref.Partition, args: [][]any{{ref.id(token)}, args}}
 	}
 	return e.runAll(ctx, e.nowMs(), calls)
 }

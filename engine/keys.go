@@ -29,7 +29,7 @@ func (n namePattern) MatchString(s string) bool {
 // String is the pattern as a regular expression (error messages name it).
 func (n namePattern) String() string { return "^[A-Za-z0-9._:-]{1," + strconv.Itoa(n.max) + "}$" }
 
-// Names of the ten keys of one partition, in the order every script receives them.
+// Names of the eight keys of one partition, in the order every script receives them.
 var partitionKeyNames = [...]string{"stock", "holds", "exp", "gc", "log", "meta", "cust", "xfer"}
 
 // keyspace builds Redis key names. Every key of partition n carries the hash tag {pn},
@@ -37,17 +37,23 @@ var partitionKeyNames = [...]string{"stock", "holds", "exp", "gc", "log", "meta"
 type keyspace struct {
 	prefix string
 	parts  [][]string
+	// calls[p] is what every FCALL on partition p sends after the function name: the number
+	// of keys, the keys and p, boxed once (see Engine.fcall).
+	calls [][]any
 }
 
 func newKeyspace(prefix string, partitions int) keyspace {
-	ks := keyspace{prefix: prefix, parts: make([][]string, partitions)}
+	ks := keyspace{prefix: prefix, parts: make([][]string, partitions), calls: make([][]any, partitions)}
 	for p := range ks.parts {
 		tag := prefix + ":{p" + strconv.Itoa(p) + "}:"
 		keys := make([]string, len(partitionKeyNames))
+		call := make([]any, 0, len(keys)+2)
+		call = append(call, len(keys))
 		for i, name := range partitionKeyNames {
 			keys[i] = tag + name
+			call = append(call, keys[i])
 		}
-		ks.parts[p] = keys
+		ks.parts[p], ks.calls[p] = keys, append(call, p)
 	}
 	return ks
 }
