@@ -70,9 +70,20 @@ func (ev *Event) ComputeHash() string {
 
 // ParseEvent decodes a stream entry's canonical text and checks it against its hash.
 func ParseEvent(canonical, hash string) (Event, error) {
-	f := strings.Split(canonical, "|")
-	if len(f) != eventFields || f[0] != "1" {
-		return Event{}, fmt.Errorf("event: want %d fields of version 1, got %d", eventFields, len(f))
+	// The fields are cut into an array, not split into a new slice: the persister parses
+	// every event, and this is one allocation fewer per event.
+	var f [eventFields]string
+	rest, n := canonical, 0
+	for ; n < eventFields-1; n++ {
+		i := strings.IndexByte(rest, '|')
+		if i < 0 {
+			break
+		}
+		f[n], rest = rest[:i], rest[i+1:]
+	}
+	f[n] = rest
+	if n != eventFields-1 || strings.IndexByte(rest, '|') >= 0 || f[0] != "1" {
+		return Event{}, fmt.Errorf("event: want %d fields of version 1, got %d", eventFields, strings.Count(canonical, "|")+1)
 	}
 	var ev Event
 	var err error
@@ -101,8 +112,10 @@ func ParseEvent(canonical, hash string) (Event, error) {
 	// The text as written is what the script hashed; hashing it directly (rather than a text
 	// rebuilt from the fields) is as strict and avoids rebuilding it.
 	sum := sha1.Sum([]byte(canonical))
-	if got := hex.EncodeToString(sum[:]); got != hash {
-		return Event{}, fmt.Errorf("event %d/%d: hash %s does not match its content (%s)", ev.Partition, ev.Seq, hash, got)
+	var got [2 * sha1.Size]byte
+	hex.Encode(got[:], sum[:])
+	if string(got[:]) != hash {
+		return Event{}, fmt.Errorf("event %d/%d: hash %s does not match its content (%s)", ev.Partition, ev.Seq, hash, got[:])
 	}
 	return ev, nil
 }
