@@ -245,13 +245,7 @@ func write(ctx context.Context, tx pgx.Tx, events []engine.Event, mode string) (
 		return 0, nil
 	}
 	if mode == ModeCopy {
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"inventory_events"}, eventColumns, pgx.CopyFromSlice(len(events), func(i int) ([]any, error) {
-			return eventRow(&events[i]), nil
-		}))
-		if err != nil {
-			return 0, fmt.Errorf("ledger: copy: %w", err)
-		}
-		return n, nil
+		return copyEvents(ctx, tx, events)
 	}
 	var total int64
 	per := maxParams / len(eventColumns)
