@@ -28,9 +28,10 @@ type PersistConfig struct {
 	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
 	// Linger (0: off) is the pause after a pass that found less than a quarter of MaxRows:
 	// under steady traffic the next pass then takes a larger batch, which costs less per
-	// event, but the work comes in bursts (see the README for what it trades). Passes that
-	// find more (catching up) follow each other at once.
-	Linger time.Duration `env:"FLASHHOLD_PERSIST_LINGER" envDefault:"0s"`
+	// event, and passes no longer follow each other with a few events each, every one with
+	// its fixed Redis and Postgres round trips, which lengthened the reserve path's latency
+	// tail (see the README). Passes that find more (catching up) follow each other at once.
+	Linger time.Duration `env:"FLASHHOLD_PERSIST_LINGER" envDefault:"20ms"`
 	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
 	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
 	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
