@@ -130,6 +130,64 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
+// TestCoalescedReplies: holds placed by concurrent reserves that share reserve_batch calls
+// (whose reply for a part placed now carries only the available count) come back with the
+// quantity and expiry each request asked for, the same as GetHold reads and as a retry with
+// the same key answers from Redis.
+func TestCoalescedReplies(t *testing.T) {
+	clock := newFakeClock()
+	e := newEngine(t, testredisStandalone(t), nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "many", Shards: 8}, 100_000)
+	ctx := context.Background()
+	req := func(i int) ReserveRequest {
+		return ReserveRequest{Items: []Item{{"s1", "many", int64(1 + i%3)}}, IdempotencyKey: fmt.Sprintf("r%d", i),
+			TTL: time.Duration(10+i%5) * time.Minute, Actor: "shop"}
+	}
+	check := func(i int, h *Hold) {
+		t.Helper()
+		want := clock.Ms() + req(i).TTL.Milliseconds()
+		var qty int64
+		for _, p := range h.Parts {
+			qty += p.Qty
+		}
+		if h.ExpiresAt != want || qty != req(i).Items[0].Qty {
+			t.Errorf("request %d: hold expires at %d with %d units, want %d and %d", i, h.ExpiresAt, qty, want, req(i).Items[0].Qty)
+		}
+	}
+	holds := make([]*Hold, 400)
+	var wg sync.WaitGroup
+	for i := range holds {
+		wg.Go(func() {
+			h, err := e.Reserve(ctx, req(i))
+			if err != nil {
+				t.Errorf("reserve %d: %v", i, err)
+				return
+			}
+			holds[i] = h
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if st := e.Stats(); st.BatchedRequests.Load() <= st.Batches.Load() {
+		t.Fatalf("%d reserves in %d calls: no call carried several", st.BatchedRequests.Load(), st.Batches.Load())
+	}
+	for i, h := range holds {
+		check(i, h)
+		again, err := e.Reserve(ctx, req(i))
+		if err != nil || again.ID != h.ID {
+			t.Fatalf("retry %d: %v, %v (first %s)", i, again, err, h.ID)
+		}
+		check(i, again)
+		got, err := e.GetHold(ctx, h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(i, got)
+	}
+}
+
 // TestBatchWriteBack: reserve_batch keeps counters and new hold records in the script and
 // writes them once at its end. Within one call a retry of a part placed earlier answers
 // "existing" from what the call holds, an unknown shard leaves no counter behind, a short
