@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flashhold/flashhold/internal/testredis"
 )
@@ -100,4 +101,45 @@ func BenchmarkCommit(b *testing.B) {
 	}
 	b.Run("single/64-callers", func(b *testing.B) { run(b, false) })
 	b.Run("coalesced/64-callers", func(b *testing.B) { run(b, true) })
+}
+
+// BenchmarkReserveBatch sends reserve_batch calls of 1, 6 and 64 single-unit requests on one
+// shard, one call after another: b.N reservations in all. It isolates what Redis does per
+// reservation from the coalescer. Under deploy/local/redis-instructions.sh, two -benchtime
+// values give Redis's instructions per reservation as the difference of the two totals over
+// the difference of the two counts (setup cancels out), for example 3200x and 320x.
+func BenchmarkReserveBatch(b *testing.B) {
+	rdb := testredis.Standalone(b)
+	for _, size := range []int{1, 6, 64} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			e := newEngine(b, rdb, func(c *Config) { c.Coalesce = false })
+			makePool(b, e, PoolConfig{Location: "bench", SKU: "batch", Shards: 1}, 1_000_000_000)
+			ctx := context.Background()
+			p := e.PartitionOf("bench", "batch", 0)
+			exp := e.nowMs() + 30*60*1000
+			round := time.Now().UnixNano() // the benchmark runs more than once on the same keys
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(size, b.N-done)
+				args := make([]any, 0, n*reqWidth)
+				for i := done; i < done+n; i++ {
+					token := fmt.Sprintf("%016x%016x", round, i)
+					args = append(args, token+".0.0", "bench", "batch", 0, 1, exp, "", 0, token,
+						"0123456789abcdef0123456789abcdef01234567", "1", "1", "bench", 8, 3_600_000, 0)
+				}
+				r, err := e.run(ctx, "reserve_batch", p, e.nowMs(), args...)
+				if err != nil || len(r) != n {
+					b.Fatalf("reserve_batch of %d: %d replies, %v", n, len(r), err)
+				}
+				for _, x := range r {
+					if _, placed := x.(int64); !placed { // a part placed now is answered with a count
+						b.Fatalf("reserve_batch answered %v", x)
+					}
+				}
+				done += n
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
+		})
+	}
 }
