@@ -27,7 +27,7 @@ type coalescer struct {
 
 type pendingPlace struct {
 	ctx context.Context
-	// op is the operation of a request that is not a reserve (""); see kindOf.
+	// op is the request's operation (reserve, commit, ...); see kindOf.
 	op        string
 	partition int
 	args      []any
@@ -59,14 +59,8 @@ func (c *coalescer) stop() {
 	c.wg.Wait()
 }
 
-// submit queues one reserve request (reserve.lua's ARGV[3..]) for partition p and waits for
-// its reply. A caller that leaves may still have its request run; a part placed for it
-// expires by itself.
-func (c *coalescer) submit(ctx context.Context, p int, args []any) (reply, error) {
-	return c.call(ctx, "", p, args)
-}
-
-// call queues one call of operation op ("": a reserve) on partition p and waits for its reply.
+// call queues one call of operation op on partition p and waits for its reply. A caller that
+// leaves may still have its request run; a part placed for it expires by itself.
 func (c *coalescer) call(ctx context.Context, op string, p int, args []any) (reply, error) {
 	pp := &pendingPlace{ctx: ctx, op: op, partition: p, args: args, out: make(chan placeResult, 1)}
 	res, err := queueAndWait(c, ctx, c.queue, pp, pp.out)
@@ -109,7 +103,7 @@ const (
 // kindOf is the kind of call a request of operation op goes into.
 func kindOf(op string) callKind {
 	switch op {
-	case "":
+	case "reserve":
 		return reserves
 	case "commit", "release":
 		return ends
@@ -219,8 +213,6 @@ func (c *coalescer) flush(calls []partitionCall) {
 
 func (pc *partitionCall) name() string {
 	switch {
-	case len(pc.batch) == 1 && pc.kind == reserves:
-		return "reserve"
 	case len(pc.batch) == 1:
 		return pc.batch[0].op
 	case pc.kind == reserves:

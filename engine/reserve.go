@@ -299,10 +299,7 @@ func (e *Engine) place(ctx context.Context, rs *reservation, pl placement) (repl
 	args := []any{pl.part, pl.pool.Location, pl.pool.SKU, pl.shard, pl.qty, rs.exp, rs.req.Customer,
 		pl.pool.CustomerLimit, rs.token, rs.fp, flag(pl.checkIdem), flag(pl.final),
 		rs.req.Actor, e.cfg.ReclaimInline, rs.keepMs, pl.pendingMs}
-	if e.batchers != nil {
-		return e.batchers.submit(ctx, pl.partition, args)
-	}
-	return e.run(ctx, "reserve", pl.partition, e.nowMs(), args...)
+	return e.call(ctx, "reserve", pl.partition, args...)
 }
 
 func flag(b bool) string {
