@@ -25,8 +25,7 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 	out := map[string]Stats{}
 	d := b.opts.BaselineDuration
 	closed := func(name string, op Op) Stats {
-		run := Drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(name)}, op)
-		return summarize(run.Samples, run.Elapsed, nil)
+		return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(name)}, op).summary()
 	}
 
 	// http_hello: the same request as a flash-sale reserve, to a handler that does nothing.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,6 +81,29 @@ func TestEveryScenarioSmoke(t *testing.T) {
 	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript, EngineInProcess} {
 		if r.Baselines[b].ThroughputRPS <= 0 || r.Baselines[b].Errors != 0 {
 			t.Errorf("baseline %s: %+v", b, r.Baselines[b])
+		}
+	}
+	// Every closed loop is costed in CPU; the engine's runs spend Redis time too.
+	costed := map[string]*Stats{}
+	for i, p := range fs.Phases {
+		costed[p.Name] = &fs.Phases[i].Stats
+	}
+	if fs.OpenLoop != nil {
+		costed["open loop"] = &fs.OpenLoop.Stats
+	}
+	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript, EngineInProcess} {
+		st := r.Baselines[b]
+		costed[b] = &st
+	}
+	for name, st := range costed {
+		c := st.CPU
+		if c == nil || c.ProcessUs <= 0 || c.RedisUs < 0 || (runtime.GOOS == "linux" && (c.MachineUs <= 0 || c.Busy <= 0 || c.Busy > 1)) {
+			t.Errorf("%s: CPU %+v", name, c)
+		}
+	}
+	for _, b := range []string{RedisScript, EngineInProcess} {
+		if c := r.Baselines[b].CPU; c != nil && c.RedisUs <= 0 {
+			t.Errorf("%s: no Redis CPU: %+v", b, c)
 		}
 	}
 	if r.Memory.PeakRSSMiB <= 0 || r.Memory.OpenHolds == 0 {

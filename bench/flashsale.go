@@ -95,7 +95,7 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 	r := b.newReserveOp("fs", pool.Location, pool.SKU, holdTTL)
 	defer r.cl.close()
 	watch := b.lagWatch(ctx)
-	run := Drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("flash-sale")}, r.op)
+	run := b.drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("flash-sale")}, r.op)
 	lag := watch()
 	if o.NoPersister {
 		lag = nil
@@ -119,9 +119,11 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		sc.Notes = append(sc.Notes, fmt.Sprintf("the stock of %d did not sell out in %s: raise --duration or lower --stock", o.Stock, o.Duration))
 	}
 	selling := summarize(run.Samples, time.Duration(lastGrant), func(s sample) bool { return s.start+s.lat <= lastGrant })
+	selling.CPU = run.cpuCost(0, time.Duration(lastGrant), selling.Requests)
 	sc.Phases = append(sc.Phases, Phase{Name: "selling", Stats: selling})
 	if soldOut {
 		sold := summarize(run.Samples, run.Elapsed-time.Duration(lastGrant), func(s sample) bool { return s.start > lastGrant })
+		sold.CPU = run.cpuCost(time.Duration(lastGrant), run.Elapsed, sold.Requests)
 		sc.Phases = append(sc.Phases, Phase{Name: "sold out", Stats: sold})
 	}
 	sc.Series = series(run.Samples, run.Elapsed, 250*time.Millisecond)
@@ -167,9 +169,9 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		hrun := Drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress("http_hello open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+		hrun := b.drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress("http_hello open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
 		stop()
-		hs := summarize(hrun.Samples, hrun.Elapsed, nil)
+		hs := hrun.summary()
 		sc.OpenLoop.Hello = &hs
 		ips, imissed, iiv, err := b.openRun(ctx, "flash-open-engine", rate, b.inProcessOp)
 		if err != nil {
@@ -197,8 +199,8 @@ func (b *bench) openRun(ctx context.Context, sku string, rate float64, mk func(e
 	}
 	op, granted, done := mk(pool)
 	defer done()
-	run := Drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress(sku + " open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
-	st := summarize(run.Samples, run.Elapsed, nil)
+	run := b.drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress(sku + " open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+	st := run.summary()
 	ids := granted()
 	failed := b.endHolds(ctx, ids, true)
 	iv, err := b.check(ctx, []expectation{{pool: pool, stock: stock, committed: int64(len(ids)) - failed}}, false)

@@ -149,7 +149,7 @@ func (b *bench) mixScenario(ctx context.Context, name string, pools []engine.Poo
 	b.settle(ctx, 60*time.Second)
 	s := b.newShopper(name, pools, pick)
 	defer s.cl.close()
-	run := Drive(ctx, Load{Workers: b.opts.Clients, Duration: b.opts.Duration, Progress: b.progress(name)}, s.op)
+	run := b.drive(ctx, Load{Workers: b.opts.Clients, Duration: b.opts.Duration, Progress: b.progress(name)}, s.op)
 	want, failed := s.finish(ctx, b, stock)
 	iv, err := b.check(ctx, want, false)
 	if err != nil {
@@ -163,7 +163,7 @@ func (b *bench) mixScenario(ctx context.Context, name string, pools []engine.Poo
 	if failed > 0 {
 		sc.Notes = append(sc.Notes, fmt.Sprintf("%d open holds could not be released at the end", failed))
 	}
-	all := summarize(run.Samples, run.Elapsed, nil)
+	all := run.summary()
 	res := summarize(run.Samples, run.Elapsed, func(s sample) bool { return s.kind == Reserve })
 	end := summarize(run.Samples, run.Elapsed, func(s sample) bool { return s.kind == End })
 	sc.Phases = []Phase{{Name: "all requests", Stats: all}, {Name: "reserves", Stats: res}, {Name: "commits and releases", Stats: end}}

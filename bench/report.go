@@ -238,6 +238,7 @@ func (r *Report) Markdown() string {
 			}
 		}
 	}
+	r.cpuTable(&b, names)
 	b.WriteString("\n## Invariants (read from Redis after every hold ended)\n\n| scenario | pools | stock | available | held | committed | client committed | oversold | undersold |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range r.scenarioNames() {
 		iv := r.Scenarios[n].Invariants
@@ -263,6 +264,9 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "; sweeper lag at most %.2f s", *s.SweeperLagMaxS)
 		}
 		b.WriteString("\n")
+		for _, line := range r.cpuBounds(s) {
+			fmt.Fprintf(&b, "  - %s\n", line)
+		}
 		for _, note := range s.Notes {
 			fmt.Fprintf(&b, "  - %s\n", note)
 		}
@@ -285,3 +289,56 @@ func (r *Report) Markdown() string {
 func trimFloat(v float64) string {
 	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", v), "0"), ".")
 }
+
+// cpuTable writes what every run cost in CPU per request.
+func (r *Report) cpuTable(b *strings.Builder, baselines []string) {
+	b.WriteString("\n## CPU per request\n\nMicroseconds of one core per request, spent by the whole machine (/proc/stat), by the bench process (load generator, API, engine, sweeper and persister), by Redis (INFO cpu) and by the rest (Postgres, the kernel's threads, anything else). A closed loop that keeps the machine busy answers at most CPUs × 10⁶ / machine µs requests a second.\n\n")
+	b.WriteString("| run | req/s | machine busy | machine µs | bench process µs | Redis µs | rest µs |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	row := func(name string, st *Stats) {
+		if st == nil || st.CPU == nil {
+			return
+		}
+		c := st.CPU
+		fmt.Fprintf(b, "| %s | %.0f | %.0f%% | %.1f | %.1f | %.1f | %.1f |\n", name, st.ThroughputRPS, c.Busy*100, c.MachineUs, c.ProcessUs, c.RedisUs, c.OtherUs)
+	}
+	for _, n := range baselines {
+		st := r.Baselines[n]
+		row("baseline "+n, &st)
+	}
+	for _, n := range r.scenarioNames() {
+		s := r.Scenarios[n]
+		for i := range s.Phases {
+			row(n+" "+s.Phases[i].Name, &s.Phases[i].Stats)
+		}
+		if ol := s.OpenLoop; ol != nil {
+			row(fmt.Sprintf("%s open loop at %.0f/s", n, ol.RateRPS), &ol.Stats)
+			row(n+" open loop against http_hello", ol.Hello)
+			row(n+" open loop in process", ol.InProcess)
+		}
+	}
+}
+
+// cpuBounds says, for the flash-sale phases, what their CPU cost per request allows against
+// http_hello: with every core busy at that cost, a phase answers at most CPUs × 10⁶ / machine
+// µs requests a second. Only phases that kept the machine nearly busy are bounded so, since
+// coalescing makes a request cheaper under more load.
+func (r *Report) cpuBounds(s *Scenario) []string {
+	hello := r.Baselines[HTTPHello].ThroughputRPS
+	if s.Name != FlashSale || hello <= 0 || r.Machine.CPUs <= 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range s.Phases {
+		c := p.CPU
+		if c == nil || c.MachineUs <= 0 || c.Busy < busyEnough {
+			continue
+		}
+		most := float64(r.Machine.CPUs) * 1e6 / c.MachineUs
+		out = append(out, fmt.Sprintf("%s: %.1f µs of CPU per request with the machine %.0f%% busy; at that cost %d CPUs answer at most %.0f requests/s, %.2f of http_hello",
+			p.Name, c.MachineUs, c.Busy*100, r.Machine.CPUs, most, most/hello))
+	}
+	return out
+}
+
+// busyEnough is how busy a phase must keep the machine for its CPU cost to bound it.
+const busyEnough = 0.9

@@ -35,7 +35,7 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 		}
 		return out, kind
 	}
-	frun := Drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Done: func() bool { return placed.Load() >= int64(o.StormHolds) },
+	frun := b.drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Done: func() bool { return placed.Load() >= int64(o.StormHolds) },
 		Progress: b.progress("expiry-storm fill")}, fillOp)
 	abandoned := int64(len(fill.granted()))
 
@@ -46,7 +46,7 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 	defer s.cl.close()
 	var worst time.Duration
 	stopWatch := every(100*time.Millisecond, func() { worst = max(worst, b.sweeper.Lag()) })
-	run := Drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("expiry-storm")}, s.op)
+	run := b.drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("expiry-storm")}, s.op)
 	want, failed := s.finish(ctx, b, stock)
 	heldAfterStorm := int64(-1)
 	if a, err := b.eng.Availability(ctx, pool.Location, pool.SKU); err == nil {
@@ -74,8 +74,8 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 	if failed > 0 {
 		sc.Notes = append(sc.Notes, fmt.Sprintf("%d open holds could not be released at the end", failed))
 	}
-	fstats := summarize(frun.Samples, frun.Elapsed, nil)
-	all := summarize(run.Samples, run.Elapsed, nil)
+	fstats := frun.summary()
+	all := run.summary()
 	res := summarize(run.Samples, run.Elapsed, func(s sample) bool { return s.kind == Reserve })
 	sc.Phases = []Phase{{Name: "fill (abandoned holds)", Stats: fstats}, {Name: "storm: all requests", Stats: all}, {Name: "storm: reserves", Stats: res}}
 	sc.ThroughputRPS, sc.P50Ms, sc.P99Ms, sc.P999Ms = all.ThroughputRPS, res.P50Ms, res.P99Ms, res.P999Ms
