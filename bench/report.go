@@ -341,4 +341,4 @@ func (r *Report) cpuBounds(s *Scenario) []string {
 }
 
 // busyEnough is how busy a phase must keep the machine for its CPU cost to bound it.
-const busyEnough = 0.9
+const busyEnough = 0.85
