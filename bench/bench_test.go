@@ -106,6 +106,18 @@ func TestEveryScenarioSmoke(t *testing.T) {
 			t.Errorf("%s: no Redis CPU: %+v", b, c)
 		}
 	}
+	// The coalescer's grouping is told where it ran, and only there.
+	if g := r.Baselines[EngineInProcess].Coalescing; g == nil || g.ReservesPerRoundTrip < 1 || g.ReservesPerCall < 1 || g.ReservesPerCall > g.ReservesPerRoundTrip {
+		t.Errorf("engine_in_process coalescing: %+v", g)
+	}
+	if g := fs.Phases[0].Coalescing; g == nil || g.ReservesPerRoundTrip < 1 {
+		t.Errorf("selling coalescing: %+v", g)
+	}
+	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript} {
+		if g := r.Baselines[b].Coalescing; g != nil {
+			t.Errorf("%s went through no coalescer but reports %+v", b, g)
+		}
+	}
 	if r.Memory.PeakRSSMiB <= 0 || r.Memory.OpenHolds == 0 {
 		t.Errorf("memory: %+v", r.Memory)
 	}

@@ -119,11 +119,11 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		sc.Notes = append(sc.Notes, fmt.Sprintf("the stock of %d did not sell out in %s: raise --duration or lower --stock", o.Stock, o.Duration))
 	}
 	selling := summarize(run.Samples, time.Duration(lastGrant), func(s sample) bool { return s.start+s.lat <= lastGrant })
-	selling.CPU = run.cpuCost(0, time.Duration(lastGrant), selling.Requests)
+	run.costWindow(&selling, 0, time.Duration(lastGrant))
 	sc.Phases = append(sc.Phases, Phase{Name: "selling", Stats: selling})
 	if soldOut {
 		sold := summarize(run.Samples, run.Elapsed-time.Duration(lastGrant), func(s sample) bool { return s.start > lastGrant })
-		sold.CPU = run.cpuCost(time.Duration(lastGrant), run.Elapsed, sold.Requests)
+		run.costWindow(&sold, time.Duration(lastGrant), run.Elapsed)
 		sc.Phases = append(sc.Phases, Phase{Name: "sold out", Stats: sold})
 	}
 	sc.Series = series(run.Samples, run.Elapsed, 250*time.Millisecond)

@@ -67,8 +67,8 @@ type Recording struct {
 	Samples []sample
 	// Missed counts open-loop requests that were due but never sent before the drain limit.
 	Missed int64
-	// cpu holds the CPU counters read while the run went on (when bench.drive ran it).
-	cpu *cpuTrace
+	// counters holds what bench.drive read while the run went on (nil when it did not).
+	counters *trace
 }
 
 // drainLimit is how long an open loop keeps sending requests that fell behind after the

@@ -292,14 +292,14 @@ func trimFloat(v float64) string {
 
 // cpuTable writes what every run cost in CPU per request.
 func (r *Report) cpuTable(b *strings.Builder, baselines []string) {
-	b.WriteString("\n## CPU per request\n\nMicroseconds of one core per request, spent by the whole machine (/proc/stat), by the bench process (load generator, API, engine, sweeper and persister), by Redis (INFO cpu) and by the rest (Postgres, the kernel's threads, anything else). A closed loop that keeps the machine busy answers at most CPUs × 10⁶ / machine µs requests a second.\n\n")
-	b.WriteString("| run | req/s | machine busy | machine µs | bench process µs | Redis µs | rest µs |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n## CPU per request\n\nMicroseconds of one core per request, spent by the whole machine (/proc/stat), by the bench process (load generator, API, engine, sweeper and persister), by Redis (INFO cpu) and by the rest (Postgres, the kernel's threads, anything else). A closed loop that keeps the machine busy answers at most CPUs × 10⁶ / machine µs requests a second. The last column is how the engine's coalescer grouped the run: reserves per round trip and per script call, or sold-out idempotency reads per pipeline.\n\n")
+	b.WriteString("| run | req/s | machine busy | machine µs | bench process µs | Redis µs | rest µs | coalesced |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 	row := func(name string, st *Stats) {
 		if st == nil || st.CPU == nil {
 			return
 		}
 		c := st.CPU
-		fmt.Fprintf(b, "| %s | %.0f | %.0f%% | %.1f | %.1f | %.1f | %.1f |\n", name, st.ThroughputRPS, c.Busy*100, c.MachineUs, c.ProcessUs, c.RedisUs, c.OtherUs)
+		fmt.Fprintf(b, "| %s | %.0f | %.0f%% | %.1f | %.1f | %.1f | %.1f | %s |\n", name, st.ThroughputRPS, c.Busy*100, c.MachineUs, c.ProcessUs, c.RedisUs, c.OtherUs, grouping(st.Coalescing))
 	}
 	for _, n := range baselines {
 		st := r.Baselines[n]
@@ -342,3 +342,18 @@ func (r *Report) cpuBounds(s *Scenario) []string {
 
 // busyEnough is how busy a phase must keep the machine for its CPU cost to bound it.
 const busyEnough = 0.85
+
+// grouping renders how the coalescer grouped a run's requests.
+func grouping(c *Coalescing) string {
+	if c == nil {
+		return "–"
+	}
+	var parts []string
+	if c.ReservesPerRoundTrip > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f reserves / round trip, %.1f / call", c.ReservesPerRoundTrip, c.ReservesPerCall))
+	}
+	if c.ReadsPerPipeline > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f reads / pipeline", c.ReadsPerPipeline))
+	}
+	return strings.Join(parts, "; ")
+}

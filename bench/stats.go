@@ -21,9 +21,11 @@ type Stats struct {
 	P99Ms         float64 `json:"p99_ms"`
 	P999Ms        float64 `json:"p999_ms"`
 	MaxMs         float64 `json:"max_ms"`
-	// CPU is what the phase cost in CPU time per request (absent where a phase shares its
-	// time with others, as the reserves and the commits of one mixed run do).
-	CPU *CPU `json:"cpu,omitempty"`
+	// CPU is what the phase cost in CPU time per request, and Coalescing how the engine
+	// grouped its requests (both absent where a phase shares its time with others, as the
+	// reserves and the commits of one mixed run do).
+	CPU        *CPU        `json:"cpu,omitempty"`
+	Coalescing *Coalescing `json:"coalescing,omitempty"`
 }
 
 // Latencies are recorded in microseconds, from 1 µs to 60 s, with 3 significant digits.

@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestCost costs windows of a made-up trace: inside one step, across steps, beyond its ends,
+// and with Redis or /proc/stat missing from a reading.
+func TestCost(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	mk := func(ms int, busy, total, self, redis, trips, calls, reserves float64) reading {
+		r := reading{at: at(ms)}
+		r.v[cBusy], r.v[cTotal], r.v[cSelf], r.v[cRedis] = busy, total, self, redis
+		r.v[cRoundTrips], r.v[cCalls], r.v[cReserves] = trips, calls, reserves
+		return r
+	}
+	tr := &trace{readings: []reading{
+		mk(0, 10, 20, 1, 5, 0, 0, 0),
+		mk(1000, 11.8, 22, 2, 5.5, 100, 400, 2000),
+		mk(2000, 13, 24, 2.5, 6, 100, 400, 2000),
+	}}
+	cases := []struct {
+		name     string
+		from, to time.Time
+		n        int64
+		want     CPU
+		group    *Coalescing
+	}{
+		// 1.8 s busy of 2 s, 1 s this process, 0.5 s Redis over 1,000 requests; 2,000 reserves
+		// in 400 calls in 100 pipelines.
+		{"one step", at(0), at(1000), 1000, CPU{Busy: 0.9, MachineUs: 1800, ProcessUs: 1000, RedisUs: 500, OtherUs: 300},
+			&Coalescing{ReservesPerRoundTrip: 20, ReservesPerCall: 5}},
+		// Half of each step: 0.9 + 0.6 busy of 2, 0.5 + 0.25 self, 0.25 + 0.25 Redis.
+		{"across steps", at(500), at(1500), 500, CPU{Busy: 0.75, MachineUs: 3000, ProcessUs: 1500, RedisUs: 1000, OtherUs: 500},
+			&Coalescing{ReservesPerRoundTrip: 20, ReservesPerCall: 5}},
+		// Clamped to the readings: the whole trace.
+		{"beyond the ends", at(-5000), at(9000), 3000, CPU{Busy: 0.75, MachineUs: 1000, ProcessUs: 500, RedisUs: 333.3, OtherUs: 166.7},
+			&Coalescing{ReservesPerRoundTrip: 20, ReservesPerCall: 5}},
+		// The coalescer sent nothing in the second step.
+		{"idle coalescer", at(1000), at(2000), 100, CPU{Busy: 0.6, MachineUs: 12000, ProcessUs: 5000, RedisUs: 5000, OtherUs: 2000}, nil},
+	}
+	for _, c := range cases {
+		got := tr.cost(c.from, c.to, c.n)
+		if got == nil || *got != c.want {
+			t.Errorf("%s: got %+v, want %+v", c.name, got, c.want)
+		}
+		g := tr.coalescing(c.from, c.to)
+		if (g == nil) != (c.group == nil) || (g != nil && *g != *c.group) {
+			t.Errorf("%s: coalescing %+v, want %+v", c.name, g, c.group)
+		}
+	}
+	for _, none := range []*CPU{tr.cost(at(0), at(1000), 0), tr.cost(at(1000), at(1000), 10), (*trace)(nil).cost(at(0), at(1), 1)} {
+		if none != nil {
+			t.Errorf("no requests, no time or no trace: got %+v", none)
+		}
+	}
+
+	tr.readings[1].missing = 1 << cRedis // INFO failed once: no Redis figure across that reading
+	tr.readings[2].missing = 1 << cTotal // /proc/stat unreadable at the end
+	got := tr.cost(at(0), at(2000), 1000)
+	if want := (CPU{ProcessUs: 1500}); got == nil || *got != want {
+		t.Errorf("missing readings: got %+v, want %+v", got, want)
+	}
+}
+
+func TestRedisCPU(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\nused_cpu_sys_children:9.0\r\nused_cpu_sys_main_thread:1.4\r\n" +
+		"# CPU\r\nused_cpu_sys:0.25\r\nused_cpu_user:0.0\r\n"
+	if got := redisCPU(info); got != 4 {
+		t.Errorf("got %v, want 4 (both nodes, main process only)", got)
+	}
+}
+
+func TestMachineCPU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/stat is Linux's")
+	}
+	busy, total := machineCPU()
+	if busy <= 0 || total < busy {
+		t.Fatalf("busy %v of %v seconds", busy, total)
+	}
+	// The counters only grow, and 200 ms of wall time adds about CPUs × 0.2 s in all.
+	time.Sleep(200 * time.Millisecond)
+	b2, t2 := machineCPU()
+	if b2 < busy || t2 <= total || t2-total > float64(runtime.NumCPU())*0.4 {
+		t.Errorf("after 200 ms: busy %v -> %v, total %v -> %v", busy, b2, total, t2)
+	}
+}
