@@ -18,7 +18,8 @@ type CPU struct {
 	// MachineUs is everything the machine ran (/proc/stat); ProcessUs this process (load
 	// generator, API, engine, sweeper, persister: getrusage); RedisUs Redis (INFO cpu, every
 	// node); OtherUs the machine less both: Postgres, the kernel's own threads and whatever
-	// else runs. MachineUs and OtherUs are 0 where /proc/stat cannot be read.
+	// else runs (Redis too when RedisUs could not be read). MachineUs and OtherUs are 0 where
+	// /proc/stat cannot be read.
 	MachineUs float64 `json:"machine_us_per_req"`
 	ProcessUs float64 `json:"process_us_per_req"`
 	RedisUs   float64 `json:"redis_us_per_req"`
@@ -202,7 +203,7 @@ func (tr *trace) cost(from, to time.Time, requests int64) *CPU {
 	if d.has(cSelf) {
 		c.ProcessUs = round(d.v[cSelf]*per, 1)
 	}
-	if d.has(cRedis) {
+	if d.has(cRedis) && d.v[cRedis] >= 0 { // less: Redis restarted, its counters with it
 		c.RedisUs = round(d.v[cRedis]*per, 1)
 	}
 	if d.has(cTotal) && d.v[cTotal] > 0 {

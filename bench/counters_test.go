@@ -58,6 +58,10 @@ func TestCost(t *testing.T) {
 		}
 	}
 
+	tr.readings[2].v[cRedis] = 1 // Redis restarted during the second step: no Redis figure
+	if got := tr.cost(at(0), at(2000), 1000); got == nil || got.RedisUs != 0 || got.OtherUs != 1500 {
+		t.Errorf("Redis restarted: got %+v", got)
+	}
 	tr.readings[1].missing = 1 << cRedis // INFO failed once: no Redis figure across that reading
 	tr.readings[2].missing = 1 << cTotal // /proc/stat unreadable at the end
 	got := tr.cost(at(0), at(2000), 1000)
