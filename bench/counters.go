@@ -142,14 +142,22 @@ func machineCPU() (busy, total float64) {
 // when a cluster client answers for several).
 func redisCPU(info string) float64 {
 	var s float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			n, _ := strconv.ParseFloat(v, 64)
-			s += n
-		}
+	for _, v := range append(infoValues(info, "used_cpu_sys"), infoValues(info, "used_cpu_user")...) {
+		n, _ := strconv.ParseFloat(v, 64)
+		s += n
 	}
 	return s
+}
+
+// infoValues returns the values of field key in INFO's text, one per node section.
+func infoValues(info, key string) []string {
+	var out []string
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // at estimates the counters at t by linear interpolation between the readings around it

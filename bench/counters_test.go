@@ -76,6 +76,11 @@ func TestRedisCPU(t *testing.T) {
 	if got := redisCPU(info); got != 4 {
 		t.Errorf("got %v, want 4 (both nodes, main process only)", got)
 	}
+	// A field is matched whole: used_cpu_sys_children and used_cpu_sys_main_thread are not
+	// used_cpu_sys.
+	if got := infoValues(info, "used_cpu_sys"); len(got) != 2 || got[0] != "1.500000" || got[1] != "0.25" {
+		t.Errorf("infoValues: got %q", got)
+	}
 }
 
 func TestMachineCPU(t *testing.T) {

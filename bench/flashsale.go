@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
@@ -252,14 +251,12 @@ func (b *bench) usedMemory(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, err
-			}
-			total += n
+	for _, v := range infoValues(info, "used_memory") {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
 		}
+		total += n
 	}
 	return total, nil
 }

@@ -86,11 +86,8 @@ func (b *bench) machine(ctx context.Context) Machine {
 		m.MemoryGiB = round(float64(kb)/(1<<20), 1)
 	}
 	if info, err := b.env.Redis.Info(ctx, "server").Result(); err == nil {
-		for _, line := range strings.Split(info, "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-				m.Redis = v
-				break
-			}
+		if v := infoValues(info, "redis_version"); len(v) > 0 {
+			m.Redis = v[0]
 		}
 	}
 	_ = b.env.Postgres.QueryRow(ctx, "SHOW server_version").Scan(&m.Postgres)
