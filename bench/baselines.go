@@ -20,8 +20,9 @@ const (
 )
 
 // baselines measures, with the same clients and load generator as the scenarios, what the
-// machine and the usual alternatives do.
-func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
+// machine and the usual alternatives do. It also says how the row-lock baseline's pool was
+// sized.
+func (b *bench) baselines(ctx context.Context) (map[string]Stats, *PoolChoice, error) {
 	out := map[string]Stats{}
 	d := b.opts.BaselineDuration
 	closed := func(name string, op Op) Stats {
@@ -31,16 +32,18 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 	// http_hello: the same request as a flash-sale reserve, to a handler that does nothing.
 	op, stop, err := b.helloOp(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out[HTTPHello] = closed(HTTPHello, op)
 	stop()
 
-	pg, err := b.rowLock(ctx, closed)
+	choice, err := b.rowLockPool(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out[PostgresRowLock] = pg
+	if out[PostgresRowLock], err = b.rowLock(ctx, choice.Conns, d, PostgresRowLock); err != nil {
+		return nil, nil, err
+	}
 
 	// redis_script: the reserve script once per reservation, no coalescing; then the engine
 	// as flashhold runs it. Both in process, each on its own hot pool.
@@ -48,7 +51,7 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 	cfg.Coalesce = false
 	single, err := engine.New(ctx, b.env.Redis, cfg, engine.WithLogger(b.env.Log))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer single.Close()
 	for _, x := range []struct {
@@ -58,7 +61,7 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 		b.settle(ctx, 30*time.Second)
 		pool := engine.PoolConfig{Location: "bench", SKU: "base-" + x.name, Vendor: "bench", Shards: b.opts.Shards}
 		if err := b.makePools(ctx, []engine.PoolConfig{pool}, 1_000_000_000); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		keys := newKeys(x.name, b.opts.Clients)
 		out[x.name] = closed(x.name, func(ctx context.Context, w int) (Outcome, Kind) {
@@ -70,14 +73,42 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, error) {
 			return OK, Reserve
 		})
 	}
-	return out, nil
+	return out, choice, nil
 }
 
-// rowLock is the postgres_row_lock baseline: the usual single-row decrement on one hot row,
-// UPDATE ... SET qty = qty - $1 WHERE id = $2 AND qty >= $1, through a pool of PGConns.
-func (b *bench) rowLock(ctx context.Context, closed func(string, Op) Stats) (Stats, error) {
+// maxRowLockConns is the largest pool the row-lock baseline probes.
+const maxRowLockConns = 32
+
+// rowLockPool picks the row-lock baseline's pool: the one --pg-conns names, or else the
+// fastest of pools of 1, 2, 4, … connections (up to maxRowLockConns and to the clients),
+// each driven by the same clients for a quarter of the baseline duration (200 ms to 2 s).
+// On one hot row more connections mostly queue on its lock, and past a few they cost
+// Postgres more than they add, so a fixed size would understate the alternative.
+func (b *bench) rowLockPool(ctx context.Context) (*PoolChoice, error) {
+	if b.opts.PGConns > 0 {
+		return &PoolChoice{Conns: b.opts.PGConns}, nil
+	}
+	probe := min(max(b.opts.BaselineDuration/4, 200*time.Millisecond), 2*time.Second)
+	choice := &PoolChoice{ProbeSeconds: probe.Seconds()}
+	for n := 1; n <= min(maxRowLockConns, b.opts.Clients); n *= 2 {
+		st, err := b.rowLock(ctx, n, probe, PostgresRowLock+" "+strconv.Itoa(n)+" conns")
+		if err != nil {
+			return nil, err
+		}
+		choice.Probed = append(choice.Probed, Probe{Conns: n, ThroughputRPS: st.ThroughputRPS})
+		if choice.Conns == 0 || st.ThroughputRPS > choice.best() {
+			choice.Conns = n
+		}
+	}
+	return choice, nil
+}
+
+// rowLock drives the postgres_row_lock baseline for d through a pool of conns connections,
+// on a table of its own: the usual single-row decrement on one hot row,
+// UPDATE ... SET qty = qty - $1 WHERE id = $2 AND qty >= $1.
+func (b *bench) rowLock(ctx context.Context, conns int, d time.Duration, label string) (Stats, error) {
 	cfg := b.env.Postgres.Config().Copy()
-	cfg.MaxConns = int32(b.opts.PGConns)
+	cfg.MaxConns = int32(conns)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return Stats{}, err
@@ -91,8 +122,11 @@ func (b *bench) rowLock(ctx context.Context, closed func(string, Op) Stats) (Sta
 	if _, err := pool.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES (1, 1000000000000)", table)); err != nil {
 		return Stats{}, err
 	}
+	if err := warm(ctx, pool, conns); err != nil {
+		return Stats{}, err
+	}
 	update := fmt.Sprintf("UPDATE %s SET qty = qty - $1 WHERE id = $2 AND qty >= $1", table)
-	return closed(PostgresRowLock, func(ctx context.Context, _ int) (Outcome, Kind) {
+	op := func(ctx context.Context, _ int) (Outcome, Kind) {
 		tag, err := pool.Exec(ctx, update, 1, 1)
 		switch {
 		case err != nil:
@@ -101,7 +135,27 @@ func (b *bench) rowLock(ctx context.Context, closed func(string, Op) Stats) (Sta
 			return OK, Reserve
 		}
 		return Refused, Reserve
-	}), nil
+	}
+	return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, op).summary(), nil
+}
+
+// warm opens all n connections of pool before load starts, so that no run pays for
+// connecting.
+func warm(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	held := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		held = append(held, c)
+	}
+	return nil
 }
 
 // helloOp sends the flash-sale reserve request to a fasthttp handler that does nothing (the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func testEnv(t testing.TB) Env {
 // invariants and the report's shape, not of speed.
 func smallOptions() Options {
 	return Options{Duration: 1500 * time.Millisecond, BaselineDuration: 400 * time.Millisecond, OpenDuration: time.Second,
-		Clients: 16, Stock: 400, Shards: 4, SKUs: 300, SKUStock: 5, CartSKUs: 40, StormHolds: 300, PGConns: 4}
+		Clients: 16, Stock: 400, Shards: 4, SKUs: 300, SKUStock: 5, CartSKUs: 40, StormHolds: 300}
 }
 
 func TestEveryScenarioSmoke(t *testing.T) {
@@ -81,6 +82,17 @@ func TestEveryScenarioSmoke(t *testing.T) {
 	for _, b := range []string{HTTPHello, PostgresRowLock, RedisScript, EngineInProcess} {
 		if r.Baselines[b].ThroughputRPS <= 0 || r.Baselines[b].Errors != 0 {
 			t.Errorf("baseline %s: %+v", b, r.Baselines[b])
+		}
+	}
+	// The row-lock baseline ran through the fastest pool probed (1, 2, 4, 8 and 16 for 16
+	// clients).
+	if c := r.RowLockPool; c == nil || len(c.Probed) != 5 || c.Probed[0].Conns != 1 || c.Probed[4].Conns != 16 {
+		t.Errorf("row-lock pool: %+v", c)
+	} else {
+		for _, p := range c.Probed {
+			if p.ThroughputRPS <= 0 || p.ThroughputRPS > c.best() {
+				t.Errorf("row-lock pool of %d conns: %.0f/s, chosen %d at %.0f/s", p.Conns, p.ThroughputRPS, c.Conns, c.best())
+			}
 		}
 	}
 	// Every closed loop is costed in CPU; the engine's runs spend Redis time too.
@@ -279,5 +291,30 @@ func BenchmarkSoldOut(b *testing.B) {
 	b.ReportMetric(s.P99Ms, "soldout_p99_ms")
 	if st := bn.eng.Stats(); st.LookupBatches.Load() > 0 {
 		b.ReportMetric(float64(st.Lookups.Load())/float64(st.LookupBatches.Load()), "lookups/pipeline")
+	}
+}
+
+func TestRowLockPoolOptions(t *testing.T) {
+	if d := Defaults(); d.PGConns != 0 {
+		t.Errorf("the standard suite fixes the row-lock pool at %d; it should probe", d.PGConns)
+	}
+	o := Options{PGConns: -1}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "pg-conns") {
+		t.Errorf("pg-conns -1: %v", err)
+	}
+	o = Options{}
+	if err := o.Validate(); err != nil || o.PGConns != 0 {
+		t.Errorf("defaults: pg-conns %d, %v", o.PGConns, err)
+	}
+
+	probed := &PoolChoice{Conns: 2, ProbeSeconds: 0.5, Probed: []Probe{{1, 900}, {2, 1200.4}, {4, 700}}}
+	if got, want := probed.describe(), "postgres_row_lock ran through a pool of 2 connections, the fastest of the pools probed for 0.5 s each (connections: req/s 1: 900/s, 2: 1200/s, 4: 700/s)."; got != want {
+		t.Errorf("describe:\n got %s\nwant %s", got, want)
+	}
+	if probed.best() != 1200.4 {
+		t.Errorf("best %v", probed.best())
+	}
+	if got, want := (&PoolChoice{Conns: 1}).describe(), "postgres_row_lock ran through a pool of 1 connection (--pg-conns)."; got != want {
+		t.Errorf("describe:\n got %s\nwant %s", got, want)
 	}
 }

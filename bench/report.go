@@ -12,12 +12,38 @@ import (
 
 // Report is one bench run: what ran where, the baselines, and every scenario.
 type Report struct {
-	Started   time.Time            `json:"started"`
-	Machine   Machine              `json:"machine"`
-	Options   Options              `json:"options"`
-	Baselines map[string]Stats     `json:"baselines"`
-	Scenarios map[string]*Scenario `json:"scenarios"`
-	Memory    Memory               `json:"memory"`
+	Started   time.Time        `json:"started"`
+	Machine   Machine          `json:"machine"`
+	Options   Options          `json:"options"`
+	Baselines map[string]Stats `json:"baselines"`
+	// RowLockPool is the pool the postgres_row_lock baseline ran through, and how it was chosen.
+	RowLockPool *PoolChoice          `json:"row_lock_pool,omitempty"`
+	Scenarios   map[string]*Scenario `json:"scenarios"`
+	Memory      Memory               `json:"memory"`
+}
+
+// PoolChoice is the postgres_row_lock baseline's pool: its size and, when sizes were probed
+// (--pg-conns 0), the closed-loop req/s of each, measured for ProbeSeconds.
+type PoolChoice struct {
+	Conns        int     `json:"conns"`
+	ProbeSeconds float64 `json:"probe_seconds,omitempty"`
+	Probed       []Probe `json:"probed,omitempty"`
+}
+
+// Probe is one pool size tried and the req/s it reached.
+type Probe struct {
+	Conns         int     `json:"conns"`
+	ThroughputRPS float64 `json:"throughput_rps"`
+}
+
+// best is the req/s of the chosen size in the probe.
+func (c *PoolChoice) best() float64 {
+	for _, p := range c.Probed {
+		if p.Conns == c.Conns {
+			return p.ThroughputRPS
+		}
+	}
+	return 0
 }
 
 // Machine describes where the run happened.
@@ -220,6 +246,9 @@ func (r *Report) Markdown() string {
 		s := r.Baselines[n]
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.2f | %d |\n", n, s.ThroughputRPS, s.P50Ms, s.P99Ms, s.P999Ms, s.Errors)
 	}
+	if c := r.RowLockPool; c != nil {
+		b.WriteString("\n" + c.describe() + "\n")
+	}
 	b.WriteString("\n## Scenarios\n\n| scenario | phase | requests | ok | refused | errors | req/s | p50 ms | p99 ms | p99.9 ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range r.scenarioNames() {
 		s := r.Scenarios[n]
@@ -356,4 +385,21 @@ func grouping(c *Coalescing) string {
 		parts = append(parts, fmt.Sprintf("%.1f reads / pipeline", c.ReadsPerPipeline))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describe says in a sentence which pool the row-lock baseline used and why.
+func (c *PoolChoice) describe() string {
+	pool := fmt.Sprintf("a pool of %d connection", c.Conns)
+	if c.Conns != 1 {
+		pool += "s"
+	}
+	if len(c.Probed) == 0 {
+		return "postgres_row_lock ran through " + pool + " (--pg-conns)."
+	}
+	tried := make([]string, len(c.Probed))
+	for i, p := range c.Probed {
+		tried[i] = fmt.Sprintf("%d: %.0f/s", p.Conns, p.ThroughputRPS)
+	}
+	return fmt.Sprintf("postgres_row_lock ran through %s, the fastest of the pools probed for %.1f s each (connections: req/s %s).",
+		pool, c.ProbeSeconds, strings.Join(tried, ", "))
 }

@@ -24,7 +24,7 @@ func Run(ctx context.Context, env Env, opts Options) (*Report, error) {
 	r := &Report{Started: time.Now().UTC(), Options: opts, Scenarios: map[string]*Scenario{}}
 	r.Machine = b.machine(ctx)
 	b.say("baselines: %s each, %d clients", opts.BaselineDuration, opts.Clients)
-	if r.Baselines, err = b.baselines(ctx); err != nil {
+	if r.Baselines, r.RowLockPool, err = b.baselines(ctx); err != nil {
 		return nil, err
 	}
 	for _, name := range opts.Scenarios {

@@ -41,7 +41,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs.Int64Var(&opts.SKUStock, "sku-stock", d.SKUStock, "units per catalog SKU (cart SKUs get ten times as many)")
 	fs.IntVar(&opts.CartSKUs, "cart-skus", d.CartSKUs, "SKUs in the cart scenario")
 	fs.IntVar(&opts.StormHolds, "storm-holds", d.StormHolds, "holds the expiry storm leaves to expire")
-	fs.IntVar(&opts.PGConns, "pg-conns", d.PGConns, "Postgres connections of the row-lock baseline")
+	fs.IntVar(&opts.PGConns, "pg-conns", d.PGConns, "Postgres connections of the row-lock baseline (0: probe 1, 2, 4, … 32 and keep the fastest)")
 	fs.Uint64Var(&opts.Seed, "seed", d.Seed, "seed of the request mix")
 	fs.BoolVar(&opts.NoPersister, "no-persister", false, "leave the ledger persister off (to measure its cost)")
 	keep := fs.Bool("keep", false, "keep the run's Redis keys and Postgres schema")
