@@ -46,7 +46,8 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, *PoolChoice, e
 	}
 
 	// redis_script: the reserve script once per reservation, no coalescing; then the engine
-	// as flashhold runs it. Both in process, each on its own hot pool.
+	// as flashhold runs it. Both in process, each on its own hot pool. Their ratio is a
+	// target, so they take turns (see alternate).
 	cfg := b.env.Engine
 	cfg.Coalesce = false
 	single, err := engine.New(ctx, b.env.Redis, cfg, engine.WithLogger(b.env.Log))
@@ -54,26 +55,56 @@ func (b *bench) baselines(ctx context.Context) (map[string]Stats, *PoolChoice, e
 		return nil, nil, err
 	}
 	defer single.Close()
-	for _, x := range []struct {
-		name string
-		eng  *engine.Engine
-	}{{RedisScript, single}, {EngineInProcess, b.eng}} {
-		b.settle(ctx, 30*time.Second)
-		pool := engine.PoolConfig{Location: "bench", SKU: "base-" + x.name, Vendor: "bench", Shards: b.opts.Shards}
+	names := []string{RedisScript, EngineInProcess}
+	ops := make([]Op, len(names))
+	for i, eng := range []*engine.Engine{single, b.eng} {
+		pool := engine.PoolConfig{Location: "bench", SKU: "base-" + names[i], Vendor: "bench", Shards: b.opts.Shards}
 		if err := b.makePools(ctx, []engine.PoolConfig{pool}, 1_000_000_000); err != nil {
 			return nil, nil, err
 		}
-		keys := newKeys(x.name, b.opts.Clients)
-		out[x.name] = closed(x.name, func(ctx context.Context, w int) (Outcome, Kind) {
-			_, err := x.eng.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: pool.Location, SKU: pool.SKU, Qty: 1}},
+		keys := newKeys(names[i], b.opts.Clients)
+		ops[i] = func(ctx context.Context, w int) (Outcome, Kind) {
+			_, err := eng.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: pool.Location, SKU: pool.SKU, Qty: 1}},
 				IdempotencyKey: string(keys.next(w)), TTL: holdTTL, Actor: "bench"})
 			if err != nil {
 				return Failed, Reserve
 			}
 			return OK, Reserve
-		})
+		}
+	}
+	for i, st := range b.alternate(ctx, names, ops) {
+		out[names[i]] = st
 	}
 	return out, choice, nil
+}
+
+// Rounds is how many turns each of the alternating baselines takes.
+const Rounds = 4
+
+// alternate drives ops (named names) in turns for the baseline duration each: Rounds rounds
+// of a Rounds-th of it, each round in the reverse order of the one before (A B, B A, …), so
+// that a slow spell of the shared
+// machine, or a drift over the minute they take, falls on all of them alike rather than on
+// whichever ran then. Each op's rounds are summarized together (merged).
+func (b *bench) alternate(ctx context.Context, names []string, ops []Op) []Stats {
+	runs := make([][]*Recording, len(ops))
+	d := b.opts.BaselineDuration / Rounds
+	for round := range Rounds {
+		for k := range ops {
+			i := k
+			if round%2 == 1 {
+				i = len(ops) - 1 - k
+			}
+			b.settle(ctx, 30*time.Second)
+			label := names[i] + " " + strconv.Itoa(round+1) + "/" + strconv.Itoa(Rounds)
+			runs[i] = append(runs[i], b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, ops[i]))
+		}
+	}
+	out := make([]Stats, len(ops))
+	for i := range runs {
+		out[i] = merged(runs[i]).summary()
+	}
+	return out
 }
 
 // maxRowLockConns is the largest pool the row-lock baseline probes.

@@ -242,6 +242,34 @@ func (tr *trace) coalescing(from, to time.Time) *Coalescing {
 	return c
 }
 
+// merged joins runs of one op made in turns with other runs: their requests (each keeping its
+// start offset in its own run), their lengths added up, and their counters' growth added up,
+// so that summary costs the runs together and leaves out what ran between them.
+func merged(runs []*Recording) *Recording {
+	out := &Recording{Start: runs[0].Start}
+	var grew reading
+	costed := true
+	for _, r := range runs {
+		out.Elapsed += r.Elapsed
+		out.Samples = append(out.Samples, r.Samples...)
+		out.Missed += r.Missed
+		d, ok := r.counters.delta(r.Start, r.Start.Add(r.Elapsed))
+		if !ok {
+			costed = false
+			continue
+		}
+		grew.missing |= d.missing
+		for c := range grew.v {
+			grew.v[c] += d.v[c]
+		}
+	}
+	if costed {
+		grew.at = out.Start.Add(out.Elapsed)
+		out.counters = &trace{readings: []reading{{at: out.Start, missing: grew.missing}, grew}}
+	}
+	return out
+}
+
 // summary is the Stats of every request of the run, with what the run cost in CPU and how
 // the coalescer grouped it.
 func (r *Recording) summary() Stats {

@@ -70,6 +70,49 @@ func TestCost(t *testing.T) {
 	}
 }
 
+// TestMerged costs two runs taken in turns with others as one: what ran between them (here a
+// busy gap in the readings) is left out.
+func TestMerged(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	mk := func(ms int, busy, total, self, redis, trips, reserves float64) reading {
+		r := reading{at: at(ms)}
+		r.v[cBusy], r.v[cTotal], r.v[cSelf], r.v[cRedis] = busy, total, self, redis
+		r.v[cRoundTrips], r.v[cCalls], r.v[cReserves] = trips, trips, reserves
+		return r
+	}
+	samples := func(n int) []sample {
+		out := make([]sample, n)
+		for i := range out {
+			out[i] = sample{start: int64(i), lat: int64(1+i) * int64(time.Millisecond), out: OK, kind: Reserve}
+		}
+		return out
+	}
+	// Run one: 1 s, 1.6 s busy of 2, 0.5 s self, 0.4 s Redis, 300 reserves in 30 trips. Run
+	// two, two seconds later: 1 s, 1.2 s busy of 2, 0.3 s self, 0.2 s Redis, 100 in 20.
+	one := &Recording{Start: at(0), Elapsed: time.Second, Samples: samples(300),
+		counters: &trace{readings: []reading{mk(0, 0, 0, 0, 0, 0, 0), mk(1000, 1.6, 2, 0.5, 0.4, 30, 300)}}}
+	two := &Recording{Start: at(3000), Elapsed: time.Second, Samples: samples(100), Missed: 2,
+		counters: &trace{readings: []reading{mk(3000, 50, 60, 9, 9, 90, 900), mk(4000, 51.2, 62, 9.3, 9.2, 110, 1000)}}}
+	m := merged([]*Recording{one, two})
+	st := m.summary()
+	if st.Requests != 400 || st.Seconds != 2 || st.ThroughputRPS != 200 || m.Missed != 2 {
+		t.Errorf("merged: %d requests over %.1f s (%.1f/s), %d missed", st.Requests, st.Seconds, st.ThroughputRPS, m.Missed)
+	}
+	// 2.8 s busy of 4, 0.8 s self, 0.6 s Redis over 400 requests; 400 reserves in 50 trips.
+	want := CPU{Busy: 0.7, MachineUs: 7000, ProcessUs: 2000, RedisUs: 1500, OtherUs: 3500}
+	if st.CPU == nil || *st.CPU != want {
+		t.Errorf("merged CPU %+v, want %+v", st.CPU, want)
+	}
+	if g := st.Coalescing; g == nil || g.ReservesPerRoundTrip != 8 || g.ReservesPerCall != 8 {
+		t.Errorf("merged coalescing %+v", g)
+	}
+	// A run without counters leaves the merge uncosted rather than costed in part.
+	if st := merged([]*Recording{one, {Start: at(5000), Elapsed: time.Second, Samples: samples(10)}}).summary(); st.CPU != nil || st.Requests != 310 {
+		t.Errorf("merged with an uncounted run: %+v", st)
+	}
+}
+
 func TestRedisCPU(t *testing.T) {
 	info := "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\nused_cpu_sys_children:9.0\r\nused_cpu_sys_main_thread:1.4\r\n" +
 		"# CPU\r\nused_cpu_sys:0.25\r\nused_cpu_user:0.0\r\n"

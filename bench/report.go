@@ -246,6 +246,8 @@ func (r *Report) Markdown() string {
 		s := r.Baselines[n]
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %.2f | %d |\n", n, s.ThroughputRPS, s.P50Ms, s.P99Ms, s.P999Ms, s.Errors)
 	}
+	fmt.Fprintf(&b, "\n%s and %s took turns: %d rounds of %s each, %s first, each round in the reverse order of the one before; each figure sums its rounds.\n",
+		RedisScript, EngineInProcess, Rounds, o.BaselineDuration/Rounds, RedisScript)
 	if c := r.RowLockPool; c != nil {
 		b.WriteString("\n" + c.describe() + "\n")
 	}
