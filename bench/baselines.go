@@ -83,9 +83,9 @@ const Rounds = 4
 
 // alternate drives ops (named names) in turns for the baseline duration each: Rounds rounds
 // of a Rounds-th of it, each round in the reverse order of the one before (A B, B A, …), so
-// that a slow spell of the shared
-// machine, or a drift over the minute they take, falls on all of them alike rather than on
-// whichever ran then. Each op's rounds are summarized together (merged).
+// that a slow spell of the shared machine, or a drift over the minute they take, falls on
+// all of them alike rather than on whichever ran then. Each op's rounds are summarized
+// together (merged).
 func (b *bench) alternate(ctx context.Context, names []string, ops []Op) []Stats {
 	runs := make([][]*Recording, len(ops))
 	d := b.opts.BaselineDuration / Rounds
