@@ -25,16 +25,13 @@ const (
 func (b *bench) baselines(ctx context.Context) (map[string]Stats, *PoolChoice, error) {
 	out := map[string]Stats{}
 	d := b.opts.BaselineDuration
-	closed := func(name string, op Op) Stats {
-		return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(name)}, op).summary()
-	}
 
 	// http_hello: the same request as a flash-sale reserve, to a handler that does nothing.
 	op, stop, err := b.helloOp(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	out[HTTPHello] = closed(HTTPHello, op)
+	out[HTTPHello] = b.closedLoop(ctx, HTTPHello, d, op).summary()
 	stop()
 
 	choice, err := b.rowLockPool(ctx)
@@ -97,7 +94,7 @@ func (b *bench) alternate(ctx context.Context, names []string, ops []Op) []Stats
 			}
 			b.settle(ctx, 30*time.Second)
 			label := names[i] + " " + strconv.Itoa(round+1) + "/" + strconv.Itoa(Rounds)
-			runs[i] = append(runs[i], b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, ops[i]))
+			runs[i] = append(runs[i], b.closedLoop(ctx, label, d, ops[i]))
 		}
 	}
 	out := make([]Stats, len(ops))
@@ -167,7 +164,7 @@ func (b *bench) rowLock(ctx context.Context, conns int, d time.Duration, label s
 		}
 		return Refused, Reserve
 	}
-	return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, op).summary(), nil
+	return b.closedLoop(ctx, label, d, op).summary(), nil
 }
 
 // warm opens all n connections of pool before load starts, so that no run pays for

@@ -83,6 +83,12 @@ func (b *bench) drive(ctx context.Context, l Load, op Op) *Recording {
 	return run
 }
 
+// closedLoop drives op as a closed loop of the run's clients for d, with progress lines
+// labelled label.
+func (b *bench) closedLoop(ctx context.Context, label string, d time.Duration, op Op) *Recording {
+	return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, op)
+}
+
 func (b *bench) read(ctx context.Context) reading {
 	r := reading{at: time.Now()}
 	if busy, total := machineCPU(); total > 0 {

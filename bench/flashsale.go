@@ -94,7 +94,7 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 	r := b.newReserveOp("fs", pool.Location, pool.SKU, holdTTL)
 	defer r.cl.close()
 	watch := b.lagWatch(ctx)
-	run := b.drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("flash-sale")}, r.op)
+	run := b.closedLoop(ctx, "flash-sale", o.Duration, r.op)
 	lag := watch()
 	if o.NoPersister {
 		lag = nil

@@ -149,7 +149,7 @@ func (b *bench) mixScenario(ctx context.Context, name string, pools []engine.Poo
 	b.settle(ctx, 60*time.Second)
 	s := b.newShopper(name, pools, pick)
 	defer s.cl.close()
-	run := b.drive(ctx, Load{Workers: b.opts.Clients, Duration: b.opts.Duration, Progress: b.progress(name)}, s.op)
+	run := b.closedLoop(ctx, name, b.opts.Duration, s.op)
 	want, failed := s.finish(ctx, b, stock)
 	iv, err := b.check(ctx, want, false)
 	if err != nil {

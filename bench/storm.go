@@ -46,7 +46,7 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 	defer s.cl.close()
 	var worst time.Duration
 	stopWatch := every(100*time.Millisecond, func() { worst = max(worst, b.sweeper.Lag()) })
-	run := b.drive(ctx, Load{Workers: o.Clients, Duration: o.Duration, Progress: b.progress("expiry-storm")}, s.op)
+	run := b.closedLoop(ctx, "expiry-storm", o.Duration, s.op)
 	want, failed := s.finish(ctx, b, stock)
 	heldAfterStorm := int64(-1)
 	if a, err := b.eng.Availability(ctx, pool.Location, pool.SKU); err == nil {
