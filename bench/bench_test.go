@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -154,9 +155,28 @@ func checkReportShape(t *testing.T, dir string) {
 	}
 	var doc struct {
 		Scenarios map[string]map[string]json.RawMessage `json:"scenarios"`
+		Targets   []struct {
+			Name     string   `json:"name"`
+			Goal     string   `json:"goal"`
+			Measured *float64 `json:"measured"`
+			Met      *bool    `json:"met"`
+			Ceiling  *float64 `json:"ceiling"`
+		} `json:"targets"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
+	}
+	ceilings := 0
+	for _, tg := range doc.Targets {
+		if tg.Name == "" || tg.Goal == "" || tg.Measured == nil || tg.Met == nil {
+			t.Errorf("report.json: target %+v", tg)
+		}
+		if tg.Ceiling != nil {
+			ceilings++
+		}
+	}
+	if len(doc.Targets) < 6 || ceilings == 0 { // http_vs_postgres always has one
+		t.Errorf("report.json: %d targets, %d with a ceiling", len(doc.Targets), ceilings)
 	}
 	for _, name := range Scenarios {
 		s := doc.Scenarios[name]
@@ -316,5 +336,42 @@ func TestRowLockPoolOptions(t *testing.T) {
 	}
 	if got, want := (&PoolChoice{Conns: 1}).describe(), "postgres_row_lock ran through a pool of 1 connection (--pg-conns)."; got != want {
 		t.Errorf("describe:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestCeilings bounds targets by a made-up run's own figures: http_vs_postgres by
+// http_hello / postgres_row_lock, and a flash-sale phase by its CPU cost when it kept the
+// machine busy, and not when it left the machine half idle.
+func TestCeilings(t *testing.T) {
+	r := &Report{
+		Machine:   Machine{CPUs: 2},
+		Baselines: map[string]Stats{HTTPHello: {ThroughputRPS: 60000}, PostgresRowLock: {ThroughputRPS: 3000}},
+		Scenarios: map[string]*Scenario{FlashSale: {Name: FlashSale,
+			Ratios: map[string]float64{"http_vs_hello": 0.25, "sold_out_vs_hello": 0.5, "http_vs_postgres": 5, "engine_vs_redis_script": 1.9},
+			Phases: []Phase{
+				{Name: "selling", Stats: Stats{CPU: &CPU{Busy: 0.9, MachineUs: 100}}},
+				{Name: "sold out", Stats: Stats{CPU: &CPU{Busy: 0.5, MachineUs: 60}}},
+			}}},
+	}
+	want := map[string]float64{"flash-sale http_vs_hello (selling)": 2e6 / 100 / 60000, "flash-sale http_vs_postgres": 20}
+	for _, tg := range r.Targets() {
+		w, ok := want[tg.Name]
+		switch {
+		case !ok && tg.Ceiling != nil:
+			t.Errorf("%s: ceiling %v (%s), want none", tg.Name, *tg.Ceiling, tg.CeilingBy)
+		case ok && (tg.Ceiling == nil || math.Abs(*tg.Ceiling-w) > 1e-9 || tg.CeilingBy == ""):
+			t.Errorf("%s: ceiling %v, want %v", tg.Name, tg.Ceiling, w)
+		}
+		delete(want, tg.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("targets missing: %v", want)
+	}
+	md := r.Markdown()
+	for _, s := range []string{"| flash-sale http_vs_postgres | >= 25 | 5 | **no** | 20.00 |",
+		"so the ratio is at most 20.00 here", "| flash-sale sold_out_vs_hello | >= 0.9 | 0.5 | **no** | – |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report.md lacks %q", s)
+		}
 	}
 }
