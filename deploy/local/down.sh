@@ -4,7 +4,19 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${FLASHHOLD_LOCAL_DATA:-$root/.local}
 if [ -f "$data/redis/redis.pid" ]; then
-  kill "$(cat "$data/redis/redis.pid")" 2>/dev/null && echo "down.sh: redis stopped"
+  pid=$(cat "$data/redis/redis.pid")
+  if kill "$pid" 2>/dev/null; then
+    # Wait for it to exit, so that an up.sh right after does not find it still answering.
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "down.sh: redis (pid $pid) still running after 10 s" >&2
+    else
+      echo "down.sh: redis stopped"
+    fi
+  fi
 fi
 if [ -f "$data/pg/data/postmaster.pid" ]; then
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
