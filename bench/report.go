@@ -149,7 +149,8 @@ type Target struct {
 	Measured float64 `json:"measured"`
 	Met      bool    `json:"met"`
 	// Ceiling, when set, is the most this run's own figures allow the target's measure to
-	// reach on this machine, and CeilingBy says what sets it (see ceilings).
+	// reach on this machine, and CeilingBy says what sets it (see phaseCeiling and
+	// postgresCeiling).
 	Ceiling   *float64 `json:"ceiling,omitempty"`
 	CeilingBy string   `json:"ceiling_by,omitempty"`
 }
