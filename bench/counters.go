@@ -89,6 +89,13 @@ func (b *bench) closedLoop(ctx context.Context, label string, d time.Duration, o
 	return b.drive(ctx, Load{Workers: b.opts.Clients, Duration: d, Progress: b.progress(label)}, op)
 }
 
+// openLoop drives op as an open loop at rate requests a second for the run's open-loop
+// duration, from the run's clients, with progress lines labelled label and the rate.
+func (b *bench) openLoop(ctx context.Context, label string, rate float64, op Op) *Recording {
+	return b.drive(ctx, Load{Workers: b.opts.Clients, Rate: rate, Duration: b.opts.OpenDuration,
+		Progress: b.progress(label + " open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+}
+
 func (b *bench) read(ctx context.Context) reading {
 	r := reading{at: time.Now()}
 	if busy, total := machineCPU(); total > 0 {

@@ -168,7 +168,7 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		hrun := b.drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress("http_hello open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+		hrun := b.openLoop(ctx, "http_hello", rate, op)
 		stop()
 		hs := hrun.summary()
 		sc.OpenLoop.Hello = &hs
@@ -198,7 +198,7 @@ func (b *bench) openRun(ctx context.Context, sku string, rate float64, mk func(e
 	}
 	op, granted, done := mk(pool)
 	defer done()
-	run := b.drive(ctx, Load{Workers: o.Clients, Rate: rate, Duration: o.OpenDuration, Progress: b.progress(sku + " open loop " + strconv.Itoa(int(rate)) + "/s")}, op)
+	run := b.openLoop(ctx, sku, rate, op)
 	st := run.summary()
 	ids := granted()
 	failed := b.endHolds(ctx, ids, true)
