@@ -114,8 +114,21 @@ func newMetrics(eng *engine.Engine) *metrics {
 	return m
 }
 
+// methodLabel bounds the method label: callers may send any token as a method, and each
+// distinct one would otherwise become new series.
+func methodLabel(method string) string {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodPatch, http.MethodOptions:
+		return method
+	}
+	return "OTHER"
+}
+
+// observe counts a request; method "" marks one that could not be read (no latency).
 func (m *metrics) observe(route, method string, status int, d time.Duration) {
 	code := strconv.Itoa(status)
+	method = methodLabel(method)
 	m.requests.WithLabelValues(route, method, code).Inc()
 	if method != "" {
 		m.latency.WithLabelValues(route, method, code).Observe(d.Seconds())
