@@ -31,6 +31,8 @@ type Config struct {
 	MaxAttempts int           `env:"FLASHHOLD_WEBHOOK_MAX_ATTEMPTS" envDefault:"8"`
 	BackoffBase time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_BASE" envDefault:"1s"`
 	BackoffMax  time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_MAX" envDefault:"5m"`
+	// MaxSubscriptions caps each vendor's active subscriptions (Store, WithMaxSubscriptions).
+	MaxSubscriptions int `env:"FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS" envDefault:"100"`
 }
 
 type level int

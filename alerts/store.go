@@ -31,6 +31,13 @@ var Types = []string{LowStock, OutOfStock, BackInStock}
 // ErrNotFound: no such subscription (for this vendor).
 var ErrNotFound = errors.New("subscription not found")
 
+// ErrTooManySubscriptions: the vendor already has as many active subscriptions as allowed.
+var ErrTooManySubscriptions = errors.New("too many subscriptions")
+
+// DefaultMaxSubscriptions is a vendor's cap on active subscriptions unless
+// WithMaxSubscriptions sets another.
+const DefaultMaxSubscriptions = 100
+
 // Alert is one threshold crossing of one pool.
 type Alert struct {
 	ID        int64  `json:"id"`
@@ -69,13 +76,31 @@ type Delivery struct {
 
 // Store keeps subscriptions, alerts and deliveries in Postgres.
 type Store struct {
-	pool   *pgxpool.Pool
-	policy *URLPolicy
+	pool    *pgxpool.Pool
+	policy  *URLPolicy
+	maxSubs int
+}
+
+// StoreOption changes how NewStore builds a Store.
+type StoreOption func(*Store)
+
+// WithMaxSubscriptions caps each vendor's active subscriptions at n
+// (FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS); n below 1 keeps the default.
+func WithMaxSubscriptions(n int) StoreOption {
+	return func(s *Store) {
+		if n > 0 {
+			s.maxSubs = n
+		}
+	}
 }
 
 // NewStore wraps a pool whose search_path holds the ledger schema.
-func NewStore(pool *pgxpool.Pool, policy *URLPolicy) *Store {
-	return &Store{pool: pool, policy: policy}
+func NewStore(pool *pgxpool.Pool, policy *URLPolicy, opts ...StoreOption) *Store {
+	s := &Store{pool: pool, policy: policy, maxSubs: DefaultMaxSubscriptions}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Subscribe registers a webhook for a vendor and returns it with its signing secret.
@@ -92,9 +117,30 @@ func (s *Store) Subscribe(ctx context.Context, vendor, callback string, types []
 		return nil, err
 	}
 	sub := &Subscription{ID: "sub_" + randomHex(12), Vendor: vendor, CallbackURL: callback, EventTypes: types, Secret: randomHex(32)}
-	err := s.pool.QueryRow(ctx, `INSERT INTO webhook_subscriptions (id, vendor_id, callback_url, event_types, secret)
-		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, sub.ID, vendor, callback, types, sub.Secret).Scan(&sub.CreatedAt)
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The vendor's lock (held to commit) makes count-then-insert one step: two concurrent
+	// subscribes cannot both see room for one more. The schema is in the key because the
+	// lock is database-wide.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('webhook_subscriptions/' || current_schema() || '/' || $1, 0))`, vendor); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	var active int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_subscriptions WHERE vendor_id = $1 AND deleted_at IS NULL`, vendor).Scan(&active); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if active >= s.maxSubs {
+		return nil, fmt.Errorf("%w: vendor %s has %d active subscriptions, the limit (FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS) is %d; delete one first",
+			ErrTooManySubscriptions, vendor, active, s.maxSubs)
+	}
+	if err := tx.QueryRow(ctx, `INSERT INTO webhook_subscriptions (id, vendor_id, callback_url, event_types, secret)
+		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, sub.ID, vendor, callback, types, sub.Secret).Scan(&sub.CreatedAt); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
 	return sub, nil

@@ -46,6 +46,7 @@ func toError(err error) *Error {
 		{engine.ErrUnknownPool, http.StatusNotFound, "unknown_pool"},
 		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
 		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
+		{alerts.ErrTooManySubscriptions, http.StatusConflict, "too_many_subscriptions"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/flashhold/flashhold/alerts"
@@ -56,4 +57,31 @@ func TestSubscriptions(t *testing.T) {
 	// Without a ledger there are no webhooks.
 	none := startServer(t, rdb, nil)
 	none.do("GET", "/v1/vendors/acme/inventory/subscriptions", acmeKey, nil).want(t, 503, "webhooks_unavailable")
+}
+
+// TestSubscriptionLimit: a vendor may hold at most FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS (100 by
+// default) active subscriptions; one more is refused with 409 and creates nothing, while other
+// vendors and freed places are unaffected.
+func TestSubscriptionLimit(t *testing.T) {
+	ts := startServer(t, testredis.Standalone(t), nil, WithWebhooks(webhookStore(t, []string{"127.0.0.1"})))
+	hook := map[string]any{"callback_url": "http://127.0.0.1:9/hook", "event_types": []string{"LOW_STOCK"}}
+	var first string
+	for i := range 100 {
+		r := ts.do("POST", "/v1/vendors/acme/inventory/subscribe", acmeKey, hook).want(t, 201, "")
+		if i == 0 {
+			first = r.str("subscription_id")
+		}
+	}
+	over := ts.do("POST", "/v1/vendors/acme/inventory/subscribe", acmeKey, hook).want(t, 409, "too_many_subscriptions")
+	if msg := over.body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "100") {
+		t.Errorf("the refusal does not name the limit: %s", over.raw)
+	}
+	list := ts.do("GET", "/v1/vendors/acme/inventory/subscriptions", acmeKey, nil).want(t, 200, "")
+	if n := len(list.body["subscriptions"].([]any)); n != 100 {
+		t.Fatalf("%d subscriptions after a refused one, want 100", n)
+	}
+	ts.do("POST", "/v1/vendors/bistro/inventory/subscribe", bistroKey, hook).want(t, 201, "")
+	ts.do("DELETE", "/v1/vendors/acme/inventory/subscriptions/"+first, acmeKey, nil).want(t, 200, "")
+	ts.do("POST", "/v1/vendors/acme/inventory/subscribe", acmeKey, hook).want(t, 201, "")
+	ts.do("POST", "/v1/vendors/acme/inventory/subscribe", acmeKey, hook).want(t, 409, "too_many_subscriptions")
 }
