@@ -376,7 +376,7 @@ func TestOpsEndpoints(t *testing.T) {
 	failing := WithReadiness("postgres", func(context.Context) error { return errors.New("connection refused") })
 	ts := startServer(t, testredis.Standalone(t), func(c *Config) { c.MaxBody = 256 }, failing)
 	ts.do("GET", "/healthz", "", nil).want(t, 200, "")
-	r := ts.do("GET", "/readyz", "", nil).want(t, 503, "")
+	r := ts.do("GET", "/readyz", adminKey, nil).want(t, 503, "")
 	checks := r.body["checks"].(map[string]any)
 	if checks["redis"] != "ok" || !strings.Contains(checks["postgres"].(string), "connection refused") {
 		t.Fatalf("readyz %s", r.raw)

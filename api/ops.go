@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,14 @@ func (s *Server) healthz(c *call) error {
 	return c.json(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyRetryAfter is the Retry-After of a not-ready answer, in seconds: long enough for a
+// restarted dependency, short against a load balancer's probe interval.
+const readyRetryAfter = "5"
+
+// readyz reports each dependency as ok or unavailable; only an admin key sees why, since
+// the errors carry addresses and other internals.
 func (s *Server) readyz(c *call) error {
+	detail := s.presentsAdmin(c)
 	names := make([]string, 0, len(s.ready))
 	for n := range s.ready {
 		names = append(names, n)
@@ -45,18 +53,38 @@ func (s *Server) readyz(c *call) error {
 		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 		err := s.ready[n](ctx)
 		cancel()
-		if err != nil {
-			checks[n] = "error: " + err.Error()
-			status = http.StatusServiceUnavailable
+		switch {
+		case err == nil:
+			checks[n] = "ok"
 			continue
+		case detail:
+			checks[n] = "error: " + err.Error()
+		default:
+			checks[n] = "unavailable"
 		}
-		checks[n] = "ok"
+		status = http.StatusServiceUnavailable
 	}
 	state := "ready"
 	if status != http.StatusOK {
 		state = "not ready"
+		c.rc.Response.Header.Set("Retry-After", readyRetryAfter)
 	}
 	return c.json(status, map[string]any{"status": state, "checks": checks})
+}
+
+// presentsAdmin reports whether the request carries an admin API key (X-API-Key, or
+// Authorization: Bearer), for endpoints that are open to all but tell admins more. A missing
+// or unknown key is not an error here.
+func (s *Server) presentsAdmin(c *call) bool {
+	presented := string(c.rc.Request.Header.Peek("X-API-Key"))
+	if presented == "" {
+		presented, _ = strings.CutPrefix(string(c.rc.Request.Header.Peek("Authorization")), "Bearer ")
+	}
+	if presented == "" {
+		return false
+	}
+	k := s.keys.lookup(presented)
+	return k != nil && k.Role == RoleAdmin
 }
 
 // metrics is the API's Prometheus registry.

@@ -1,8 +1,12 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/flashhold/flashhold/internal/testredis"
@@ -38,5 +42,38 @@ func TestMetricMethodLabels(t *testing.T) {
 	series := regexp.MustCompile(`(?m)^flashhold_http_requests_total\{`).FindAllIndex(m.raw, -1)
 	if len(series) > 10 {
 		t.Errorf("%d request counter series after 120 requests over 3 routes with made-up methods", len(series))
+	}
+}
+
+// TestReadyzDetail: /readyz tells callers without an admin key only ok or unavailable per
+// check; an admin key also gets the error text. Not ready is 503 with Retry-After.
+func TestReadyzDetail(t *testing.T) {
+	const cause = "dial tcp 10.9.8.7:5432: connect: connection refused"
+	failing := WithReadiness("postgres", func(context.Context) error { return errors.New(cause) })
+	ts := startServer(t, testredis.Standalone(t), nil, failing)
+	for _, key := range []string{"", "not-a-key", clientKey, acmeKey} {
+		r := ts.do("GET", "/readyz", key, nil).want(t, 503, "")
+		checks, _ := r.body["checks"].(map[string]any)
+		if checks["postgres"] != "unavailable" || checks["redis"] != "ok" || strings.Contains(string(r.raw), "10.9.8.7") {
+			t.Errorf("key %q: %s", key, r.raw)
+		}
+		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+			t.Errorf("key %q: Retry-After %q", key, r.header.Get("Retry-After"))
+		}
+	}
+	for _, h := range [][]string{{"X-API-Key", adminKey}, {"Authorization", "Bearer " + adminKey}} {
+		r := ts.do("GET", "/readyz", "", nil, h...).want(t, 503, "")
+		checks, _ := r.body["checks"].(map[string]any)
+		if s, _ := checks["postgres"].(string); !strings.Contains(s, cause) || checks["redis"] != "ok" {
+			t.Errorf("admin key in %s: %s", h[0], r.raw)
+		}
+		if r.header.Get("Retry-After") == "" {
+			t.Errorf("admin key in %s: no Retry-After", h[0])
+		}
+	}
+	ready := startServer(t, testredis.Standalone(t), nil)
+	r := ready.do("GET", "/readyz", "", nil).want(t, 200, "")
+	if r.str("status") != "ready" || r.header.Get("Retry-After") != "" {
+		t.Errorf("ready: %s, Retry-After %q", r.raw, r.header.Get("Retry-After"))
 	}
 }
