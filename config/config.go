@@ -2,11 +2,15 @@
 package config
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/alerts"
@@ -65,8 +69,21 @@ func Load() (Config, error) {
 }
 
 // Logger returns the JSON logger the configuration asks for, writing to stderr.
-func (c Config) Logger() zerolog.Logger {
+func (c Config) Logger() zerolog.Logger { return c.logger(os.Stderr) }
+
+// logger builds the logger and makes it go-redis's too: go-redis otherwise prints plain-text
+// lines (pool dial failures, truncated TTLs) to stderr, in between the JSON.
+func (c Config) logger(w io.Writer) zerolog.Logger {
 	lvl, _ := zerolog.ParseLevel(c.LogLevel)
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	return zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Str("service", "flashhold").Logger()
+	log := zerolog.New(w).Level(lvl).With().Timestamp().Str("service", "flashhold").Logger()
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+	return log
+}
+
+// redisLogger writes go-redis's package-level messages as warnings.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Msg(strings.TrimRight(fmt.Sprintf(format, v...), "\n"))
 }
