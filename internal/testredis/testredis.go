@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flashhold/flashhold/internal/faultproxy"
 	"github.com/flashhold/flashhold/internal/rediskeys"
 )
 
@@ -48,6 +49,31 @@ func Standalone(t testing.TB) redis.UniversalClient {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Faulty returns a client of the same Redis as c (standalone or the test cluster) whose every
+// connection goes through a fault proxy, and the proxies' net for the test to set rules on.
+// The client never retries a command by itself (MaxRetries -1), as the engine requires, and
+// gives up on a reply after timeout.
+func Faulty(t testing.TB, c redis.UniversalClient, timeout time.Duration) (redis.UniversalClient, *faultproxy.Net) {
+	t.Helper()
+	n := faultproxy.NewNet()
+	t.Cleanup(n.Close)
+	var fc redis.UniversalClient
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		fc = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Options().Addrs, Dialer: n.Dial, PoolSize: 64,
+			MaxRetries: -1, ReadTimeout: timeout, WriteTimeout: timeout})
+	case *redis.Client:
+		opt := *c.Options()
+		opt.Dialer, opt.PoolSize, opt.MaxRetries, opt.ReadTimeout, opt.WriteTimeout = n.Dial, 64, -1, timeout, timeout
+		opt.OnConnect = nil
+		fc = redis.NewClient(&opt)
+	default:
+		t.Fatalf("testredis.Faulty: unexpected client %T", c)
+	}
+	t.Cleanup(func() { fc.Close() })
+	return fc, n
 }
 
 // registryKey records every test prefix with its creation time, so prefixes left by a test
