@@ -235,8 +235,40 @@ func TestCallbackPolicy(t *testing.T) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
-	if err := strict.Check(ctx, "https://93.184.215.14/hook"); err != nil {
-		t.Errorf("a public address: %v", err)
+	// Special-purpose ranges, and IPv6 addresses that carry a refused IPv4 address inside.
+	for _, u := range []string{
+		"http://0.1.2.3/", "http://100.64.0.1/", "http://192.0.0.8/", "http://192.0.2.10/", "http://198.51.100.7/",
+		"http://203.0.113.9/", "http://198.18.0.1/", "http://192.88.99.1/", "http://240.0.0.1/", "http://255.255.255.255/",
+		"http://[64:ff9b::7f00:1]/",                      // NAT64 of 127.0.0.1
+		"http://[64:ff9b::a9fe:a9fe]/latest",             // NAT64 of 169.254.169.254
+		"http://[64:ff9b:1::7f00:1]/",                    // local-use NAT64
+		"http://[::127.0.0.1]/",                          // IPv4-compatible
+		"http://[::127.0.0.1%25eth0]/",                   // the same with a zone
+		"http://[::ffff:10.0.0.1]/",                      // IPv4-mapped
+		"http://[::ffff:0:7f00:1]/",                      // IPv4-translated
+		"http://[2002:7f00:1::1]/",                       // 6to4 of 127.0.0.1
+		"http://[2002:a9fe:a9fe::]/",                     // 6to4 of 169.254.169.254
+		"http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", // Teredo, client 127.0.0.1
+		"http://[2001:0:7f00:1:8000:63bf:a247:28f1]/",    // Teredo, server 127.0.0.1
+		"http://[fec0::1]/", "http://[fd00::1]/", "http://[fe80::1%25eth0]/", "http://[ff02::1]/", "http://[::]/",
+		"http://[2001:db8::1]/", "http://[3fff::1]/", "http://[2001:2::1]/", "http://[100::1]/", "http://[2001:10::1]/",
+		"http://[5f00::1]/",
+	} {
+		var ve *engine.ValidationError
+		if err := strict.Check(ctx, u); !errors.As(err, &ve) || ve.Field != "callback_url" {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{
+		"https://93.184.215.14/hook",
+		"https://[2606:4700:4700::1111]/hook",
+		"https://[64:ff9b::5db8:d70e]/hook",                   // NAT64 of the public address above
+		"https://[2002:5db8:d70e::1]/hook",                    // its 6to4 address
+		"https://[2001:0:4136:e378:8000:63bf:a247:28f1]/hook", // Teredo, client 93.184.215.14
+	} {
+		if err := strict.Check(ctx, u); err != nil {
+			t.Errorf("a public address %s: %v", u, err)
+		}
 	}
 	allowed, _ := NewURLPolicy([]string{"127.0.0.0/8", "hooks.internal"})
 	for _, u := range []string{"http://127.0.0.1:9/x", "https://hooks.internal/x"} {
@@ -244,8 +276,10 @@ func TestCallbackPolicy(t *testing.T) {
 			t.Errorf("%s with an allow-list: %v", u, err)
 		}
 	}
-	if _, err := strict.DialContext(ctx, "tcp", "127.0.0.1:9"); err == nil {
-		t.Error("the delivery dialer reached a loopback address")
+	for _, addr := range []string{"127.0.0.1:9", "[64:ff9b::7f00:1]:9", "[::127.0.0.1]:9"} {
+		if _, err := strict.DialContext(ctx, "tcp", addr); err == nil || !strings.Contains(err.Error(), "refused: no allowed address") {
+			t.Errorf("the delivery dialer to %s: %v", addr, err)
+		}
 	}
 }
 
