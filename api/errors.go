@@ -60,7 +60,12 @@ func toError(err error) *Error {
 	}
 	for _, m := range table {
 		if errors.Is(err, m.target) {
-			return &Error{m.status, m.code, err.Error()}
+			msg := err.Error()
+			if m.code == "redis_unavailable" || m.code == "timeout" {
+				// The cause (addresses, timeouts) goes to the log, not to clients.
+				msg = "the inventory store did not answer in time: the request may or may not have taken effect; send it again with the same Idempotency-Key or transaction_id"
+			}
+			return &Error{m.status, m.code, msg}
 		}
 	}
 	return &Error{http.StatusInternalServerError, "internal", "internal error"}

@@ -78,7 +78,7 @@ func FuzzServer(f *testing.F) {
 	seeds := []struct{ method, path, ct, body string }{
 		{"POST", "/v1/holds", "application/json", `{"location":"berlin","sku":"cap","qty":1}`},
 		{"POST", "/v1/holds", "application/json", `{"items":[{"location":"berlin","sku":"sneaker","qty":30}]}`},
-		{"POST", "/v1/holds/0123456789abcdef0123_1.0.0/commit", "", ""},
+		{"POST", "/v1/holds/0123456789abcdef0123.0_1.0.0/commit", "", ""},
 		{"POST", "/v1/holds/0123456789abcdef0123_99999.0.0/extend", "application/json", `{"ttl_ms":1}`},
 		{"GET", "/v1/holds/%00%ff", "", ""},
 		{"GET", "/v1/availability/cap?location=berlin&location=x", "", ""},

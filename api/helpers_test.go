@@ -100,7 +100,7 @@ func (ts *testServer) seed() {
 			ts.t.Fatal(err)
 		}
 		if _, err := ts.eng.Adjust(ctx, engine.AdjustRequest{Location: p.cfg.Location, SKU: p.cfg.SKU, Kind: engine.Set,
-			Qty: p.stock, TransactionID: "seed", Actor: "test"}); err != nil {
+			Qty: p.stock, TransactionID: "seed-" + p.cfg.SKU, Actor: "test"}); err != nil {
 			ts.t.Fatal(err)
 		}
 	}

@@ -108,7 +108,7 @@ func (s *Server) createHold(c *call) error {
 }
 
 func (s *Server) getHold(c *call) error {
-	h, err := s.eng.GetHold(c.ctx, c.param("id"))
+	h, err := s.eng.GetHold(c.holdCtx(), c.param("id"), c.actor())
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (s *Server) commitHold(c *call) error {
 		return err
 	}
 	id := c.param("id")
-	if err := s.eng.Commit(c.ctx, id, c.actor()); err != nil {
+	if err := s.eng.Commit(c.holdCtx(), id, c.actor()); err != nil {
 		return err
 	}
 	s.metrics.holds.WithLabelValues("committed").Inc()
@@ -142,7 +142,7 @@ func (s *Server) releaseHold(c *call) error {
 		return err
 	}
 	id := c.param("id")
-	if err := s.eng.Release(c.ctx, id, c.actor()); err != nil {
+	if err := s.eng.Release(c.holdCtx(), id, c.actor()); err != nil {
 		return err
 	}
 	s.metrics.holds.WithLabelValues("released").Inc()
@@ -165,7 +165,7 @@ func (s *Server) extendHold(c *call) error {
 		return errorf(http.StatusUnprocessableEntity, "invalid", "ttl_ms: must be a positive number of milliseconds within the allowed range")
 	}
 	id := c.param("id")
-	exp, err := s.eng.Extend(c.ctx, id, time.Duration(*b.TTLMs)*time.Millisecond, c.actor())
+	exp, err := s.eng.Extend(c.holdCtx(), id, time.Duration(*b.TTLMs)*time.Millisecond, c.actor())
 	if err != nil {
 		return err
 	}

@@ -152,6 +152,15 @@ func (c *call) actor() string {
 	return c.key.ID
 }
 
+// holdCtx is the context of an operation on a hold: an admin key acts on any key's holds;
+// any other key only on its own.
+func (c *call) holdCtx() context.Context {
+	if c.key != nil && c.key.Role == RoleAdmin {
+		return engine.AnyOwner(c.ctx)
+	}
+	return c.ctx
+}
+
 func (c *call) query(name string) string { return string(c.rc.QueryArgs().Peek(name)) }
 
 func (c *call) json(status int, v any) error {
@@ -191,8 +200,15 @@ func jsonErr(err error) string {
 
 func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
 	ae := toError(err)
-	if ae.Status >= 500 && ae.Code == "internal" {
+	switch {
+	case ae.Status >= 500 && ae.Code == "internal":
 		s.log.Error().Err(err).Str("path", string(rc.Path())).Msg("request failed")
+	case ae.Status == http.StatusServiceUnavailable || ae.Code == "request_in_progress":
+		// Nothing is wrong with the request: it may be sent again, with the same key.
+		rc.Response.Header.Set("Retry-After", "1")
+		if ae.Status == http.StatusServiceUnavailable {
+			s.log.Warn().Err(err).Str("path", string(rc.Path())).Msg("dependency unavailable")
+		}
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = ae.Code, ae.Message

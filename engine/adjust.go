@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,11 +93,17 @@ func validateAdjust(req *AdjustRequest) error {
 	return validateReason(req.Reason)
 }
 
-// Adjust applies a vendor's stock change. A single-shard pool changes in one atomic call; a
-// sharded pool's change is spread over its shards (additions evenly, removals from the
-// fullest shards first), each shard's share idempotent under "<transaction id>/<shard>", so
-// a retry after a crash applies only what is missing. A removal larger than what is
-// available returns ErrInsufficient.
+// Adjust applies a vendor's stock change, whole and once, or not at all.
+//
+// A transaction id names one change of the pool's vendor: the vendor's record of it (in the
+// partition its name picks) refuses the same id for another change, whichever pool it names,
+// and another vendor's ids never collide with it. A single-shard pool changes in one atomic
+// call. On a sharded pool the whole change is applied in one atomic call on one shard, the
+// transaction's own (picked by its id, so a retry finds it): a removal first moves units to
+// that shard from the others (transfers change no pool's total), an addition is spread over
+// the shards afterwards the same way. A removal larger than the pool has is refused
+// (ErrInsufficient) only once the shortage is proved (see soldout.go); one that keeps racing
+// reservations for the units is refused as ErrUnavailable. Either way nothing changed.
 func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, error) {
 	if err := validateAdjust(&req); err != nil {
 		return nil, err
@@ -106,22 +113,42 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 		return nil, err
 	}
 	fp := fingerprint(req.Location, req.SKU, req.Kind, strconv.FormatInt(req.Qty, 10), req.Reason)
+	tx := p.Vendor + ":" + req.TransactionID
+	if err := e.claimTransaction(ctx, p.Vendor, req.TransactionID, fp); err != nil {
+		return nil, err
+	}
 	if p.Shards == 1 {
-		r, err := e.adjustShard(ctx, p, 0, req.Kind, req.Qty, req.TransactionID, fp, req, nil)
+		r, err := e.adjustShard(ctx, p, 0, req.Kind, req.Qty, tx, fp, req, nil)
 		if err != nil {
 			return nil, err
 		}
-		if r.After > 0 {
+		if r.After > r.Before {
 			e.forgetSoldOut(p.Key())
 		}
 		return r, nil
 	}
-	return e.adjustSharded(ctx, p, req, fp)
+	return e.adjustSharded(ctx, p, req, tx, fp)
 }
 
-// poolChange is what a change to a sharded pool does to the whole pool, as its first attempt
-// planned it: every shard's record of the transaction carries it, so a retry completes that
-// change instead of planning another from counts that sales may have moved since.
+// claimTransaction binds a vendor's transaction id to one change (fp): the first call records
+// it; a later one with another change is refused.
+func (e *Engine) claimTransaction(ctx context.Context, vendor, id, fp string) error {
+	kp := e.keyPartition(vendor + ":" + id)
+	set := redis.NewStringCmd(ctx, "set", e.ks.txKey(kp, vendor, id), fp, "nx", "get", "px", e.cfg.IdempotencyTTL.Milliseconds())
+	if err := e.plain(ctx, set); err != nil {
+		return err
+	}
+	if err := nativeErr(set); err != nil {
+		return err
+	}
+	if prior := set.Val(); prior != "" && prior != fp {
+		return fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, id)
+	}
+	return nil
+}
+
+// poolChange is what a change to a sharded pool does to the whole pool: its record carries
+// it, so a retry answers with the change its first attempt made.
 type poolChange struct {
 	before, delta int64
 }
@@ -133,13 +160,17 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 		wholeBefore, wholeDelta = strconv.FormatInt(whole.before, 10), strconv.FormatInt(whole.delta, 10)
 	}
 	r, err := e.run(ctx, "adjust", part, e.nowMs(), p.Location, p.SKU, s, kind, qty, tx, fp,
-		req.Actor, req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable, wholeBefore, wholeDelta)
+		owner(req.Actor), req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable, wholeBefore, wholeDelta)
 	if err != nil {
 		return nil, err
 	}
 	switch r.code() {
 	case "OK":
-		return &AdjustResult{Before: r.int(1), After: r.int(2), Replayed: r.str(3) == "replay"}, nil
+		res := &AdjustResult{Before: r.int(1), After: r.int(2), Replayed: r.str(3) == "replay"}
+		if len(r) > 5 && r.str(4) != "" {
+			res.Before, res.After = r.int(4), r.int(4)+r.int(5)
+		}
+		return res, nil
 	case "INSUFFICIENT":
 		return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: qty, Available: r.int(1)}
 	case "TOO_MANY":
@@ -158,196 +189,145 @@ func tooMany(p *pool, available int64) error {
 	return invalid("quantity", "%s has %d units available; a pool may have at most %d", p.Key(), available, int64(MaxAvailable))
 }
 
-// shardTx is what a transaction already did on one shard.
-type shardTx struct {
-	done          bool
-	fp            string
-	before, after int64
-	whole         *poolChange // nil in records written without it
+// txShard is the shard a transaction on a sharded pool is applied to.
+func txShard(p *pool, tx string) int {
+	h := fnv.New32a()
+	h.Write([]byte(tx))
+	return int(h.Sum32() % uint32(p.Shards))
 }
 
-func (e *Engine) readShardTx(ctx context.Context, p *pool, tx string) ([]ShardCount, []shardTx, error) {
-	counts, err := e.shardCounts(ctx, p)
-	if err != nil {
-		return nil, nil, err
+func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, tx, fp string) (*AdjustResult, error) {
+	home := txShard(p, tx)
+	kind := req.Kind
+	if kind == Set {
+		kind = Adjustment
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	pipe := e.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, p.Shards)
-	for s, part := range p.partitions {
-		cmds[s] = pipe.HGet(ctx, e.ks.holdsKey(part), "i:tx:"+tx+"/"+strconv.Itoa(s))
+	reason := req.Reason
+	if req.Kind == Set && reason == "" {
+		reason = "SET " + strconv.FormatInt(req.Qty, 10)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, fmt.Errorf("read transaction %s: %w", tx, redisErr(err))
+	r := req
+	r.Reason = reason
+	// A retry of a change already made replays it, whatever the pool holds now.
+	done := redis.NewBoolCmd(ctx, "hexists", e.ks.holdsKey(p.partitions[home]), "i:tx:"+tx)
+	if err := e.plain(ctx, done); err != nil {
+		return nil, err
 	}
-	txs := make([]shardTx, p.Shards)
-	for s, cmd := range cmds {
-		v, err := cmd.Result()
-		if err != nil {
-			continue
+	if err := nativeErr(done); err != nil {
+		return nil, err
+	}
+	if done.Val() {
+		return e.adjustShard(ctx, p, home, kind, max(req.Qty, 1), tx, fp, r, nil)
+	}
+	for round := 0; round < 8; round++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		f := strings.Split(v, "|")
-		if len(f) != 3 && len(f) != 5 {
-			continue
-		}
-		txs[s].done, txs[s].fp = true, f[0]
-		txs[s].before, _ = strconv.ParseInt(f[1], 10, 64)
-		txs[s].after, _ = strconv.ParseInt(f[2], 10, 64)
-		if len(f) == 5 {
-			var w poolChange
-			b, errB := strconv.ParseInt(f[3], 10, 64)
-			d, errD := strconv.ParseInt(f[4], 10, 64)
-			if errB == nil && errD == nil {
-				w.before, w.delta = b, d
-				txs[s].whole = &w
-			}
-		}
-	}
-	return counts, txs, nil
-}
-
-func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, fp string) (*AdjustResult, error) {
-	var res *AdjustResult
-	for round := 0; round < 3; round++ {
-		counts, txs, err := e.readShardTx(ctx, p, req.TransactionID)
+		readings, err := e.readShards(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		var total, applied int64
-		anyDone := false
-		for s := range counts {
-			total += counts[s].Available
-			if txs[s].done {
-				if txs[s].fp != fp {
-					return nil, fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, req.TransactionID)
+		var total, inFlight int64
+		for _, rd := range readings {
+			total += rd.avail
+			inFlight += rd.inFlight
+		}
+		whole := &poolChange{before: total + inFlight}
+		switch req.Kind {
+		case Restock, Adjustment:
+			whole.delta = req.Qty
+		case Spoilage:
+			whole.delta = -req.Qty
+		case Set:
+			whole.delta = req.Qty - whole.before
+		}
+		if whole.delta > 0 && whole.before+whole.delta > MaxAvailable {
+			return nil, tooMany(p, whole.before)
+		}
+		if need := -whole.delta - readings[home].avail; need > 0 {
+			if total+inFlight < -whole.delta {
+				proven, err := e.provenShort(ctx, p, -whole.delta, readings)
+				if err != nil {
+					return nil, err
 				}
-				applied += txs[s].after - txs[s].before
-				anyDone = true
+				if proven {
+					return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: -whole.delta, Available: total + inFlight}
+				}
+				continue
 			}
-		}
-		whole := recordedChange(txs)
-		if whole == nil { // the first attempt (or records written without the change)
-			whole = &poolChange{before: total - applied}
-			switch req.Kind {
-			case Restock:
-				whole.delta = req.Qty
-			case Spoilage:
-				whole.delta = -req.Qty
-			case Adjustment:
-				whole.delta = req.Qty
-			case Set:
-				whole.delta = req.Qty - whole.before
-			}
-		}
-		before, delta := whole.before, whole.delta
-		if delta > 0 && before+delta > MaxAvailable {
-			return nil, tooMany(p, before)
-		}
-		res = &AdjustResult{Before: before, After: before + delta, Replayed: anyDone}
-		plan, err := planAdjust(counts, txs, delta-applied)
-		if err != nil {
-			return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: -(delta - applied), Available: total - applied}
-		}
-		if len(plan) == 0 {
-			break
-		}
-		res.Replayed = false
-		raced := false
-		for _, step := range plan {
-			kind, qty := req.Kind, step.delta
-			switch {
-			case req.Kind == Set || req.Kind == Adjustment:
-				kind = Adjustment
-			case qty < 0:
-				qty = -qty
-			}
-			reason := req.Reason
-			if req.Kind == Set && reason == "" {
-				reason = "SET " + strconv.FormatInt(req.Qty, 10)
-			}
-			r := req
-			r.Reason = reason
-			_, err := e.adjustShard(ctx, p, step.shard, kind, qty, req.TransactionID+"/"+strconv.Itoa(step.shard), fp, r, whole)
-			if errors.Is(err, ErrInsufficient) {
-				raced = true // a reservation took units meanwhile: plan again with fresh counts
-				break
-			}
-			if err != nil {
+			if err := e.gather(ctx, p, home, need, readings, tx+".g"+strconv.Itoa(round)); err != nil {
 				return nil, err
 			}
 		}
-		if !raced {
-			break
+		qty, k := whole.delta, kind
+		switch {
+		case kind == Adjustment:
+		case qty < 0:
+			qty = -qty
 		}
-		if round == 2 {
-			return nil, fmt.Errorf("%w: reservations kept taking the units being removed; part of the change may be applied, retry with the same transaction_id", ErrInsufficient)
+		if qty == 0 {
+			return &AdjustResult{Before: whole.before, After: whole.before}, nil
 		}
+		res, err := e.adjustShard(ctx, p, home, k, qty, tx, fp, r, whole)
+		if errors.Is(err, ErrInsufficient) {
+			continue // reservations took units gathered there: read again
+		}
+		if err != nil {
+			return nil, err
+		}
+		if res.After > res.Before {
+			e.forgetSoldOut(p.Key())
+			if !res.Replayed {
+				e.spread(ctx, p, home, tx)
+			}
+		}
+		return res, nil
 	}
-	if res.After > 0 {
-		e.forgetSoldOut(p.Key())
-	}
-	return res, nil
+	return nil, fmt.Errorf("%w: reservations kept taking the units being removed from %s; nothing was removed, send the change again", ErrUnavailable, p.Key())
 }
 
-// recordedChange is the pool change a transaction's shard records carry, or nil.
-func recordedChange(txs []shardTx) *poolChange {
-	for _, tx := range txs {
-		if tx.whole != nil {
-			return tx.whole
+// gather moves need units to shard home from the fullest other shards, as transfers named
+// after id (transfers do not change the pool's total).
+func (e *Engine) gather(ctx context.Context, p *pool, home int, need int64, readings []shardReading, id string) error {
+	order := make([]int, 0, p.Shards)
+	for s, r := range readings {
+		if s != home && r.avail > 0 {
+			order = append(order, s)
 		}
+	}
+	sort.Slice(order, func(i, j int) bool { return readings[order[i]].avail > readings[order[j]].avail })
+	for _, s := range order {
+		if need <= 0 {
+			break
+		}
+		n := min(need, readings[s].avail)
+		moved, err := e.Transfer(ctx, p.Location, p.SKU, s, home, n, id+"."+strconv.Itoa(s), "engine")
+		if err != nil && !errors.Is(err, ErrInsufficient) && !errors.Is(err, ErrFenced) {
+			return err
+		}
+		need -= moved
 	}
 	return nil
 }
 
-type adjustStep struct {
-	shard int
-	delta int64
-}
-
-// planAdjust spreads delta over the shards the transaction has not touched yet: an addition
-// evenly, a removal from the fullest shards first.
-func planAdjust(counts []ShardCount, txs []shardTx, delta int64) ([]adjustStep, error) {
-	var free []int
-	for s := range counts {
-		if !txs[s].done {
-			free = append(free, s)
+// spread evens out a pool's shards after an addition landed on shard home, moving units to
+// the others; what it leaves uneven, the rebalancer evens out later.
+func (e *Engine) spread(ctx context.Context, p *pool, home int, tx string) {
+	readings, err := e.readShards(ctx, p)
+	if err != nil {
+		return
+	}
+	var total int64
+	for _, r := range readings {
+		total += max(r.avail, 0)
+	}
+	mean := total / int64(p.Shards)
+	for s, r := range readings {
+		if s == home || r.avail >= mean {
+			continue
+		}
+		if _, err := e.Transfer(ctx, p.Location, p.SKU, home, s, mean-r.avail, tx+".s."+strconv.Itoa(s), "engine"); err != nil {
+			return
 		}
 	}
-	if delta == 0 {
-		return nil, nil
-	}
-	if len(free) == 0 {
-		return nil, errors.New("no shard left to apply the change to")
-	}
-	var plan []adjustStep
-	if delta > 0 {
-		n := int64(len(free))
-		for i, s := range free {
-			share := delta / n
-			if int64(i) < delta%n {
-				share++
-			}
-			if share > 0 {
-				plan = append(plan, adjustStep{s, share})
-			}
-		}
-		return plan, nil
-	}
-	sort.Slice(free, func(i, j int) bool { return counts[free[i]].Available > counts[free[j]].Available })
-	need := -delta
-	for _, s := range free {
-		if need == 0 {
-			break
-		}
-		take := min(need, counts[s].Available)
-		if take > 0 {
-			plan = append(plan, adjustStep{s, -take})
-			need -= take
-		}
-	}
-	if need > 0 {
-		return nil, errors.New("not enough units available")
-	}
-	return plan, nil
 }

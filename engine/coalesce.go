@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // coalescer sends concurrent requests to Redis together. Requests wait in one queue; each of
@@ -18,8 +20,9 @@ import (
 type coalescer struct {
 	e     *Engine
 	queue chan *pendingPlace
-	// lookups queues the sold-out path's idempotency reads (see lookup.go).
-	lookups chan *pendingLookup
+	// lookups queues the sold-out path's commands (see lookup.go), apart from the script
+	// calls so that they never wait behind them.
+	lookups chan *pendingPlace
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -27,12 +30,22 @@ type coalescer struct {
 
 type pendingPlace struct {
 	ctx context.Context
-	// op is the request's operation (reserve, commit, ...); see kindOf.
+	// op is the request's operation (reserve, commit, ...); see kindOf. natives go out in
+	// the same round trip; on the lookup queue a request has natives only.
 	op        string
 	partition int
+	record    string // the key record the operation takes, if any
 	args      []any
+	natives   []redis.Cmder
 	out       chan placeResult
+	state     atomic.Int32 // queued, taken (it will be sent) or abandoned (it never will)
 }
+
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 type placeResult struct {
 	r   reply
@@ -45,7 +58,7 @@ func newCoalescer(e *Engine) *coalescer {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &coalescer{e: e, ctx: ctx, cancel: cancel,
 		queue:   make(chan *pendingPlace, 4*e.cfg.CoalesceMaxBatch),
-		lookups: make(chan *pendingLookup, 4*e.cfg.CoalesceMaxBatch)}
+		lookups: make(chan *pendingPlace, 4*e.cfg.CoalesceMaxBatch)}
 	for range e.cfg.CoalesceWorkers {
 		c.wg.Add(2)
 		go c.lookupWork()
@@ -59,36 +72,40 @@ func (c *coalescer) stop() {
 	c.wg.Wait()
 }
 
-// call queues one call of operation op on partition p and waits for its reply. A caller that
-// leaves may still have its request run; a part placed for it expires by itself.
-func (c *coalescer) call(ctx context.Context, op string, p int, args []any) (reply, error) {
-	pp := &pendingPlace{ctx: ctx, op: op, partition: p, args: args, out: make(chan placeResult, 1)}
-	res, err := queueAndWait(c, ctx, c.queue, pp, pp.out)
-	if err != nil {
-		return nil, err
-	}
-	return res.r, res.err
+// call queues one call of operation op on partition p (with key record record, if not
+// empty) and waits for its reply. Plain commands natives, if any, go out in the same round
+// trip (each carries its own reply).
+func (c *coalescer) call(ctx context.Context, op string, p int, record string, args []any, natives ...redis.Cmder) (reply, error) {
+	pp := &pendingPlace{ctx: ctx, op: op, partition: p, record: record, args: args, natives: natives, out: make(chan placeResult, 1)}
+	return c.wait(ctx, c.queue, pp)
 }
 
-// queueAndWait puts item on q and waits for its result on out, unless the caller's ctx ends
-// or the engine closes first (also while the item is still queued).
-func queueAndWait[T, R any](c *coalescer, ctx context.Context, q chan<- T, item T, out <-chan R) (R, error) {
-	var zero R
+// wait queues pp and waits for its result. A caller whose ctx ends while pp is still queued
+// takes it back (it will never be sent) and gets ctx's error; once a worker has taken it, the
+// caller waits for the reply, which comes within FLASHHOLD_REDIS_TIMEOUT, so that it always
+// knows whether its request ran.
+func (c *coalescer) wait(ctx context.Context, q chan<- *pendingPlace, pp *pendingPlace) (reply, error) {
 	select {
-	case q <- item:
+	case q <- pp:
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		return nil, ctx.Err()
 	case <-c.ctx.Done():
-		return zero, errEngineClosed
+		return nil, errEngineClosed
 	}
 	select {
-	case res := <-out:
-		return res, nil
+	case res := <-pp.out:
+		return res.r, res.err
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		if pp.state.CompareAndSwap(queued, abandoned) {
+			return nil, ctx.Err()
+		}
 	case <-c.ctx.Done():
-		return zero, errEngineClosed
+		if pp.state.CompareAndSwap(queued, abandoned) {
+			return nil, errEngineClosed
+		}
 	}
+	res := <-pp.out
+	return res.r, res.err
 }
 
 // callKind is what a call of a round trip carries.
@@ -115,6 +132,7 @@ func kindOf(op string) callKind {
 // releases, of one partition in the order they queued; or one other request.
 type partitionCall struct {
 	partition int
+	record    string
 	kind      callKind
 	batch     []*pendingPlace
 }
@@ -138,14 +156,15 @@ func (c *coalescer) work() {
 		}
 		calls = calls[:0]
 		clear(slot)
+		var natives []redis.Cmder
 		for _, pp := range batch {
-			if err := pp.ctx.Err(); err != nil {
-				pp.out <- placeResult{err: err}
-				continue
+			if !pp.state.CompareAndSwap(queued, taken) {
+				continue // its caller left before it went out
 			}
+			natives = append(natives, pp.natives...)
 			kind := kindOf(pp.op)
 			if kind == single {
-				calls = append(calls, partitionCall{partition: pp.partition, kind: single, batch: []*pendingPlace{pp}})
+				calls = append(calls, partitionCall{partition: pp.partition, record: pp.record, kind: single, batch: []*pendingPlace{pp}})
 				continue
 			}
 			key := slotKey{pp.partition, kind}
@@ -158,7 +177,7 @@ func (c *coalescer) work() {
 			calls[i].batch = append(calls[i].batch, pp)
 		}
 		if len(calls) > 0 {
-			c.flush(calls)
+			c.flush(calls, natives)
 		}
 	}
 }
@@ -184,8 +203,9 @@ func takeBatch[T any](ctx context.Context, q <-chan T, batch []T, max int) ([]T,
 	return batch, true
 }
 
-// flush sends the calls of one round trip as a pipeline and hands each request its reply.
-func (c *coalescer) flush(calls []partitionCall) {
+// flush sends the calls of one round trip as a pipeline, after the plain commands natives,
+// and hands each request its reply.
+func (c *coalescer) flush(calls []partitionCall, natives []redis.Cmder) {
 	e := c.e
 	e.stats.RoundTrips.Add(1)
 	ops := make([]opCall, len(calls))
@@ -203,9 +223,9 @@ func (c *coalescer) flush(calls []partitionCall) {
 				(*h)(len(pc.batch))
 			}
 		}
-		ops[i] = opCall{name: pc.name(), p: pc.partition, args: pc.args()}
+		ops[i] = opCall{name: pc.name(), p: pc.partition, record: pc.record, args: pc.args()}
 	}
-	out, errs := e.runAll(c.ctx, e.nowMs(), ops)
+	out, errs := e.runAll(c.ctx, e.nowMs(), ops, natives...)
 	for i := range calls {
 		c.answer(&calls[i], out[i], errs[i])
 	}
@@ -234,13 +254,14 @@ func (pc *partitionCall) args() [][]any {
 	return args
 }
 
-// endRequest turns the arguments of a commit (part, actor, keep) or a release (part, actor,
-// keep, reason) into one request of end_batch (outcome, part, actor, keep, reason).
+// endRequest turns the arguments of a commit (part, actor, keep, owner) or a release (part,
+// actor, keep, reason, owner) into one request of end_batch (outcome, part, actor, keep,
+// reason, owner).
 func endRequest(op string, args []any) []any {
 	if op == "commit" {
-		return []any{"COMMITTED", args[0], args[1], args[2], ""}
+		return []any{"COMMITTED", args[0], args[1], args[2], "", args[3]}
 	}
-	return []any{"RELEASED", args[0], args[1], args[2], args[3]}
+	return []any{"RELEASED", args[0], args[1], args[2], args[3], args[4]}
 }
 
 // answer hands each request of a call its own reply.

@@ -49,9 +49,9 @@ func TestHotPoolConcurrency(t *testing.T) {
 						return
 					}
 					mu.Lock()
-					token, refs, _ := parseHoldID(h.ID, e.Partitions())
+					hk, refs, _ := parseHoldID(h.ID, e.Partitions())
 					for _, r := range refs {
-						parts[r.id(token)] = true
+						parts[hk.part(r)] = true
 					}
 					mu.Unlock()
 					switch n := rng.IntN(10); {
@@ -80,8 +80,8 @@ func TestHotPoolConcurrency(t *testing.T) {
 					reserved[ev.Hold]++
 				case ev.Type == EventCommitted:
 					committedEv += ev.Qty
-				case ev.Type == EventReleased && ev.Reason == "compensation":
-					reserved[ev.Hold]-- // a part given back by a failed multi-part attempt
+				case ev.Type == EventVoided:
+					reserved[ev.Hold]-- // a part of an attempt that answered nothing with it
 				}
 			}
 		}

@@ -32,9 +32,17 @@ type Config struct {
 	MaxCartLines int `env:"FLASHHOLD_MAX_CART_LINES" envDefault:"20"`
 	// IdempotencyTTL is how long answers (and tombstones of ended holds) are remembered.
 	IdempotencyTTL time.Duration `env:"FLASHHOLD_IDEMPOTENCY_TTL" envDefault:"1h"`
-	// IdempotencyLease: a reservation that takes several calls marks its key in progress for
-	// this long; duplicates meanwhile get ErrInProgress, and after it a retry takes over.
+	// IdempotencyLease: a reservation that takes several calls holds its key this long;
+	// duplicates meanwhile wait for its answer, and after it a retry takes the request over.
 	IdempotencyLease time.Duration `env:"FLASHHOLD_IDEMPOTENCY_LEASE" envDefault:"10s"`
+	// RefusalTTL is how long a refused reservation's answer is kept: the same request sent
+	// again meanwhile is refused the same; after it, it is tried anew.
+	RefusalTTL time.Duration `env:"FLASHHOLD_REFUSAL_TTL" envDefault:"30s"`
+	// IDSecret keys the hash that turns a caller's idempotency key into its hold ids, so
+	// that ids cannot be guessed. Every instance must use the same one, and it must outlive
+	// Redis's data (set it explicitly in production). Empty: one is made at first start and
+	// kept in Redis.
+	IDSecret string `env:"FLASHHOLD_ID_SECRET"`
 
 	// Coalesce sends concurrent reserves together: one pipeline per round trip, one
 	// reserve_batch call per partition in it.
@@ -76,6 +84,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FLASHHOLD_IDEMPOTENCY_TTL (%s) must be at least the longest hold (%s)", c.IdempotencyTTL, c.MaxTTL)
 	case c.IdempotencyLease < c.RedisTimeout:
 		return fmt.Errorf("FLASHHOLD_IDEMPOTENCY_LEASE (%s) must be at least FLASHHOLD_REDIS_TIMEOUT (%s)", c.IdempotencyLease, c.RedisTimeout)
+	case c.RefusalTTL < time.Second || c.RefusalTTL > c.IdempotencyTTL:
+		return fmt.Errorf("FLASHHOLD_REFUSAL_TTL (%s) must be between 1s and FLASHHOLD_IDEMPOTENCY_TTL (%s)", c.RefusalTTL, c.IdempotencyTTL)
+	case c.SoldOutMemory > c.MinTTL:
+		return fmt.Errorf("FLASHHOLD_SOLD_OUT_MEMORY (%s) must not exceed FLASHHOLD_HOLD_TTL_MIN (%s): a hold placed after a pool was found empty may expire no sooner", c.SoldOutMemory, c.MinTTL)
+	case c.IDSecret != "" && len(c.IDSecret) < 16:
+		return fmt.Errorf("FLASHHOLD_ID_SECRET must be at least 16 characters")
 	case c.CoalesceMaxBatch < 1 || c.CoalesceWorkers < 1:
 		return fmt.Errorf("coalescing needs a batch size and worker count of at least 1")
 	case c.RedisTimeout <= 0:

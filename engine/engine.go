@@ -4,8 +4,11 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -34,8 +37,9 @@ type Engine struct {
 	fns          map[string]string
 	scripts      map[string]*redis.Script
 
-	soldOut  sync.Map // PoolKey -> time.Time until which the pool is known empty
+	soldOut  sync.Map // PoolKey -> *shortPool: what proves the pool short (see soldout.go)
 	batchers *coalescer
+	secret   []byte // keys hold ids (see Engine.token)
 }
 
 // Option changes how New builds an Engine.
@@ -108,6 +112,9 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Opt
 	if err := e.checkSettings(ctx); err != nil {
 		return nil, err
 	}
+	if e.secret, err = e.idSecret(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Coalesce {
 		e.batchers = newCoalescer(e)
 	}
@@ -176,6 +183,27 @@ func (e *Engine) checkSettings(ctx context.Context) error {
 	return nil
 }
 
+// idSecret is the configured FLASHHOLD_ID_SECRET, or else the one the first engine on this
+// keyspace made and kept in Redis.
+func (e *Engine) idSecret(ctx context.Context) ([]byte, error) {
+	if e.cfg.IDSecret != "" {
+		return []byte(e.cfg.IDSecret), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	b := make([]byte, 32)
+	rand.Read(b)
+	key := e.ks.settingsKey()
+	if err := e.rdb.HSetNX(ctx, key, "id_secret", hex.EncodeToString(b)).Err(); err != nil {
+		return nil, fmt.Errorf("record the id secret: %w", redisErr(err))
+	}
+	s, err := e.rdb.HGet(ctx, key, "id_secret").Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the id secret: %w", redisErr(err))
+	}
+	return []byte(s), nil
+}
+
 func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
 
 // run calls an operation on partition p with its own deadline. args follow the partition
@@ -184,39 +212,52 @@ func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ..
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	cmd := e.fcall(ctx, name, p, now, args)
-	_ = e.rdb.Process(ctx, cmd)
+	_ = e.rdb.Process(ctx, once{cmd})
 	if lostFunctions(cmd.Err()) {
 		if err := e.LoadScripts(ctx); err != nil {
 			return nil, fmt.Errorf("%s on partition %d: %w", name, p, err)
 		}
 		cmd = e.fcall(ctx, name, p, now, args)
-		_ = e.rdb.Process(ctx, cmd)
+		_ = e.rdb.Process(ctx, once{cmd})
 	}
 	return e.scriptReply(name, p, cmd)
 }
 
 // opCall is one call of an operation on one partition, for runAll. args are its arguments
 // after the partition number and now, in pieces sent one after another (a batch passes each
-// request's own).
+// request's own). record, when set, is the key record the operation also takes.
 type opCall struct {
-	name string
-	p    int
-	args [][]any
+	name   string
+	p      int
+	record string
+	args   [][]any
 }
 
-// runAll sends calls as one pipeline and returns each call's reply or error (out[i] and
-// errs[i] belong to calls[i]). Like run, it loads the library again, once, when a node lost
-// it, and repeats the calls that node did not run.
-func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall) (out []reply, errs []error) {
+func (e *Engine) cmdOf(ctx context.Context, c opCall, now int64) *redis.Cmd {
+	if c.record != "" {
+		return e.fcallRecord(ctx, c.name, c.p, c.record, now, c.args...)
+	}
+	return e.fcall(ctx, c.name, c.p, now, c.args...)
+}
+
+// runAll sends calls as one pipeline, after the plain commands natives (which the caller
+// reads itself), and returns each call's reply or error (out[i] and errs[i] belong to
+// calls[i]). Like run, it loads the library again, once, when a node lost it, and repeats the
+// calls that node did not run.
+func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives ...redis.Cmder) (out []reply, errs []error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	out, errs = make([]reply, len(calls)), make([]error, len(calls))
 	cmds := make([]*redis.Cmd, len(calls))
 	send := func(todo []int) {
 		pipe := e.rdb.Pipeline()
+		for _, c := range natives {
+			_ = pipe.Process(ctx, c)
+		}
+		natives = nil
 		for _, i := range todo {
-			cmds[i] = e.fcall(ctx, calls[i].name, calls[i].p, now, calls[i].args...)
-			_ = pipe.Process(ctx, cmds[i])
+			cmds[i] = e.cmdOf(ctx, calls[i], now)
+			_ = pipe.Process(ctx, once{cmds[i]})
 		}
 		pipe.Exec(ctx) // each command's own error is read below
 	}
@@ -253,7 +294,21 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall) (out []r
 // partition's keys, p and now, then the pieces of args one after another. A reply for which
 // lostFunctions holds means the node lost the library, and the call did nothing.
 func (e *Engine) fcall(ctx context.Context, name string, p int, now int64, args ...[]any) *redis.Cmd {
-	head := e.ks.calls[p]
+	return e.fcallWith(ctx, name, e.ks.calls[p], now, args...)
+}
+
+// fcallRecord is fcall for the operations that also take a key record of partition p (claim,
+// settle, hold_end): its name is their ninth key.
+func (e *Engine) fcallRecord(ctx context.Context, name string, p int, record string, now int64, args ...[]any) *redis.Cmd {
+	head := e.ks.calls[p] // the number of keys, the keys, p
+	withRecord := make([]any, 0, len(head)+1)
+	withRecord = append(withRecord, len(head)-1) // the partition's keys and the record
+	withRecord = append(withRecord, head[1:len(head)-1]...)
+	withRecord = append(withRecord, record, head[len(head)-1])
+	return e.fcallWith(ctx, name, withRecord, now, args...)
+}
+
+func (e *Engine) fcallWith(ctx context.Context, name string, head []any, now int64, args ...[]any) *redis.Cmd {
 	n := 2 + len(head) + 1
 	for _, a := range args {
 		n += len(a)
@@ -270,6 +325,14 @@ func (e *Engine) fcall(ctx context.Context, name string, p int, now int64, args 
 	return cmd
 }
 
+// once wraps a command the Redis client must never send twice by itself: go-redis resends
+// a command (or a whole pipeline) after a network error, and a script whose reply was lost
+// may have run. The engine decides what to do with a lost reply (see ambiguous).
+type once struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to resend the command.
+func (once) NoRetry() bool { return true }
+
 // scriptReply reads a script call's reply.
 func (e *Engine) scriptReply(name string, p int, cmd *redis.Cmd) (reply, error) {
 	v, err := cmd.Result()
@@ -283,17 +346,46 @@ func (e *Engine) scriptReply(name string, p int, cmd *redis.Cmd) (reply, error) 
 	return reply(r), nil
 }
 
-// redisErr marks errors that mean Redis could not be reached or did not answer.
+// redisErr marks errors that mean Redis could not be reached, did not answer, or cannot serve
+// for now (loading its data, failing over, a cluster slot moving): the caller may try again.
 func redisErr(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) || errors.Is(err, redis.ErrClosed) ||
-		errors.Is(err, redis.ErrPoolTimeout) {
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		unavailableReply(err) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// unavailableReply reports an error reply Redis gives while it cannot serve for a while.
+func unavailableReply(err error) bool {
+	for _, prefix := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
+		"NOREPLICAS", "MISCONF", "OOM"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// ambiguous reports an error after which a write may or may not have happened: the request
+// left for Redis, and no reply came back (timeout, connection reset or closed). A refused
+// connection, an exhausted pool or an error reply mean the command did not run.
+func ambiguous(err error) bool {
+	if err == nil || unavailableReply(err) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // reply is a script's answer: a status code, then values.

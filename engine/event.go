@@ -21,6 +21,9 @@ const (
 	EventAdjusted    = "ADJUSTED"
 	EventTransferOut = "TRANSFER_OUT"
 	EventTransferIn  = "TRANSFER_IN"
+	// EventVoided gives back a part that no caller was ever told of (a refused or abandoned
+	// reservation's part): it pairs with the part's RESERVED, and consumers ignore both.
+	EventVoided = "VOIDED"
 )
 
 // GenesisHash is the prev_hash of a partition's first event.

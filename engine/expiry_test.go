@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,12 +30,12 @@ func TestExpiryFakeClock(t *testing.T) {
 		if r, err := e.Sweep(ctx, p.partitions[0], 100, 100); err != nil || r.Restored != 0 || r.NextExpiry != h.ExpiresAt {
 			t.Fatalf("sweep 1ms early: %+v %v", r, err)
 		}
-		if got, _ := e.GetHold(ctx, h.ID); got.Status != StatusActive {
+		if got, _ := e.GetHold(AnyOwner(ctx), h.ID, ""); got.Status != StatusActive {
 			t.Fatalf("1ms before expiry: %s", got.Status)
 		}
 		clock.Set(h.ExpiresAt)
 		wantErr(t, e.Commit(ctx, h.ID, "shop"), ErrHoldGone)
-		if got, _ := e.GetHold(ctx, h.ID); got.Status != StatusExpired {
+		if got, _ := e.GetHold(AnyOwner(ctx), h.ID, ""); got.Status != StatusExpired {
 			t.Fatalf("after expiry: %s", got.Status)
 		}
 		wantErr(t, e.Commit(ctx, h.ID, "shop"), ErrHoldGone)
@@ -46,7 +47,7 @@ func TestExpiryFakeClock(t *testing.T) {
 		h2 := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "e", 3}}, IdempotencyKey: "e2", TTL: 5 * time.Second, Actor: "shop"})
 		clock.Advance(5 * time.Second)
 		h3 := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "e", 2}}, IdempotencyKey: "e3", Actor: "shop"})
-		if got, _ := e.GetHold(ctx, h2.ID); got.Status != StatusExpired {
+		if got, _ := e.GetHold(AnyOwner(ctx), h2.ID, ""); got.Status != StatusExpired {
 			t.Fatalf("reclaimed hold: %s", got.Status)
 		}
 		// Extend moves expiry later, never earlier.
@@ -139,8 +140,8 @@ func TestCommitRacesSweep(t *testing.T) {
 		}
 		var committed, expired int
 		for i, h := range holds {
-			token, refs, _ := parseHoldID(h.ID, e.Partitions())
-			got := ends[refs[0].id(token)]
+			hk, refs, _ := parseHoldID(h.ID, e.Partitions())
+			got := ends[hk.part(refs[0])]
 			if len(got) != 1 {
 				t.Fatalf("hold %d ended %v", i, got)
 			}
@@ -180,7 +181,7 @@ func TestMultiPartAndCart(t *testing.T) {
 		if err := e.Commit(ctx, h.ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := e.GetHold(ctx, h.ID)
+		got, _ := e.GetHold(AnyOwner(ctx), h.ID, "")
 		if got.Status != StatusCommitted {
 			t.Fatalf("multi-part hold after commit: %+v", got)
 		}
@@ -192,11 +193,16 @@ func TestMultiPartAndCart(t *testing.T) {
 		if a.Available != 1 || a.Held != 0 {
 			t.Fatalf("after a failed cart: %+v", a)
 		}
-		// The same key may be retried once the cart can be served.
+		// Once the cart can be served, the same request with the same key is still refused the
+		// same (for FLASHHOLD_REFUSAL_TTL); with a new key it is served.
 		if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "n", Kind: Restock, Qty: 1, TransactionID: "n-more", Actor: "v"}); err != nil {
 			t.Fatal(err)
 		}
-		cart := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
+		_, err = e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
+		if !errors.As(err, new(*InsufficientError)) || !strings.Contains(err.Error(), "for n at s1") {
+			t.Fatalf("the refused cart sent again: %v, want the same refusal naming line n", err)
+		}
+		cart := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-2", Actor: "shop"})
 		if len(cart.Parts) != 2 || cart.Parts[0].SKU != "m" || cart.Parts[1].SKU != "n" {
 			t.Fatalf("cart parts %+v", cart.Parts)
 		}

@@ -43,7 +43,7 @@ func testConfig(prefix string) Config {
 	return Config{
 		Prefix: prefix, Partitions: 64, RedisTimeout: 5 * time.Second,
 		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute,
-		MaxQty: 100, MaxCartLines: 20, IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second,
+		MaxQty: 100, MaxCartLines: 20, IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, RefusalTTL: 30 * time.Second,
 		Coalesce: true, CoalesceMaxBatch: 128, CoalesceWorkers: 2,
 		SoldOutMemory: 250 * time.Millisecond, ReclaimInline: 8, CommitGrace: 5 * time.Second,
 		PoolCacheTTL: 5 * time.Second,

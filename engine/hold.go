@@ -2,12 +2,32 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// A hold belongs to the API key that placed it: only that key may read, extend, commit or
+// release it, and to any other key it does not exist (ErrHoldNotFound). An operator acts on
+// any hold with a context from AnyOwner.
+
+type anyOwnerKey struct{}
+
+// AnyOwner returns a context in which hold operations skip the ownership check (operators).
+func AnyOwner(ctx context.Context) context.Context {
+	return context.WithValue(ctx, anyOwnerKey{}, true)
+}
+
+// ownerFor is the owner a hold operation by actor must find on the parts.
+func ownerFor(ctx context.Context, actor string) string {
+	if ctx.Value(anyOwnerKey{}) != nil {
+		return "*"
+	}
+	return owner(actor)
+}
 
 // partOutcome maps a commit/release/extend reply for one part.
 func partOutcome(p int, r reply) (string, error) {
@@ -42,70 +62,215 @@ func (e *Engine) checkActor(actor string) error {
 	return nil
 }
 
+// holdRef is a parsed hold id with the caller's view of it.
+type holdRef struct {
+	id    string
+	key   holdKey
+	refs  []partRef
+	actor string
+	owner string
+}
+
+func (e *Engine) parseHold(ctx context.Context, holdID, actor string) (*holdRef, error) {
+	hk, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkActor(actor); err != nil {
+		return nil, err
+	}
+	return &holdRef{id: holdID, key: hk, refs: refs, actor: actor, owner: ownerFor(ctx, actor)}, nil
+}
+
 // Commit sells a hold's units. Committing a committed hold again succeeds and changes
-// nothing; a hold that expired or was released returns ErrHoldGone. A multi-part hold is
-// first extended by CommitGrace on every part so no part can expire half-way; should some
-// part have ended already, the others are released and ErrHoldGone returned.
+// nothing; a hold that expired or was released returns ErrHoldGone.
+//
+// A hold of several parts is committed whole or not at all, even against a racing release
+// or a retry (see hold_end.lua): the commit first keeps every part alive for
+// FLASHHOLD_COMMIT_GRACE; if one has ended, it gives the others back and answers ErrHoldGone;
+// otherwise the commit is decided, and whoever finds it so (a retry, a release) finishes it.
+// Only a commit whose process stops after deciding and is not retried within the grace can
+// leave parts to expire: ErrPartialCommit then names exactly what was sold.
 func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
-	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return err
 	}
-	if err := e.checkActor(actor); err != nil {
-		return err
-	}
-	keep := e.cfg.IdempotencyTTL.Milliseconds()
-	if len(refs) > 1 {
-		if err := e.prepareCommit(ctx, token, refs, actor); err != nil {
+	if len(h.refs) == 1 {
+		out, errs := e.runParts(ctx, "commit", h, h.actor, e.cfg.IdempotencyTTL.Milliseconds(), h.owner)
+		if errs[0] != nil {
+			return errs[0]
+		}
+		o, err := partOutcome(h.refs[0].Partition, out[0])
+		if err != nil || o == "OK" || o == StatusCommitted {
 			return err
 		}
+		return endedErr(o)
 	}
-	out, errs := e.runParts(ctx, "commit", token, refs, actor, keep)
+	if err := e.checkOwner(ctx, h); err != nil {
+		return err
+	}
+	id := newAttempt()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		r, err := e.holdEnd(ctx, h, "commit", id)
+		if err != nil {
+			return err
+		}
+		switch r.code() {
+		case "START":
+			return e.commitParts(ctx, h, id)
+		case "FINISH":
+			return e.finishCommit(ctx, h)
+		case "DONE":
+			return nil
+		case "GONE":
+			return fmt.Errorf("%w: released", ErrHoldGone)
+		case "BUSY":
+			if err := sleepCtx(ctx, wait); err != nil {
+				return fmt.Errorf("%w: another commit of this hold is in progress", ErrInProgress)
+			}
+		default:
+			return fmt.Errorf("hold_end: unexpected reply %v", []any(r))
+		}
+	}
+}
+
+// commitParts checks that every part is still held (keeping each alive for the commit
+// grace), then decides the commit and commits them; if a part has ended, it gives the
+// others back.
+func (e *Engine) commitParts(ctx context.Context, h *holdRef, id string) error {
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	out, errs := e.runParts(ctx, "extend", h, e.nowMs()+e.cfg.CommitGrace.Milliseconds(), h.actor, keep, h.owner)
 	if err := firstErr(errs); err != nil {
 		return err
 	}
-	committed := 0
+	var gone error
+	for i, ref := range h.refs {
+		o, err := partOutcome(ref.Partition, out[i])
+		if err != nil {
+			return err
+		}
+		if o != "OK" && o != StatusCommitted {
+			gone = endedErr(o)
+		}
+	}
+	if gone != nil {
+		if r, err := e.holdEnd(ctx, h, "abort", id); err != nil || r.code() != "OK" {
+			return fmt.Errorf("%w: the hold's commit was taken over", ErrInProgress)
+		}
+		_, errs := e.runParts(ctx, "release", h, h.actor, keep, "commit failed: part ended", h.owner)
+		if err := firstErr(errs); err != nil {
+			return err
+		}
+		return gone
+	}
+	if r, err := e.holdEnd(ctx, h, "decided", id); err != nil {
+		return err
+	} else if r.code() != "OK" {
+		return fmt.Errorf("%w: the hold's commit was taken over", ErrInProgress)
+	}
+	return e.finishCommit(ctx, h)
+}
+
+// finishCommit commits every part of a hold whose commit is decided.
+func (e *Engine) finishCommit(ctx context.Context, h *holdRef) error {
+	out, errs := e.runParts(ctx, "commit", h, h.actor, e.cfg.IdempotencyTTL.Milliseconds(), h.owner)
+	if err := firstErr(errs); err != nil {
+		return err
+	}
+	var sold, lost []string
 	var failed error
-	for i, ref := range refs {
+	for i, ref := range h.refs {
 		o, err := partOutcome(ref.Partition, out[i])
 		switch {
 		case err != nil:
 			failed = err
 		case o == "OK" || o == StatusCommitted:
-			committed++
+			sold = append(sold, h.key.part(ref))
 		default:
-			failed = endedErr(o)
+			lost = append(lost, h.key.part(ref)+" "+strings.ToLower(o))
 		}
 	}
-	switch {
-	case failed == nil:
-		return nil
-	case committed > 0:
-		return fmt.Errorf("%w: %d of %d parts committed: %w", ErrPartialCommit, committed, len(refs), failed)
+	if failed != nil {
+		return failed
 	}
-	return failed
+	if _, err := e.holdEnd(ctx, h, "committed", ""); err != nil {
+		return err
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("%w: sold %s; not sold: %s", ErrPartialCommit, strings.Join(sold, ", "), strings.Join(lost, ", "))
+	}
+	return nil
+}
+
+// holdEnd runs hold_end on the end record of a hold of several parts.
+func (e *Engine) holdEnd(ctx context.Context, h *holdRef, op, id string) (reply, error) {
+	kp := e.keyPartition(h.key.token)
+	if id == "" {
+		id = "-"
+	}
+	return e.call(ctx, "hold_end", kp, e.ks.endKey(kp, h.key), op, id, e.cfg.CommitGrace.Milliseconds(),
+		e.cfg.IdempotencyTTL.Milliseconds())
+}
+
+// checkOwner fails with ErrHoldNotFound unless the caller may act on the hold: its first
+// part (active or ended) belongs to the caller.
+func (e *Engine) checkOwner(ctx context.Context, h *holdRef) error {
+	if h.owner == "*" {
+		return nil
+	}
+	ref := h.refs[0]
+	part := h.key.part(ref)
+	cmd := redis.NewSliceCmd(ctx, "hmget", e.ks.holdsKey(ref.Partition), part, "d:"+part)
+	if err := e.plain(ctx, cmd); err != nil {
+		return err
+	}
+	if err := nativeErr(cmd); err != nil {
+		return err
+	}
+	v := cmd.Val()
+	var found string
+	if rec, ok := v[0].(string); ok {
+		hr, ok := decodeHoldRecord(rec)
+		if !ok {
+			return fmt.Errorf("part %s: malformed record %q", part, rec)
+		}
+		found = hr.Owner
+	} else if t, ok := v[1].(string); ok {
+		found = decodeTomb(t).owner
+	} else {
+		return ErrHoldNotFound
+	}
+	if found != "" && found != h.owner {
+		return ErrHoldNotFound
+	}
+	return nil
 }
 
 // runParts calls operation name once per part of a hold, each call with the part's id and
 // then args, and returns each part's reply or error. A one-part hold's call goes through
 // call; the calls of several parts go out together in one pipeline.
-func (e *Engine) runParts(ctx context.Context, name, token string, refs []partRef, args ...any) ([]reply, []error) {
-	if len(refs) == 1 {
-		r, err := e.call(ctx, name, refs[0].Partition, append([]any{refs[0].id(token)}, args...)...)
+func (e *Engine) runParts(ctx context.Context, name string, h *holdRef, args ...any) ([]reply, []error) {
+	if len(h.refs) == 1 {
+		r, err := e.call(ctx, name, h.refs[0].Partition, "", append([]any{h.key.part(h.refs[0])}, args...)...)
 		return []reply{r}, []error{err}
 	}
-	calls := make([]opCall, len(refs))
-	for i, ref := range refs {
-		calls[i] = opCall{name: name, p: ref.Partition, args: [][]any{{ref.id(token)}, args}}
+	calls := make([]opCall, len(h.refs))
+	for i, ref := range h.refs {
+		calls[i] = opCall{name: name, p: ref.Partition, args: [][]any{{h.key.part(ref)}, args}}
 	}
 	return e.runAll(ctx, e.nowMs(), calls)
 }
 
-// call runs one operation on partition p: through the coalescer when it is on, where it
-// shares a round trip with other requests, else on its own.
-func (e *Engine) call(ctx context.Context, name string, p int, args ...any) (reply, error) {
+// call runs one operation on partition p (with key record record, if not empty): through the
+// coalescer when it is on, where it shares a round trip with other requests, else on its own.
+func (e *Engine) call(ctx context.Context, name string, p int, record string, args ...any) (reply, error) {
 	if e.batchers != nil {
-		return e.batchers.call(ctx, name, p, args)
+		return e.batchers.call(ctx, name, p, record, args)
+	}
+	if record != "" {
+		out, errs := e.runAll(ctx, e.nowMs(), []opCall{{name: name, p: p, record: record, args: [][]any{args}}})
+		return out[0], errs[0]
 	}
 	return e.run(ctx, name, p, e.nowMs(), args...)
 }
@@ -120,51 +285,58 @@ func firstErr(errs []error) error {
 	return nil
 }
 
-// prepareCommit keeps every part of a multi-part hold alive for CommitGrace; if a part has
-// already ended (other than committed, on a retry), the hold cannot be committed whole and
-// the rest is released.
-func (e *Engine) prepareCommit(ctx context.Context, token string, refs []partRef, actor string) error {
-	keep := e.cfg.IdempotencyTTL.Milliseconds()
-	out, errs := e.runParts(ctx, "extend", token, refs, e.nowMs()+e.cfg.CommitGrace.Milliseconds(), actor, keep)
-	if err := firstErr(errs); err != nil {
-		return err
-	}
-	var gone error
-	for i, ref := range refs {
-		o, err := partOutcome(ref.Partition, out[i])
-		if err != nil {
-			return err
-		}
-		if o != "OK" && o != StatusCommitted {
-			gone = endedErr(o)
-		}
-	}
-	if gone == nil {
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
 		return nil
 	}
-	_, errs = e.runParts(ctx, "release", token, refs, actor, keep, "commit failed: part ended")
-	if err := firstErr(errs); err != nil {
-		return err
-	}
-	return gone
 }
 
 // Release gives a hold's units back. Releasing a released hold again succeeds; a committed
 // hold returns ErrHoldCommitted and an expired one ErrHoldGone (its units are back already).
+// A hold of several parts whose commit was decided is committed, not released.
 func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
-	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return err
 	}
-	if err := e.checkActor(actor); err != nil {
-		return err
+	if len(h.refs) > 1 {
+		if err := e.checkOwner(ctx, h); err != nil {
+			return err
+		}
+		for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+			r, err := e.holdEnd(ctx, h, "release", "")
+			if err != nil {
+				return err
+			}
+			switch r.code() {
+			case "START":
+			case "FINISH":
+				if err := e.finishCommit(ctx, h); err != nil && !errors.Is(err, ErrPartialCommit) {
+					return err
+				}
+				return ErrHoldCommitted
+			case "COMMITTED":
+				return ErrHoldCommitted
+			case "BUSY":
+				if err := sleepCtx(ctx, wait); err != nil {
+					return fmt.Errorf("%w: a commit of this hold is in progress", ErrInProgress)
+				}
+				continue
+			default:
+				return fmt.Errorf("hold_end: unexpected reply %v", []any(r))
+			}
+			break
+		}
 	}
-	out, errs := e.runParts(ctx, "release", token, refs, actor, e.cfg.IdempotencyTTL.Milliseconds(), "")
+	out, errs := e.runParts(ctx, "release", h, h.actor, e.cfg.IdempotencyTTL.Milliseconds(), "", h.owner)
 	if err := firstErr(errs); err != nil {
 		return err
 	}
 	var ended error
-	for i, ref := range refs {
+	for i, ref := range h.refs {
 		o, err := partOutcome(ref.Partition, out[i])
 		switch {
 		case err != nil:
@@ -179,22 +351,19 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 // Extend moves a hold's expiry to now+ttl (never earlier than it is). It returns the new
 // expiry (unix ms).
 func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, actor string) (int64, error) {
-	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
-		return 0, err
-	}
-	if err := e.checkActor(actor); err != nil {
 		return 0, err
 	}
 	if ttl < e.cfg.MinTTL || ttl > e.cfg.MaxTTL {
 		return 0, invalid("ttl_ms", "must be %d..%d", e.cfg.MinTTL.Milliseconds(), e.cfg.MaxTTL.Milliseconds())
 	}
-	out, errs := e.runParts(ctx, "extend", token, refs, e.nowMs()+ttl.Milliseconds(), actor, e.cfg.IdempotencyTTL.Milliseconds())
+	out, errs := e.runParts(ctx, "extend", h, e.nowMs()+ttl.Milliseconds(), h.actor, e.cfg.IdempotencyTTL.Milliseconds(), h.owner)
 	if err := firstErr(errs); err != nil {
 		return 0, err
 	}
 	var exp int64
-	for i, ref := range refs {
+	for i, ref := range h.refs {
 		o, err := partOutcome(ref.Partition, out[i])
 		if err != nil {
 			return 0, err
@@ -208,53 +377,56 @@ func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, a
 }
 
 // GetHold reads a hold's parts and how each stands.
-func (e *Engine) GetHold(ctx context.Context, holdID string) (*Hold, error) {
-	token, refs, err := parseHoldID(holdID, e.cfg.Partitions)
+func (e *Engine) GetHold(ctx context.Context, holdID, actor string) (*Hold, error) {
+	hr, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	pipe := e.rdb.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(refs))
-	for i, ref := range refs {
-		cmds[i] = pipe.HMGet(ctx, e.ks.holdsKey(ref.Partition), ref.id(token), "d:"+ref.id(token))
+	cmds := make([]redis.Cmder, len(hr.refs))
+	for i, ref := range hr.refs {
+		cmds[i] = redis.NewSliceCmd(ctx, "hmget", e.ks.holdsKey(ref.Partition), hr.key.part(ref), "d:"+hr.key.part(ref))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read hold: %w", redisErr(err))
+	if err := e.plain(ctx, cmds...); err != nil {
+		return nil, err
 	}
-	h := &Hold{ID: holdID, Parts: make([]HoldPart, len(refs))}
+	if err := nativeErr(cmds...); err != nil {
+		return nil, fmt.Errorf("read hold: %w", err)
+	}
+	h := &Hold{ID: holdID, Parts: make([]HoldPart, len(hr.refs))}
 	statuses := map[string]bool{}
 	found := false
-	for i, ref := range refs {
-		part := HoldPart{Shard: ref.Shard, Partition: ref.Partition}
-		v := cmds[i].Val()
+	for i, ref := range hr.refs {
+		part := HoldPart{Shard: ref.Shard, Partition: ref.Partition, Status: "UNKNOWN"}
+		v := cmds[i].(*redis.SliceCmd).Val()
+		partOwner := ""
 		if rec, ok := v[0].(string); ok {
-			f := strings.Split(rec, "|")
-			part.Location, part.SKU, part.Status = f[0], f[1], StatusActive
-			fmt.Sscan(f[3], &part.Qty)
-			var exp int64
-			fmt.Sscan(f[4], &exp)
-			h.ExpiresAt = max(h.ExpiresAt, exp)
-			h.Customer = f[5]
-			if exp <= e.nowMs() {
+			r, ok := decodeHoldRecord(rec)
+			if !ok {
+				return nil, fmt.Errorf("part %s: malformed record %q", hr.key.part(ref), rec)
+			}
+			part.Location, part.SKU, part.Qty, part.Status = r.Location, r.SKU, r.Qty, StatusActive
+			h.ExpiresAt, h.Customer, partOwner = max(h.ExpiresAt, r.ExpiresAt), r.Customer, r.Owner
+			if r.ExpiresAt <= e.nowMs() {
 				part.Status = StatusExpired // overdue; the sweeper restores it soon
 			}
-			found = true
-		} else if end, ok := v[1].(string); ok {
-			// outcome|ended at|loc|sku|qty|expires|fingerprint
-			f := strings.Split(end, "|")
-			if len(f) == 7 {
-				part.Status, part.Location, part.SKU = f[0], f[2], f[3]
-				fmt.Sscan(f[4], &part.Qty)
-				var exp int64
-				fmt.Sscan(f[5], &exp)
-				h.ExpiresAt = max(h.ExpiresAt, exp)
+		} else if s, ok := v[1].(string); ok {
+			t := decodeTomb(s)
+			switch t.outcome {
+			case StatusCommitted, StatusReleased, StatusExpired:
+				part.Status, part.Location, part.SKU, part.Qty = t.outcome, t.loc, t.sku, t.qty
+				h.ExpiresAt, partOwner = max(h.ExpiresAt, t.exp), t.owner
+			default:
+				continue // voided, refused or sent on: no hold part was ever given out here
 			}
-			found = true
 		} else {
-			part.Status = "UNKNOWN"
+			statuses[part.Status] = true
+			h.Parts[i] = part
+			continue
 		}
+		if partOwner != "" && hr.owner != "*" && partOwner != hr.owner {
+			return nil, ErrHoldNotFound
+		}
+		found = true
 		statuses[part.Status] = true
 		h.Parts[i] = part
 	}

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
+	"hash/fnv"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,14 +14,20 @@ import (
 
 // A hold id names every part of a hold, so commit, release and extend need no lookup:
 //
-//	<token>_<partition>.<line>.<shard>[_<partition>.<line>.<shard>...]
+//	<token>.<attempt>_<partition>.<line>.<shard>[_<partition>.<line>.<shard>...]
 //
-// token is 20 hex digits derived from the caller's idempotency key; line is the cart line
-// the part belongs to; shard is the pool shard it was taken from. Within its partition a
-// part is stored as "<token>.<line>.<shard>".
-var holdIDPattern = regexp.MustCompile(`^[0-9a-f]{20}(_[0-9]{1,5}\.[0-9]{1,2}\.[0-9]{1,2}){1,64}$`)
+// token is 20 hex digits, a keyed hash of the caller and its idempotency key (see
+// Engine.token): retries compute the same one, and nobody without the engine's secret can
+// compute anyone's. attempt is "0" for a hold placed by the fast path (one call), else the
+// 8 hex digits of the slow-path attempt that placed it; line is the cart line a part belongs
+// to and shard the pool shard it was taken from. Within its partition a part is stored as
+// "<token>.<attempt>.<line>.<shard>": a part id names one placement, never reused.
+var holdIDPattern = regexp.MustCompile(`^[0-9a-f]{20}\.(0|[0-9a-f]{8})(_[0-9]{1,5}\.[0-9]{1,2}\.[0-9]{1,2}){1,64}$`)
 
 const maxHoldParts = 64
+
+// fastAttempt is the attempt of a hold placed by the fast path.
+const fastAttempt = "0"
 
 // partRef locates one part of a hold.
 type partRef struct {
@@ -26,13 +36,20 @@ type partRef struct {
 	Shard     int
 }
 
-func (r partRef) id(token string) string {
-	return token + "." + strconv.Itoa(r.Line) + "." + strconv.Itoa(r.Shard)
+// holdKey is a hold's token and attempt: what its parts' ids start with.
+type holdKey struct {
+	token, attempt string
 }
 
-func formatHoldID(token string, parts []partRef) string {
+func (k holdKey) String() string { return k.token + "." + k.attempt }
+
+func (k holdKey) part(r partRef) string {
+	return k.token + "." + k.attempt + "." + strconv.Itoa(r.Line) + "." + strconv.Itoa(r.Shard)
+}
+
+func formatHoldID(k holdKey, parts []partRef) string {
 	var b strings.Builder
-	b.WriteString(token)
+	b.WriteString(k.String())
 	for _, p := range parts {
 		b.WriteByte('_')
 		b.WriteString(strconv.Itoa(p.Partition))
@@ -44,12 +61,13 @@ func formatHoldID(token string, parts []partRef) string {
 	return b.String()
 }
 
-// parseHoldID splits a hold id into its token and parts; partitions must exist.
-func parseHoldID(id string, partitions int) (string, []partRef, error) {
+// parseHoldID splits a hold id into its key and parts; partitions must exist.
+func parseHoldID(id string, partitions int) (holdKey, []partRef, error) {
 	if !holdIDPattern.MatchString(id) {
-		return "", nil, invalid("hold_id", "malformed hold id")
+		return holdKey{}, nil, invalid("hold_id", "malformed hold id")
 	}
 	fields := strings.Split(id, "_")
+	token, attempt, _ := strings.Cut(fields[0], ".")
 	refs := make([]partRef, 0, len(fields)-1)
 	for _, f := range fields[1:] {
 		n := strings.Split(f, ".")
@@ -57,11 +75,11 @@ func parseHoldID(id string, partitions int) (string, []partRef, error) {
 		l, _ := strconv.Atoi(n[1])
 		s, _ := strconv.Atoi(n[2])
 		if p >= partitions {
-			return "", nil, invalid("hold_id", "malformed hold id: partition %d does not exist", p)
+			return holdKey{}, nil, invalid("hold_id", "malformed hold id: partition %d does not exist", p)
 		}
 		refs = append(refs, partRef{Partition: p, Line: l, Shard: s})
 	}
-	return fields[0], refs, nil
+	return holdKey{token, attempt}, refs, nil
 }
 
 // PartID names one part of a hold: the partition it lives in and its id there (the hold
@@ -73,21 +91,43 @@ type PartID struct {
 
 // HoldParts splits a hold id into its parts.
 func (e *Engine) HoldParts(id string) ([]PartID, error) {
-	token, refs, err := parseHoldID(id, e.cfg.Partitions)
+	k, refs, err := parseHoldID(id, e.cfg.Partitions)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]PartID, len(refs))
 	for i, r := range refs {
-		out[i] = PartID{Partition: r.Partition, Part: r.id(token)}
+		out[i] = PartID{Partition: r.Partition, Part: k.part(r)}
 	}
 	return out, nil
 }
 
-// idemToken scopes an idempotency key to the caller that sent it.
-func idemToken(actor, key string) string {
-	sum := sha1.Sum([]byte(actor + "\x00" + key))
-	return hex.EncodeToString(sum[:10])
+// token scopes an idempotency key to the caller that sent it: the same caller and key give
+// the same token on every instance, and nobody can compute it without the engine's secret.
+func (e *Engine) token(actor, key string) string {
+	m := hmac.New(sha256.New, e.secret)
+	m.Write([]byte(actor))
+	m.Write([]byte{0})
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil)[:10])
+}
+
+// keyPartition is the partition of a token's key record (and of its holds' end records).
+func (e *Engine) keyPartition(token string) int {
+	h := fnv.New32a()
+	h.Write([]byte(token))
+	return int(h.Sum32() % uint32(e.cfg.Partitions))
+}
+
+// newAttempt names a slow-path attempt: 8 random hex digits.
+func newAttempt() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	a := hex.EncodeToString(b)
+	if a == "00000000" {
+		return newAttempt()
+	}
+	return a
 }
 
 // fingerprint identifies a request's content, so a reused key with another body is refused.

@@ -137,8 +137,8 @@ func TestIdempotentRetries(t *testing.T) {
 		wantErr(t, err, ErrIdempotencyMismatch)
 
 		n := countTypes(checkInvariants(t, e))
-		if n[EventCommitted] != 1 || n[EventRestocked] != 1+8+8 {
-			// one restock of a; hot's initial 16 and its 9 each spread over all 8 shards
+		if n[EventCommitted] != 1 || n[EventRestocked] != 3 {
+			// one restock of a, hot's initial 16 and its 9: each one atomic change on one shard
 			t.Fatalf("events %v", n)
 		}
 	})
@@ -171,11 +171,14 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 			return r2
 		}
 		exp := now + 60_000
-		twice("reserve", "tok.0.0", "s1", "x", 0, 2, exp, "", 0, "tok", "fp", "1", "1", "shop", 8, keep, 0)
-		twice("extend", "tok.0.0", exp+1000, "shop", keep)
-		twice("commit", "tok.0.0", "shop", keep)
-		twice("reserve", "tok2.0.0", "s1", "x", 0, 1, exp, "", 0, "tok2", "fp", "1", "1", "shop", 8, keep, 0)
-		twice("release", "tok2.0.0", "shop", keep, "")
+		for _, mode := range []string{modeFinal, modeSlow, modePart} {
+			twice("reserve", "tok.0."+mode, "s1", "x", 0, 2, exp, "", 0, "tok", "fp", mode, "shop", 8, keep, 30_000)
+			twice("reserve", "big.0."+mode, "s1", "x", 0, 100, exp, "", 0, "big", "fp", mode, "shop", 8, keep, 30_000)
+		}
+		twice("extend", "tok.0.F", exp+1000, "shop", keep, "shop")
+		twice("commit", "tok.0.F", "shop", keep, "shop")
+		twice("release", "tok.0.S", "shop", keep, "", "shop")
+		twice("void", "shop", keep, "test", "tok.0.P", "never.0.0")
 		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable, "", "")
 		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
 		r := twice("sweep", 100, 100, keep)
@@ -183,9 +186,40 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 			t.Fatalf("sweep restored %d", r.int(0))
 		}
 		part = p.partitions[1]
-		twice("transfer_in", "s1", "x", 1, 2, "xf-1", p.partitions[0], 0, "rebalancer", keep)
+		twice("transfer_in", "s1", "x", 1, 2, "xf-1", p.partitions[0], 0, "rebalancer")
+		twice("transfer_done", "xf-1", keep)
 		part = p.partitions[0]
 		twice("transfer_settle", "xf-1", keep)
+
+		// The key record operations answer their second run as the first, the lease path
+		// included: a claim run twice by one attempt starts it twice, never "in progress".
+		record := e.ks.recordKey(part, "tok9")
+		onRecord := func(name string, args ...any) (reply, reply) {
+			t.Helper()
+			var out [2]reply
+			for i := range out {
+				res, errs := e.runAll(ctx, now, []opCall{{name: name, p: part, record: record, args: [][]any{args}}})
+				if errs[0] != nil {
+					t.Fatalf("%s: %v", name, errs[0])
+				}
+				out[i] = res[0]
+			}
+			return out[0], out[1]
+		}
+		if a, b := onRecord("claim", "fp", "att00001", 10_000, keep); a.code() != "START" || b.code() != "START" {
+			t.Fatalf("claim twice: %v then %v", a, b)
+		}
+		if a, b := onRecord("settle", "att00001", "fp|A|answer", keep); a.code() != "OK" || b.code() != "OK" {
+			t.Fatalf("settle twice: %v then %v", a, b)
+		}
+		end := e.ks.endKey(part, holdKey{"tok9", "att00001"})
+		record = end
+		for _, op := range []string{"commit", "decided", "committed"} {
+			a, b := onRecord("hold_end", op, "c1", 5000, keep)
+			if a.code() != b.code() && !(op == "commit" && b.code() == "START") {
+				t.Fatalf("hold_end %s twice: %v then %v", op, a, b)
+			}
+		}
 		checkInvariants(t, e)
 	})
 }
@@ -231,10 +265,9 @@ func TestTransferInterrupted(t *testing.T) {
 
 var _ = time.Second
 
-// TestAdjustRetryAfterSales: a retried vendor change answers and completes the change its
-// first attempt made, even after sales moved the counts: a completed SET replays without
-// changing anything (single-shard and sharded pools), and a sharded SET cut short after one
-// shard's share completes the rest of the same change.
+// TestAdjustRetryAfterSales: a retried vendor change answers with the change its first
+// attempt made, even after sales moved the counts: a completed SET replays without changing
+// anything (single-shard and sharded pools), also when the first attempt's reply was lost.
 func TestAdjustRetryAfterSales(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
@@ -257,7 +290,7 @@ func TestAdjustRetryAfterSales(t *testing.T) {
 		for _, shards := range []int{1, 4} {
 			sku := fmt.Sprintf("set-%d", shards)
 			makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: shards}, 0)
-			set := AdjustRequest{Location: "s1", SKU: sku, Kind: Set, Qty: 100, TransactionID: "load-1", Actor: "vendor"}
+			set := AdjustRequest{Location: "s1", SKU: sku, Kind: Set, Qty: 100, TransactionID: "load-" + sku, Actor: "vendor"}
 			if _, err := e.Adjust(ctx, set); err != nil {
 				t.Fatal(err)
 			}
@@ -272,24 +305,27 @@ func TestAdjustRetryAfterSales(t *testing.T) {
 			}
 		}
 
-		// A sharded SET whose first attempt stopped after shard 0's share of +100.
+		// A sharded SET whose first attempt was applied (on its transaction's shard, in one
+		// call) and whose reply was lost: after a sale, the retry answers the first change.
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "cut", Shards: 4}, 0)
 		p, err := e.pool(ctx, "s1", "cut")
 		if err != nil {
 			t.Fatal(err)
 		}
 		fp := fingerprint("s1", "cut", Set, "100", "")
+		tx := p.Vendor + ":load-2"
 		share := AdjustRequest{Location: "s1", SKU: "cut", Kind: Set, Qty: 100, TransactionID: "load-2", Actor: "vendor", Reason: "SET 100"}
-		if _, err := e.adjustShard(ctx, p, 0, Adjustment, 25, "load-2/0", fp, share, &poolChange{before: 0, delta: 100}); err != nil {
+		if _, err := e.adjustShard(ctx, p, txShard(p, tx), Adjustment, 100, tx, fp, share, &poolChange{before: 0, delta: 100}); err != nil {
 			t.Fatal(err)
 		}
 		sell("cut", "buy-cut")
+		before := partitionSeqs(t, e)
 		r, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "cut", Kind: Set, Qty: 100, TransactionID: "load-2", Actor: "vendor"})
-		if err != nil || r.Replayed || r.Before != 0 || r.After != 100 {
-			t.Fatalf("completing a cut-short SET: %+v, %v; want 0 -> 100", r, err)
+		if err != nil || !r.Replayed || r.Before != 0 || r.After != 100 {
+			t.Fatalf("retrying an applied SET: %+v, %v; want the replayed 0 -> 100", r, err)
 		}
-		if got := available("cut"); got != 99 {
-			t.Fatalf("after completing the SET: %d available; want 99 (100 set, 1 sold since)", got)
+		if got := available("cut"); got != 99 || fmt.Sprint(partitionSeqs(t, e)) != fmt.Sprint(before) {
+			t.Fatalf("after the retry: %d available, want 99 and nothing written", got)
 		}
 		checkInvariants(t, e)
 	})

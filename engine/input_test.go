@@ -72,10 +72,10 @@ func TestBadInput(t *testing.T) {
 		for _, id := range []string{"", "nope", h.ID + "_", strings.ToUpper(h.ID), "0123456789abcdef0123_99999.0.0", h.ID[:20]} {
 			wantErr(t, e.Commit(ctx, id, "shop"), ErrInvalid)
 			wantErr(t, e.Release(ctx, id, "shop"), ErrInvalid)
-			_, err := e.GetHold(ctx, id)
+			_, err := e.GetHold(AnyOwner(ctx), id, "")
 			wantErr(t, err, ErrInvalid)
 		}
-		wantErr(t, e.Commit(ctx, "0123456789abcdef0123_1.0.0", "shop"), ErrHoldNotFound)
+		wantErr(t, e.Commit(ctx, "0123456789abcdef0123.0_1.0.0", "shop"), ErrHoldNotFound)
 		_, err := e.Extend(ctx, h.ID, time.Hour, "shop")
 		wantErr(t, err, ErrInvalid)
 
@@ -151,17 +151,40 @@ func TestFence(t *testing.T) {
 		if after := partitionSeqs(t, e); after[single.partitions[0]] != before[single.partitions[0]] {
 			t.Fatal("a fenced partition changed")
 		}
-		// 20 single-unit reserves on the sharded pool all land on unfenced shards.
+		// 20 single-unit reserves on the sharded pool: those whose home shard is the fenced
+		// one are refused for now (their key's answer may be there); the others land on
+		// unfenced shards, and so do multi-part holds.
+		served := 0
 		for i := range 20 {
 			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 1}}, IdempotencyKey: "m" + string(rune('a'+i)), Actor: "shop"})
+			if errors.Is(err, ErrFenced) {
+				continue
+			}
 			if err != nil {
 				t.Fatalf("sharded pool with one fenced shard: %v", err)
 			}
+			served++
 			for _, p := range h.Parts {
 				if p.Shard == 1 {
 					t.Fatal("a part was placed on the fenced shard")
 				}
 			}
+		}
+		var big *Hold
+		for i := 0; big == nil; i++ {
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 12}}, IdempotencyKey: fmt.Sprint("big-", i), Actor: "shop"})
+			if err != nil && (!errors.Is(err, ErrFenced) || i > 20) {
+				t.Fatalf("multi-part hold beside a fenced shard: %v", err)
+			}
+			big = h
+		}
+		for _, p := range big.Parts {
+			if p.Shard == 1 {
+				t.Fatal("a part of a multi-part hold was placed on the fenced shard")
+			}
+		}
+		if served < 10 {
+			t.Fatalf("only %d of 20 reserves served with one of four shards fenced", served)
 		}
 		if reason, err := e.Unfence(ctx, single.partitions[0]); err != nil || reason != "lost writes suspected" {
 			t.Fatalf("unfence: %q %v", reason, err)
@@ -256,15 +279,15 @@ func TestAvailableCeiling(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: shards}, 0)
 		for i := range MaxAvailable / maxAdjust {
 			if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: sku, Kind: Restock, Qty: maxAdjust,
-				TransactionID: fmt.Sprintf("fill-%d", i)}); err != nil {
+				TransactionID: fmt.Sprintf("fill-%s-%d", sku, i)}); err != nil {
 				t.Fatalf("%d shards: restock %d: %v", shards, i, err)
 			}
 		}
 		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", sku, 1}}, IdempotencyKey: "one-" + sku})
 		before := partitionSeqs(t, e)
 		for _, a := range []AdjustRequest{
-			{Location: "s1", SKU: sku, Kind: Restock, Qty: 2, TransactionID: "over"},
-			{Location: "s1", SKU: sku, Kind: Adjustment, Qty: 2, TransactionID: "over"},
+			{Location: "s1", SKU: sku, Kind: Restock, Qty: 2, TransactionID: "over-" + sku},
+			{Location: "s1", SKU: sku, Kind: Adjustment, Qty: 2, TransactionID: "over-2-" + sku},
 		} {
 			_, err := e.Adjust(ctx, a)
 			var ve *ValidationError
@@ -275,7 +298,7 @@ func TestAvailableCeiling(t *testing.T) {
 		if after := partitionSeqs(t, e); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Fatalf("%d shards: a refused change wrote events", shards)
 		}
-		if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: sku, Kind: Restock, Qty: 1, TransactionID: "to-the-top"}); err != nil {
+		if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: sku, Kind: Restock, Qty: 1, TransactionID: "to-the-top-" + sku}); err != nil {
 			t.Fatalf("%d shards: restock up to the ceiling: %v", shards, err)
 		}
 		if err := e.Commit(ctx, h.ID, ""); err != nil {

@@ -67,6 +67,22 @@ func (k keyspace) logKey(p int) string   { return k.parts[p][4] }
 func (k keyspace) poolsKey() string      { return k.prefix + ":pools" }
 func (k keyspace) settingsKey() string   { return k.prefix + ":settings" }
 
+// recordKey is the key record of token (see claim.lua), in partition p (keyPartition).
+func (k keyspace) recordKey(p int, token string) string {
+	return k.prefix + ":{p" + strconv.Itoa(p) + "}:k:" + token
+}
+
+// endKey is the end record of a hold of several parts (see hold_end.lua), beside its key
+// record in partition p.
+func (k keyspace) endKey(p int, hk holdKey) string {
+	return k.prefix + ":{p" + strconv.Itoa(p) + "}:e:" + hk.String()
+}
+
+// txKey is the record of a vendor's transaction id (which change it names), in partition p.
+func (k keyspace) txKey(p int, vendor, tx string) string {
+	return k.prefix + ":{p" + strconv.Itoa(p) + "}:tx:" + vendor + ":" + tx
+}
+
 // vendorKey is the set of pools ("loc|sku") of one vendor.
 func (k keyspace) vendorKey(vendor string) string { return k.prefix + ":vendor:" + vendor }
 

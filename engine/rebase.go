@@ -28,6 +28,8 @@ type HoldRecord struct {
 	// Fingerprint of the request that placed it; empty when restored from the ledger (which
 	// does not keep it), and then any retry with the same token is taken as the same request.
 	Fingerprint string
+	// Owner is the API key that placed it (the RESERVED event's actor); empty: anyone.
+	Owner string
 }
 
 // encode returns the record's Redis form (see enc_hold in lib.lua).
@@ -37,16 +39,21 @@ func (h HoldRecord) encode() string {
 		limited = "1"
 	}
 	return strings.Join([]string{h.Location, h.SKU, strconv.Itoa(h.Shard), strconv.FormatInt(h.Qty, 10),
-		strconv.FormatInt(h.ExpiresAt, 10), h.Customer, limited, h.Token, strconv.FormatInt(h.Created, 10), h.Fingerprint}, "|")
+		strconv.FormatInt(h.ExpiresAt, 10), h.Customer, limited, h.Token, strconv.FormatInt(h.Created, 10), h.Fingerprint,
+		h.Owner}, "|")
 }
 
-// decodeHoldRecord parses a hold part's Redis form.
+// decodeHoldRecord parses a hold part's Redis form (records written before parts had owners
+// have ten fields).
 func decodeHoldRecord(s string) (HoldRecord, bool) {
 	f := strings.Split(s, "|")
-	if len(f) != 10 {
+	if len(f) != 10 && len(f) != 11 {
 		return HoldRecord{}, false
 	}
 	h := HoldRecord{Location: f[0], SKU: f[1], Customer: f[5], Limited: f[6] == "1", Token: f[7], Fingerprint: f[9]}
+	if len(f) == 11 {
+		h.Owner = f[10]
+	}
 	var errs [4]error
 	h.Shard, errs[0] = strconv.Atoi(f[2])
 	h.Qty, errs[1] = strconv.ParseInt(f[3], 10, 64)
@@ -198,4 +205,26 @@ func (e *Engine) Carry(ctx context.Context, p int, ev Carried) (int64, int64, er
 		return 0, 0, fmt.Errorf("%w: %s|%s has no shard %d in Redis", ErrUnknownPool, ev.Location, ev.SKU, ev.Shard)
 	}
 	return 0, 0, fmt.Errorf("carry: unexpected reply %v", []any(r))
+}
+
+// tombstone is a part's "d:" record (see tomb in lib.lua).
+type tombstone struct {
+	outcome  string
+	loc, sku string
+	qty, exp int64
+	owner    string
+}
+
+func decodeTomb(s string) tombstone {
+	f := strings.Split(s, "|")
+	t := tombstone{outcome: f[0]}
+	if len(f) >= 7 {
+		t.loc, t.sku = f[2], f[3]
+		t.qty, _ = strconv.ParseInt(f[4], 10, 64)
+		t.exp, _ = strconv.ParseInt(f[5], 10, 64)
+	}
+	if len(f) >= 8 {
+		t.owner = f[7]
+	}
+	return t
 }

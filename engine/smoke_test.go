@@ -35,7 +35,7 @@ func TestReserveCommitRelease(t *testing.T) {
 		if a.Available != 7 || a.Held != 0 || a.Committed != 3 {
 			t.Fatalf("availability %+v", a)
 		}
-		got, err := e.GetHold(ctx, h.ID)
+		got, err := e.GetHold(AnyOwner(ctx), h.ID, "")
 		if err != nil || got.Status != StatusCommitted || got.Parts[0].Qty != 3 || got.Parts[0].SKU != "sku-1" {
 			t.Fatalf("get hold: %+v %v", got, err)
 		}

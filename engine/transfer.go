@@ -50,10 +50,11 @@ func (e *Engine) Transfer(ctx context.Context, location, sku string, from, to in
 	return qty, nil
 }
 
-// finishTransfer applies a taken-out transfer to its destination and settles it at the source.
+// finishTransfer applies a taken-out transfer to its destination, settles it at the source,
+// and only then lets the destination forget that it applied it.
 func (e *Engine) finishTransfer(ctx context.Context, t PendingTransfer, actor string) error {
 	r, err := e.run(ctx, "transfer_in", t.ToPartition, e.nowMs(), t.Location, t.SKU, t.ToShard, t.Qty, t.ID,
-		t.FromPartition, t.FromShard, actor, e.cfg.IdempotencyTTL.Milliseconds())
+		t.FromPartition, t.FromShard, actor)
 	if err != nil {
 		return err
 	}
@@ -64,7 +65,11 @@ func (e *Engine) finishTransfer(ctx context.Context, t PendingTransfer, actor st
 	default:
 		return fmt.Errorf("transfer_in %s: unexpected reply %v", t.ID, []any(r))
 	}
-	_, err = e.run(ctx, "transfer_settle", t.FromPartition, e.nowMs(), t.ID, e.cfg.IdempotencyTTL.Milliseconds())
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	if _, err = e.run(ctx, "transfer_settle", t.FromPartition, e.nowMs(), t.ID, keep); err != nil {
+		return err
+	}
+	_, err = e.run(ctx, "transfer_done", t.ToPartition, e.nowMs(), t.ID, keep)
 	return err
 }
 

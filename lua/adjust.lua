@@ -21,16 +21,28 @@
 --             retry completes the same change ('' for a single-shard pool)
 --
 -- Output:
---   {'OK', before, after, 'new'|'replay'}  available before and after the change
+--   {'OK', before, after, 'new'|'replay', pool before, whole change}
+--                                          the shard's available before and after the change,
+--                                          and (sharded pools) the pool's, as recorded
 --   {'INSUFFICIENT', available}            the change would make available negative
 --   {'TOO_MANY', available}                the change would make available exceed ARGV[13]
 --   {'UNKNOWN_POOL'}
 --   {'IDEM_MISMATCH'}                      the transaction id was used for another change
 --   {'FENCED', reason}
 -- A change of zero units (SET to the current value) writes no event.
-local loc, sku, shard, kind = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local n, tx, fp, actor, reason = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local keep_ms, ceiling = tonumber(ARGV[12]), tonumber(ARGV[13])
+local loc, sku = need_text('adjust', 3, 'location'), need_text('adjust', 4, 'sku')
+local shard, kind = need_int('adjust', 5, 'shard', 0, 1023), ARGV[6]
+local n, tx, fp, actor, reason, keep_ms, ceiling
+if kind ~= 'CREATE' then
+  n = need_int('adjust', 7, 'n', -MAX_QTY, MAX_COUNT)
+  tx, fp, actor = need_text('adjust', 8, 'transaction id'), need_text('adjust', 9, 'fingerprint'), need_text('adjust', 10, 'actor')
+  reason, keep_ms = need_text('adjust', 11, 'reason'), need_int('adjust', 12, 'keep', 0, MAX_MS)
+  ceiling = need_int('adjust', 13, 'ceiling', 0, MAX_COUNT)
+  if (ARGV[14] or '') ~= '' then
+    need_int('adjust', 14, 'pool before', 0, MAX_COUNT)
+    need_int('adjust', 15, 'whole change', -MAX_COUNT, MAX_COUNT)
+  end
+end
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
@@ -40,7 +52,7 @@ if kind == 'CREATE' then
   local cur = redis.call('HGET', K_STOCK, f)
   if not cur then
     cur = 0
-    redis.call('HSET', K_STOCK, f, 0, f .. '|h', 0, f .. '|c', 0)
+    redis.call('HSET', K_STOCK, f, 0, f .. '|h', 0, f .. '|c', 0, f .. '|r', 0, f .. '|t', 0)
   end
   return {'OK', tonumber(cur), tonumber(cur), 'new'}
 end
@@ -51,7 +63,7 @@ if prior then
   if r[1] ~= fp then
     return {'IDEM_MISMATCH'}
   end
-  return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay'}
+  return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay', r[4] or '', r[5] or ''}
 end
 local before = redis.call('HGET', K_STOCK, f)
 if not before then
@@ -83,7 +95,7 @@ if delta > 0 and before + delta > ceiling then
 end
 local after = before
 if delta ~= 0 then
-  after = redis.call('HINCRBY', K_STOCK, f, delta)
+  after = avail_incr(f, delta)
   emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason)
 end
 local record = fp .. '|' .. before .. '|' .. after
@@ -92,4 +104,4 @@ if (ARGV[14] or '') ~= '' then
 end
 redis.call('HSET', K_HOLDS, tf, record)
 forget_at('h:' .. tf, keep_ms)
-return {'OK', before, after, 'new'}
+return {'OK', before, after, 'new', ARGV[14] or '', ARGV[15] or ''}

@@ -32,10 +32,18 @@
 --         {'NOT_FENCED'}                       only a fenced partition is carried over into
 --         {'UNKNOWN_POOL'}
 local id, typ, loc, sku, shard = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local da, dh, dc = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local part, qty, cust, token, dcust = ARGV[11], ARGV[12], ARGV[13], ARGV[14], tonumber(ARGV[15])
+local da = need_int('carry', 8, 'available change', -MAX_COUNT, MAX_COUNT)
+local dh = need_int('carry', 9, 'held change', -MAX_COUNT, MAX_COUNT)
+local dc = need_int('carry', 10, 'committed change', -MAX_COUNT, MAX_COUNT)
+local part, qty = need_text('carry', 11, 'part'), need_int('carry', 12, 'qty', 0, MAX_COUNT)
+local cust, token = need_text('carry', 13, 'customer'), need_text('carry', 14, 'token')
+local dcust = need_int('carry', 15, 'customer change', -MAX_COUNT, MAX_COUNT)
 local op, rec, exp = ARGV[16], ARGV[17], ARGV[18]
-local actor, reason, keep_ms = ARGV[19], ARGV[20], tonumber(ARGV[21])
+if op == 'open' or op == 'extend' then
+  need_int('carry', 18, 'expiry', 0, MAX_MS)
+end
+local actor, reason = need_text('carry', 19, 'actor'), need_text('carry', 20, 'reason')
+local keep_ms = need_int('carry', 21, 'keep', 0, MAX_MS)
 local replay = tx_replay(id)
 if replay then
   return replay
@@ -58,7 +66,7 @@ if op == 'open' and active then
 elseif (op == 'close' or op == 'extend') and not active then
   return {'CONFLICT', 'hold part ' .. part .. ' is not active'}
 end
-local after = redis.call('HINCRBY', K_STOCK, f, da)
+local after = avail_incr(f, da)
 redis.call('HINCRBY', K_STOCK, f .. '|h', dh)
 redis.call('HINCRBY', K_STOCK, f .. '|c', dc)
 if cust ~= '' and dcust ~= 0 then
@@ -71,7 +79,7 @@ elseif op == 'close' then
   local h = dec_hold(redis.call('HGET', K_HOLDS, part))
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
-  redis.call('HSET', K_HOLDS, 'd:' .. part, table.concat({typ, NOW, loc, sku, h.qty, h.exp, h.fp}, '|'))
+  redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(typ, h, h.fp, h.owner))
   forget_at('h:d:' .. part, keep_ms)
 elseif op == 'extend' then
   local h = dec_hold(redis.call('HGET', K_HOLDS, part))

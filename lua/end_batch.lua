@@ -5,30 +5,36 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..] -> requests, 5 values each: outcome (COMMITTED or RELEASED), part id, actor, how
---              long (ms) the tombstone is kept (0: none), reason
+-- ARGV[3..] -> requests, 6 values each: outcome (COMMITTED or RELEASED), part id, actor, how
+--              long (ms) the tombstone is kept, reason, owner ('*': any)
 --
 -- Output: one reply per request, each as commit.lua's or release.lua's reply; or
 -- {'FENCED', reason} for all.
+--
+-- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
+-- refused before anything changes.
+if (#ARGV - 2) % 6 ~= 0 then
+  return redis.error_reply('ERR end_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of 6')
+end
+for i = 3, #ARGV, 6 do
+  if ARGV[i] ~= 'COMMITTED' and ARGV[i] ~= 'RELEASED' then
+    return redis.error_reply('ERR end_batch: outcome must be COMMITTED or RELEASED, got ' .. tostring(ARGV[i]))
+  end
+  need_text('end_batch', i + 1, 'part')
+  need_text('end_batch', i + 2, 'actor')
+  need_int('end_batch', i + 3, 'keep', 0, MAX_MS)
+  need_text('end_batch', i + 4, 'reason')
+  need_text('end_batch', i + 5, 'owner')
+end
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
--- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
--- refused before anything changes.
-if (#ARGV - 2) % 5 ~= 0 then
-  return redis.error_reply('ERR end_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of 5')
-end
-for i = 3, #ARGV, 5 do
-  if ARGV[i] ~= 'COMMITTED' and ARGV[i] ~= 'RELEASED' then
-    return redis.error_reply('ERR end_batch: outcome must be COMMITTED or RELEASED, got ' .. tostring(ARGV[i]))
-  end
-end
 -- Counters, seq and head are written once, after the last request (see BATCH in lib.lua).
 BATCH = true
 local out = {}
-for i = 3, #ARGV, 5 do
-  out[#out + 1] = end_hold(ARGV[i + 1], ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4])
+for i = 3, #ARGV, 6 do
+  out[#out + 1] = end_hold(ARGV[i + 1], ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
 end
 flush()
 return out

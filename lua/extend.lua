@@ -8,18 +8,21 @@
 --            so running the script twice with the same arguments writes one event
 -- ARGV[5] -> actor
 -- ARGV[6] -> how long (ms) a tombstone is kept, should the part turn out expired
+-- ARGV[7] -> owner: the API key the part must belong to ('*': any)
 --
 -- Output:
 --   {'OK', expires}        the part's expiry after the call
 --   {'ENDED', outcome}     the part has ended (an overdue part is restored now, EXPIRED)
 --   {'NOT_FOUND'}
 --   {'FENCED', reason}
-local part, new_exp, actor, keep_ms = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local part, new_exp = need_text('extend', 3, 'part'), need_int('extend', 4, 'expiry', 0, MAX_MS)
+local actor, keep_ms = need_text('extend', 5, 'actor'), need_int('extend', 6, 'keep', 0, MAX_MS)
+local owner = need_text('extend', 7, 'owner')
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
-local h, other = live_part(part, keep_ms)
+local h, other = live_part(part, keep_ms, owner)
 if not h then
   return other
 end
@@ -30,5 +33,5 @@ h.exp = new_exp
 redis.call('HSET', K_HOLDS, part, enc_hold(h))
 redis.call('ZADD', K_EXP, new_exp, part)
 local after = tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard)))
-emit('EXTENDED', h.loc, h.sku, h.shard, 0, after, 0, part, h.qty, h.cust, h.token, actor, tostring(new_exp))
+emit('EXTENDED', h.loc, h.sku, h.shard, 0, after, 0, part, h.qty, h.cust, h.token, actor, ARGV[4])
 return {'OK', new_exp}

@@ -8,7 +8,10 @@
 -- ARGV[4] -> reason (kept while raised)
 --
 -- Output: {'OK', previous reason or ''}
-local raise, reason = ARGV[3], ARGV[4]
+local raise, reason = ARGV[3], need_text('fence', 4, 'reason')
+if raise ~= '1' and raise ~= '0' then
+  bad('fence', 'flag', raise)
+end
 local prev = redis.call('HGET', K_META, 'fence') or ''
 if raise == '1' then
   redis.call('HSET', K_META, 'fence', reason)

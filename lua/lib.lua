@@ -3,22 +3,30 @@
 -- operation's file becomes the body of a registered function that starts with begin().
 --
 -- Every partition operation receives the same eight keys, all in one partition {pN}:
---   KEYS[1] stock  hash   "loc|sku|shard" -> available; "...|h" -> held; "...|c" -> committed
---   KEYS[2] holds  hash   "<part>"      -> an active hold part (see enc_hold)
---                         "d:<part>"    -> how an ended part ended (see end_part)
---                         "i:<token>"   -> idempotency record: "fingerprint|answer", or
---                                          "fingerprint|~P|since" while a request is in progress
+--   KEYS[1] stock  hash   "loc|sku|shard" -> available; "...|h" -> held; "...|c" -> committed;
+--                         "...|r" -> how many times available went up (release, expiry,
+--                         restock, transfer in, ...): a reader that finds it unchanged knows the
+--                         shard gained nothing in between; "...|t" -> units taken out by
+--                         transfers not yet settled (in flight to another shard)
+--   KEYS[2] holds  hash   "<part>"      -> an active hold part (see hold_record)
+--                         "d:<part>"    -> the part's tombstone (see tomb): how it ended, or
+--                                          that it was refused, sent to the slow path, or voided
 --                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after", and
---                                          for a share of a sharded pool's change
---                                          "|pool before|whole change"
+--                                          for a sharded pool's change "|pool before|whole change"
 --   KEYS[3] exp    zset   part id scored by expiry (ms): the sweeper's index
 --   KEYS[4] gc     zset   "h:<holds field>" / "x:<xfer field>" scored by when to forget it
 --   KEYS[5] log    stream the partition's events, entry id "<seq>-0", fields e (canonical) and h (hash)
 --   KEYS[6] meta   hash   seq (last event seq), head (last event hash), fence (reason, when fenced)
 --   KEYS[7] cust   hash   "loc|sku|customer" -> units held or bought by that customer
 --   KEYS[8] xfer   hash   "o:<id>" -> pending transfer out; "i:<id>" / "s:<id>" -> applied / settled
+-- Operations on a request's key record (claim, settle, hold_end) get a ninth key in the same
+-- partition: the record itself, a string with a TTL (see claim.lua).
 -- Every operation's ARGV starts with: ARGV[1] partition number, ARGV[2] now (ms).
 -- Nothing reads the clock or draws random numbers: now comes in ARGV.
+--
+-- Arguments are checked before anything is written (a runtime error half-way through a call
+-- would leave its first writes in place): numbers must be integers in their range, and text
+-- that goes into a "|"-separated record or event must not contain "|".
 --
 -- The per-call state below lives in the library and is shared by its functions; begin() sets
 -- all of it at the start of every call (Redis runs one call at a time), so nothing carries
@@ -127,6 +135,16 @@ local function stock_del(f)
   STOCK[f], STOCK_DIRTY[f] = false, true
 end
 
+-- avail_incr changes a shard's available count f by d and returns the count after. When it
+-- goes up it also counts the rise in "f|r", so that a reader who found the shard short can
+-- tell later that no unit has come back to it since.
+local function avail_incr(f, d)
+  if d > 0 then
+    stock_incr(f .. '|r', 1)
+  end
+  return stock_incr(f, d)
+end
+
 -- emit appends one event to the partition's stream and advances seq and the chain head.
 -- Canonical form (hashed, and rebuilt by Go from ledger columns):
 --   1|partition|seq|type|loc|sku|shard|delta|after|held_delta|hold|qty|customer|idem|actor|reason|ts|prev
@@ -161,6 +179,49 @@ local function split(s)
   return out
 end
 
+-- Argument checks. int returns the decimal integer s as a number if lo <= s <= hi, else nil
+-- ("1.5", "1e3", " 7" and "0x10" are not integers here). text returns s if it holds no "|".
+local function int(s, lo, hi)
+  if type(s) ~= 'string' or not string.match(s, '^-?%d+$') then
+    return nil
+  end
+  local n = tonumber(s)
+  if n < lo or n > hi then
+    return nil
+  end
+  return n
+end
+
+local function text(s)
+  if type(s) ~= 'string' or string.find(s, '|', 1, true) then
+    return nil
+  end
+  return s
+end
+
+-- bad raises the error every check failure gives: nothing has been written yet.
+local function bad(op, what, v)
+  error({err = 'ERR ' .. op .. ': bad ' .. what .. ' ' .. tostring(v)})
+end
+
+-- need checks ARGV[i] with int or text (lo given: int) and returns it, or raises bad.
+local MAX_QTY, MAX_MS, MAX_COUNT = 1000000000, 100000000000000, 1000000000000000
+local function need_int(op, i, what, lo, hi)
+  local n = int(ARGV[i], lo, hi)
+  if not n then
+    bad(op, what, ARGV[i])
+  end
+  return n
+end
+
+local function need_text(op, i, what)
+  local v = text(ARGV[i])
+  if not v then
+    bad(op, what, ARGV[i])
+  end
+  return v
+end
+
 -- tx_replay answers a repeated repair or carry from its record "i:tx:<id>" = "what|a|b", or
 -- returns nil when there is none.
 local function tx_replay(id)
@@ -172,20 +233,21 @@ local function tx_replay(id)
   return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay'}
 end
 
--- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint
-local function hold_record(loc, sku, shard, qty, exp, cust, limited, token, created, fp)
+-- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint|owner
+-- (owner: the API key that placed it; only it may read, extend, commit or release the part).
+local function hold_record(loc, sku, shard, qty, exp, cust, limited, token, created, fp, owner)
   return loc .. '|' .. sku .. '|' .. shard .. '|' .. qty .. '|' .. exp .. '|' .. cust .. '|' .. limited
-    .. '|' .. token .. '|' .. created .. '|' .. fp
+    .. '|' .. token .. '|' .. created .. '|' .. fp .. '|' .. owner
 end
 
 local function enc_hold(h)
-  return hold_record(h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp)
+  return hold_record(h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp, h.owner)
 end
 
 local function dec_hold(s)
   local f = split(s)
   return {loc = f[1], sku = f[2], shard = f[3], qty = tonumber(f[4]), exp = tonumber(f[5]),
-    cust = f[6], limited = f[7], token = f[8], created = f[9], fp = f[10]}
+    cust = f[6], limited = f[7], token = f[8], created = f[9], fp = f[10], owner = f[11] or ''}
 end
 
 local function field(loc, sku, shard)
@@ -197,15 +259,26 @@ local function forget_at(member, ttl)
   redis.call('ZADD', K_GC, NOW + ttl, member)
 end
 
--- A tombstone: outcome|ended at|loc|sku|qty|expires|fingerprint
-local function dec_tomb(s)
-  local f = split(s)
-  return {outcome = f[1], at = f[2], loc = f[3], sku = f[4], qty = tonumber(f[5]), exp = tonumber(f[6]), fp = f[7]}
+-- A tombstone "d:<part>": outcome|at|loc|sku|qty|expires|fingerprint|owner|code|n
+--   COMMITTED, RELEASED, EXPIRED  the part ended so (a retry answers from it)
+--   VOIDED    the part was given back, or never placed, for a request whose caller was never
+--             told of it; the part id can never be placed again
+--   REFUSED   the request this part was to be was refused (code INSUFFICIENT or LIMIT, n the
+--             available units or the customer's units); kept for the refusal's retention
+--   SLOW      the request went on to the slow path: its answer is in its key record
+local function tomb(outcome, h, fp, owner, code, n)
+  return outcome .. '|' .. NOW_S .. '|' .. h.loc .. '|' .. h.sku .. '|' .. h.qty .. '|' .. h.exp .. '|' .. fp
+    .. '|' .. owner .. '|' .. (code or '') .. '|' .. (n or '')
 end
 
--- end_part finishes an active hold part as COMMITTED, RELEASED or EXPIRED, writing its event.
--- Units come back to available unless committed. keep_ms: how long the tombstone stays;
--- 0 writes none (used when compensating a reservation that never reached the caller).
+local function dec_tomb(s)
+  local f = split(s)
+  return {outcome = f[1], at = f[2], loc = f[3], sku = f[4], qty = tonumber(f[5]), exp = tonumber(f[6]),
+    fp = f[7] or '', owner = f[8] or '', code = f[9] or '', n = tonumber(f[10] or '')}
+end
+
+-- end_part finishes an active hold part as COMMITTED, RELEASED, EXPIRED or VOIDED, writing
+-- its event and its tombstone (kept keep_ms). Units come back to available unless committed.
 local function end_part(part, h, outcome, actor, reason, keep_ms)
   local f = field(h.loc, h.sku, h.shard)
   local delta = h.qty
@@ -215,32 +288,41 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   elseif h.limited == '1' and h.cust ~= '' then
     redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
   end
-  local after = stock_incr(f, delta)
+  local after = avail_incr(f, delta)
   stock_incr(f .. '|h', -h.qty)
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
-  if keep_ms > 0 then
-    redis.call('HSET', K_HOLDS, 'd:' .. part,
-      outcome .. '|' .. NOW_S .. '|' .. h.loc .. '|' .. h.sku .. '|' .. h.qty .. '|' .. h.exp .. '|' .. h.fp)
-    forget_at('h:d:' .. part, keep_ms)
-  end
+  redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner))
+  forget_at('h:d:' .. part, keep_ms)
   emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
+end
+
+-- owns reports whether owner may act on a part (or tombstone) of owner_of_part: the same
+-- API key, or '*' (an operator).
+local function owns(owner, owner_of_part)
+  return owner == '*' or owner_of_part == '' or owner == owner_of_part
 end
 
 -- live_part reads an active hold part for commit, release, extend and end_batch. It returns
 -- the part, or nil and the reply to give instead: {'ENDED', outcome} when it ended before,
 -- {'ENDED', 'EXPIRED'} when its expiry had passed (it is restored now, with an EXPIRED event),
--- {'NOT_FOUND'} when there is no such part (never placed, or its tombstone was forgotten).
-local function live_part(part, keep_ms)
-  local rec = redis.call('HGET', K_HOLDS, part)
-  if not rec then
-    local ended = redis.call('HGET', K_HOLDS, 'd:' .. part)
-    if ended then
-      return nil, {'ENDED', split(ended)[1]}
+-- {'NOT_FOUND'} when there is no such part for this owner (never placed, voided, placed by
+-- another API key, or its tombstone was forgotten).
+local function live_part(part, keep_ms, owner)
+  local v = redis.call('HMGET', K_HOLDS, part, 'd:' .. part)
+  if not v[1] then
+    if v[2] then
+      local t = dec_tomb(v[2])
+      if owns(owner, t.owner) and (t.outcome == 'COMMITTED' or t.outcome == 'RELEASED' or t.outcome == 'EXPIRED') then
+        return nil, {'ENDED', t.outcome}
+      end
     end
     return nil, {'NOT_FOUND'}
   end
-  local h = dec_hold(rec)
+  local h = dec_hold(v[1])
+  if not owns(owner, h.owner) then
+    return nil, {'NOT_FOUND'}
+  end
   if h.exp <= NOW then
     end_part(part, h, 'EXPIRED', 'sweeper', '', keep_ms)
     return nil, {'ENDED', 'EXPIRED'}
@@ -250,8 +332,8 @@ end
 
 -- end_hold ends an active hold part as outcome (COMMITTED or RELEASED): {'OK'}, or
 -- live_part's reply.
-local function end_hold(part, outcome, actor, keep_ms, reason)
-  local h, other = live_part(part, keep_ms)
+local function end_hold(part, outcome, actor, keep_ms, reason, owner)
+  local h, other = live_part(part, keep_ms, owner)
   if not h then
     return other
   end
@@ -274,15 +356,6 @@ local function reclaim(n, keep_ms)
   return #due
 end
 
--- An idempotency record is "fingerprint|answer", or "fingerprint|~P|since" while a request
--- that takes several calls (multi-part, cart) is in progress.
-local function pending_since(rest)
-  if string.sub(rest, 1, 3) == '~P|' then
-    return tonumber(string.sub(rest, 4))
-  end
-  return nil
-end
-
 -- take decrements a shard by qty if it has that many, reclaiming expired holds of the
 -- partition first when it is short. Returns available after, or nil and the available count,
 -- or false when the shard does not exist.
@@ -297,7 +370,7 @@ local function take(r, f)
     return false
   end
   -- Sweeper lag must not show as a false "sold out".
-  if reclaim(r.reclaim, tonumber(r.keep_ms)) > 0 then
+  if reclaim(r.reclaim, r.keep_ms) > 0 then
     after = stock_incr(f, -r.qty)
     if after >= 0 then
       return after
@@ -307,22 +380,29 @@ local function take(r, f)
   return nil, after + r.qty
 end
 
+-- short is the reply of a shard that cannot give qty units: its available count, how often
+-- units came back to it so far ("|r"), the units it has in flight to other shards ("|t") and
+-- the partition's next expiry (-1: none), so the caller can later prove nothing came back.
+local function short(f, avail)
+  local nxt = redis.call('ZRANGE', K_EXP, 0, 0, 'WITHSCORES')
+  return {'INSUFFICIENT', avail, stock_get(f .. '|r') or 0, stock_get(f .. '|t') or 0, tonumber(nxt[2] or '-1')}
+end
+
 -- place_one places one hold part whose id is neither active nor ended. r holds the request's
 -- fields (see read_req).
--- Reply: {'OK', qty, expires, available_after, 'new'}, {'INSUFFICIENT', available},
+-- Reply: {'OK', qty, expires, available_after, 'new'}, short()'s {'INSUFFICIENT', ...},
 -- {'LIMIT', used}, {'UNKNOWN_POOL'}.
 local function place_one(r)
   local f = field(r.loc, r.sku, r.shard)
   local cf = nil
-  if r.limit ~= '0' and r.cust ~= '' then
-    local limit = tonumber(r.limit)
+  if r.limit > 0 and r.cust ~= '' then
     cf = r.loc .. '|' .. r.sku .. '|' .. r.cust
     local used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
-    if used + r.qty > limit then
+    if used + r.qty > r.limit then
       -- The customer's own expired holds may not have been swept yet.
-      reclaim(r.reclaim, tonumber(r.keep_ms))
+      reclaim(r.reclaim, r.keep_ms)
       used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
-      if used + r.qty > limit then
+      if used + r.qty > r.limit then
         if not stock_exists(f) then
           return {'UNKNOWN_POOL'}
         end
@@ -335,7 +415,7 @@ local function place_one(r)
     return {'UNKNOWN_POOL'}
   end
   if not after then
-    return {'INSUFFICIENT', avail}
+    return short(f, avail)
   end
   stock_incr(f .. '|h', r.qty)
   local limited = '0'
@@ -344,7 +424,7 @@ local function place_one(r)
     limited = '1'
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
-  local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp)
+  local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp, r.owner)
   if BATCH then
     local n = #NEW_HOLDS
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
@@ -354,76 +434,88 @@ local function place_one(r)
     redis.call('HSET', K_HOLDS, r.part, rec)
     redis.call('ZADD', K_EXP, r.exp_s, r.part)
   end
-  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.actor, '')
+  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, '')
   return {'OK', r.qty, r.exp_s, after, 'new'}
 end
 
--- reserve_one answers a request from what is recorded under its token and part id, or places
--- the part. A single-part hold's own record (and later its tombstone) is its idempotency
--- record; requests that take several calls also keep one under "i:<token>", and are marked in
--- progress meanwhile.
+-- reserve_one answers a request from what is recorded under its part id, or places the part.
+-- The part record (later its tombstone) is the request's answer on the fast path; a refusal
+-- there is recorded too, so that the same request sent again gets the same answer.
+-- r.mode says what a shortage means: 'F' (fast, final: the only shard; refuse, recorded),
+-- 'S' (fast on a sharded pool: record that the request goes on to the slow path) or 'P' (a
+-- part of a slow-path attempt: just report it). A LIMIT refusal is final in every mode but 'P'.
 -- Replies: those of place_one, and {'OK', qty, expires, available_after, 'existing'},
--- {'ENDED', outcome, qty, expires}, {'REPLAY', answer}, {'IDEM_MISMATCH'}, {'IN_PROGRESS'}.
+-- {'ENDED', outcome, qty, expires}, {'REFUSED', code, n}, {'SLOW'}, {'VOIDED'},
+-- {'IDEM_MISMATCH'}.
 local function reserve_one(r)
-  local rec = redis.call('HMGET', K_HOLDS, 'i:' .. r.token, r.part, 'd:' .. r.part)
-  rec[2] = PLACED[r.part] or rec[2]
-  if r.check_idem == '1' and rec[1] then
-    local bar = string.find(rec[1], '|', 1, true)
-    if string.sub(rec[1], 1, bar - 1) ~= r.fp then
-      return {'IDEM_MISMATCH'}
-    end
-    local rest = string.sub(rec[1], bar + 1)
-    local since = pending_since(rest)
-    if not since then
-      return {'REPLAY', rest}
-    end
-    if NOW - since < tonumber(r.pending_ms) then
-      return {'IN_PROGRESS'}
-    end
-    -- The call that marked it stopped half-way; this one takes the request over.
+  local rec, t = PLACED[r.part], nil
+  if not rec then
+    local v = redis.call('HMGET', K_HOLDS, r.part, 'd:' .. r.part)
+    rec, t = v[1], v[2]
   end
-  local res
-  if rec[2] then
-    local h = dec_hold(rec[2])
-    if h.fp ~= r.fp and h.fp ~= '' then -- '': restored from the ledger, which has no fingerprint
+  if rec then
+    local h = dec_hold(rec)
+    if (h.fp ~= r.fp and h.fp ~= '') or (h.owner ~= r.owner and h.owner ~= '') then -- '': restored from the ledger
       return {'IDEM_MISMATCH'}
     end
-    res = {'OK', h.qty, h.exp, stock_get(field(h.loc, h.sku, h.shard)), 'existing'}
-  elseif rec[3] then
-    local t = dec_tomb(rec[3])
-    if t.fp ~= r.fp then
+    return {'OK', h.qty, h.exp, stock_get(field(h.loc, h.sku, h.shard)), 'existing'}
+  end
+  if t then
+    t = dec_tomb(t)
+    if t.outcome == 'VOIDED' then
+      return {'VOIDED'}
+    end
+    if (t.fp ~= r.fp and t.fp ~= '') or (t.owner ~= r.owner and t.owner ~= '') then
       return {'IDEM_MISMATCH'}
+    end
+    if t.outcome == 'REFUSED' then
+      return {'REFUSED', t.code, t.n}
+    elseif t.outcome == 'SLOW' then
+      return {'SLOW'}
     end
     return {'ENDED', t.outcome, t.qty, t.exp}
-  else
-    res = place_one(r)
   end
-  if r.check_idem == '1' and r.pending_ms ~= '0' then
-    local done = res[1] == 'OK' and res[2] == r.qty and r.final == '1'
-    if not done and (res[1] == 'OK' or res[1] == 'INSUFFICIENT') then
-      redis.call('HSET', K_HOLDS, 'i:' .. r.token, r.fp .. '|~P|' .. NOW)
-      forget_at('h:i:' .. r.token, tonumber(r.keep_ms))
+  local res = place_one(r)
+  local code = res[1]
+  if r.mode ~= 'P' and (code == 'LIMIT' or code == 'INSUFFICIENT') then
+    local h = {loc = r.loc, sku = r.sku, qty = r.qty_s, exp = r.exp_s}
+    if code == 'LIMIT' or r.mode == 'F' then
+      redis.call('HSET', K_HOLDS, 'd:' .. r.part, tomb('REFUSED', h, r.fp, r.owner, code, res[2]))
+      forget_at('h:d:' .. r.part, r.refusal_ms)
+    else
+      redis.call('HSET', K_HOLDS, 'd:' .. r.part, tomb('SLOW', h, r.fp, r.owner))
+      forget_at('h:d:' .. r.part, r.keep_ms)
     end
   end
   return res
 end
 
 -- REQ_WIDTH is the number of ARGV entries one reserve request takes (after partition and now).
-local REQ_WIDTH = 16
+local REQ_WIDTH = 15
 
--- read_req reads one reserve request starting at ARGV[i] into R and returns it. R is one
--- table the call reuses for every request it reads (a new one per request would cost Redis
--- about 3,000 more instructions): whoever calls read_req again is done with the last request.
--- Only qty becomes a number here: a tonumber costs Redis about 1,500 instructions (strtod),
--- and limit, reclaim, keep_ms and pending_ms (decimal strings, "0" when unset) are needed as
--- numbers on rare paths only, which convert them there.
+-- read_req reads one reserve request starting at ARGV[i] into R, checks it (raising an error
+-- before anything is written when it is malformed) and returns it. R is one table the call
+-- reuses for every request it reads (a new one per request would cost Redis about 3,000 more
+-- instructions): whoever calls read_req again is done with the last request.
+--   i+0 part id, i+1 location, i+2 sku, i+3 shard, i+4 qty, i+5 expires (ms), i+6 customer,
+--   i+7 per-customer limit (0: none), i+8 idempotency token, i+9 fingerprint, i+10 mode
+--   (F, S or P, see reserve_one), i+11 owner, i+12 expired holds to reclaim inline,
+--   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept
 local R = {}
+local MODES = {F = true, S = true, P = true}
 local function read_req(i)
   local r = R
-  r.part, r.loc, r.sku, r.shard = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  r.qty, r.qty_s, r.exp_s = tonumber(ARGV[i + 4]), ARGV[i + 4], ARGV[i + 5]
-  r.cust, r.limit, r.token, r.fp = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
-  r.check_idem, r.final, r.actor = ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
-  r.reclaim, r.keep_ms, r.pending_ms = ARGV[i + 13], ARGV[i + 14], ARGV[i + 15]
+  r.part, r.loc, r.sku = text(ARGV[i]), text(ARGV[i + 1]), text(ARGV[i + 2])
+  r.shard, r.qty_s, r.exp_s = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  r.cust, r.token, r.fp = text(ARGV[i + 6]), text(ARGV[i + 8]), text(ARGV[i + 9])
+  r.mode, r.owner = ARGV[i + 10], text(ARGV[i + 11])
+  r.qty, r.limit = int(r.qty_s, 1, MAX_QTY), int(ARGV[i + 7], 0, MAX_QTY)
+  r.reclaim, r.keep_ms, r.refusal_ms = int(ARGV[i + 12], 0, 1000), int(ARGV[i + 13], 0, MAX_MS), int(ARGV[i + 14], 0, MAX_MS)
+  if not (r.part and r.loc and r.sku and r.cust and r.token and r.fp and r.owner and r.qty and r.limit
+      and r.reclaim and r.keep_ms and r.refusal_ms and MODES[r.mode]
+      and int(r.shard, 0, 1023) and int(r.exp_s, NOW + 1, MAX_MS)) then
+    error({err = 'ERR reserve: malformed request at argument ' .. (i - 2) .. ': '
+      .. table.concat(ARGV, ' ', i, math.min(#ARGV, i + REQ_WIDTH - 1))})
+  end
   return r
 end

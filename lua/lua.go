@@ -19,9 +19,9 @@ var files embed.FS
 
 // Names lists every operation script.
 var Names = []string{
-	"reserve", "reserve_batch", "commit", "release", "end_batch", "extend", "sweep", "adjust",
-	"transfer_out", "transfer_in", "transfer_settle", "remember", "fence", "snapshot", "lease", "repair",
-	"rebase", "carry",
+	"reserve", "reserve_batch", "commit", "release", "end_batch", "extend", "void", "claim", "settle",
+	"hold_end", "sweep", "adjust", "transfer_out", "transfer_in", "transfer_settle", "transfer_done",
+	"fence", "snapshot", "lease", "repair", "rebase", "carry",
 }
 
 // LibraryPrefix starts the name of every version of the library.

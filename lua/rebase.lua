@@ -33,6 +33,7 @@ if (m[1] or '0') ~= s.expect_seq or (m[2] or GENESIS) ~= s.expect_head then
 end
 for f, c in pairs(s.shards) do
   redis.call('HSET', K_STOCK, f, c[1], f .. '|h', c[2], f .. '|c', c[3])
+  redis.call('HINCRBY', K_STOCK, f .. '|r', 1) -- units may have come back: no reader may rely on an earlier count
 end
 for _, part in ipairs(s.drop) do
   redis.call('HDEL', K_HOLDS, part)

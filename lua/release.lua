@@ -5,9 +5,9 @@
 -- ARGV[2] -> now (ms)
 -- ARGV[3] -> part id
 -- ARGV[4] -> actor
--- ARGV[5] -> how long (ms) the tombstone is kept; 0 keeps none (compensation of a
---            reservation whose answer never reached the caller, so a retry may place it anew)
+-- ARGV[5] -> how long (ms) the tombstone is kept
 -- ARGV[6] -> reason ("" for a customer's release)
+-- ARGV[7] -> owner: the API key the part must belong to ('*': any)
 --
 -- Output:
 --   {'OK'}                 released now
@@ -15,9 +15,11 @@
 --   {'ENDED', 'EXPIRED'}   also when its expiry had passed: restored now, with an EXPIRED event
 --   {'NOT_FOUND'}
 --   {'FENCED', reason}
-local part, actor, keep_ms, reason = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local part, actor = need_text('release', 3, 'part'), need_text('release', 4, 'actor')
+local keep_ms, reason = need_int('release', 5, 'keep', 0, MAX_MS), need_text('release', 6, 'reason')
+local owner = need_text('release', 7, 'owner')
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
-return end_hold(part, 'RELEASED', actor, keep_ms, reason)
+return end_hold(part, 'RELEASED', actor, keep_ms, reason, owner)

@@ -23,8 +23,10 @@
 -- Output: {'OK', before, after, 'new'|'replay'}
 --         {'INSUFFICIENT', available}   the correction would make the count negative
 --         {'UNKNOWN_POOL'}
-local loc, sku, shard, drift = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local id, actor, reason, keep_ms = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local loc, sku, shard = need_text('repair', 3, 'location'), need_text('repair', 4, 'sku'), need_int('repair', 5, 'shard', 0, 1023)
+local drift = need_int('repair', 6, 'drift', -MAX_COUNT, MAX_COUNT)
+local id, actor, reason = need_text('repair', 7, 'repair id'), need_text('repair', 8, 'actor'), need_text('repair', 9, 'reason')
+local keep_ms = need_int('repair', 10, 'keep', 0, MAX_MS)
 local counter = ARGV[11]
 local replay = tx_replay(id)
 if replay then
@@ -44,7 +46,12 @@ before = tonumber(before)
 if before - drift < 0 then
   return {'INSUFFICIENT', before}
 end
-local after = redis.call('HINCRBY', K_STOCK, cf, -drift)
+local after
+if counter == '' then
+  after = avail_incr(f, -drift)
+else
+  after = redis.call('HINCRBY', K_STOCK, cf, -drift)
+end
 local avail = after
 if counter ~= '' then
   avail = redis.call('HGET', K_STOCK, f)

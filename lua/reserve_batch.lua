@@ -4,20 +4,24 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..] -> requests, 16 values each, in the order of reserve.lua's ARGV[3..18]
+-- ARGV[3..] -> requests, 15 values each, in the order of reserve.lua's ARGV[3..17]
 --
 -- Output: one reply per request, each as reserve.lua's reply, except that a part placed now
 -- ({'OK', qty, expires, available_after, 'new'}) is answered with available_after alone: the
 -- caller knows qty and expiry, and a table costs Redis about 7,000 instructions more to send.
 -- Or {'FENCED', reason} for all.
+--
+-- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
+-- refused before anything changes.
+if (#ARGV - 2) % REQ_WIDTH ~= 0 then
+  return redis.error_reply('ERR reserve_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of ' .. REQ_WIDTH)
+end
+for i = 3, #ARGV, REQ_WIDTH do
+  read_req(i)
+end
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
-end
--- A runtime error half-way would leave what BATCH keeps unwritten: refuse a malformed batch
--- before anything changes.
-if (#ARGV - 2) % REQ_WIDTH ~= 0 then
-  return redis.error_reply('ERR reserve_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of ' .. REQ_WIDTH)
 end
 -- Counters, new hold records, seq and head are written once, after the last request (see
 -- BATCH in lib.lua).

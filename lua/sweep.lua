@@ -9,7 +9,8 @@
 --
 -- Output: {restored, next_expiry (ms, -1 when no hold is open), forgotten}
 --         or {'FENCED', reason}
-local limit, gc_limit, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, gc_limit = need_int('sweep', 3, 'limit', 0, 100000), need_int('sweep', 4, 'gc limit', 0, 100000)
+local keep_ms = need_int('sweep', 5, 'keep', 0, MAX_MS)
 local fence = fenced()
 if fence then
   return {'FENCED', fence}

@@ -1,6 +1,7 @@
 -- transfer_out: take units from one shard of a pool, to be given to another shard of the
 -- same pool by transfer_in (rebalancing). The pending transfer is recorded here until
--- transfer_settle, so an interrupted transfer can be completed.
+-- transfer_settle, so an interrupted transfer can be completed; so are its units, as the
+-- shard's units in flight ("|t").
 --
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
@@ -20,8 +21,10 @@
 --   {'UNKNOWN_POOL'}
 --   {'ENDED', 'SETTLED'}          this transfer id was completed and settled before
 --   {'FENCED', reason}
-local loc, sku, shard, qty, id = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local to_part, to_shard, actor = ARGV[8], ARGV[9], ARGV[10]
+local loc, sku = need_text('transfer_out', 3, 'location'), need_text('transfer_out', 4, 'sku')
+local shard, qty = need_int('transfer_out', 5, 'shard', 0, 1023), need_int('transfer_out', 6, 'qty', 1, MAX_COUNT)
+local id, actor = need_text('transfer_out', 7, 'transfer id'), need_text('transfer_out', 10, 'actor')
+local to_part, to_shard = need_int('transfer_out', 8, 'partition', 0, 16383), need_int('transfer_out', 9, 'shard', 0, 1023)
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
@@ -41,6 +44,9 @@ if tonumber(avail) < qty then
   return {'INSUFFICIENT', tonumber(avail)}
 end
 local after = redis.call('HINCRBY', K_STOCK, f, -qty)
+-- Until settled, the units count as the source's in flight ("|t"), so that a reader summing
+-- the shards one after another never misses them.
+redis.call('HINCRBY', K_STOCK, f .. '|t', qty)
 redis.call('HSET', K_XFER, 'o:' .. id, table.concat({loc, sku, shard, qty, to_part, to_shard, NOW}, '|'))
 emit('TRANSFER_OUT', loc, sku, shard, -qty, after, 0, '', qty, '', id, actor, to_part .. '/' .. to_shard)
 return {'OK', after, 'new'}

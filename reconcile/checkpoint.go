@@ -62,7 +62,7 @@ func (s *replayState) apply(ev *engine.Event) {
 		s.Open[ev.Hold] = openPart{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, Seq: ev.Seq}
 	case engine.EventCommitted:
 		delete(s.Open, ev.Hold)
-	case engine.EventReleased, engine.EventExpired:
+	case engine.EventReleased, engine.EventExpired, engine.EventVoided:
 		delete(s.Open, ev.Hold)
 	}
 }

@@ -28,13 +28,20 @@ type liveState struct {
 	open   map[string]engine.HoldRecord
 	ended  map[string]string
 	cust   map[string]int64
+	// changes holds every stock change's type, transaction (or transfer) id and shard: one
+	// the fork made again must not be applied twice.
+	changes map[string]bool
+}
+
+func changeKey(ev *engine.Event) string {
+	return ev.Type + "|" + ev.Idem + "|" + ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
 }
 
 // replayLive adds up events from the partition's first one. limits gives a pool's
 // per-customer limit; maxTTL bounds a restored part's expiry (the ledger does not keep it).
 func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL int64) *liveState {
 	s := &liveState{shards: map[string]*shardState{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
-		cust: map[string]int64{}}
+		cust: map[string]int64{}, changes: map[string]bool{}}
 	for i := range evs {
 		ev := &evs[i]
 		f := ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
@@ -48,7 +55,8 @@ func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL i
 		switch ev.Type {
 		case engine.EventReserved:
 			h := engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
-				Customer: ev.Customer, Limited: ev.Customer != "" && limits(ev.Location, ev.SKU) > 0, Token: ev.Idem, Created: ev.TS}
+				Customer: ev.Customer, Limited: ev.Customer != "" && limits(ev.Location, ev.SKU) > 0, Token: ev.Idem, Created: ev.TS,
+				Owner: ev.Actor}
 			if h.Limited {
 				s.cust[cf] += ev.Qty
 			}
@@ -62,12 +70,14 @@ func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL i
 		case engine.EventCommitted:
 			delete(s.open, ev.Hold)
 			s.ended[ev.Hold] = ev.Type
-		case engine.EventReleased, engine.EventExpired:
+		case engine.EventReleased, engine.EventExpired, engine.EventVoided:
 			if h, ok := s.open[ev.Hold]; ok && h.Limited {
 				s.cust[cf] -= ev.Qty
 			}
 			delete(s.open, ev.Hold)
 			s.ended[ev.Hold] = ev.Type
+		case engine.EventRestocked, engine.EventSpoiled, engine.EventAdjusted, engine.EventTransferIn, engine.EventTransferOut:
+			s.changes[changeKey(ev)] = true
 		}
 	}
 	return s
@@ -324,7 +334,7 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 		rec, ok := recorded[ev.Hold]
 		if !ok || rec.Qty != ev.Qty || rec.Shard != ev.Shard {
 			rec = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
-				Customer: ev.Customer, Token: ev.Idem, Created: ev.TS}
+				Customer: ev.Customer, Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
 		}
 		rec.Limited = ev.Customer != "" && limits(ev.Location, ev.SKU) > 0
 		c.Available, c.Held, c.Op, c.Record, c.ExpiresAt = -ev.Qty, ev.Qty, engine.HoldOpen, rec, rec.ExpiresAt
@@ -340,7 +350,7 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 		default: // sold on the fork only: the customer was told so
 			c.Available, c.Committed = -ev.Qty, ev.Qty
 		}
-	case engine.EventReleased, engine.EventExpired:
+	case engine.EventReleased, engine.EventExpired, engine.EventVoided:
 		if !open {
 			return c, "the hold is not open in the ledger's account"
 		}
@@ -356,6 +366,9 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 	default: // stock changes
 		if ev.Delta == 0 {
 			return c, "it changed no available units"
+		}
+		if st.changes[changeKey(ev)] {
+			return c, "the ledger has this change already (transaction " + ev.Idem + ")"
 		}
 		c.Available = ev.Delta
 	}
@@ -381,5 +394,9 @@ func (s *liveState) note(ev *engine.Event, c engine.Carried) {
 		h := s.open[c.Hold]
 		h.ExpiresAt = c.ExpiresAt
 		s.open[c.Hold] = h
+	}
+	switch ev.Type {
+	case engine.EventRestocked, engine.EventSpoiled, engine.EventAdjusted, engine.EventTransferIn, engine.EventTransferOut:
+		s.changes[changeKey(ev)] = true
 	}
 }

@@ -47,6 +47,10 @@ type Rule struct {
 	Delay time.Duration
 	// Times is how many matching requests the rule acts on (0: every one).
 	Times int
+	// OnHit, when set, is called (on the proxy's goroutine) each time the rule acts: for
+	// DropReply once the command has run and its reply is lost, for the others as the request
+	// arrives. A test can cut the network at that very moment.
+	OnHit func()
 	hits  atomic.Int64
 }
 
@@ -261,6 +265,9 @@ func (p *Proxy) requests(client, server net.Conn, pending chan<- *Rule) {
 			return
 		}
 		rule := p.match(frame)
+		if rule != nil && rule.OnHit != nil && rule.Action != DropReply {
+			rule.OnHit()
+		}
 		if rule != nil {
 			switch rule.Action {
 			case Stall:
@@ -308,6 +315,9 @@ func (p *Proxy) replies(client, server net.Conn, pending <-chan *Rule) {
 			switch rule.Action {
 			case DropReply:
 				w.Flush()
+				if rule.OnHit != nil {
+					rule.OnHit()
+				}
 				return // the deferred untrack closes both sides
 			case Delay:
 				w.Flush()

@@ -20,7 +20,7 @@ import (
 func Config(prefix string) engine.Config {
 	return engine.Config{Prefix: prefix, Partitions: 16, RedisTimeout: 5 * time.Second,
 		DefaultTTL: time.Minute, MinTTL: time.Second, MaxTTL: 30 * time.Minute, MaxQty: 100, MaxCartLines: 20,
-		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
+		IdempotencyTTL: time.Hour, IdempotencyLease: 10 * time.Second, RefusalTTL: 30 * time.Second, Coalesce: true, CoalesceMaxBatch: 64,
 		CoalesceWorkers: 2, SoldOutMemory: 250 * time.Millisecond, ReclaimInline: 8, CommitGrace: 5 * time.Second,
 		PoolCacheTTL: time.Hour}
 }

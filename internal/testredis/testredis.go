@@ -53,8 +53,8 @@ func Standalone(t testing.TB) redis.UniversalClient {
 
 // Faulty returns a client of the same Redis as c (standalone or the test cluster) whose every
 // connection goes through a fault proxy, and the proxies' net for the test to set rules on.
-// The client never retries a command by itself (MaxRetries -1), as the engine requires, and
-// gives up on a reply after timeout.
+// The client keeps go-redis's own retries (which the engine must keep from resending its
+// writes), and gives up on a reply after timeout.
 func Faulty(t testing.TB, c redis.UniversalClient, timeout time.Duration) (redis.UniversalClient, *faultproxy.Net) {
 	t.Helper()
 	n := faultproxy.NewNet()
@@ -63,10 +63,10 @@ func Faulty(t testing.TB, c redis.UniversalClient, timeout time.Duration) (redis
 	switch c := c.(type) {
 	case *redis.ClusterClient:
 		fc = redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Options().Addrs, Dialer: n.Dial, PoolSize: 64,
-			MaxRetries: -1, ReadTimeout: timeout, WriteTimeout: timeout})
+			ReadTimeout: timeout, WriteTimeout: timeout})
 	case *redis.Client:
 		opt := *c.Options()
-		opt.Dialer, opt.PoolSize, opt.MaxRetries, opt.ReadTimeout, opt.WriteTimeout = n.Dial, 64, -1, timeout, timeout
+		opt.Dialer, opt.PoolSize, opt.ReadTimeout, opt.WriteTimeout = n.Dial, 64, timeout, timeout
 		opt.OnConnect = nil
 		fc = redis.NewClient(&opt)
 	default:

@@ -1,0 +1,411 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The slow path serves what one call on one shard cannot: a cart, or a line that needs units
+// from several shards (or, on a pool with a per-customer limit, units moved to the customer's
+// shard first). It runs as an attempt under the request's key record (see claim.lua): one
+// attempt at a time holds the request; copies of the request wait for its outcome and give
+// the same answer. The attempt places parts whose ids carry its own name, so a part id names
+// one placement. It ends by writing the answer, or the refusal, into the key record (settle);
+// parts that no answer names are voided, never released, so events tell them apart.
+//
+// A reply lost on the way (timeout, connection reset) leaves the attempt's effects unknown:
+// the attempt then gives nothing back blindly. It tries to void every part it could have
+// placed and to remove its claim; if even that cannot be done, its lease lapses and the next
+// copy of the request takes over, voiding the same parts first.
+
+// errTakenOver: another attempt took the request over (this one's lease lapsed).
+var errTakenOver = errors.New("the request was taken over by a later attempt")
+
+// errStuck: the line needs units only on shards it already holds a part of; a new attempt
+// (new part ids) can take them.
+var errStuck = errors.New("units left only on shards this attempt holds parts of")
+
+// slowPath claims the request's key record and runs an attempt, or waits for the attempt that
+// holds it and gives its answer.
+func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
+	wait := 5 * time.Millisecond
+	for attempts := 0; ; {
+		attempt := newAttempt()
+		r, err := e.call(ctx, "claim", rs.kp, rs.record, rs.fp, attempt, e.cfg.IdempotencyLease.Milliseconds(),
+			e.cfg.IdempotencyTTL.Milliseconds())
+		if err != nil {
+			return nil, err
+		}
+		switch r.code() {
+		case "TAKEOVER":
+			if err := e.voidAttempt(ctx, rs, holdKey{rs.token, r.str(1)}, nil, "taken over"); err != nil {
+				return nil, err
+			}
+			fallthrough
+		case "START":
+			h, err := e.runAttempt(ctx, rs, holdKey{rs.token, attempt})
+			if errors.Is(err, errStuck) {
+				if attempts++; attempts > 3 {
+					return nil, fmt.Errorf("%w: the units of %d shards kept moving while this request took them; send it again", ErrUnavailable, len(rs.pools[0].partitions))
+				}
+				continue
+			}
+			if errors.Is(err, errTakenOver) {
+				continue
+			}
+			return h, err
+		case "WAIT":
+			until := time.UnixMilli(r.int(1))
+			if d, ok := ctx.Deadline(); ok && d.Before(until) && d.Sub(e.now()) < wait {
+				return nil, fmt.Errorf("%w (until %s at the latest)", ErrInProgress, until.UTC().Format(time.RFC3339Nano))
+			}
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 100*time.Millisecond)
+		case "ANSWER":
+			return e.decodeAnswer(r.str(1), rs)
+		case "REFUSED":
+			return nil, e.refusal(rs, int(r.int(3)), r.str(1), r.int(2))
+		case "IDEM_MISMATCH":
+			return nil, ErrIdempotencyMismatch
+		case "FENCED":
+			return nil, fmt.Errorf("%w: partition %d, which keeps this key's record: %s", ErrFenced, rs.kp, r.str(1))
+		default:
+			return nil, fmt.Errorf("claim: unexpected reply %v", []any(r))
+		}
+	}
+}
+
+// placedPart is one part an attempt placed.
+type placedPart struct {
+	ref partRef
+	qty int64
+}
+
+// lineResult is how one line of an attempt ended.
+type lineResult struct {
+	line  int
+	parts []placedPart
+	err   error
+	// unsure: a reply was lost, so parts other than those listed may have been placed.
+	unsure bool
+}
+
+// runAttempt places every line of rs (all at once, so their calls share round trips) as
+// attempt hk, and settles the outcome in the key record.
+func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*Hold, error) {
+	results := make([]lineResult, len(rs.req.Items))
+	var wg sync.WaitGroup
+	for li := range rs.req.Items {
+		wg.Go(func() { results[li] = e.placeLine(ctx, rs, hk, li); results[li].line = li })
+	}
+	wg.Wait()
+	var refs []partRef
+	var qtys []int64
+	var failed *lineResult
+	unsure := false
+	for i, res := range results {
+		for _, pp := range res.parts {
+			refs = append(refs, pp.ref)
+			qtys = append(qtys, pp.qty)
+		}
+		unsure = unsure || res.unsure
+		if res.err != nil && (failed == nil || errors.Is(res.err, errTakenOver)) {
+			failed = &results[i]
+		}
+	}
+	if failed == nil && len(refs) > maxHoldParts {
+		failed = &lineResult{err: fmt.Errorf("%w: the hold would need %d parts, at most %d", ErrUnavailable, len(refs), maxHoldParts)}
+	}
+	if failed != nil {
+		return nil, e.endAttempt(ctx, rs, hk, refs, unsure, failed.line, failed.err)
+	}
+	id := formatHoldID(hk, refs)
+	answer := encodeAnswer(id, rs.exp, qtys)
+	r, err := e.call(ctx, "settle", rs.kp, rs.record, hk.attempt, rs.fp+"|A|"+answer, e.cfg.IdempotencyTTL.Milliseconds())
+	if err != nil {
+		if ambiguous(err) {
+			return nil, err // the answer may be stored: give nothing back
+		}
+		return nil, e.endAttempt(ctx, rs, hk, refs, false, 0, err)
+	}
+	if r.code() != "OK" {
+		// Taken over: the later attempt voids these parts too; void them now all the same.
+		e.voidParts(context.WithoutCancel(ctx), hk, refs, rs.req.Actor, "taken over")
+		return nil, errTakenOver
+	}
+	for _, p := range rs.pools {
+		e.forgetSoldOut(p.Key())
+	}
+	return e.holdFromParts(id, rs.exp, rs.req.Customer, refs, qtys, rs.pools), nil
+}
+
+// endAttempt ends an attempt that did not produce a hold: it voids the parts (every part it
+// could have placed, when unsure which), then records a refusal of stock or of the customer's
+// limit (line's) in the key record, or removes its claim on anything else, so the request
+// may be sent again at once. It returns the error to give the caller: cause, or
+// ErrUnavailable when the attempt could not be cleaned up (its lease lapses, and the next
+// copy of the request takes over).
+func (e *Engine) endAttempt(ctx context.Context, rs *reservation, hk holdKey, placed []partRef, unsure bool, line int, cause error) error {
+	if errors.Is(cause, errTakenOver) {
+		e.voidParts(context.WithoutCancel(ctx), hk, placed, rs.req.Actor, "taken over")
+		return cause
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.RedisTimeout)
+	defer cancel()
+	if err := e.voidAttempt(ctx, rs, hk, placedOrAll(placed, unsure), "refused"); err != nil {
+		return fmt.Errorf("%w: giving back a failed attempt's parts: %w (they come back when the request is sent again after %s)",
+			ErrUnavailable, err, e.cfg.IdempotencyLease)
+	}
+	value, keep := "", e.cfg.IdempotencyTTL
+	var ie *InsufficientError
+	var le *LimitError
+	switch {
+	case errors.As(cause, &ie):
+		value, keep = refusedRecord(rs.fp, "INSUFFICIENT", ie.Available, line), e.cfg.RefusalTTL
+	case errors.As(cause, &le):
+		value, keep = refusedRecord(rs.fp, "LIMIT", le.Used, line), e.cfg.RefusalTTL
+	}
+	r, err := e.call(ctx, "settle", rs.kp, rs.record, hk.attempt, value, keep.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("%w: recording the outcome of a failed attempt: %w", ErrUnavailable, err)
+	}
+	if r.code() != "OK" {
+		return errTakenOver
+	}
+	return cause
+}
+
+// refusedRecord is a key record's value for a refusal of line.
+func refusedRecord(fp, code string, n int64, line int) string {
+	return fp + "|X|" + code + "|" + strconv.FormatInt(n, 10) + "|" + strconv.Itoa(line)
+}
+
+// placedOrAll is nil (every part the attempt could have placed) when the attempt is unsure.
+func placedOrAll(placed []partRef, unsure bool) []partRef {
+	if unsure {
+		return nil
+	}
+	return placed
+}
+
+// voidAttempt voids the named parts of attempt hk, or, with refs nil, every part it could
+// have placed: one per line and shard.
+func (e *Engine) voidAttempt(ctx context.Context, rs *reservation, hk holdKey, refs []partRef, reason string) error {
+	if refs == nil {
+		for li, p := range rs.pools {
+			for s, part := range p.partitions {
+				refs = append(refs, partRef{Partition: part, Line: li, Shard: s})
+			}
+		}
+	}
+	return e.voidParts(ctx, hk, refs, rs.req.Actor, reason)
+}
+
+// placeLine takes line li's units for attempt hk.
+func (e *Engine) placeLine(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
+	if p := rs.pools[li]; p.CustomerLimit > 0 && p.Shards > 1 {
+		return e.placeLimited(ctx, rs, hk, li)
+	}
+	return e.placeSpread(ctx, rs, hk, li)
+}
+
+// placeSpread takes a line's units from the fullest shards, one part per shard. It refuses
+// only when it has proved that the pool had fewer units than the line needs (provenShort).
+func (e *Engine) placeSpread(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
+	p, qty := rs.pools[li], rs.req.Items[li].Qty
+	var res lineResult
+	holding := map[int]int64{} // shard -> units this line holds there
+	var got int64
+	for got < qty {
+		if err := ctx.Err(); err != nil {
+			res.err, res.unsure = fmt.Errorf("%w: %w", ErrUnavailable, err), true
+			return res
+		}
+		readings, err := e.readShards(ctx, p)
+		if err != nil {
+			res.err = err
+			return res
+		}
+		var free int64 // units the pool has for this line: what it holds and what is free
+		nFenced := 0
+		for s, r := range readings {
+			if rs.isFenced(li, s) {
+				nFenced++
+			} else {
+				free += max(r.avail, 0) + r.inFlight
+			}
+		}
+		if free+got < qty {
+			if nFenced == p.Shards {
+				res.err = fmt.Errorf("%w: every shard of %s is fenced", ErrFenced, p.Key())
+				return res
+			}
+			proven, err := e.provenShort(ctx, p, qty-got, readings)
+			if err != nil {
+				res.err = err
+				return res
+			}
+			if proven {
+				res.err = e.refusal(rs, li, "INSUFFICIENT", free+got)
+				return res
+			}
+			e.sweepDue(ctx, p, readings)
+			continue
+		}
+		// Plan the rest from the fullest shards this line holds no part of.
+		order := make([]int, 0, p.Shards)
+		for s, r := range readings {
+			if _, held := holding[s]; !held && !rs.isFenced(li, s) && r.avail > 0 {
+				order = append(order, s)
+			}
+		}
+		if len(order) == 0 {
+			res.err = errStuck
+			return res
+		}
+		sort.Slice(order, func(i, j int) bool { return readings[order[i]].avail > readings[order[j]].avail })
+		type step struct {
+			ref partRef
+			qty int64
+		}
+		var plan []step
+		for need := qty - got; need > 0 && len(order) > 0; order = order[1:] {
+			n := min(need, readings[order[0]].avail)
+			plan = append(plan, step{partRef{Partition: p.partitions[order[0]], Line: li, Shard: order[0]}, n})
+			need -= n
+		}
+		replies := make([]reply, len(plan))
+		errs := make([]error, len(plan))
+		var wg sync.WaitGroup
+		for i, st := range plan {
+			wg.Go(func() { replies[i], errs[i] = e.place(ctx, rs, hk, st.ref, st.qty, modePart) })
+		}
+		wg.Wait()
+		for i, st := range plan {
+			if errs[i] != nil {
+				res.err, res.unsure = errs[i], res.unsure || ambiguous(errs[i])
+				continue
+			}
+			switch r := replies[i]; r.code() {
+			case "OK":
+				holding[st.ref.Shard] = r.int(1)
+				got += r.int(1)
+				res.parts = append(res.parts, placedPart{st.ref, r.int(1)})
+			case "INSUFFICIENT":
+				// Nothing placed: the shard may be tried again with the same part id.
+			case "FENCED":
+				rs.setFenced(li, st.ref.Shard)
+			case "VOIDED":
+				res.err = errTakenOver
+			case "UNKNOWN_POOL":
+				res.err = fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), st.ref.Shard)
+			default:
+				res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
+			}
+		}
+		if res.err != nil {
+			return res
+		}
+	}
+	return res
+}
+
+// placeLimited takes a line of a sharded pool with a per-customer limit: the customer's units
+// all come from the customer's home shard, whose partition counts them, so units are moved
+// there from the fullest shards first.
+func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
+	p, qty, home := rs.pools[li], rs.req.Items[li].Qty, rs.home[li]
+	ref := partRef{Partition: p.partitions[home], Line: li, Shard: home}
+	var res lineResult
+	for round := 0; ; round++ {
+		if err := ctx.Err(); err != nil {
+			res.err, res.unsure = fmt.Errorf("%w: %w", ErrUnavailable, err), true
+			return res
+		}
+		readings, err := e.readShards(ctx, p)
+		if err != nil {
+			res.err = err
+			return res
+		}
+		var free int64
+		for _, r := range readings {
+			free += max(r.avail, 0) + r.inFlight
+		}
+		if free < qty {
+			proven, err := e.provenShort(ctx, p, qty, readings)
+			if err != nil {
+				res.err = err
+				return res
+			}
+			if proven {
+				res.err = e.refusal(rs, li, "INSUFFICIENT", free)
+				return res
+			}
+			e.sweepDue(ctx, p, readings)
+			continue
+		}
+		for need := qty - readings[home].avail; need > 0; {
+			src := -1
+			for s, r := range readings {
+				if s != home && r.avail > 0 && (src < 0 || r.avail > readings[src].avail) {
+					src = s
+				}
+			}
+			if src < 0 {
+				break
+			}
+			n := min(need, readings[src].avail)
+			id := hk.String() + "." + strconv.Itoa(li) + "." + strconv.Itoa(round) + "." + strconv.Itoa(src)
+			moved, err := e.Transfer(ctx, p.Location, p.SKU, src, home, n, id, "engine")
+			if err != nil && !errors.Is(err, ErrInsufficient) && !errors.Is(err, ErrFenced) {
+				res.err = err
+				return res
+			}
+			readings[src].avail = 0
+			need -= moved
+		}
+		r, err := e.place(ctx, rs, hk, ref, qty, modePart)
+		if err != nil {
+			res.err, res.unsure = err, ambiguous(err)
+			return res
+		}
+		switch r.code() {
+		case "OK":
+			res.parts = []placedPart{{ref, r.int(1)}}
+			return res
+		case "INSUFFICIENT":
+			continue // others took the units moved here: read again
+		case "LIMIT":
+			res.err = e.refusal(rs, li, "LIMIT", r.int(1))
+		case "FENCED":
+			res.err = fmt.Errorf("%w: partition %d holds customer %s's shard of %s", ErrFenced, ref.Partition, rs.req.Customer, p.Key())
+		case "VOIDED":
+			res.err = errTakenOver
+		case "UNKNOWN_POOL":
+			res.err = fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), home)
+		default:
+			res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
+		}
+		return res
+	}
+}
+
+// sweepDue restores the due holds of the pool's partitions that readings found, so the next
+// reading counts their units.
+func (e *Engine) sweepDue(ctx context.Context, p *pool, readings []shardReading) {
+	now := e.nowMs()
+	for s, r := range readings {
+		if r.nextExpiry >= 0 && r.nextExpiry <= now {
+			e.Sweep(ctx, p.partitions[s], e.cfg.ReclaimInline, 0)
+		}
+	}
+}
