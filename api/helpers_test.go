@@ -27,6 +27,7 @@ const (
 	bistroKey = "test-bistro-key"
 	adminKey  = "test-admin-key"
 	slowKey   = "test-slow-key" // 2 requests per second
+	otherKey  = "test-other-shop-key"
 )
 
 func testKeys() []KeySpec {
@@ -36,6 +37,7 @@ func testKeys() []KeySpec {
 		{ID: "bistro-ops", SHA256: HashKey(bistroKey), Role: RoleVendor, Vendor: "bistro"},
 		{ID: "admin", SHA256: HashKey(adminKey), Role: RoleAdmin},
 		{ID: "slow", SHA256: HashKey(slowKey), Role: RoleClient, RateLimit: 2},
+		{ID: "other-shop", SHA256: HashKey(otherKey), Role: RoleClient},
 	}
 }
 

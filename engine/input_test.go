@@ -311,3 +311,50 @@ func TestAvailableCeiling(t *testing.T) {
 	}
 	checkInvariants(t, e)
 }
+
+// TestScriptsCheckArguments: a script called with a number that is not an integer in range
+// (or text that would break a record) refuses before it changes anything.
+func TestScriptsCheckArguments(t *testing.T) {
+	e := newEngine(t, testredisStandalone(t), func(c *Config) { c.Coalesce = false })
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "x", Shards: 1}, 10)
+	p := e.PartitionOf("s1", "x", 0)
+	now := e.nowMs()
+	exp := fmt.Sprint(now + 60_000)
+	reserve := func(qty, expiry, limit string) []any {
+		return []any{"tok.0.0.0", "s1", "x", "0", qty, expiry, "", limit, "tok", "fp", modeFinal, "shop", "8", "3600000", "30000"}
+	}
+	before := seqOf(t, e, p)
+	for _, c := range []struct {
+		name string
+		args []any
+	}{
+		{"reserve", reserve("1.5", exp, "0")},
+		{"reserve", reserve("1e3", exp, "0")},
+		{"reserve", reserve("-1", exp, "0")},
+		{"reserve", reserve("0x10", exp, "0")},
+		{"reserve", reserve("2", "soon", "0")},
+		{"reserve", reserve("2", exp, "0.5")},
+		{"reserve", append(reserve("2", exp, "0")[:1], "s|1", "x", "0", "2", exp, "", "0", "tok", "fp", modeFinal, "shop", "8", "3600000", "30000")},
+		{"reserve_batch", append(reserve("1", exp, "0"), reserve("1.5", exp, "0")...)},
+		{"adjust", []any{"s1", "x", "0", "RESTOCK", "1.5", "tx", "fp", "v", "", "3600000", fmt.Sprint(MaxAvailable), "", ""}},
+		{"adjust", []any{"s1", "x", "0", "SPOILAGE", "2", "tx", "fp", "v", "", "1h", fmt.Sprint(MaxAvailable), "", ""}},
+		{"sweep", []any{"ten", "100", "3600000"}},
+		{"transfer_out", []any{"s1", "x", "0", "2.5", "xf", fmt.Sprint(p), "0", "t"}},
+		{"end_batch", []any{"RELEASED", "tok.0.0.0", "shop", "1.5", "", "shop"}},
+		{"extend", []any{"tok.0.0.0", "later", "shop", "3600000", "shop"}},
+		{"repair", []any{"s1", "x", "0", "0.5", "r1", "t", "", "3600000", ""}},
+	} {
+		r, err := e.run(ctx, c.name, p, now, c.args...)
+		if err == nil || !strings.Contains(err.Error(), "bad") && !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("%s %v: answered %v, %v; want an error naming the bad argument", c.name, c.args, r, err)
+		}
+	}
+	if seqOf(t, e, p) != before {
+		t.Fatal("a call with a bad argument wrote events")
+	}
+	a, _ := e.Availability(ctx, "s1", "x")
+	if a.Available != 10 || a.Held != 0 {
+		t.Fatalf("counters changed: %+v", a)
+	}
+}
