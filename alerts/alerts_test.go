@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -310,5 +311,41 @@ func TestCooldown(t *testing.T) {
 	f.clk.Advance(10 * time.Second)
 	if got := f.detect(t); strings.Join(got, ",") != "BACK_IN_STOCK" {
 		t.Fatalf("after the cooldown: %v", got)
+	}
+}
+
+// TestVoidedPairsRaiseNothing: a reservation that took a pool's last units and gave them
+// back without ever answering with them (a refused cart: RESERVED, then VOIDED) raises no
+// alert; a pool that really sells out does, once the change has settled.
+func TestVoidedPairsRaiseNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.Settle = 2 * time.Second
+	f := setup(t, cfg)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "last", Shards: 1}, 2)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "none", Shards: 1}, 0)
+	f.detect(t)
+	f.clk.Advance(time.Minute)
+	f.detect(t)
+	for i := range 3 { // each cart takes both units of "last", then is refused on "none"
+		_, err := f.e.Reserve(context.Background(), engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "last", Qty: 2},
+			{Location: "s1", SKU: "none", Qty: 1}}, IdempotencyKey: fmt.Sprint("cart-", i), Actor: "shop"})
+		if !errors.Is(err, engine.ErrInsufficient) {
+			t.Fatalf("cart %d: %v", i, err)
+		}
+		if got := f.detect(t); len(got) != 0 {
+			t.Fatalf("a refused cart raised %v", got)
+		}
+	}
+	f.clk.Advance(time.Minute)
+	if got := f.detect(t); len(got) != 0 {
+		t.Fatalf("after the settle time, the refused carts raised %v", got)
+	}
+	f.reserve(t, "last", 2, "real")
+	if got := f.detect(t); len(got) != 0 {
+		t.Fatalf("a sell-out raised %v before it settled", got)
+	}
+	f.clk.Advance(3 * time.Second)
+	if got := f.detect(t); strings.Join(got, ",") != "OUT_OF_STOCK" {
+		t.Fatalf("a settled sell-out raised %v", got)
 	}
 }

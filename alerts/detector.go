@@ -24,6 +24,10 @@ type Config struct {
 	// Cooldown: after an alert, a pool's next alert waits at least this long; changes in
 	// between are merged into it.
 	Cooldown time.Duration `env:"FLASHHOLD_ALERT_COOLDOWN" envDefault:"10s"`
+	// Settle: a pool's new level is alerted only once it has held this long. A reservation
+	// attempt that is refused gives back the units it took (VOIDED events) well within it, so
+	// its dip raises nothing. Keep it at least FLASHHOLD_IDEMPOTENCY_LEASE.
+	Settle time.Duration `env:"FLASHHOLD_ALERT_SETTLE" envDefault:"10s"`
 	// Allow names callback hosts, addresses or CIDR prefixes allowed although loopback or private.
 	Allow []string `env:"FLASHHOLD_WEBHOOK_ALLOW" envSeparator:","`
 	// Delivery: per-attempt timeout, attempts before dead-lettering, backoff base and cap.
@@ -90,6 +94,7 @@ type poolState struct {
 	alerted   level
 	current   level
 	lastAlert time.Time
+	since     int64 // when (ms) current first differed from alerted; 0 while they agree
 }
 
 func (ps *poolState) available() int64 {
@@ -179,6 +184,12 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 			ps.shards[ev.Shard] = ev.After
 		}
 		ps.current = classify(ps.available(), ps.cfg.LowStock, ps.alerted, d.cfg.Hysteresis)
+		switch {
+		case ps.current == ps.alerted:
+			ps.since = 0
+		case ps.since == 0:
+			ps.since = ev.TS
+		}
 		raised = d.due(ps, now, ev.TS, raised)
 	}
 	for _, ps := range d.pools { // changes merged during a cooldown that has now passed
@@ -195,12 +206,14 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 	return raised, d.eng.AckGroup(ctx, d.cfg.Group, entries)
 }
 
-// due raises the alert for a pool whose level differs from the last one alerted, unless its
-// cooldown still runs.
+// due raises the alert for a pool whose level differs from the last one alerted and has for
+// the settle time, unless its cooldown still runs.
 func (d *Detector) due(ps *poolState, now time.Time, ts int64, raised []Alert) []Alert {
-	if ps.current == ps.alerted || now.Sub(ps.lastAlert) < d.cfg.Cooldown {
+	if ps.current == ps.alerted || now.Sub(ps.lastAlert) < d.cfg.Cooldown ||
+		now.Sub(time.UnixMilli(ps.since)) < d.cfg.Settle {
 		return raised
 	}
+	ps.since = 0
 	t := transition(ps.alerted, ps.current)
 	ps.alerted = ps.current
 	if t == "" {

@@ -59,6 +59,9 @@ func Load() (Config, error) {
 	if m := cfg.Persist.Mode; m != ledger.ModeCopy && m != ledger.ModeInsert {
 		return cfg, fmt.Errorf("configuration: FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", m)
 	}
+	if cfg.Alerts.Settle < 0 {
+		return cfg, fmt.Errorf("configuration: FLASHHOLD_ALERT_SETTLE must not be negative, got %s", cfg.Alerts.Settle)
+	}
 	if cfg.Alerts.MaxSubscriptions < 1 {
 		return cfg, fmt.Errorf("configuration: FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", cfg.Alerts.MaxSubscriptions)
 	}

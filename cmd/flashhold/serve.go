@@ -65,7 +65,7 @@ func serveCmd(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		hooks := alerts.NewStore(pool, policy)
+		hooks := alerts.NewStore(pool, policy, alerts.WithMaxSubscriptions(cfg.Alerts.MaxSubscriptions))
 		opts = append(opts, api.WithWebhooks(hooks))
 		if cfg.AlertsOn {
 			detector = alerts.NewDetector(e, hooks, cfg.Alerts, log, time.Now)
