@@ -269,3 +269,71 @@ func Main(m *testing.M) {
 	StopCluster()
 	os.Exit(code)
 }
+
+// Server is a redis-server the test started on a free loopback port, in a directory of its
+// own; the test can kill it, restart it (on the same port and data) and read its log.
+type Server struct {
+	t    testing.TB
+	Addr string
+	Dir  string
+	args []string
+	cmd  *exec.Cmd
+}
+
+// StartServer starts a redis-server with extra arguments (e.g. "--appendonly", "yes"); it is
+// killed when the test ends. The test is skipped when redis-server is not installed.
+func StartServer(t testing.TB, args ...string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (deploy/local/up.sh installs it)")
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), args: args}
+	s.Start()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// Start (re)starts the server on its port and directory, with extra arguments for this start
+// only, and waits until it accepts connections (it may still be loading its data).
+func (s *Server) Start(extra ...string) {
+	s.t.Helper()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", s.Dir, "--save", "",
+		"--protected-mode", "no", "--logfile", filepath.Join(s.Dir, "log"), "--enable-debug-command", "yes"}, s.args...)
+	s.cmd = exec.Command("redis-server", append(args, extra...)...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on %s did not start: %v", s.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server at once (SIGKILL): what it had not written to disk is lost.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Client returns a client of the server.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: 64})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
