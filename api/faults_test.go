@@ -82,4 +82,3 @@ func TestRedisRestart(t *testing.T) {
 	}
 	t.Logf("%d requests answered 503 while Redis loaded", loading)
 }
-

@@ -112,7 +112,8 @@ func TestExpiresOnTime(t *testing.T) {
 	}
 	got := ends(verify(t, e))
 	for i, h := range holds {
-		part := h.ID[:20] + ".0." + fmt.Sprint(h.Parts[0].Shard)
+		parts, _ := e.HoldParts(h.ID)
+		part := parts[0].Part
 		evs := got[part]
 		if len(evs) != 1 {
 			t.Fatalf("hold %d ended %v", i, evs)
