@@ -53,7 +53,9 @@ type Server struct {
 	ready    map[string]Checker
 	events   EventSource
 	webhooks Webhooks
-	now      func() time.Time
+	// poolStore, when set, records pools durably (see WithPoolStore).
+	poolStore PoolStore
+	now       func() time.Time
 }
 
 // Option changes how New builds a Server.

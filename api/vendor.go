@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -418,5 +419,20 @@ func (s *Server) putPool(c *call) error {
 	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
 		return err
 	}
+	if s.poolStore != nil {
+		// Kept durably at once, so that a Redis that loses its data can be restored with it
+		// (the persister also copies every pool periodically).
+		if err := s.poolStore.SyncPools(c.ctx, []engine.PoolConfig{cfg}); err != nil {
+			s.log.Warn().Err(err).Str("pool", cfg.Key().String()).Msg("pool not yet recorded in the ledger; the persister's next sync records it")
+		}
+	}
 	return c.json(http.StatusOK, cfg)
 }
+
+// PoolStore keeps pool configurations durably.
+type PoolStore interface {
+	SyncPools(ctx context.Context, pools []engine.PoolConfig) error
+}
+
+// WithPoolStore makes PUT /v1/pools record each pool in store as well.
+func WithPoolStore(store PoolStore) Option { return func(s *Server) { s.poolStore = store } }

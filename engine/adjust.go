@@ -178,7 +178,7 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 	case "IDEM_MISMATCH":
 		return nil, fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, req.TransactionID)
 	case "UNKNOWN_POOL":
-		return nil, fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), s)
+		return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
 	case "FENCED":
 		return nil, fencedErr(part, r)
 	}

@@ -122,6 +122,12 @@ func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*
 			failed = &results[i]
 		}
 	}
+	order := partOrder(refs)
+	sortedRefs, sortedQtys := make([]partRef, len(refs)), make([]int64, len(refs))
+	for i, j := range order {
+		sortedRefs[i], sortedQtys[i] = refs[j], qtys[j]
+	}
+	refs, qtys = sortedRefs, sortedQtys
 	if failed == nil && len(refs) > maxHoldParts {
 		failed = &lineResult{err: fmt.Errorf("%w: the hold would need %d parts, at most %d", ErrUnavailable, len(refs), maxHoldParts)}
 	}
@@ -307,7 +313,7 @@ func (e *Engine) placeSpread(ctx context.Context, rs *reservation, hk holdKey, l
 			case "VOIDED":
 				res.err = errTakenOver
 			case "UNKNOWN_POOL":
-				res.err = fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), st.ref.Shard)
+				res.err = e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), st.ref.Shard))
 			default:
 				res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
 			}
@@ -391,7 +397,7 @@ func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, 
 		case "VOIDED":
 			res.err = errTakenOver
 		case "UNKNOWN_POOL":
-			res.err = fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), home)
+			res.err = e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), home))
 		default:
 			res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
 		}

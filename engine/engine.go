@@ -4,8 +4,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +37,8 @@ type Engine struct {
 
 	soldOut  sync.Map // PoolKey -> *shortPool: what proves the pool short (see soldout.go)
 	batchers *coalescer
-	secret   []byte // keys hold ids (see Engine.token)
+	keyspace keyspaceState
+	secret   []byte // keys hold ids (see Engine.token); set with the keyspace's settings
 }
 
 // Option changes how New builds an Engine.
@@ -109,10 +108,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Opt
 	if err := e.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.checkSettings(ctx); err != nil {
-		return nil, err
-	}
-	if e.secret, err = e.idSecret(ctx); err != nil {
+	if err := e.openSettings(ctx); err != nil {
 		return nil, err
 	}
 	if cfg.Coalesce {
@@ -161,47 +157,6 @@ func (e *Engine) LoadScripts(ctx context.Context) error {
 // lostFunctions reports a reply that means the node does not have the library (it ran nothing).
 func lostFunctions(err error) bool {
 	return redis.HasErrorPrefix(err, "Function not found")
-}
-
-// checkSettings records the partition count on first use and refuses a different one later:
-// changing it would move every shard to another partition.
-func (e *Engine) checkSettings(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	key := e.ks.settingsKey()
-	if err := e.rdb.HSetNX(ctx, key, "partitions", e.cfg.Partitions).Err(); err != nil {
-		return fmt.Errorf("record settings: %w", redisErr(err))
-	}
-	got, err := e.rdb.HGet(ctx, key, "partitions").Int()
-	if err != nil {
-		return fmt.Errorf("read settings: %w", redisErr(err))
-	}
-	if got != e.cfg.Partitions {
-		return fmt.Errorf("keyspace %q was created with %d partitions; FLASHHOLD_PARTITIONS is %d",
-			e.cfg.Prefix, got, e.cfg.Partitions)
-	}
-	return nil
-}
-
-// idSecret is the configured FLASHHOLD_ID_SECRET, or else the one the first engine on this
-// keyspace made and kept in Redis.
-func (e *Engine) idSecret(ctx context.Context) ([]byte, error) {
-	if e.cfg.IDSecret != "" {
-		return []byte(e.cfg.IDSecret), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	b := make([]byte, 32)
-	rand.Read(b)
-	key := e.ks.settingsKey()
-	if err := e.rdb.HSetNX(ctx, key, "id_secret", hex.EncodeToString(b)).Err(); err != nil {
-		return nil, fmt.Errorf("record the id secret: %w", redisErr(err))
-	}
-	s, err := e.rdb.HGet(ctx, key, "id_secret").Result()
-	if err != nil {
-		return nil, fmt.Errorf("read the id secret: %w", redisErr(err))
-	}
-	return []byte(s), nil
 }
 
 func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }

@@ -52,7 +52,7 @@ func (e *Engine) fastPath(ctx context.Context, rs *reservation) (*Hold, error) {
 				return nil, err
 			}
 		}
-		if fp, _, _ := strings.Cut(prior, "|"); fp != rs.fp {
+		if fp, _, _ := strings.Cut(prior, "|"); fp != rs.fp && fp != anyRequest {
 			return nil, ErrIdempotencyMismatch
 		}
 		return e.slowPath(ctx, rs)
@@ -90,7 +90,7 @@ func (e *Engine) fastPath(ctx context.Context, rs *reservation) (*Hold, error) {
 	case "IDEM_MISMATCH":
 		return nil, ErrIdempotencyMismatch
 	case "UNKNOWN_POOL":
-		return nil, fmt.Errorf("%w: %s has no shard in Redis", ErrUnknownPool, p.Key())
+		return nil, e.noShard(ctx, p.Key().String()+" has no shard in Redis")
 	}
 	return nil, fmt.Errorf("reserve: unexpected reply %v", []any(r))
 }

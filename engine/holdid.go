@@ -6,8 +6,11 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -105,7 +108,9 @@ func (e *Engine) HoldParts(id string) ([]PartID, error) {
 // token scopes an idempotency key to the caller that sent it: the same caller and key give
 // the same token on every instance, and nobody can compute it without the engine's secret.
 func (e *Engine) token(actor, key string) string {
+	e.keyspace.mu.RLock()
 	m := hmac.New(sha256.New, e.secret)
+	e.keyspace.mu.RUnlock()
 	m.Write([]byte(actor))
 	m.Write([]byte{0})
 	m.Write([]byte(key))
@@ -134,4 +139,65 @@ func newAttempt() string {
 func fingerprint(parts ...string) string {
 	sum := sha1.Sum([]byte(strings.Join(parts, "\x00")))
 	return hex.EncodeToString(sum[:8])
+}
+
+// HoldOfParts is the hold id whose parts are parts (all of one hold), in the order the engine
+// lists them (line, then shard), with each part's index in that order.
+func HoldOfParts(parts []PartID) (string, []int, error) {
+	if len(parts) == 0 {
+		return "", nil, errors.New("no parts")
+	}
+	var hk holdKey
+	refs := make([]partRef, len(parts))
+	for i, p := range parts {
+		f := strings.Split(p.Part, ".")
+		if len(f) != 4 {
+			return "", nil, fmt.Errorf("part id %q: want token.attempt.line.shard", p.Part)
+		}
+		k := holdKey{f[0], f[1]}
+		if i > 0 && k != hk {
+			return "", nil, fmt.Errorf("part %s is not of hold %s", p.Part, hk)
+		}
+		hk = k
+		line, err1 := strconv.Atoi(f[2])
+		shard, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return "", nil, fmt.Errorf("part id %q: bad line or shard", p.Part)
+		}
+		refs[i] = partRef{Partition: p.Partition, Line: line, Shard: shard}
+	}
+	order := partOrder(refs)
+	sorted := make([]partRef, len(refs))
+	for i, j := range order {
+		sorted[i] = refs[j]
+	}
+	id := formatHoldID(hk, sorted)
+	if _, _, err := parseHoldID(id, 1<<30); err != nil {
+		return "", nil, err
+	}
+	return id, order, nil
+}
+
+// PartOf splits a part id into its hold's token and attempt ("0": the fast path); ok is
+// false for what is not a part id.
+func PartOf(part string) (token, attempt string, ok bool) {
+	f := strings.Split(part, ".")
+	if len(f) != 4 {
+		return "", "", false
+	}
+	return f[0], f[1], true
+}
+
+// partOrder is the order a hold lists its parts in (line, then shard), as indexes into refs:
+// the same hold id whoever lists the parts (the ledger's restore of a lost answer too).
+func partOrder(refs []partRef) []int {
+	order := make([]int, len(refs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		ra, rb := refs[order[a]], refs[order[b]]
+		return ra.Line < rb.Line || ra.Line == rb.Line && ra.Shard < rb.Shard
+	})
+	return order
 }

@@ -164,7 +164,7 @@ func (e *Engine) loadPool(ctx context.Context, k PoolKey) (PoolConfig, error) {
 	defer cancel()
 	raw, err := e.rdb.HGet(ctx, e.ks.poolsKey(), k.String()).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return PoolConfig{}, fmt.Errorf("%w: %s at %s", ErrUnknownPool, k.SKU, k.Location)
+		return PoolConfig{}, e.noShard(ctx, k.SKU+" at "+k.Location)
 	}
 	if err != nil {
 		return PoolConfig{}, fmt.Errorf("load pool %s: %w", k, redisErr(err))
@@ -271,6 +271,12 @@ func (c *poolCache) get(k PoolKey) *pool {
 		return nil
 	}
 	return p
+}
+
+func (c *poolCache) clear() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
 }
 
 func (c *poolCache) put(p *pool) {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,7 @@ func (e *Engine) fromSoldOut(ctx context.Context, rs *reservation) (*Hold, error
 // holds directly, otherwise the path that wrote it.
 func (e *Engine) followRecord(ctx context.Context, rs *reservation, rec string) (*Hold, error, bool) {
 	f := strings.Split(rec, "|")
-	if f[0] != rs.fp {
+	if f[0] != rs.fp && f[0] != anyRequest {
 		return nil, ErrIdempotencyMismatch, true
 	}
 	switch {
@@ -161,6 +162,9 @@ func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error
 	out := make([]shardReading, p.Shards)
 	for s := range out {
 		v := counts[s].Val()
+		if v[0] == nil {
+			return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
+		}
 		out[s] = shardReading{avail: toInt(v[0]), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1}
 		if z := next[s].Val(); len(z) > 0 {
 			out[s].nextExpiry = int64(z[0].Score)

@@ -39,7 +39,7 @@ func (e *Engine) Transfer(ctx context.Context, location, sku string, from, to in
 	case "FENCED":
 		return 0, fencedErr(src, r)
 	case "UNKNOWN_POOL":
-		return 0, fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), from)
+		return 0, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), from))
 	default:
 		return 0, fmt.Errorf("transfer_out: unexpected reply %v", []any(r))
 	}

@@ -434,7 +434,8 @@ local function place_one(r)
     redis.call('HSET', K_HOLDS, r.part, rec)
     redis.call('ZADD', K_EXP, r.exp_s, r.part)
   end
-  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, '')
+  -- The reason of a RESERVED event is the part's expiry (ms), so the ledger knows it.
+  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, r.exp_s)
   return {'OK', r.qty, r.exp_s, after, 'new'}
 end
 

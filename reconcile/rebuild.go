@@ -54,7 +54,7 @@ func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL i
 		cf := ev.Location + "|" + ev.SKU + "|" + ev.Customer
 		switch ev.Type {
 		case engine.EventReserved:
-			h := engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
+			h := engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: extendedTo(ev.Reason, ev.TS+maxTTL),
 				Customer: ev.Customer, Limited: ev.Customer != "" && limits(ev.Location, ev.SKU) > 0, Token: ev.Idem, Created: ev.TS,
 				Owner: ev.Actor}
 			if h.Limited {
@@ -333,7 +333,7 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 		}
 		rec, ok := recorded[ev.Hold]
 		if !ok || rec.Qty != ev.Qty || rec.Shard != ev.Shard {
-			rec = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: ev.TS + maxTTL,
+			rec = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: extendedTo(ev.Reason, ev.TS+maxTTL),
 				Customer: ev.Customer, Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
 		}
 		rec.Limited = ev.Customer != "" && limits(ev.Location, ev.SKU) > 0

@@ -120,6 +120,13 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 			parts = append(parts, p)
 		}
 	}
+	var lost *Finding
+	if opts.Repair && opts.Pool == nil {
+		var err error
+		if lost, err = r.restoreKeyspace(ctx); err != nil {
+			return nil, fmt.Errorf("restore the keyspace: %w", err)
+		}
+	}
 	pools := map[engine.PoolKey]bool{}
 	for i, p := range parts {
 		n, fromCP, found, err := r.partition(ctx, p, rep.RunID, opts, pools)
@@ -149,6 +156,12 @@ func (r *Reconciler) Run(ctx context.Context, opts Options) (*Report, error) {
 		if opts.Progress != nil {
 			opts.Progress(i+1, len(parts))
 		}
+	}
+	if lost != nil {
+		if err := r.finishKeyspace(ctx, lost); err != nil {
+			lost.Detail += "; repair failed: " + err.Error()
+		}
+		rep.Findings = append([]Finding{*lost}, rep.Findings...)
 	}
 	rep.Pools = len(pools)
 	for _, f := range rep.Findings {
@@ -369,7 +382,8 @@ func (r *Reconciler) partition(ctx context.Context, p int, run int64, opts Optio
 // rebuildFence says whether a fence was raised for a fork (by the persister) or by a rebuild
 // that did not finish: --repair rebuilds such a partition. Other fences are an operator's.
 func rebuildFence(reason string) bool {
-	return strings.HasPrefix(reason, ledger.ForkFencePrefix) || strings.HasSuffix(reason, rebuildFenceSuffix)
+	return strings.HasPrefix(reason, ledger.ForkFencePrefix) || strings.HasSuffix(reason, rebuildFenceSuffix) ||
+		engine.IsLostFence(reason)
 }
 
 // rebuilds says whether --repair rebuilds the partition these findings are about.

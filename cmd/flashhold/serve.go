@@ -53,7 +53,8 @@ func serveCmd(ctx context.Context) error {
 			log.Info().Int64("version", v).Msg("ledger schema migrated")
 		}
 		store = ledger.NewStore(pool)
-		opts = append(opts, api.WithReadiness("postgres", pool.Ping), api.WithEventSource(ledgerEvents{store}))
+		opts = append(opts, api.WithReadiness("postgres", pool.Ping), api.WithEventSource(ledgerEvents{store}),
+			api.WithPoolStore(store))
 		if cfg.Persister {
 			persister = ledger.NewPersister(e, store, cfg.Persist, ledger.WithPersistLogger(log))
 			opts = append(opts, api.WithReadiness("ledger", persister.Check))
@@ -72,8 +73,16 @@ func serveCmd(ctx context.Context) error {
 			deliverer = alerts.NewDeliverer(hooks, cfg.Alerts, log)
 		}
 	}
+	guard := ledger.NewGuard(e, store, log)
+	if err := guard.Check(ctx); err != nil && !errors.Is(err, engine.ErrKeyspaceLost) {
+		return err
+	}
+	opts = append(opts, api.WithReadiness("keyspace", guard.Check))
 	srv, err := api.New(cfg.API, e, keys, opts...)
 	if err != nil {
+		return err
+	}
+	if err := guard.Register(srv.Registry()); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.API.Addr)
@@ -84,6 +93,7 @@ func serveCmd(ctx context.Context) error {
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	var workers sync.WaitGroup
+	workers.Go(func() { guard.Run(bg) })
 	if cfg.Sweeper {
 		sw := sweeper.New(e, cfg.Sweep, sweeper.WithLogger(log))
 		if err := sw.Register(srv.Registry()); err != nil {

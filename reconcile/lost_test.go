@@ -1,0 +1,165 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testpg"
+	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/ledger"
+)
+
+// TestRedisLostEverything: Redis restarts empty (no persistence) under a running service.
+// Until the documented repair, reserves and vendor changes are refused as unavailable (never
+// "unknown pool"), readiness fails and an alarm is recorded; `reconcile --repair` then brings
+// back pools, counters, per-customer counts, open holds and the answers of earlier requests,
+// and the service sells again with every limit intact, on the running engine and on one
+// started afterwards.
+func TestRedisLostEverything(t *testing.T) {
+	ctx := context.Background()
+	srv := testredis.StartServer(t)
+	rdb := srv.Client(t)
+	e := testengine.New(t, rdb, func(c *engine.Config) { c.SoldOutMemory = 0 })
+	pool, _ := testpg.Schema(t)
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	st := ledger.NewStore(pool)
+	guard := ledger.NewGuard(e, st)
+	if err := guard.Check(ctx); err != nil {
+		t.Fatalf("guard before the loss: %v", err)
+	}
+	per := ledger.NewPersister(e, st, ledger.PersistConfig{Group: "ledger", Batch: 1000, MaxRows: 20000, Interval: time.Millisecond,
+		Mode: ledger.ModeCopy, ClaimIdle: time.Second, Lease: time.Second, Keep: 1 << 40, BackoffMax: 100 * time.Millisecond,
+		Timeout: 10 * time.Second, LagAlarm: 1 << 40, SyncPoolsEvery: time.Nanosecond})
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 100)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 2}, 60)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
+	reserve := func(e *engine.Engine, sku string, qty int64, customer, key string) (*engine.Hold, error) {
+		return e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: qty}}, Customer: customer,
+			IdempotencyKey: key, Actor: "shop"})
+	}
+	small, err := reserve(e, "a", 1, "", "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := reserve(e, "a", 40, "", "big") // more than a shard has: several parts
+	if err != nil || len(big.Parts) < 2 {
+		t.Fatalf("big: %v %+v", err, big)
+	}
+	for c := range 24 { // 24 customers at their limit of 2; half of them bought already
+		h, err := reserve(e, "lim", 2, fmt.Sprint("c", c), fmt.Sprint("lim-", c))
+		if err != nil {
+			t.Fatalf("customer %d: %v", c, err)
+		}
+		if c%2 == 0 {
+			if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for {
+		pass, err := per.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pass.Read == 0 {
+			break
+		}
+	}
+	before := map[string]*engine.Availability{}
+	for _, sku := range []string{"a", "lim", "empty"} {
+		before[sku], _ = e.Availability(ctx, "s1", sku)
+	}
+
+	srv.Kill()
+	srv.Start() // empty: it kept nothing
+
+	// Until repaired: unavailable, never unknown; not ready; alarmed.
+	if _, err := reserve(e, "a", 1, "", "during"); !errors.Is(err, engine.ErrUnavailable) && !errors.Is(err, engine.ErrFenced) {
+		t.Fatalf("reserve on a Redis that lost its data: %v, want unavailable", err)
+	}
+	if err := guard.Check(ctx); err == nil {
+		t.Fatal("the guard did not notice that Redis lost its data")
+	}
+	if _, err := e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "a", Kind: engine.Restock, Qty: 5, TransactionID: "during",
+		Actor: "v"}); !errors.Is(err, engine.ErrUnavailable) && !errors.Is(err, engine.ErrFenced) {
+		t.Fatalf("vendor change on a Redis that lost its data: %v, want unavailable", err)
+	}
+	if _, err := reserve(e, "lim", 1, "c1", "during-2"); !errors.Is(err, engine.ErrUnavailable) && !errors.Is(err, engine.ErrFenced) {
+		t.Fatalf("reserve after the guard's check: %v", err)
+	}
+	var alarms int
+	pool.QueryRow(ctx, `SELECT count(*) FROM integrity_alarms WHERE kind = 'keyspace_lost'`).Scan(&alarms)
+	if alarms != 1 {
+		t.Fatalf("%d keyspace_lost alarms, want 1", alarms)
+	}
+
+	// The documented repair.
+	rep, err := New(e, st).Run(ctx, Options{Repair: true, TransferGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rep.Findings {
+		if !f.Repaired {
+			t.Fatalf("not repaired: %+v", f)
+		}
+	}
+	if err := guard.Check(ctx); err != nil {
+		t.Fatalf("guard after the repair: %v", err)
+	}
+	later, err := engine.New(ctx, rdb, e.Config()) // a process started after the repair
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	for _, eng := range []*engine.Engine{e, later} {
+		for _, sku := range []string{"a", "lim", "empty"} {
+			a, err := eng.Availability(ctx, "s1", sku)
+			if err != nil {
+				t.Fatalf("%s after the repair: %v", sku, err)
+			}
+			if b := before[sku]; a.Available != b.Available || a.Held != b.Held || a.Committed != b.Committed {
+				t.Fatalf("%s after the repair: %d/%d/%d available/held/committed, before the loss %d/%d/%d", sku,
+					a.Available, a.Held, a.Committed, b.Available, b.Held, b.Committed)
+			}
+		}
+		// Retries of earlier requests get their holds; customers at their limit stay there.
+		if h, err := reserve(eng, "a", 1, "", "small"); err != nil || h.ID != small.ID {
+			t.Fatalf("retry of a one-part hold: %v %+v, want %s", err, h, small.ID)
+		}
+		if h, err := reserve(eng, "a", 40, "", "big"); err != nil || h.ID != big.ID {
+			t.Fatalf("retry of a multi-part hold: %v %+v, want %s", err, h, big.ID)
+		}
+		for c := range 24 {
+			_, err := reserve(eng, "lim", 1, fmt.Sprint("c", c), fmt.Sprintf("more-%p-%d", eng, c))
+			if !errors.Is(err, engine.ErrCustomerLimit) {
+				t.Fatalf("customer %d past the limit after the repair: %v", c, err)
+			}
+		}
+	}
+	// And sells again.
+	if _, err := reserve(later, "lim", 2, "newcomer", "new"); err != nil {
+		t.Fatalf("selling after the repair: %v", err)
+	}
+	if err := e.Commit(ctx, big.ID, "shop"); err != nil {
+		t.Fatalf("committing a hold placed before the loss: %v", err)
+	}
+	for {
+		pass, err := per.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pass.Read == 0 {
+			break
+		}
+	}
+	if rep, err := New(e, st).Run(ctx, Options{TransferGrace: time.Second}); err != nil || !rep.Clean() {
+		t.Fatalf("reconciliation after the repair and more traffic: %v %+v", err, rep)
+	}
+}
