@@ -276,3 +276,17 @@ func (e *Engine) Leases(ctx context.Context, names []string, owner string, ttl t
 	}
 	return ok, nil
 }
+
+// TrimStream removes partition p's old stream entries: those up to seq upTo (-1: no bound of
+// the caller's) less keep, and never one a consumer group has not acknowledged (see
+// trim.lua). It returns how many it removed.
+func (e *Engine) TrimStream(ctx context.Context, p int, upTo, keep int64) (int64, error) {
+	if p < 0 || p >= e.cfg.Partitions {
+		return 0, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+	}
+	r, err := e.run(ctx, "trim", p, e.nowMs(), upTo, keep)
+	if err != nil {
+		return 0, err
+	}
+	return r.int(0), nil
+}

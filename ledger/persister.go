@@ -616,7 +616,8 @@ func (p *Persister) advance(entries []engine.GroupEntries, events []engine.Event
 	}
 }
 
-// trim removes stream entries older than Keep below what the ledger holds for certain.
+// trim removes stream entries older than Keep below what the ledger holds for certain, and
+// below what every consumer group acknowledged.
 func (p *Persister) trim(ctx context.Context) error {
 	type cut struct {
 		part  int
@@ -651,8 +652,8 @@ func (p *Persister) trim(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	for _, c := range cuts {
-		err := p.eng.Redis().XTrimMinID(ctx, p.eng.StreamKey(c.part), strconv.FormatInt(c.minID, 10)+"-0").Err()
-		if err != nil {
+		// Never past what another consumer group (the alert detector's) has acknowledged.
+		if _, err := p.eng.TrimStream(ctx, c.part, c.minID+p.cfg.Keep-1, p.cfg.Keep); err != nil {
 			return fmt.Errorf("trim partition %d: %w", c.part, err)
 		}
 		p.mu.Lock()

@@ -566,3 +566,46 @@ func TestEventsFromLedger(t *testing.T) {
 		}
 	}
 }
+
+// TestTrimSparesOtherGroups: the persister trims what the ledger holds, never what another
+// consumer group (the alert detector's) has not acknowledged yet.
+func TestTrimSparesOtherGroups(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	makePool(t, e, "t", 1, 1000)
+	part := e.PartitionOf("s1", "t", 0)
+	if err := rdb.XGroupCreateMkStream(ctx, e.StreamKey(part), "alerts", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	workload(t, e, "t", 200, 1, "w")
+	cfg := persistConfig()
+	cfg.Keep = 10
+	p := NewPersister(e, s, cfg)
+	drain(t, p)
+	workload(t, e, "t", 100, 1, "w1") // the persister trims after writing these
+	drain(t, p)
+	got, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "alerts", Consumer: "c", Streams: []string{e.StreamKey(part), ">"}, Count: 100000}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := e.Seq(ctx, part)
+	if n := len(got[0].Messages); int64(n) != seq {
+		t.Fatalf("the alerts group got %d of the partition's %d events: the persister trimmed what it had not read", n, seq)
+	}
+	// Once the group has acknowledged what it read, the persister trims below that: the
+	// stream keeps Keep entries before it, and what the group has not read yet.
+	var ids []string
+	for _, m := range got[0].Messages {
+		ids = append(ids, m.ID)
+	}
+	rdb.XAck(ctx, e.StreamKey(part), "alerts", ids...)
+	workload(t, e, "t", 50, 1, "w2")
+	drain(t, p)
+	unread, _ := e.Seq(ctx, part)
+	unread -= seq
+	if n, _ := rdb.XLen(ctx, e.StreamKey(part)).Result(); n != cfg.Keep+unread {
+		t.Fatalf("%d entries left; want %d kept below the group's acknowledgement and the %d it has not read", n, cfg.Keep, unread)
+	}
+}

@@ -34,9 +34,14 @@ type Config struct {
 	Lease time.Duration `env:"FLASHHOLD_SWEEP_LEASE" envDefault:"2s"`
 	// LagAlarm: the sweeper logs a warning when the oldest overdue hold is older than this.
 	LagAlarm time.Duration `env:"FLASHHOLD_SWEEP_LAG_ALARM" envDefault:"5s"`
-	// GCEvery: how often old idempotency records and tombstones are forgotten, GCBatch at a time.
-	GCEvery time.Duration `env:"FLASHHOLD_SWEEP_GC_EVERY" envDefault:"10s"`
-	GCBatch int           `env:"FLASHHOLD_SWEEP_GC_BATCH" envDefault:"500"`
+	// GCEvery: how often old idempotency records and tombstones are forgotten (every one due,
+	// GCBatch per call) and streams trimmed.
+	GCEvery time.Duration `env:"FLASHHOLD_SWEEP_GC_EVERY" envDefault:"1s"`
+	GCBatch int           `env:"FLASHHOLD_SWEEP_GC_BATCH" envDefault:"1000"`
+	// StreamKeep: each partition's stream keeps this many entries below what every consumer
+	// group (the ledger's persister, the alert detector) acknowledged, and with no group at all
+	// (no ledger) its last this many.
+	StreamKeep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
 	// RebalanceEvery: how often sharded pools are rebalanced, transfers completed and
 	// perishable pools checked (0: never).
 	RebalanceEvery time.Duration `env:"FLASHHOLD_REBALANCE_EVERY" envDefault:"1s"`
@@ -223,7 +228,8 @@ partitions:
 	return nil
 }
 
-// forget removes idempotency records and tombstones past their retention on every partition.
+// forget removes every idempotency record and tombstone past its retention, and trims every
+// partition's stream (see Engine.TrimStream).
 func (s *Sweeper) forget(ctx context.Context, pass *Pass) error {
 	for p := range s.eng.Partitions() {
 		ok, err := s.eng.Lease(ctx, "sweep:"+strconv.Itoa(p), s.owner, s.cfg.Lease)
@@ -233,14 +239,24 @@ func (s *Sweeper) forget(ctx context.Context, pass *Pass) error {
 			}
 			continue
 		}
-		res, err := s.eng.Sweep(ctx, p, 0, s.cfg.GCBatch)
-		if errors.Is(err, engine.ErrFenced) {
-			continue
+		for {
+			res, err := s.eng.Sweep(ctx, p, 0, s.cfg.GCBatch)
+			if errors.Is(err, engine.ErrFenced) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			pass.Forgotten += res.Forgotten
+			if res.Forgotten < s.cfg.GCBatch || ctx.Err() != nil {
+				break
+			}
 		}
-		if err != nil {
-			return err
+		if s.cfg.StreamKeep > 0 {
+			if _, err := s.eng.TrimStream(ctx, p, -1, s.cfg.StreamKeep); err != nil {
+				return err
+			}
 		}
-		pass.Forgotten += res.Forgotten
 	}
 	return nil
 }

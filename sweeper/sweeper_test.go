@@ -345,3 +345,55 @@ func TestPlanRebalance(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamsBoundedWithoutLedger: with no consumer group on a stream (no ledger, no alert
+// detector), the sweeper keeps only the last FLASHHOLD_STREAM_KEEP entries of it.
+func TestStreamsBoundedWithoutLedger(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb, nil)
+	makePool(t, e, engine.PoolConfig{Location: "s1", SKU: "busy", Shards: 1}, 100000)
+	for i := range 300 {
+		h := reserve(t, e, "busy", 1, fmt.Sprint("b", i), time.Minute)
+		e.Release(ctx, h.ID, "shop")
+	}
+	cfg := testConfig()
+	cfg.GCEvery, cfg.StreamKeep = time.Nanosecond, 100
+	s := New(e, cfg)
+	if _, err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := e.PartitionOf("s1", "busy", 0)
+	if n, _ := rdb.XLen(ctx, e.StreamKey(p)).Result(); n > 110 {
+		t.Fatalf("the stream holds %d entries after a pass; want at most about 100", n)
+	}
+}
+
+// TestForgetCatchesUp: a pass forgets every idempotency record and tombstone past its
+// retention, however many there are, not a fixed few per partition.
+func TestForgetCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb, clk)
+	makePool(t, e, engine.PoolConfig{Location: "s1", SKU: "gc", Shards: 4}, 100000)
+	for i := range 3000 {
+		h := reserve(t, e, "gc", 1, fmt.Sprint("g", i), time.Minute)
+		e.Release(ctx, h.ID, "shop")
+	}
+	clk.Advance(2 * e.Config().IdempotencyTTL)
+	cfg := testConfig()
+	cfg.GCEvery, cfg.GCBatch = time.Nanosecond, 100
+	pass, err := New(e, cfg, WithClock(clk.Now)).RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int64
+	for p := range e.Partitions() {
+		n, _ := rdb.ZCard(ctx, e.Config().Prefix+":{p"+fmt.Sprint(p)+"}:gc").Result()
+		left += n
+	}
+	if left != 0 || pass.Forgotten < 3000 {
+		t.Fatalf("one pass forgot %d records and left %d due", pass.Forgotten, left)
+	}
+}
