@@ -29,7 +29,8 @@ bench: services build
 bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench 'BenchmarkReserve|BenchmarkCommit' -benchtime 5s
 
-run: services build
+# The demo runs on a Redis of its own (port 6390, append-only file), which run.sh starts.
+run: build
 	deploy/demo/run.sh
 
 # Stops only servers that deploy/local/up.sh started under .local/.

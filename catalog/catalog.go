@@ -146,12 +146,23 @@ func parseCSV(r io.Reader) ([]Row, []RowError, error) {
 	return rows, bad, nil
 }
 
-// Load creates or updates each row's pool and sets its available stock. The stock change of
-// a row is idempotent for as long as the engine keeps transaction records
-// (FLASHHOLD_IDEMPOTENCY_TTL): loading the same file again within it changes nothing, unless
-// reset names a new load (any string), in which case stock is set again. Later, a load sets
-// stock again.
-func Load(ctx context.Context, e *engine.Engine, rows []Row, actor, reset string) (int, []RowError) {
+// LoadOptions changes what Load does.
+type LoadOptions struct {
+	// Reset names a new load (any string): stock is set again even if these rows were
+	// loaded before within FLASHHOLD_IDEMPOTENCY_TTL.
+	Reset string
+	// MissingOnly loads only rows whose pool does not exist; existing pools, their
+	// configuration and their stock are left as they are (a demo or seed loaded at every
+	// start never sets stock over units already sold).
+	MissingOnly bool
+}
+
+// Load creates or updates each row's pool and sets its available stock, and returns how many
+// rows it loaded. The stock change of a row is idempotent for as long as the engine keeps
+// transaction records (FLASHHOLD_IDEMPOTENCY_TTL): loading the same file again within it
+// changes nothing, unless opts.Reset names a new load. Later, a load sets stock again, unless
+// opts.MissingOnly.
+func Load(ctx context.Context, e *engine.Engine, rows []Row, actor string, opts LoadOptions) (int, []RowError) {
 	var bad []RowError
 	n := 0
 	for _, row := range rows {
@@ -159,13 +170,23 @@ func Load(ctx context.Context, e *engine.Engine, rows []Row, actor, reset string
 			bad = append(bad, RowError{Line: row.Line, Field: "stock", Message: "must not be negative"})
 			continue
 		}
+		if opts.MissingOnly {
+			_, err := e.Pool(ctx, row.Location, row.SKU)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, engine.ErrUnknownPool) {
+				bad = append(bad, rowError(row.Line, err))
+				continue
+			}
+		}
 		cfg := engine.PoolConfig{Location: row.Location, SKU: row.SKU, Vendor: row.Vendor, Shards: row.Shards,
 			LowStock: row.LowStock, CustomerLimit: row.CustomerLimit}
 		if err := e.CreatePool(ctx, cfg, actor); err != nil {
 			bad = append(bad, rowError(row.Line, err))
 			continue
 		}
-		sum := sha1.Sum(fmt.Appendf(nil, "%s|%s|%d|%s", row.Location, row.SKU, row.Stock, reset))
+		sum := sha1.Sum(fmt.Appendf(nil, "%s|%s|%d|%s", row.Location, row.SKU, row.Stock, opts.Reset))
 		_, err := e.Adjust(ctx, engine.AdjustRequest{Location: row.Location, SKU: row.SKU, Kind: engine.Set,
 			Qty: row.Stock, TransactionID: "load-" + hex.EncodeToString(sum[:10]), Actor: actor, Reason: "catalog load"})
 		if err != nil {

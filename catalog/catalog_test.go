@@ -1,8 +1,13 @@
 package catalog
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testredis"
 )
 
 func TestParseCSV(t *testing.T) {
@@ -44,5 +49,38 @@ func TestParseRefusesWholeFile(t *testing.T) {
 	rows, _, err := Parse(strings.NewReader(`[{"location":"s1","sku":"a","vendor":"v","stock":5}]`), "json")
 	if err != nil || len(rows) != 1 || rows[0].Shards != 1 || rows[0].Stock != 5 {
 		t.Fatalf("json: %+v %v", rows, err)
+	}
+}
+
+// TestLoadMissingOnly: a load that names only missing pools leaves a pool that exists (and
+// its sales) alone, whenever it runs, and creates and stocks the ones that do not.
+func TestLoadMissingOnly(t *testing.T) {
+	ctx := context.Background()
+	e := testengine.New(t, testredis.Standalone(t), nil)
+	rows, _, err := Parse(strings.NewReader("location,sku,vendor,stock,shards\ns1,a,v1,10,1\n"), "csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, bad := Load(ctx, e, rows, "test", LoadOptions{}); n != 1 || len(bad) != 0 {
+		t.Fatalf("first load: %d, %v", n, bad)
+	}
+	h, err := e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "a", Qty: 3}}, IdempotencyKey: "k", Actor: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	more, _, _ := Parse(strings.NewReader("location,sku,vendor,stock,shards\ns1,a,v1,10,1\ns1,b,v1,5,2\n"), "csv")
+	if n, bad := Load(ctx, e, more, "test", LoadOptions{MissingOnly: true}); n != 1 || len(bad) != 0 {
+		t.Fatalf("missing-only load: %d loaded (want b alone), %v", n, bad)
+	}
+	if n, bad := Load(ctx, e, more, "test", LoadOptions{MissingOnly: true, Reset: "another load"}); n != 0 || len(bad) != 0 {
+		t.Fatalf("missing-only load after the idempotency window: %d loaded (want none), %v", n, bad)
+	}
+	a, _ := e.Availability(ctx, "s1", "a")
+	b, _ := e.Availability(ctx, "s1", "b")
+	if a.Available != 7 || b.Available != 5 {
+		t.Fatalf("after missing-only loads: a has %d (want 7: 10 less the 3 sold), b %d (want 5)", a.Available, b.Available)
 	}
 }

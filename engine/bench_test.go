@@ -143,3 +143,30 @@ func BenchmarkReserveBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReserveReplicated measures what FLASHHOLD_REDIS_WAIT_REPLICAS costs: concurrent
+// single-unit reserves on a test-started primary with one replica, without and with waiting
+// for the replica after every round trip.
+func BenchmarkReserveReplicated(b *testing.B) {
+	primary := testredis.StartServer(b)
+	testredis.StartReplica(b, primary)
+	rdb := primary.Client(b)
+	for _, wait := range []int{0, 1} {
+		b.Run(fmt.Sprintf("wait-%d", wait), func(b *testing.B) {
+			e := newEngine(b, rdb, func(c *Config) { c.RedisWaitReplicas, c.RedisWaitTimeout = wait, time.Second })
+			makePool(b, e, PoolConfig{Location: "bench", SKU: "rep", Shards: 8}, 1_000_000_000)
+			var seq atomic.Int64
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"bench", "rep", 1}},
+						IdempotencyKey: fmt.Sprintf("r%d", seq.Add(1)), Actor: "bench"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reserves/s")
+		})
+	}
+}

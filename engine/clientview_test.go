@@ -545,3 +545,27 @@ func TestCommitReleaseRace(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitForReplicas: with FLASHHOLD_REDIS_WAIT_REPLICAS, a reservation is answered only
+// once a replica has it; with the replica gone it is answered unavailable, and its retry,
+// once the replica is back, gets the hold the primary kept.
+func TestWaitForReplicas(t *testing.T) {
+	primary := testredis.StartServer(t)
+	replica := testredis.StartReplica(t, primary)
+	e := newEngine(t, primary.Client(t), func(c *Config) {
+		c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisTimeout = 1, 200*time.Millisecond, time.Second
+	})
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "w", Shards: 2}, 100)
+	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "w", 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	replica.Kill()
+	req := ReserveRequest{Items: []Item{{"s1", "w", 60}}, IdempotencyKey: "unreplicated", Actor: "shop"}
+	if _, err := e.Reserve(context.Background(), req); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("with no replica: %v, want unavailable", err)
+	}
+	replica.Start()
+	h, err := retryReserve(t, e, req)
+	if err != nil {
+		t.Fatalf("retry once the replica is back: %v", err)
+	}
+	checkHoldStands(t, e, h, "s1", map[string]int64{"w": 61})
+}

@@ -14,6 +14,12 @@ type Config struct {
 	RedisClusterAddrs []string `env:"FLASHHOLD_REDIS_CLUSTER_ADDRS" envSeparator:","`
 	// RedisPoolSize is the most connections to each Redis node (0: go-redis's default, 10 per CPU).
 	RedisPoolSize int `env:"FLASHHOLD_REDIS_POOL_SIZE" envDefault:"0"`
+	// RedisWaitReplicas (0: off): after every round trip of script calls, wait until this
+	// many replicas have the writes (WAIT); if fewer acknowledge within RedisWaitTimeout, the
+	// caller is answered 503 and should retry (the write was made on the primary and is
+	// replayed to the retry if the primary keeps it). Not with Redis Cluster.
+	RedisWaitReplicas int           `env:"FLASHHOLD_REDIS_WAIT_REPLICAS" envDefault:"0"`
+	RedisWaitTimeout  time.Duration `env:"FLASHHOLD_REDIS_WAIT_TIMEOUT" envDefault:"100ms"`
 	// RedisTimeout bounds every Redis call the engine makes.
 	RedisTimeout time.Duration `env:"FLASHHOLD_REDIS_TIMEOUT" envDefault:"2s"`
 	// Prefix starts every Redis key.
@@ -94,6 +100,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coalescing needs a batch size and worker count of at least 1")
 	case c.RedisTimeout <= 0:
 		return fmt.Errorf("FLASHHOLD_REDIS_TIMEOUT must be positive")
+	case c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 0 && c.RedisWaitTimeout <= 0:
+		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_REPLICAS must be 0 or more, with a positive FLASHHOLD_REDIS_WAIT_TIMEOUT")
+	case c.RedisWaitReplicas > 0 && len(c.RedisClusterAddrs) > 0:
+		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_REPLICAS is not supported with Redis Cluster (WAIT would go to a random node)")
+	case c.RedisWaitReplicas > 0 && c.RedisWaitTimeout >= c.RedisTimeout:
+		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_TIMEOUT (%s) must be shorter than FLASHHOLD_REDIS_TIMEOUT (%s)", c.RedisWaitTimeout, c.RedisTimeout)
 	}
 	return nil
 }

@@ -164,18 +164,8 @@ func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
 // run calls an operation on partition p with its own deadline. args follow the partition
 // number and now, which run prepends. A node that lost the library gets it again, once.
 func (e *Engine) run(ctx context.Context, name string, p int, now int64, args ...any) (reply, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	cmd := e.fcall(ctx, name, p, now, args)
-	_ = e.rdb.Process(ctx, once{cmd})
-	if lostFunctions(cmd.Err()) {
-		if err := e.LoadScripts(ctx); err != nil {
-			return nil, fmt.Errorf("%s on partition %d: %w", name, p, err)
-		}
-		cmd = e.fcall(ctx, name, p, now, args)
-		_ = e.rdb.Process(ctx, once{cmd})
-	}
-	return e.scriptReply(name, p, cmd)
+	out, errs := e.runAll(ctx, now, []opCall{{name: name, p: p, args: [][]any{args}}})
+	return out[0], errs[0]
 }
 
 // opCall is one call of an operation on one partition, for runAll. args are its arguments
@@ -204,6 +194,7 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 	defer cancel()
 	out, errs = make([]reply, len(calls)), make([]error, len(calls))
 	cmds := make([]*redis.Cmd, len(calls))
+	var waited error // the replicas' acknowledgement of the last round trip's writes
 	send := func(todo []int) {
 		pipe := e.rdb.Pipeline()
 		for _, c := range natives {
@@ -214,7 +205,19 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 			cmds[i] = e.cmdOf(ctx, calls[i], now)
 			_ = pipe.Process(ctx, once{cmds[i]})
 		}
+		var wait *redis.IntCmd
+		if e.cfg.RedisWaitReplicas > 0 {
+			wait = redis.NewIntCmd(ctx, "wait", e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout.Milliseconds())
+			_ = pipe.Process(ctx, wait)
+		}
 		pipe.Exec(ctx) // each command's own error is read below
+		waited = nil
+		if wait != nil {
+			if n, err := wait.Result(); err != nil || n < int64(e.cfg.RedisWaitReplicas) {
+				waited = fmt.Errorf("%w: %d of %d replicas acknowledged the write within %s (%v)",
+					errNotReplicated, n, e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout, err)
+			}
+		}
 	}
 	all := make([]int, len(calls))
 	for i := range all {
@@ -228,6 +231,9 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 			continue
 		}
 		out[i], errs[i] = e.scriptReply(c.name, c.p, cmds[i])
+		if errs[i] == nil && waited != nil {
+			errs[i] = waited
+		}
 	}
 	if len(lost) == 0 {
 		return out, errs
@@ -241,6 +247,9 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 	send(lost)
 	for _, i := range lost {
 		out[i], errs[i] = e.scriptReply(calls[i].name, calls[i].p, cmds[i])
+		if errs[i] == nil && waited != nil {
+			errs[i] = waited
+		}
 	}
 	return out, errs
 }
@@ -327,10 +336,18 @@ func unavailableReply(err error) bool {
 	return false
 }
 
-// ambiguous reports an error after which a write may or may not have happened: the request
+// errNotReplicated: a write ran on the primary, but fewer replicas than
+// FLASHHOLD_REDIS_WAIT_REPLICAS acknowledged it in time; a failover now could lose it.
+var errNotReplicated = fmt.Errorf("%w: write not acknowledged by the replicas", ErrUnavailable)
+
+// ambiguous reports an error after which a write may or may not have happened (or may
+// not survive a failover): the request
 // left for Redis, and no reply came back (timeout, connection reset or closed). A refused
 // connection, an exhausted pool or an error reply mean the command did not run.
 func ambiguous(err error) bool {
+	if errors.Is(err, errNotReplicated) {
+		return true
+	}
 	if err == nil || unavailableReply(err) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) {
 		return false
 	}

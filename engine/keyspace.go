@@ -292,3 +292,22 @@ func (e *Engine) RestoreAnswers(ctx context.Context, answers []Answer) error {
 
 // anyRequest is the fingerprint of a restored key record: any request matches it.
 const anyRequest = "*"
+
+// KeepsNothing reports whether the Redis the engine talks to keeps nothing on disk (no
+// append-only file and no snapshots): a restart then loses every hold, and the service
+// refuses until the keyspace is restored from the ledger. ok is false when Redis does not
+// say (CONFIG refused, a cluster).
+func (e *Engine) KeepsNothing(ctx context.Context) (nothing, ok bool) {
+	c, isClient := e.rdb.(*redis.Client)
+	if !isClient {
+		return false, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	aof, err1 := c.ConfigGet(ctx, "appendonly").Result()
+	save, err2 := c.ConfigGet(ctx, "save").Result()
+	if err1 != nil || err2 != nil {
+		return false, false
+	}
+	return aof["appendonly"] == "no" && strings.TrimSpace(save["save"]) == "", true
+}

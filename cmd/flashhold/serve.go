@@ -73,6 +73,9 @@ func serveCmd(ctx context.Context) error {
 			deliverer = alerts.NewDeliverer(hooks, cfg.Alerts, log)
 		}
 	}
+	if nothing, ok := e.KeepsNothing(ctx); ok && nothing {
+		log.Warn().Msg("Redis keeps nothing on disk (appendonly no, no snapshots): a restart loses every hold and stops the service until `flashhold reconcile --repair` restores it from the ledger; run Redis with an append-only file")
+	}
 	guard := ledger.NewGuard(e, store, log)
 	if err := guard.Check(ctx); err != nil && !errors.Is(err, engine.ErrKeyspaceLost) {
 		return err

@@ -44,6 +44,7 @@ func stockCmd(ctx context.Context, args []string) error {
 	case "load":
 		fs := flag.NewFlagSet("stock load", flag.ContinueOnError)
 		reset := fs.Bool("reset", false, "set stock again even if this file was loaded before")
+		missing := fs.Bool("missing", false, "load only pools that do not exist yet; leave existing ones (and their stock) alone")
 		format := fs.String("format", "", "csv or json (default: from the file name)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -51,7 +52,7 @@ func stockCmd(ctx context.Context, args []string) error {
 		if fs.NArg() != 1 {
 			return errors.New("want exactly one FILE")
 		}
-		return stockLoad(ctx, fs.Arg(0), *format, *reset)
+		return stockLoad(ctx, fs.Arg(0), *format, *reset, *missing)
 	case "show":
 		if len(args) != 3 {
 			return errors.New("want `stock show LOCATION SKU`")
@@ -72,7 +73,7 @@ func stockCmd(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown stock command %q", args[0])
 }
 
-func stockLoad(ctx context.Context, path, format string, reset bool) error {
+func stockLoad(ctx context.Context, path, format string, reset, missing bool) error {
 	if format == "" {
 		format = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
 	}
@@ -90,11 +91,11 @@ func stockLoad(ctx context.Context, path, format string, reset bool) error {
 		return err
 	}
 	defer e.Close()
-	var tag string
+	opts := catalog.LoadOptions{MissingOnly: missing}
 	if reset {
-		tag = strconv.FormatInt(time.Now().UnixNano(), 36)
+		opts.Reset = strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	n, loadBad := catalog.Load(ctx, e, rows, "stock-load", tag)
+	n, loadBad := catalog.Load(ctx, e, rows, "stock-load", opts)
 	bad = append(bad, loadBad...)
 	sort.Slice(bad, func(i, j int) bool { return bad[i].Line < bad[j].Line })
 	for _, b := range bad {

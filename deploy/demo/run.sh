@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# run.sh: load the demo catalog, print a few requests that work as printed, serve the API.
+# run.sh: start the demo's own Redis (with an append-only file) and PostgreSQL, load the demo
+# catalog where its pools are missing, print a few requests that work as printed, serve the API.
+#
+#   FLASHHOLD_DEMO_REDIS_PORT (6390) the demo's Redis, started by deploy/local/up.sh, which
+#                                    keeps its data across restarts
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
+port=${FLASHHOLD_DEMO_REDIS_PORT:-6390}
+FLASHHOLD_LOCAL_REDIS_PORT=$port deploy/local/up.sh
+export FLASHHOLD_REDIS_URL=${FLASHHOLD_REDIS_URL:-redis://127.0.0.1:$port/0}
 export FLASHHOLD_API_KEYS_FILE=${FLASHHOLD_API_KEYS_FILE:-deploy/demo/api-keys.json}
 export FLASHHOLD_HTTP_ADDR=${FLASHHOLD_HTTP_ADDR:-127.0.0.1:8080}
 bin/flashhold migrate
-bin/flashhold stock load deploy/demo/catalog.csv
+# Only pools that do not exist: a restart never sets stock over units already sold.
+bin/flashhold stock load --missing deploy/demo/catalog.csv
 base=http://$FLASHHOLD_HTTP_ADDR
 cat <<TXT
 

@@ -5,14 +5,18 @@
 # from Debian's packages (apt-get) when it is missing, with its data under .local/ in the
 # project. Safe to run any number of times.
 #
-#   FLASHHOLD_LOCAL_REDIS_PORT  (6379)  Redis port on 127.0.0.1
-#   FLASHHOLD_LOCAL_PG_PORT     (5432)  PostgreSQL port on 127.0.0.1 (user postgres, trust auth)
-#   FLASHHOLD_LOCAL_DATA        (.local) where started servers keep their files
+#   FLASHHOLD_LOCAL_REDIS_PORT       (6379)     Redis port on 127.0.0.1
+#   FLASHHOLD_LOCAL_REDIS_APPENDFSYNC (everysec) a Redis started here keeps an append-only
+#                                    file: everysec (at most a second of writes lost when the
+#                                    machine fails), always, or no
+#   FLASHHOLD_LOCAL_PG_PORT          (5432)     PostgreSQL port on 127.0.0.1 (user postgres, trust auth)
+#   FLASHHOLD_LOCAL_DATA             (.local)   where started servers keep their files
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 data=${FLASHHOLD_LOCAL_DATA:-$root/.local}
 redis_port=${FLASHHOLD_LOCAL_REDIS_PORT:-6379}
+appendfsync=${FLASHHOLD_LOCAL_REDIS_APPENDFSYNC:-everysec}
 pg_port=${FLASHHOLD_LOCAL_PG_PORT:-5432}
 apt_updated=
 
@@ -45,14 +49,16 @@ redis_up() {
     return
   fi
   command -v redis-server >/dev/null || apt_install redis-server
-  mkdir -p "$data/redis"
-  redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --dir "$data/redis" \
-    --save "" --appendonly no --logfile "$data/redis/redis.log" --pidfile "$data/redis/redis.pid"
-  for _ in $(seq 100); do
-    redis_answers && { say "redis started on 127.0.0.1:$redis_port (data in $data/redis)"; return; }
+  local dir=$data/redis-$redis_port
+  mkdir -p "$dir"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --dir "$dir" \
+    --save "" --appendonly yes --appendfsync "$appendfsync" \
+    --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
+  for _ in $(seq 300); do
+    redis_answers && { say "redis started on 127.0.0.1:$redis_port (append-only file, fsync $appendfsync, in $dir)"; return; }
     sleep 0.1
   done
-  say "redis did not start; see $data/redis/redis.log" >&2
+  say "redis did not start; see $dir/redis.log" >&2
   exit 1
 }
 

@@ -337,3 +337,23 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// StartReplica starts a replica of primary (its own server, killed when the test ends) and
+// waits until it has synchronised.
+func StartReplica(t testing.TB, primary *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	r := StartServer(t, "--replicaof", host, port)
+	c := r.Client(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s of %s did not synchronise: %s", r.Addr, primary.Addr, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
