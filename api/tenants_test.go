@@ -64,3 +64,39 @@ func TestLimitedPoolNeedsCustomer(t *testing.T) {
 		t.Fatal("a refused request changed state")
 	}
 }
+
+// TestVendorTransactionIDsPerVendor: a transaction id names one change of one vendor: two
+// vendors may use the same id (even on pools that share a partition), and a vendor cannot
+// reuse one of its ids for another change, on whatever pool.
+func TestVendorTransactionIDsPerVendor(t *testing.T) {
+	ts := startServer(t, testredis.Standalone(t), nil)
+	// Two pools of different vendors in one partition.
+	acmeSKU, bistroSKU := "", ""
+	for i := 0; bistroSKU == ""; i++ {
+		a, b := fmt.Sprint("ta", i), fmt.Sprint("tb", i)
+		for j := 0; j < 200 && bistroSKU == ""; j++ {
+			b = fmt.Sprint("tb", j)
+			if ts.eng.PartitionOf("berlin", a, 0) == ts.eng.PartitionOf("lyon", b, 0) {
+				acmeSKU, bistroSKU = a, b
+			}
+		}
+	}
+	ts.do("PUT", "/v1/pools/berlin/"+acmeSKU, adminKey, map[string]any{"vendor": "acme"}).want(t, http.StatusOK, "")
+	ts.do("PUT", "/v1/pools/lyon/"+bistroSKU, adminKey, map[string]any{"vendor": "bistro"}).want(t, http.StatusOK, "")
+	restock := func(key, vendor, loc, sku string, qty int) response {
+		return ts.do("POST", "/v1/vendors/"+vendor+"/inventory/"+sku+"/update", key,
+			map[string]any{"location": loc, "change_type": "RESTOCK", "quantity_change": qty, "transaction_id": "po-1"})
+	}
+	restock(acmeKey, "acme", "berlin", acmeSKU, 5).want(t, http.StatusOK, "")
+	restock(bistroKey, "bistro", "lyon", bistroSKU, 7).want(t, http.StatusOK, "")
+	if r := restock(acmeKey, "acme", "berlin", acmeSKU, 5).want(t, http.StatusOK, ""); r.body["replayed"] != true {
+		t.Fatalf("acme's retry was not replayed: %s", r.raw)
+	}
+	restock(acmeKey, "acme", "berlin", "cap", 5).want(t, http.StatusConflict, "idempotency_mismatch")
+	for loc, sku := range map[string]string{"berlin": acmeSKU, "lyon": bistroSKU} {
+		a := ts.do("GET", "/v1/availability/"+sku+"?location="+loc, clientKey, nil).want(t, http.StatusOK, "")
+		if want := map[string]int64{"berlin": 5, "lyon": 7}[loc]; a.num("available") != want {
+			t.Fatalf("%s at %s: %d available, want %d", sku, loc, a.num("available"), want)
+		}
+	}
+}

@@ -569,3 +569,47 @@ func TestWaitForReplicas(t *testing.T) {
 	}
 	checkHoldStands(t, e, h, "s1", map[string]int64{"w": 61})
 }
+
+// TestCommitPastGraceNamesWhatWasSold: a commit decided, then cut off after its first part
+// (the process stopped) and retried only after the other parts expired, cannot sell them
+// any more; its answer names exactly which parts were sold, as the hold's state shows.
+func TestCommitPastGraceNamesWhatWasSold(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	e := newEngine(t, testredisStandalone(t), nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 40)
+	h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 25}}, IdempotencyKey: "big", Actor: "shop", TTL: time.Minute})
+	hr, err := e.parseHold(ctx, h.ID, "shop")
+	if err != nil || len(hr.refs) < 3 {
+		t.Fatalf("hold %s: %v", h.ID, err)
+	}
+	// The first attempt: decided, first part committed, then nothing more.
+	if r, err := e.holdEnd(ctx, hr, "commit", "first"); err != nil || r.code() != "START" {
+		t.Fatalf("commit: %v %v", r, err)
+	}
+	if r, err := e.holdEnd(ctx, hr, "decided", "first"); err != nil || r.code() != "OK" {
+		t.Fatalf("decided: %v %v", r, err)
+	}
+	first := hr.key.part(hr.refs[0])
+	if r, err := e.run(ctx, "commit", hr.refs[0].Partition, e.nowMs(), first, "shop", int64(3600_000), "shop"); err != nil || r.code() != "OK" {
+		t.Fatalf("commit of %s: %v %v", first, r, err)
+	}
+	clock.Advance(2 * time.Minute) // the other parts expire
+	err = e.Commit(ctx, h.ID, "shop")
+	if !errors.Is(err, ErrPartialCommit) {
+		t.Fatalf("retry past the expiry: %v, want a partial commit", err)
+	}
+	_, said, _ := strings.Cut(err.Error(), "sold ")
+	said, _, _ = strings.Cut(said, ";") // the parts the answer names as sold
+	got, _ := e.GetHold(AnyOwner(ctx), h.ID, "")
+	for i, p := range got.Parts {
+		part := hr.key.part(hr.refs[i])
+		if (p.Status == StatusCommitted) != (i == 0) || (p.Status == StatusCommitted) != strings.Contains(said, part) {
+			t.Fatalf("part %s is %s; the answer said: %v", part, p.Status, err)
+		}
+	}
+	if got.Status != StatusMixed {
+		t.Fatalf("hold %s, want MIXED", got.Status)
+	}
+	t.Log(err)
+}
