@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -286,30 +285,6 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 	return nil, fmt.Errorf("%w: reservations kept taking the units being removed from %s; nothing was removed, send the change again", ErrUnavailable, p.Key())
 }
 
-// gather moves need units to shard home from the fullest other shards, as transfers named
-// after id (transfers do not change the pool's total).
-func (e *Engine) gather(ctx context.Context, p *pool, home int, need int64, readings []shardReading, id string) error {
-	order := make([]int, 0, p.Shards)
-	for s, r := range readings {
-		if s != home && r.avail > 0 {
-			order = append(order, s)
-		}
-	}
-	sort.Slice(order, func(i, j int) bool { return readings[order[i]].avail > readings[order[j]].avail })
-	for _, s := range order {
-		if need <= 0 {
-			break
-		}
-		n := min(need, readings[s].avail)
-		moved, err := e.Transfer(ctx, p.Location, p.SKU, s, home, n, id+"."+strconv.Itoa(s), "engine")
-		if err != nil && !errors.Is(err, ErrInsufficient) && !errors.Is(err, ErrFenced) {
-			return err
-		}
-		need -= moved
-	}
-	return nil
-}
-
 // spread evens out a pool's shards after an addition landed on shard home, moving units to
 // the others; what it leaves uneven, the rebalancer evens out later.
 func (e *Engine) spread(ctx context.Context, p *pool, home int, tx string) {
@@ -323,7 +298,7 @@ func (e *Engine) spread(ctx context.Context, p *pool, home int, tx string) {
 	}
 	mean := total / int64(p.Shards)
 	for s, r := range readings {
-		if s == home || r.avail >= mean {
+		if s == home || r.fenced || r.avail >= mean {
 			continue
 		}
 		if _, err := e.Transfer(ctx, p.Location, p.SKU, home, s, mean-r.avail, tx+".s."+strconv.Itoa(s), "engine"); err != nil {

@@ -26,15 +26,11 @@ import (
 // errTakenOver: another attempt took the request over (this one's lease lapsed).
 var errTakenOver = errors.New("the request was taken over by a later attempt")
 
-// errStuck: the line needs units only on shards it already holds a part of; a new attempt
-// (new part ids) can take them.
-var errStuck = errors.New("units left only on shards this attempt holds parts of")
-
 // slowPath claims the request's key record and runs an attempt, or waits for the attempt that
 // holds it and gives its answer.
 func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
 	wait := 5 * time.Millisecond
-	for attempts := 0; ; {
+	for {
 		attempt := newAttempt()
 		r, err := e.call(ctx, "claim", rs.kp, rs.record, rs.fp, attempt, e.cfg.IdempotencyLease.Milliseconds(),
 			e.cfg.IdempotencyTTL.Milliseconds())
@@ -49,12 +45,6 @@ func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
 			fallthrough
 		case "START":
 			h, err := e.runAttempt(ctx, rs, holdKey{rs.token, attempt})
-			if errors.Is(err, errStuck) {
-				if attempts++; attempts > 3 {
-					return nil, fmt.Errorf("%w: the units of %d shards kept moving while this request took them; send it again", ErrUnavailable, len(rs.pools[0].partitions))
-				}
-				continue
-			}
 			if errors.Is(err, errTakenOver) {
 				continue
 			}
@@ -216,121 +206,19 @@ func (e *Engine) voidAttempt(ctx context.Context, rs *reservation, hk holdKey, r
 	return e.voidParts(ctx, hk, refs, rs.req.Actor, reason)
 }
 
-// placeLine takes line li's units for attempt hk.
+// placeLine takes line li's units for attempt hk, as one part on one shard: the line's
+// target (the customer's home shard on a pool with a per-customer limit, whose partition
+// counts the customer's units; else the fullest shard) gets the units it lacks moved to it
+// from the fullest other shards first, then the part is placed there in one call.
+//
+// No part is placed that the line might give back: a part taken from several shards one by
+// one, and given back when the last could not be had, would have held units that a
+// concurrent request was refused meanwhile. Units in flight between shards count for the
+// shard they left (its "|t"), so nobody is refused for not seeing them. The line is refused
+// only when provenShort proves the pool had fewer units than it needs.
 func (e *Engine) placeLine(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
-	if p := rs.pools[li]; p.CustomerLimit > 0 && p.Shards > 1 {
-		return e.placeLimited(ctx, rs, hk, li)
-	}
-	return e.placeSpread(ctx, rs, hk, li)
-}
-
-// placeSpread takes a line's units from the fullest shards, one part per shard. It refuses
-// only when it has proved that the pool had fewer units than the line needs (provenShort).
-func (e *Engine) placeSpread(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
 	p, qty := rs.pools[li], rs.req.Items[li].Qty
-	var res lineResult
-	holding := map[int]int64{} // shard -> units this line holds there
-	var got int64
-	for got < qty {
-		if err := ctx.Err(); err != nil {
-			res.err, res.unsure = fmt.Errorf("%w: %w", ErrUnavailable, err), true
-			return res
-		}
-		readings, err := e.readShards(ctx, p)
-		if err != nil {
-			res.err = err
-			return res
-		}
-		var free int64 // units the pool has for this line: what it holds and what is free
-		nFenced := 0
-		for s, r := range readings {
-			if rs.isFenced(li, s) {
-				nFenced++
-			} else {
-				free += max(r.avail, 0) + r.inFlight
-			}
-		}
-		if free+got < qty {
-			if nFenced == p.Shards {
-				res.err = fmt.Errorf("%w: every shard of %s is fenced", ErrFenced, p.Key())
-				return res
-			}
-			proven, err := e.provenShort(ctx, p, qty-got, readings)
-			if err != nil {
-				res.err = err
-				return res
-			}
-			if proven {
-				res.err = e.refusal(rs, li, "INSUFFICIENT", free+got)
-				return res
-			}
-			e.sweepDue(ctx, p, readings)
-			continue
-		}
-		// Plan the rest from the fullest shards this line holds no part of.
-		order := make([]int, 0, p.Shards)
-		for s, r := range readings {
-			if _, held := holding[s]; !held && !rs.isFenced(li, s) && r.avail > 0 {
-				order = append(order, s)
-			}
-		}
-		if len(order) == 0 {
-			res.err = errStuck
-			return res
-		}
-		sort.Slice(order, func(i, j int) bool { return readings[order[i]].avail > readings[order[j]].avail })
-		type step struct {
-			ref partRef
-			qty int64
-		}
-		var plan []step
-		for need := qty - got; need > 0 && len(order) > 0; order = order[1:] {
-			n := min(need, readings[order[0]].avail)
-			plan = append(plan, step{partRef{Partition: p.partitions[order[0]], Line: li, Shard: order[0]}, n})
-			need -= n
-		}
-		replies := make([]reply, len(plan))
-		errs := make([]error, len(plan))
-		var wg sync.WaitGroup
-		for i, st := range plan {
-			wg.Go(func() { replies[i], errs[i] = e.place(ctx, rs, hk, st.ref, st.qty, modePart) })
-		}
-		wg.Wait()
-		for i, st := range plan {
-			if errs[i] != nil {
-				res.err, res.unsure = errs[i], res.unsure || ambiguous(errs[i])
-				continue
-			}
-			switch r := replies[i]; r.code() {
-			case "OK":
-				holding[st.ref.Shard] = r.int(1)
-				got += r.int(1)
-				res.parts = append(res.parts, placedPart{st.ref, r.int(1)})
-			case "INSUFFICIENT":
-				// Nothing placed: the shard may be tried again with the same part id.
-			case "FENCED":
-				rs.setFenced(li, st.ref.Shard)
-			case "VOIDED":
-				res.err = errTakenOver
-			case "UNKNOWN_POOL":
-				res.err = e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), st.ref.Shard))
-			default:
-				res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
-			}
-		}
-		if res.err != nil {
-			return res
-		}
-	}
-	return res
-}
-
-// placeLimited takes a line of a sharded pool with a per-customer limit: the customer's units
-// all come from the customer's home shard, whose partition counts them, so units are moved
-// there from the fullest shards first.
-func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
-	p, qty, home := rs.pools[li], rs.req.Items[li].Qty, rs.home[li]
-	ref := partRef{Partition: p.partitions[home], Line: li, Shard: home}
+	limited := p.CustomerLimit > 0
 	var res lineResult
 	for round := 0; ; round++ {
 		if err := ctx.Err(); err != nil {
@@ -342,9 +230,30 @@ func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, 
 			res.err = err
 			return res
 		}
-		var free int64
-		for _, r := range readings {
+		var free int64 // units the pool has: available, and in flight between its shards
+		target := -1
+		for s, r := range readings {
+			if r.fenced {
+				rs.setFenced(li, s)
+			}
+			if rs.isFenced(li, s) {
+				continue
+			}
 			free += max(r.avail, 0) + r.inFlight
+			if target < 0 || r.avail > readings[target].avail {
+				target = s
+			}
+		}
+		if limited {
+			target = rs.home[li]
+			if rs.isFenced(li, target) {
+				res.err = fmt.Errorf("%w: partition %d holds customer %s's shard of %s", ErrFenced, p.partitions[target], rs.req.Customer, p.Key())
+				return res
+			}
+		}
+		if target < 0 {
+			res.err = fmt.Errorf("%w: every shard of %s is fenced", ErrFenced, p.Key())
+			return res
 		}
 		if free < qty {
 			proven, err := e.provenShort(ctx, p, qty, readings)
@@ -359,26 +268,11 @@ func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, 
 			e.sweepDue(ctx, p, readings)
 			continue
 		}
-		for need := qty - readings[home].avail; need > 0; {
-			src := -1
-			for s, r := range readings {
-				if s != home && r.avail > 0 && (src < 0 || r.avail > readings[src].avail) {
-					src = s
-				}
-			}
-			if src < 0 {
-				break
-			}
-			n := min(need, readings[src].avail)
-			id := hk.String() + "." + strconv.Itoa(li) + "." + strconv.Itoa(round) + "." + strconv.Itoa(src)
-			moved, err := e.Transfer(ctx, p.Location, p.SKU, src, home, n, id, "engine")
-			if err != nil && !errors.Is(err, ErrInsufficient) && !errors.Is(err, ErrFenced) {
-				res.err = err
-				return res
-			}
-			readings[src].avail = 0
-			need -= moved
+		if err := e.gather(ctx, p, target, qty-readings[target].avail, readings, hk.String()+"."+strconv.Itoa(li)+"."+strconv.Itoa(round)); err != nil {
+			res.err = err
+			return res
 		}
+		ref := partRef{Partition: p.partitions[target], Line: li, Shard: target}
 		r, err := e.place(ctx, rs, hk, ref, qty, modePart)
 		if err != nil {
 			res.err, res.unsure = err, ambiguous(err)
@@ -389,20 +283,48 @@ func (e *Engine) placeLimited(ctx context.Context, rs *reservation, hk holdKey, 
 			res.parts = []placedPart{{ref, r.int(1)}}
 			return res
 		case "INSUFFICIENT":
-			continue // others took the units moved here: read again
+			continue // others took the units there meanwhile: read again
+		case "FENCED":
+			rs.setFenced(li, target)
+			continue
 		case "LIMIT":
 			res.err = e.refusal(rs, li, "LIMIT", r.int(1))
-		case "FENCED":
-			res.err = fmt.Errorf("%w: partition %d holds customer %s's shard of %s", ErrFenced, ref.Partition, rs.req.Customer, p.Key())
 		case "VOIDED":
 			res.err = errTakenOver
 		case "UNKNOWN_POOL":
-			res.err = e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), home))
+			res.err = e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), target))
 		default:
 			res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
 		}
 		return res
 	}
+}
+
+// gather moves need units to shard target from the fullest other shards (not fenced), as
+// transfers named after id (transfers change no pool's total); a source found short or
+// fenced is skipped.
+func (e *Engine) gather(ctx context.Context, p *pool, target int, need int64, readings []shardReading, id string) error {
+	order := make([]int, 0, p.Shards)
+	for s, r := range readings {
+		if s != target && r.avail > 0 {
+			order = append(order, s)
+		}
+	}
+	sort.Slice(order, func(i, j int) bool { return readings[order[i]].avail > readings[order[j]].avail })
+	for _, s := range order {
+		if need <= 0 {
+			return nil
+		}
+		if readings[s].fenced {
+			continue
+		}
+		moved, err := e.Transfer(ctx, p.Location, p.SKU, s, target, min(need, readings[s].avail), id+"."+strconv.Itoa(s), "engine")
+		if err != nil && !errors.Is(err, ErrInsufficient) && !errors.Is(err, ErrFenced) {
+			return err
+		}
+		need -= moved
+	}
+	return nil
 }
 
 // sweepDue restores the due holds of the pool's partitions that readings found, so the next

@@ -239,7 +239,7 @@ func TestFencedHomeShardKeepsKey(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 8}, 80)
 		var held int64
-		for i, qty := range []int64{3, 15} { // one part on the home shard; several parts
+		for i, qty := range []int64{3, 15} { // on the home shard; gathered onto another
 			req := ReserveRequest{Items: []Item{{"s1", "f", qty}}, IdempotencyKey: fmt.Sprint("k", i), Actor: "shop"}
 			first := mustReserve(t, e, req)
 			held += qty
@@ -514,8 +514,10 @@ func TestCommitReleaseRace(t *testing.T) {
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e, n := faultyEngine(t, rdb, func(c *Config) { c.RedisTimeout = 2 * time.Second; c.IdempotencyLease = 2 * time.Second })
-		makePool(t, e, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 100)
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 60}}, IdempotencyKey: "big", Actor: "shop"})
+		for _, sku := range []string{"m1", "m2", "m3"} {
+			makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 2}, 100)
+		}
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m1", 5}, {"s1", "m2", 5}, {"s1", "m3", 5}}, IdempotencyKey: "cart", Actor: "shop"})
 		parts, _ := e.HoldParts(h.ID)
 		if len(parts) < 3 {
 			t.Fatalf("hold %s has %d parts, want several", h.ID, len(parts))
@@ -577,8 +579,11 @@ func TestCommitPastGraceNamesWhatWasSold(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()
 	e := newEngine(t, testredisStandalone(t), nil, clock.option())
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 40)
-	h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 25}}, IdempotencyKey: "big", Actor: "shop", TTL: time.Minute})
+	for _, sku := range []string{"m1", "m2", "m3"} {
+		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 2}, 40)
+	}
+	h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m1", 5}, {"s1", "m2", 5}, {"s1", "m3", 5}}, IdempotencyKey: "cart",
+		Actor: "shop", TTL: time.Minute})
 	hr, err := e.parseHold(ctx, h.ID, "shop")
 	if err != nil || len(hr.refs) < 3 {
 		t.Fatalf("hold %s: %v", h.ID, err)

@@ -28,6 +28,7 @@ import (
 type shardReading struct {
 	avail, rises, inFlight int64
 	nextExpiry             int64 // the partition's earliest hold expiry (ms), -1: none
+	fenced                 bool  // its partition is fenced: nothing moves in or out
 }
 
 // shortPool is what the memory keeps of a pool found short.
@@ -146,12 +147,14 @@ func (e *Engine) risesCmds(ctx context.Context, p *pool) []redis.Cmder {
 func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error) {
 	counts := make([]*redis.SliceCmd, p.Shards)
 	next := make([]*redis.ZSliceCmd, p.Shards)
-	cmds := make([]redis.Cmder, 0, 2*p.Shards)
+	fences := make([]*redis.StringCmd, p.Shards)
+	cmds := make([]redis.Cmder, 0, 3*p.Shards)
 	for s, part := range p.partitions {
 		f := shardField(p.Location, p.SKU, s)
 		counts[s] = redis.NewSliceCmd(ctx, "hmget", e.ks.stockKey(part), f, f+"|r", f+"|t")
 		next[s] = redis.NewZSliceCmd(ctx, "zrange", e.ks.partition(part)[2], 0, 0, "withscores")
-		cmds = append(cmds, counts[s], next[s])
+		fences[s] = redis.NewStringCmd(ctx, "hget", e.ks.partition(part)[5], "fence")
+		cmds = append(cmds, counts[s], next[s], fences[s])
 	}
 	if err := e.plain(ctx, cmds...); err != nil {
 		return nil, err
@@ -165,7 +168,8 @@ func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error
 		if v[0] == nil {
 			return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
 		}
-		out[s] = shardReading{avail: toInt(v[0]), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1}
+		out[s] = shardReading{avail: toInt(v[0]), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1,
+			fenced: fences[s].Val() != ""}
 		if z := next[s].Val(); len(z) > 0 {
 			out[s].nextExpiry = int64(z[0].Score)
 		}

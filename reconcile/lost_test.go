@@ -40,6 +40,7 @@ func TestRedisLostEverything(t *testing.T) {
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 100)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 2}, 60)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1}, 10)
 	reserve := func(e *engine.Engine, sku string, qty int64, customer, key string) (*engine.Hold, error) {
 		return e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: qty}}, Customer: customer,
 			IdempotencyKey: key, Actor: "shop"})
@@ -48,8 +49,12 @@ func TestRedisLostEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, err := reserve(e, "a", 40, "", "big") // more than a shard has: several parts
-	if err != nil || len(big.Parts) < 2 {
+	cart := func(e *engine.Engine) (*engine.Hold, error) { // more than a shard has, and a second line
+		return e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "a", Qty: 40}, {Location: "s1", SKU: "c", Qty: 2}},
+			IdempotencyKey: "big", Actor: "shop"})
+	}
+	big, err := cart(e)
+	if err != nil || len(big.Parts) != 2 {
 		t.Fatalf("big: %v %+v", err, big)
 	}
 	for c := range 24 { // 24 customers at their limit of 2; half of them bought already
@@ -73,7 +78,7 @@ func TestRedisLostEverything(t *testing.T) {
 		}
 	}
 	before := map[string]*engine.Availability{}
-	for _, sku := range []string{"a", "lim", "empty"} {
+	for _, sku := range []string{"a", "lim", "empty", "c"} {
 		before[sku], _ = e.Availability(ctx, "s1", sku)
 	}
 
@@ -119,7 +124,7 @@ func TestRedisLostEverything(t *testing.T) {
 	}
 	defer later.Close()
 	for _, eng := range []*engine.Engine{e, later} {
-		for _, sku := range []string{"a", "lim", "empty"} {
+		for _, sku := range []string{"a", "lim", "empty", "c"} {
 			a, err := eng.Availability(ctx, "s1", sku)
 			if err != nil {
 				t.Fatalf("%s after the repair: %v", sku, err)
@@ -133,8 +138,8 @@ func TestRedisLostEverything(t *testing.T) {
 		if h, err := reserve(eng, "a", 1, "", "small"); err != nil || h.ID != small.ID {
 			t.Fatalf("retry of a one-part hold: %v %+v, want %s", err, h, small.ID)
 		}
-		if h, err := reserve(eng, "a", 40, "", "big"); err != nil || h.ID != big.ID {
-			t.Fatalf("retry of a multi-part hold: %v %+v, want %s", err, h, big.ID)
+		if h, err := cart(eng); err != nil || h.ID != big.ID {
+			t.Fatalf("retry of a cart: %v %+v, want %s", err, h, big.ID)
 		}
 		for c := range 24 {
 			_, err := reserve(eng, "lim", 1, fmt.Sprint("c", c), fmt.Sprintf("more-%p-%d", eng, c))
