@@ -80,6 +80,25 @@ type Rebase struct {
 	Holds map[string]HoldRecord
 	// Customers maps "location|sku|customer" to the units counting against the limit.
 	Customers map[string]int64
+	// Ended maps parts that ended (within the idempotency retention) to their tombstones, so
+	// a retry of the reservation, or of its commit or release, answers as before.
+	Ended map[string]Tombstone
+}
+
+// Tombstone is how a hold part ended, as the ledger tells it.
+type Tombstone struct {
+	Outcome        string // COMMITTED, RELEASED, EXPIRED or VOIDED
+	At             int64  // unix ms
+	Location, SKU  string
+	Qty, ExpiresAt int64
+	Owner          string
+}
+
+// encode returns the tombstone's Redis form (see tomb in lib.lua; the ledger keeps no
+// fingerprint).
+func (t Tombstone) encode() string {
+	return strings.Join([]string{t.Outcome, strconv.FormatInt(t.At, 10), t.Location, t.SKU, strconv.FormatInt(t.Qty, 10),
+		strconv.FormatInt(t.ExpiresAt, 10), "", t.Owner, "", ""}, "|")
 }
 
 // RebuildPartition writes st into fenced partition p (see rebase.lua). It returns ErrMoved
@@ -99,10 +118,15 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		Drop       []string             `json:"drop"`
 		Holds      map[string][2]string `json:"holds"`
 		Cust       map[string]string    `json:"cust"`
+		Ended      map[string][2]string `json:"ended"`
 	}
 	pl := payload{ExpectSeq: strconv.FormatInt(st.ExpectSeq, 10), ExpectHead: st.ExpectHead, Seq: strconv.FormatInt(st.Seq, 10),
 		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][3]string{},
-		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{}}
+		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{},
+		Ended: map[string][2]string{}}
+	for part, t := range st.Ended {
+		pl.Ended[part] = [2]string{t.encode(), strconv.FormatInt(t.At+e.cfg.IdempotencyTTL.Milliseconds(), 10)}
+	}
 	for _, s := range st.ForkSeqs {
 		pl.ForkIDs = append(pl.ForkIDs, strconv.FormatInt(s, 10)+"-0")
 	}

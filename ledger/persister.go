@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,9 +72,12 @@ type Persister struct {
 	mu        sync.Mutex
 	groups    map[int]bool  // partitions this persister has read
 	watermark map[int]int64 // partition -> every seq up to it is in the ledger
-	trimmed   map[int]int64
-	forks     map[int]Fork
-	lastSync  time.Time
+	// ahead holds, per partition, the ranges of seqs persisted past the watermark (entries
+	// persisted while older ones still waited, e.g. for a claim from a dead consumer).
+	ahead    map[int]*seqRanges
+	trimmed  map[int]int64
+	forks    map[int]Fork
+	lastSync time.Time
 	// What a pass reads (see fetch): a partition whose head has not moved since a pass found
 	// its stream drained is left out, except in full passes.
 	drained  map[int]engine.PartitionHead
@@ -109,7 +113,7 @@ func WithConsumer(name string) PersistOption { return func(p *Persister) { p.own
 // NewPersister builds a persister.
 func NewPersister(eng *engine.Engine, store *Store, cfg PersistConfig, opts ...PersistOption) *Persister {
 	p := &Persister{eng: eng, store: store, cfg: cfg, log: zerolog.Nop(), groups: map[int]bool{},
-		watermark: map[int]int64{}, trimmed: map[int]int64{}, forks: map[int]Fork{},
+		watermark: map[int]int64{}, ahead: map[int]*seqRanges{}, trimmed: map[int]int64{}, forks: map[int]Fork{},
 		drained: map[int]engine.PartitionHead{}, ownDue: true, claimDue: true, leases: map[int]time.Time{}, leaseTry: map[int]time.Time{}}
 	p.owner = loop.InstanceID()
 	for _, o := range opts {
@@ -409,7 +413,7 @@ func (p *Persister) settle(ctx context.Context, b *batch, forked map[int]bool) e
 	if err := p.ack(ctx, b.entries, forked); err != nil {
 		return err
 	}
-	p.advance(b.entries, b.events, forked)
+	p.advance(b.events, forked)
 	return p.trim(ctx)
 }
 
@@ -482,6 +486,7 @@ func (p *Persister) claimPartitions(ctx context.Context) ([]int, []engine.Partit
 		if _, was := p.forks[part]; was {
 			delete(p.forks, part) // repaired since: persist again, from what Postgres holds
 			delete(p.watermark, part)
+			delete(p.ahead, part)
 			p.ownDue = true // what was read of it before the fork is still pending
 		}
 		cand = append(cand, part)
@@ -591,29 +596,61 @@ func (p *Persister) fork(ctx context.Context, f Fork) {
 }
 
 // advance moves each partition's watermark over events now known to be in the ledger.
-func (p *Persister) advance(entries []engine.GroupEntries, events []engine.Event, forked map[int]bool) {
+func (p *Persister) advance(events []engine.Event, forked map[int]bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	got := map[int]map[int64]bool{}
 	for _, ev := range events {
-		if got[ev.Partition] == nil {
-			got[ev.Partition] = map[int64]bool{}
-		}
-		got[ev.Partition][ev.Seq] = true
-	}
-	for _, en := range entries {
-		if forked[en.Partition] {
+		if forked[ev.Partition] {
 			continue
 		}
-		w, ok := p.watermark[en.Partition]
+		r := p.ahead[ev.Partition]
+		if r == nil {
+			r = &seqRanges{}
+			p.ahead[ev.Partition] = r
+		}
+		r.add(ev.Seq)
+	}
+	for part, r := range p.ahead {
+		w, ok := p.watermark[part]
 		if !ok {
 			continue // learned from Postgres before trimming
 		}
-		for got[en.Partition][w+1] {
-			w++
-		}
-		p.watermark[en.Partition] = w
+		p.watermark[part] = r.advance(w)
 	}
+}
+
+// seqRanges is a set of seqs kept as sorted, disjoint, non-adjacent ranges: batches are
+// ranges, so a handful of them describes what was persisted past a watermark.
+type seqRanges struct{ r [][2]int64 }
+
+func (s *seqRanges) add(seq int64) {
+	i := sort.Search(len(s.r), func(i int) bool { return s.r[i][1] >= seq-1 })
+	switch {
+	case i < len(s.r) && s.r[i][0] <= seq && seq <= s.r[i][1]:
+		return
+	case i < len(s.r) && s.r[i][1] == seq-1:
+		s.r[i][1] = seq
+		if i+1 < len(s.r) && s.r[i+1][0] == seq+1 {
+			s.r[i][1] = s.r[i+1][1]
+			s.r = append(s.r[:i+1], s.r[i+2:]...)
+		}
+	case i < len(s.r) && s.r[i][0] == seq+1:
+		s.r[i][0] = seq
+	default:
+		s.r = append(s.r, [2]int64{})
+		copy(s.r[i+1:], s.r[i:])
+		s.r[i] = [2]int64{seq, seq}
+	}
+}
+
+// advance returns the highest seq from w up to which every seq is in the set or at most w,
+// and forgets the ranges at or below it.
+func (s *seqRanges) advance(w int64) int64 {
+	for len(s.r) > 0 && s.r[0][0] <= w+1 {
+		w = max(w, s.r[0][1])
+		s.r = s.r[1:]
+	}
+	return w
 }
 
 // trim removes stream entries older than Keep below what the ledger holds for certain, and

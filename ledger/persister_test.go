@@ -609,3 +609,42 @@ func TestTrimSparesOtherGroups(t *testing.T) {
 		t.Fatalf("%d entries left; want %d kept below the group's acknowledgement and the %d it has not read", n, cfg.Keep, unread)
 	}
 }
+
+// TestWatermarkPastClaimedEntries: a persister that persisted new entries while a dead
+// consumer's entries (older ones) waited to be claimed knows, once it has claimed and
+// persisted those too, that the ledger holds everything: its lag is nothing, and it trims.
+func TestWatermarkPastClaimedEntries(t *testing.T) {
+	ctx := context.Background()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
+	s, _ := newStore(t)
+	makePool(t, e, "c", 1, 10000)
+	part := e.PartitionOf("s1", "c", 0)
+	cfg := persistConfig()
+	cfg.Lease = 50 * time.Millisecond
+	live := NewPersister(e, s, cfg, WithConsumer("live"))
+	drain(t, live) // live knows where the ledger stands
+	workload(t, e, "c", 10, 2, "old")
+	dead := NewPersister(e, s, cfg, WithConsumer("dead"))
+	dead.beforeCommit = func() error { return errors.New("killed") }
+	time.Sleep(60 * time.Millisecond) // live's lease lapses: the dead one reads
+	if _, err := dead.RunOnce(ctx); err == nil {
+		t.Fatal("the dead persister wrote")
+	}
+	time.Sleep(60 * time.Millisecond)
+	workload(t, e, "c", 10, 2, "new")
+	live.cfg.ClaimIdle = time.Hour // the dead one's entries wait: live persists the new ones first
+	drain(t, live)
+	live.cfg.ClaimIdle = time.Millisecond
+	drain(t, live)
+	workload(t, e, "c", 10, 2, "more")
+	drain(t, live)
+	if err := live.UpdateLag(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seq, _ := e.Seq(ctx, part)
+	if n, _ := live.Lag(); n != 0 {
+		t.Fatalf("lag %d with every one of the partition's %d events in the ledger", n, seq)
+	}
+	checkLedger(t, e, s)
+}

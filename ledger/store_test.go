@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 
@@ -52,5 +53,29 @@ func TestAppendModes(t *testing.T) {
 				t.Fatalf("append again: %+v, %v", res, err)
 			}
 		})
+	}
+}
+
+// TestSeqRanges: the ranges persisted past a watermark merge as seqs arrive in any order,
+// and the watermark moves over them only where nothing is missing.
+func TestSeqRanges(t *testing.T) {
+	var s seqRanges
+	for _, seq := range []int64{5, 6, 9, 7, 12, 11, 10, 3} {
+		s.add(seq)
+	}
+	if got := fmt.Sprint(s.r); got != "[[3 3] [5 7] [9 12]]" {
+		t.Fatalf("ranges %s", got)
+	}
+	if w := s.advance(1); w != 1 {
+		t.Fatalf("advance past a gap at 2: %d", w)
+	}
+	s.add(2)
+	if w := s.advance(1); w != 3 || fmt.Sprint(s.r) != "[[5 7] [9 12]]" {
+		t.Fatalf("advance to %d, left %v", w, s.r)
+	}
+	s.add(4)
+	s.add(8)
+	if w := s.advance(3); w != 12 || len(s.r) != 0 {
+		t.Fatalf("advance to %d, left %v", w, s.r)
 	}
 }

@@ -18,6 +18,7 @@
 --   drop:    [part]          active hold parts the ledger does not hold open
 --   holds:   {part: [record, expires]} the parts the ledger holds open
 --   cust:    {"loc|sku|customer": units} the per-customer counts, replacing all of them
+--   ended:   {part: [tombstone, forget at]} parts that ended, where Redis has no tombstone
 -- }
 --
 -- Output: {'OK'}
@@ -43,6 +44,11 @@ for part, h in pairs(s.holds) do
   redis.call('HSET', K_HOLDS, part, h[1])
   redis.call('HDEL', K_HOLDS, 'd:' .. part)
   redis.call('ZADD', K_EXP, h[2], part)
+end
+for part, t in pairs(s.ended or {}) do
+  if redis.call('HSETNX', K_HOLDS, 'd:' .. part, t[1]) == 1 then
+    redis.call('ZADD', K_GC, t[2], 'h:d:' .. part)
+  end
 end
 redis.call('DEL', K_CUST)
 for f, n in pairs(s.cust) do

@@ -57,12 +57,14 @@ func TestRedisLostEverything(t *testing.T) {
 	if err != nil || len(big.Parts) != 2 {
 		t.Fatalf("big: %v %+v", err, big)
 	}
+	var sold *engine.Hold
 	for c := range 24 { // 24 customers at their limit of 2; half of them bought already
 		h, err := reserve(e, "lim", 2, fmt.Sprint("c", c), fmt.Sprint("lim-", c))
 		if err != nil {
 			t.Fatalf("customer %d: %v", c, err)
 		}
 		if c%2 == 0 {
+			sold = h
 			if err := e.Commit(ctx, h.ID, "shop"); err != nil {
 				t.Fatal(err)
 			}
@@ -140,6 +142,13 @@ func TestRedisLostEverything(t *testing.T) {
 		}
 		if h, err := cart(eng); err != nil || h.ID != big.ID {
 			t.Fatalf("retry of a cart: %v %+v, want %s", err, h, big.ID)
+		}
+		// A hold sold before the loss reads sold, and its commit sent again answers the same.
+		if got, err := eng.GetHold(ctx, sold.ID, "shop"); err != nil || got.Status != engine.StatusCommitted {
+			t.Fatalf("a hold sold before the loss: %v %+v", err, got)
+		}
+		if err := eng.Commit(ctx, sold.ID, "shop"); err != nil {
+			t.Fatalf("its commit sent again: %v", err)
 		}
 		for c := range 24 {
 			_, err := reserve(eng, "lim", 1, fmt.Sprint("c", c), fmt.Sprintf("more-%p-%d", eng, c))

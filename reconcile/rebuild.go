@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
@@ -31,6 +32,8 @@ type liveState struct {
 	// changes holds every stock change's type, transaction (or transfer) id and shard: one
 	// the fork made again must not be applied twice.
 	changes map[string]bool
+	// tombs holds how each ended part ended.
+	tombs map[string]engine.Tombstone
 }
 
 func changeKey(ev *engine.Event) string {
@@ -41,7 +44,7 @@ func changeKey(ev *engine.Event) string {
 // per-customer limit; maxTTL bounds a restored part's expiry (the ledger does not keep it).
 func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL int64) *liveState {
 	s := &liveState{shards: map[string]*shardState{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
-		cust: map[string]int64{}, changes: map[string]bool{}}
+		cust: map[string]int64{}, changes: map[string]bool{}, tombs: map[string]engine.Tombstone{}}
 	for i := range evs {
 		ev := &evs[i]
 		f := ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
@@ -68,19 +71,26 @@ func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL i
 				s.open[ev.Hold] = h
 			}
 		case engine.EventCommitted:
-			delete(s.open, ev.Hold)
-			s.ended[ev.Hold] = ev.Type
+			s.end(ev)
 		case engine.EventReleased, engine.EventExpired, engine.EventVoided:
 			if h, ok := s.open[ev.Hold]; ok && h.Limited {
 				s.cust[cf] -= ev.Qty
 			}
-			delete(s.open, ev.Hold)
-			s.ended[ev.Hold] = ev.Type
+			s.end(ev)
 		case engine.EventRestocked, engine.EventSpoiled, engine.EventAdjusted, engine.EventTransferIn, engine.EventTransferOut:
 			s.changes[changeKey(ev)] = true
 		}
 	}
 	return s
+}
+
+// end records that the part of ev ended as ev says.
+func (s *liveState) end(ev *engine.Event) {
+	h := s.open[ev.Hold]
+	s.tombs[ev.Hold] = engine.Tombstone{Outcome: ev.Type, At: ev.TS, Location: ev.Location, SKU: ev.SKU, Qty: ev.Qty,
+		ExpiresAt: h.ExpiresAt, Owner: h.Owner}
+	delete(s.open, ev.Hold)
+	s.ended[ev.Hold] = ev.Type
 }
 
 // extendedTo reads the expiry an EXTENDED event's reason starts with.
@@ -179,7 +189,15 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 			return nil, err
 		}
 		state = replayLive(ledgerEvs, limits, maxTTL)
-		if err := r.eng.RebuildPartition(ctx, p, rebaseOf(snap, state, ledgerSeq, ledgerHead, forkFrom, forked)); err != nil {
+		rb := rebaseOf(snap, state, ledgerSeq, ledgerHead, forkFrom, forked)
+		since := time.Now().Add(-r.eng.Config().IdempotencyTTL).UnixMilli()
+		rb.Ended = map[string]engine.Tombstone{}
+		for part, t := range state.tombs {
+			if t.At >= since {
+				rb.Ended[part] = t
+			}
+		}
+		if err := r.eng.RebuildPartition(ctx, p, rb); err != nil {
 			return nil, err
 		}
 		res.ledgerSeq = ledgerSeq

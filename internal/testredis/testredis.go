@@ -357,3 +357,14 @@ func StartReplica(t testing.TB, primary *Server) *Server {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Wipe removes the server's data files (append-only file, snapshot): started again, it
+// comes up empty. Kill it first.
+func (s *Server) Wipe() {
+	s.t.Helper()
+	for _, name := range []string{"appendonlydir", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(s.Dir, name)); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,340 @@
+package clientcheck
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is what Check found.
+type Report struct {
+	Reserves, Holds, Refusals, Commits, Releases, VendorChanges int
+	Unanswered                                                  int // operations without a definite answer
+	Events                                                      int
+	Violations                                                  []string
+}
+
+func (r *Report) violate(format string, args ...any) {
+	if len(r.Violations) < 200 {
+		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// told is what clients were told of one hold.
+type told struct {
+	owner     string
+	hold      hold
+	committed bool // a commit was answered 200
+	released  bool // a release was answered 200
+	notSold   bool // a commit was answered 410 or 409 (not sold whole)
+	extended  int64
+}
+
+// Check checks every operation's answers against the service as it stands: the holds (as
+// their owners read them), the events (admin, from the ledger), the pools' counts, and a
+// `flashhold reconcile` run. Call it with traffic stopped, once every hold has expired.
+func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
+	rep := &Report{}
+	holds := map[string]*told{}
+	answers := map[string][]string{} // API key and idempotency key -> definite answers
+	var vendorDelta = map[string]int64{}
+	for _, op := range ops {
+		if op.Final == nil {
+			rep.Unanswered++
+			rep.violate("%s %s %s got no definite answer in %d sends (last: %d %s)", op.Kind, op.IdemOf, op.Hold,
+				len(op.Sends), op.Sends[len(op.Sends)-1].Status, op.Sends[len(op.Sends)-1].Err)
+			continue
+		}
+		switch op.Kind {
+		case "reserve":
+			rep.Reserves++
+			for _, s := range op.Sends {
+				if retryable(s) {
+					continue
+				}
+				a := fmt.Sprint(s.Status, " ", s.code())
+				if s.Status == http.StatusCreated {
+					var h hold
+					json.Unmarshal(s.Body, &h)
+					a = "201 " + h.ID
+					if holds[h.ID] == nil {
+						holds[h.ID] = &told{owner: op.Key, hold: h}
+						rep.Holds++
+					}
+				} else if s.Status == http.StatusConflict {
+					rep.Refusals++
+				}
+				answers[op.Key+" "+op.IdemOf] = append(answers[op.Key+" "+op.IdemOf], a)
+			}
+		case "commit", "release", "extend":
+			t := holds[op.Hold]
+			if t == nil {
+				rep.violate("%s of %s, a hold no client was given", op.Kind, op.Hold)
+				continue
+			}
+			st, code := op.Final.Status, op.Final.code()
+			switch {
+			case op.Kind == "commit" && st == http.StatusOK:
+				t.committed = true
+				rep.Commits++
+			case op.Kind == "commit" && (st == http.StatusGone || code == "partial_commit"):
+				t.notSold = true
+			case op.Kind == "release" && st == http.StatusOK:
+				t.released = true
+				rep.Releases++
+			case op.Kind == "release" && code == "hold_committed":
+				t.committed = true
+			case op.Kind == "extend" && st == http.StatusOK:
+				var b struct {
+					Exp int64 `json:"expires_at_ms"`
+				}
+				json.Unmarshal(op.Final.Body, &b)
+				t.extended = max(t.extended, b.Exp)
+			case st >= 500 || st == http.StatusNotFound:
+				rep.violate("%s of hold %s answered %d: %s", op.Kind, op.Hold, st, op.Final.Body)
+			}
+		case "restock", "spoil":
+			rep.VendorChanges++
+			var b struct {
+				Location string `json:"location"`
+				SKU      string `json:"sku"`
+				Prev     int64  `json:"previous_stock"`
+				New      int64  `json:"new_stock"`
+			}
+			if op.Final.Status == http.StatusOK && json.Unmarshal(op.Final.Body, &b) == nil {
+				vendorDelta[b.Location+"|"+b.SKU] += b.New - b.Prev
+			} else if op.Final.Status != http.StatusConflict {
+				rep.violate("%s %s answered %d: %s", op.Kind, op.IdemOf, op.Final.Status, op.Final.Body)
+			}
+		}
+	}
+	// The same request with the same key got the same answer every time.
+	for k, as := range answers {
+		for _, a := range as[1:] {
+			if a != as[0] {
+				rep.violate("request %s was answered %q and %q", k, as[0], a)
+				break
+			}
+		}
+	}
+	for id, t := range holds {
+		if t.committed && t.released {
+			rep.violate("hold %s was told both committed and released", id)
+		}
+	}
+	checkHolds(ctx, s, rep, holds)
+	checkEvents(ctx, s, rep, holds)
+	checkPools(ctx, s, rep, pools, vendorDelta)
+	if code, out := s.Flashhold(ctx, "reconcile", "--out", "reconcile-report"); code != 0 {
+		rep.violate("flashhold reconcile exited %d: %s", code, lastLines(out, 20))
+	}
+	return rep
+}
+
+// checkHolds reads every hold a client was given, as its owner, and compares it with what
+// the client was told.
+func checkHolds(ctx context.Context, s *Service, rep *Report, holds map[string]*told) {
+	now := time.Now().UnixMilli()
+	for id, t := range holds {
+		var got struct {
+			Status    string `json:"status"`
+			ExpiresAt int64  `json:"expires_at_ms"`
+		}
+		status, body := get(ctx, s.URL+"/v1/holds/"+id, t.owner, &got)
+		if status != http.StatusOK {
+			rep.violate("hold %s, given to a client, reads %d: %s", id, status, body)
+			continue
+		}
+		switch {
+		case t.committed && got.Status != "COMMITTED":
+			rep.violate("hold %s was told committed and is %s", id, got.Status)
+		case t.released && got.Status != "RELEASED":
+			rep.violate("hold %s was told released and is %s", id, got.Status)
+		case t.notSold && got.Status == "COMMITTED":
+			rep.violate("hold %s was told not sold and is COMMITTED", id)
+		case !t.committed && !t.released && got.Status == "ACTIVE" && now > max(t.hold.ExpiresAt, t.extended)+2000:
+			rep.violate("hold %s is ACTIVE past its expiry", id)
+		case !t.committed && !t.released && got.Status == "EXPIRED" && now < t.hold.ExpiresAt:
+			rep.violate("hold %s is EXPIRED before its expiry", id)
+		}
+		if t.extended > 0 && got.ExpiresAt < t.extended {
+			rep.violate("hold %s was extended to %d and expires at %d", id, t.extended, got.ExpiresAt)
+		}
+	}
+}
+
+type event struct {
+	Partition int    `json:"partition"`
+	Seq       int64  `json:"seq"`
+	Type      string `json:"type"`
+	Location  string `json:"location"`
+	SKU       string `json:"sku"`
+	Hold      string `json:"hold"`
+	Qty       int64  `json:"qty"`
+}
+
+// checkEvents reads every event from the ledger (through the events API) and checks that
+// each part was reserved once and ended at most once, that every part of a hold a client
+// was given has its RESERVED, that sales told are sold, and that no part no client was told
+// of was ever sold.
+func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]*told) {
+	var evs []event
+	for after := ""; ; {
+		var page struct {
+			Events []event `json:"events"`
+			Next   string  `json:"next_after"`
+		}
+		status, body := get(ctx, s.URL+"/v1/inventory/events?limit=1000&after="+after, AdminKey, &page)
+		if status != http.StatusOK {
+			rep.violate("events API answered %d: %s", status, body)
+			return
+		}
+		evs = append(evs, page.Events...)
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	rep.Events = len(evs)
+	reserved, ended := map[string]int{}, map[string][]string{}
+	for _, ev := range evs {
+		if ev.Hold == "" {
+			continue
+		}
+		switch ev.Type {
+		case "RESERVED":
+			reserved[ev.Hold]++
+		case "COMMITTED", "RELEASED", "EXPIRED", "VOIDED":
+			ended[ev.Hold] = append(ended[ev.Hold], ev.Type)
+		}
+	}
+	toldParts := map[string]string{} // part -> hold
+	for id, t := range holds {
+		for _, part := range partsOf(id) {
+			toldParts[part] = id
+			if reserved[part] != 1 {
+				rep.violate("part %s of hold %s (given to a client) has %d RESERVED events", part, id, reserved[part])
+			}
+			if t.committed && (len(ended[part]) != 1 || ended[part][0] != "COMMITTED") {
+				rep.violate("part %s of hold %s was told sold; its events end %v", part, id, ended[part])
+			}
+			for _, e := range ended[part] {
+				if e == "VOIDED" {
+					rep.violate("part %s of hold %s, given to a client, was voided", part, id)
+				}
+			}
+		}
+	}
+	for part, n := range reserved {
+		if n > 1 {
+			rep.violate("part %s has %d RESERVED events", part, n)
+		}
+		if len(ended[part]) > 1 {
+			rep.violate("part %s ended %d times: %v", part, len(ended[part]), ended[part])
+		}
+		if _, ok := toldParts[part]; !ok {
+			for _, e := range ended[part] {
+				if e == "COMMITTED" || e == "RELEASED" {
+					rep.violate("part %s, of no hold any client was given, was %s", part, e)
+				}
+			}
+		}
+	}
+}
+
+// partsOf names the parts of a hold id: <token>.<attempt>_<p>.<line>.<shard>...
+func partsOf(id string) []string {
+	f := strings.Split(id, "_")
+	var out []string
+	for _, p := range f[1:] {
+		ls := strings.SplitN(p, ".", 2)
+		if len(ls) == 2 {
+			out = append(out, f[0]+"."+ls[1])
+		}
+	}
+	return out
+}
+
+// checkPools checks each pool's counts (from the vendor's inventory listing): nothing held
+// once every hold has expired, and its units where the vendors' changes told put them.
+func checkPools(ctx context.Context, s *Service, rep *Report, pools []Pool, vendorDelta map[string]int64) {
+	var page struct {
+		Items []struct {
+			Location  string `json:"location"`
+			SKU       string `json:"sku"`
+			Available int64  `json:"stock_quantity"`
+			Held      int64  `json:"held"`
+			Committed int64  `json:"committed"`
+		} `json:"items"`
+	}
+	if status, body := get(ctx, s.URL+"/v1/vendors/"+Vendor+"/inventory?limit=1000", VendorKey, &page); status != http.StatusOK {
+		rep.violate("the vendor's inventory answered %d: %s", status, body)
+		return
+	}
+	for _, p := range pools {
+		found := false
+		for _, a := range page.Items {
+			if a.Location != p.Location || a.SKU != p.SKU {
+				continue
+			}
+			found = true
+			if a.Held != 0 {
+				rep.violate("%s: %d units held after every hold expired", p.SKU, a.Held)
+			}
+			if a.Available < 0 || a.Held < 0 || a.Committed < 0 {
+				rep.violate("%s: negative counts %+v", p.SKU, a)
+			}
+			if want := p.Stock + vendorDelta[p.Location+"|"+p.SKU]; a.Available+a.Held+a.Committed != want {
+				rep.violate("%s: %d available + %d held + %d sold = %d; the initial stock and the changes vendors were told add up to %d",
+					p.SKU, a.Available, a.Held, a.Committed, a.Available+a.Held+a.Committed, want)
+			}
+		}
+		if !found {
+			rep.violate("%s at %s is not in the vendor's inventory", p.SKU, p.Location)
+		}
+	}
+}
+
+func get(ctx context.Context, url, key string, into any) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if into != nil {
+		json.Unmarshal(body, into)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Summary is a one-line account of a report.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("%d reserves (%d holds, %d refusals), %d commits, %d releases, %d vendor changes, %d events, %d unanswered, %d violations",
+		r.Reserves, r.Holds, r.Refusals, r.Commits, r.Releases, r.VendorChanges, r.Events, r.Unanswered, len(r.Violations))
+}
+
+// sorted returns the violations in order (for stable output).
+func (r *Report) sorted() []string {
+	v := append([]string(nil), r.Violations...)
+	sort.Strings(v)
+	return v
+}

@@ -1,0 +1,140 @@
+package clientcheck
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+func TestMain(m *testing.M) { testredis.Main(m) }
+
+// setUp creates the workload's pools and stocks them.
+func setUp(t *testing.T, s *Service) []Pool {
+	t.Helper()
+	pools := []Pool{
+		{Location: "cc-berlin", SKU: "hot", Shards: 8, Stock: 2000},
+		{Location: "cc-berlin", SKU: "limited", Shards: 4, Limit: 3, Stock: 1000},
+		{Location: "cc-lyon", SKU: "single", Shards: 1, Stock: 500},
+	}
+	w := NewWorkload(s.URL, pools)
+	for _, p := range pools {
+		body, _ := json.Marshal(map[string]any{"vendor": Vendor, "shards": p.Shards, "customer_limit": p.Limit})
+		op := &Op{Kind: "setup", Key: AdminKey, Body: body}
+		w.do(context.Background(), "PUT", "/v1/pools/"+p.Location+"/"+p.SKU, op)
+		if op.Final == nil || op.Final.Status != http.StatusOK {
+			t.Fatalf("create pool %s: %+v", p.SKU, op.Sends)
+		}
+		body, _ = json.Marshal(map[string]any{"location": p.Location, "change_type": "RESTOCK", "quantity_change": p.Stock,
+			"transaction_id": "initial-" + p.SKU})
+		op = &Op{Kind: "setup", Key: VendorKey, Body: body}
+		w.do(context.Background(), "POST", "/v1/vendors/"+Vendor+"/inventory/"+p.SKU+"/update", op)
+		if op.Final == nil || op.Final.Status != http.StatusOK {
+			t.Fatalf("stock pool %s: %+v", p.SKU, op.Sends)
+		}
+	}
+	return pools
+}
+
+// during runs traffic for d and, after wait, the fault.
+func during(w *Workload, clients int, d, wait time.Duration, fault func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(context.Background(), clients, d) })
+	if fault != nil {
+		time.Sleep(wait)
+		fault()
+	}
+	wg.Wait()
+}
+
+// TestClientView drives the real server over HTTP through every fault a deployment meets and
+// checks what each client was told against what the service says afterwards: the holds,
+// their events in the ledger, the pools' counts and a reconciliation. The faults: serve
+// killed (kill -9) and restarted; Redis (append-only file, fsync always) killed and
+// restarted; Postgres cut for 10 s; Redis restarted empty, then the documented procedure
+// (flashhold reconcile --repair). On the test's Redis Cluster: serve killed and Postgres cut.
+func TestClientView(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) { t.Parallel(); clientView(t, false) })
+	t.Run("cluster", func(t *testing.T) { t.Parallel(); clientView(t, true) })
+}
+
+func clientView(t *testing.T, cluster bool) {
+	s := Start(t, cluster)
+	pools := setUp(t, s)
+	w := NewWorkload(s.URL, pools)
+	const clients = 12
+	step := func(name string) { s.Logf("%s: %d operations so far", name, len(w.Ops())) }
+
+	during(w, clients, 2*time.Second, 0, nil)
+	step("plain traffic")
+
+	during(w, clients, 4*time.Second, time.Second, func() {
+		s.KillServe()
+		time.Sleep(500 * time.Millisecond)
+		s.StartServe()
+	})
+	step("serve killed and restarted")
+
+	during(w, clients, 12*time.Second, time.Second, func() {
+		s.PG.Cut()
+		time.Sleep(10 * time.Second)
+		s.PG.Restore()
+	})
+	step("postgres cut for 10 s")
+
+	ctx := context.Background()
+	if !cluster {
+		during(w, clients, 4*time.Second, time.Second, func() {
+			s.Redis.Kill()
+			time.Sleep(300 * time.Millisecond)
+			s.Redis.Start()
+		})
+		step("redis killed and restarted")
+
+		// Redis loses everything. Whatever it acknowledged after the ledger's last copy would
+		// be lost with it (run Redis with an append-only file, or wait for replicas, to keep
+		// that); the traffic stops and the ledger catches up first, so every answer given is
+		// kept.
+		if !s.WaitPersisted(30 * time.Second) {
+			t.Fatalf("the ledger did not catch up:\n%s\n%s", s.Streams(t), s.LogTail())
+		}
+		s.Redis.Kill()
+		s.Redis.Wipe()
+		s.Redis.Start()
+		for deadline := time.Now().Add(10 * time.Second); s.Ready(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("/readyz stayed ready on a Redis that lost its data")
+			}
+		}
+		if code, out := s.Flashhold(ctx, "reconcile", "--repair", "--out", "repair-report"); code == 2 {
+			t.Fatalf("reconcile --repair could not run: %s", lastLines(out, 20))
+		}
+		if !s.WaitReady(10 * time.Second) {
+			t.Fatalf("not ready after the repair: %s", s.LogTail())
+		}
+		step("redis restarted empty and repaired")
+		during(w, clients, 2*time.Second, 0, nil)
+		step("traffic after the repair")
+	}
+
+	// Every hold expires (4 s, or 3 s after an extension), and the sweeper gives it back.
+	time.Sleep(6 * time.Second)
+	if !s.WaitPersisted(30 * time.Second) {
+		t.Fatalf("the ledger did not catch up:\n%s\n%s", s.Streams(t), s.LogTail())
+	}
+	rep := Check(ctx, s, pools, w.Ops())
+	t.Log(rep.Summary())
+	for _, v := range rep.sorted() {
+		t.Error(v)
+	}
+	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 {
+		t.Errorf("the workload proves little: %s", rep.Summary())
+	}
+	if t.Failed() {
+		t.Logf("serve's log ends:\n%s", s.LogTail())
+	}
+}
