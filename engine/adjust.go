@@ -231,6 +231,15 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 			total += rd.avail
 			inFlight += rd.inFlight
 		}
+		if inFlight > 0 && round < 4 {
+			// Units between shards count on both sides from the moment they arrive until their
+			// source settles the transfer: finish the transfers (idempotent, whoever started
+			// them), so the count the change is planned and answered from is exact.
+			if err := e.finishTransfersOf(ctx, p, readings); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		whole := &poolChange{before: total + inFlight}
 		switch req.Kind {
 		case Restock, Adjustment:
@@ -305,4 +314,18 @@ func (e *Engine) spread(ctx context.Context, p *pool, home int, tx string) {
 			return
 		}
 	}
+}
+
+// finishTransfersOf completes the pending transfers out of the shards of p that have units
+// in flight.
+func (e *Engine) finishTransfersOf(ctx context.Context, p *pool, readings []shardReading) error {
+	for s, r := range readings {
+		if r.inFlight <= 0 || r.fenced {
+			continue
+		}
+		if _, err := e.CompleteTransfers(ctx, p.partitions[s], "engine"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -29,7 +29,7 @@ var errTakenOver = errors.New("the request was taken over by a later attempt")
 // slowPath claims the request's key record and runs an attempt, or waits for the attempt that
 // holds it and gives its answer.
 func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
-	wait := 5 * time.Millisecond
+	wait, started := 5*time.Millisecond, time.Now()
 	for {
 		attempt := newAttempt()
 		r, err := e.call(ctx, "claim", rs.kp, rs.record, rs.fp, attempt, e.cfg.IdempotencyLease.Milliseconds(),
@@ -50,16 +50,9 @@ func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
 			}
 			return h, err
 		case "WAIT":
-			until := time.UnixMilli(r.int(1))
-			if d, ok := ctx.Deadline(); ok && d.Before(until) && d.Sub(e.now()) < wait {
-				return nil, fmt.Errorf("%w (until %s at the latest)", ErrInProgress, until.UTC().Format(time.RFC3339Nano))
+			if !waitTurn(ctx, started, e.cfg.IdempotencyLease+e.cfg.RedisTimeout, &wait) {
+				return nil, fmt.Errorf("%w (until %s at the latest)", ErrInProgress, time.UnixMilli(r.int(1)).UTC().Format(time.RFC3339Nano))
 			}
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: %w", ErrInProgress, ctx.Err())
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 100*time.Millisecond)
 		case "ANSWER":
 			return e.decodeAnswer(r.str(1), rs)
 		case "REFUSED":

@@ -111,7 +111,7 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 		return err
 	}
 	id := newAttempt()
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+	for wait, started := 5*time.Millisecond, time.Now(); ; {
 		r, err := e.holdEnd(ctx, h, "commit", id)
 		if err != nil {
 			return err
@@ -126,7 +126,7 @@ func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
 		case "GONE":
 			return fmt.Errorf("%w: released", ErrHoldGone)
 		case "BUSY":
-			if err := sleepCtx(ctx, wait); err != nil {
+			if !waitTurn(ctx, started, e.cfg.CommitGrace+e.cfg.RedisTimeout, &wait) {
 				return fmt.Errorf("%w: another commit of this hold is in progress", ErrInProgress)
 			}
 		default:
@@ -285,13 +285,20 @@ func firstErr(errs []error) error {
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// waitTurn waits before asking again about a request or hold another call holds: a little
+// longer each time, until ctx ends or, in all since started, patience (by then the other
+// call's lease has lapsed and a retry takes over). It reports whether to ask again.
+func waitTurn(ctx context.Context, started time.Time, patience time.Duration, wait *time.Duration) bool {
+	if time.Since(started)+*wait > patience {
+		return false
+	}
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
+		return false
+	case <-time.After(*wait):
 	}
+	*wait = min(2**wait, 100*time.Millisecond)
+	return true
 }
 
 // Release gives a hold's units back. Releasing a released hold again succeeds; a committed
@@ -306,7 +313,7 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 		if err := e.checkOwner(ctx, h); err != nil {
 			return err
 		}
-		for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		for wait, started := 5*time.Millisecond, time.Now(); ; {
 			r, err := e.holdEnd(ctx, h, "release", "")
 			if err != nil {
 				return err
@@ -321,7 +328,7 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 			case "COMMITTED":
 				return ErrHoldCommitted
 			case "BUSY":
-				if err := sleepCtx(ctx, wait); err != nil {
+				if !waitTurn(ctx, started, e.cfg.CommitGrace+e.cfg.RedisTimeout, &wait) {
 					return fmt.Errorf("%w: a commit of this hold is in progress", ErrInProgress)
 				}
 				continue
