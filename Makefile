@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick bench bench-engine run stop clean
+.PHONY: all services build test test-quick bench bench-engine soak run stop clean
 
 all: build
 
@@ -28,6 +28,12 @@ bench: services build
 
 bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench 'BenchmarkReserve|BenchmarkCommit' -benchtime 5s
+
+# Mixed traffic for SOAK (10m) with every background service on; fails when the service's
+# footprint grows after the warm-up or a client was told something untrue. Writes docs/soak/.
+SOAK ?= 10m
+soak: services
+	FLASHHOLD_SOAK=$(SOAK) FLASHHOLD_SOAK_OUT=$(CURDIR)/docs/soak $(GO) test ./internal/clientcheck -run '^TestSoak$$' -count=1 -v -timeout 2h
 
 # The demo runs on a Redis of its own (port 6390, append-only file), which run.sh starts.
 run: build

@@ -27,6 +27,7 @@ func (r *Report) violate(format string, args ...any) {
 
 // told is what clients were told of one hold.
 type told struct {
+	at        time.Time // when the hold was given
 	owner     string
 	hold      hold
 	committed bool // a commit was answered 200
@@ -63,7 +64,7 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 					json.Unmarshal(s.Body, &h)
 					a = "201 " + h.ID
 					if holds[h.ID] == nil {
-						holds[h.ID] = &told{owner: op.Key, hold: h}
+						holds[h.ID] = &told{at: s.At, owner: op.Key, hold: h}
 						rep.Holds++
 					}
 				} else if s.Status == http.StatusConflict {
@@ -141,6 +142,9 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 func checkHolds(ctx context.Context, s *Service, rep *Report, holds map[string]*told) {
 	now := time.Now().UnixMilli()
 	for id, t := range holds {
+		if s.Remember > 0 && time.Since(t.at) > s.Remember-5*time.Second {
+			continue // its record may be forgotten by now; the ledger still shows it (checkEvents)
+		}
 		var got struct {
 			Status    string `json:"status"`
 			ExpiresAt int64  `json:"expires_at_ms"`

@@ -51,6 +51,23 @@ func during(w *Workload, clients int, d, wait time.Duration, fault func()) {
 	wg.Wait()
 }
 
+// settleAndCheck waits until every hold has expired and the ledger has every event, then
+// checks every answer the workload's clients were told; each violation fails t.
+func settleAndCheck(t *testing.T, s *Service, pools []Pool, w *Workload) *Report {
+	t.Helper()
+	// Every hold expires (4 s, or 3 s after an extension), and the sweeper gives it back.
+	time.Sleep(6 * time.Second)
+	if !s.WaitPersisted(60 * time.Second) {
+		t.Fatalf("the ledger did not catch up:\n%s\n%s", s.Streams(t), s.LogTail())
+	}
+	rep := Check(context.Background(), s, pools, w.Ops())
+	t.Log(rep.Summary())
+	for _, v := range rep.sorted() {
+		t.Error(v)
+	}
+	return rep
+}
+
 // TestClientView drives the real server over HTTP through every fault a deployment meets and
 // checks what each client was told against what the service says afterwards: the holds,
 // their events in the ledger, the pools' counts and a reconciliation. The faults: serve
@@ -121,16 +138,7 @@ func clientView(t *testing.T, cluster bool) {
 		step("traffic after the repair")
 	}
 
-	// Every hold expires (4 s, or 3 s after an extension), and the sweeper gives it back.
-	time.Sleep(6 * time.Second)
-	if !s.WaitPersisted(30 * time.Second) {
-		t.Fatalf("the ledger did not catch up:\n%s\n%s", s.Streams(t), s.LogTail())
-	}
-	rep := Check(ctx, s, pools, w.Ops())
-	t.Log(rep.Summary())
-	for _, v := range rep.sorted() {
-		t.Error(v)
-	}
+	rep := settleAndCheck(t, s, pools, w)
 	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 {
 		t.Errorf("the workload proves little: %s", rep.Summary())
 	}

@@ -53,7 +53,10 @@ type Service struct {
 	schema string
 	URL    string
 	addr   string
-	env    []string
+	// Remember is how long serve keeps a hold's record after it ended (its
+	// FLASHHOLD_IDEMPOTENCY_TTL; 0: longer than any test runs).
+	Remember time.Duration
+	env      []string
 
 	mu    sync.Mutex
 	serve *exec.Cmd

@@ -62,6 +62,13 @@ type Workload struct {
 	// Patience is how long a client keeps sending one request without a definite answer
 	// (restarts of serve and Redis fall within it).
 	Patience time.Duration
+	// RestockMax is the most units one restock adds (default 10).
+	RestockMax int
+	// Refill, when set, has the vendor restock a pool it finds with fewer units available
+	// back up to Refill, so that a long run keeps the same mix of holds and refusals.
+	Refill int64
+	// Pace is how long each buyer waits between its requests (0: none).
+	Pace time.Duration
 
 	http *http.Client
 	mu   sync.Mutex
@@ -71,7 +78,7 @@ type Workload struct {
 
 // NewWorkload returns a workload on url.
 func NewWorkload(url string, pools []Pool) *Workload {
-	return &Workload{URL: url, Pools: pools, Patience: 60 * time.Second,
+	return &Workload{URL: url, Pools: pools, Patience: 60 * time.Second, RestockMax: 10,
 		http: &http.Client{Timeout: 4 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 }
 
@@ -159,6 +166,9 @@ func (w *Workload) buyer(ctx, stop context.Context, c int) {
 	}
 	var mine, left []hold // held now; left to expire
 	for stop.Err() == nil {
+		if w.Pace > 0 {
+			time.Sleep(w.Pace)
+		}
 		switch n := rng.IntN(10); {
 		case n == 0 && len(left) > 0 && time.Now().UnixMilli() > left[0].ExpiresAt-200:
 			// Back, about when (or after) the hold left alone expired: too late, or just in time.
@@ -248,14 +258,40 @@ func (w *Workload) vendor(ctx, stop context.Context) {
 		case <-time.After(time.Duration(200+rng.IntN(300)) * time.Millisecond):
 		}
 		p := w.Pools[rng.IntN(len(w.Pools))]
-		kind, qty := "RESTOCK", 1+rng.IntN(10)
+		kind, qty := "RESTOCK", 1+rng.IntN(w.RestockMax)
 		if rng.IntN(3) == 0 {
 			kind, qty = "SPOILAGE", -(1 + rng.IntN(3))
+		}
+		if avail, ok := w.available(ctx, p); ok && avail < w.Refill {
+			kind, qty = "RESTOCK", int(w.Refill-avail)
 		}
 		tx := fmt.Sprintf("tx-%d", w.seq.Add(1))
 		raw, _ := json.Marshal(map[string]any{"location": p.Location, "change_type": kind, "quantity_change": qty, "transaction_id": tx})
 		w.do(ctx, "POST", "/v1/vendors/"+Vendor+"/inventory/"+p.SKU+"/update", &Op{Kind: kindOf(kind), Key: VendorKey, IdemOf: tx, Body: raw})
 	}
+}
+
+// available reads the units of p available now, as its vendor sees them.
+func (w *Workload) available(ctx context.Context, p Pool) (int64, bool) {
+	if w.Refill == 0 {
+		return 0, false
+	}
+	var page struct {
+		Items []struct {
+			Location  string `json:"location"`
+			SKU       string `json:"sku"`
+			Available int64  `json:"stock_quantity"`
+		} `json:"items"`
+	}
+	if status, _ := get(ctx, w.URL+"/v1/vendors/"+Vendor+"/inventory?limit=1000", VendorKey, &page); status != http.StatusOK {
+		return 0, false
+	}
+	for _, it := range page.Items {
+		if it.Location == p.Location && it.SKU == p.SKU {
+			return it.Available, true
+		}
+	}
+	return 0, false
 }
 
 func kindOf(change string) string {
