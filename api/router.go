@@ -14,15 +14,21 @@ type route struct {
 	roles   []string // nil: no authentication
 	h       handler
 	segs    []string
+	class   class // how it is admitted under load
 }
 
 type router struct {
 	routes []*route
 }
 
-func (r *router) add(method, pattern string, roles []string, h handler) {
-	r.routes = append(r.routes, &route{Method: method, Pattern: pattern, roles: roles, h: h,
-		segs: strings.Split(strings.Trim(pattern, "/"), "/")})
+func (r *router) add(method, pattern string, roles []string, h handler) *route {
+	rt := &route{Method: method, Pattern: pattern, roles: roles, h: h,
+		segs: strings.Split(strings.Trim(pattern, "/"), "/"), class: starting}
+	if roles == nil {
+		rt.class = unmetered
+	}
+	r.routes = append(r.routes, rt)
+	return rt
 }
 
 // match finds the route for a request. When the path matches but not the method, it returns

@@ -12,14 +12,14 @@ func (s *Server) routes() {
 	r := &s.router
 	r.add(http.MethodPost, "/v1/holds", checkout, s.createHold)
 	r.add(http.MethodGet, "/v1/holds/{id}", checkout, s.getHold)
-	r.add(http.MethodPost, "/v1/holds/{id}/commit", checkout, s.commitHold)
-	r.add(http.MethodPost, "/v1/holds/{id}/release", checkout, s.releaseHold)
-	r.add(http.MethodPost, "/v1/holds/{id}/extend", checkout, s.extendHold)
+	r.add(http.MethodPost, "/v1/holds/{id}/commit", checkout, s.commitHold).class = finishing
+	r.add(http.MethodPost, "/v1/holds/{id}/release", checkout, s.releaseHold).class = finishing
+	r.add(http.MethodPost, "/v1/holds/{id}/extend", checkout, s.extendHold).class = finishing
 	r.add(http.MethodGet, "/v1/availability/{sku}", checkout, s.availability)
 
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
-	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate)
-	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate).class = finishing
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk).class = finishing
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/subscribe", vendors, s.subscribe)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)

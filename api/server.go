@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,10 @@ type Config struct {
 	RequestTimeout time.Duration `env:"FLASHHOLD_REQUEST_TIMEOUT" envDefault:"5s"`
 	BulkMaxRows    int           `env:"FLASHHOLD_BULK_MAX_ROWS" envDefault:"10000"`
 	BulkWorkers    int           `env:"FLASHHOLD_BULK_WORKERS" envDefault:"8"`
+	// MaxConns caps the connections open at once (0: DefaultMaxConns, from the open-files
+	// limit); one more is answered 503 and closed.
+	MaxConns  int `env:"FLASHHOLD_HTTP_MAX_CONNS" envDefault:"0"`
+	Admission AdmissionConfig
 }
 
 // Checker reports whether a dependency is reachable (for /readyz).
@@ -56,6 +61,9 @@ type Server struct {
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time
+	admission *admission
+	conns     *guardedListener // set by Serve
+	connsMu   sync.Mutex
 }
 
 // Option changes how New builds a Server.
@@ -79,7 +87,8 @@ func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, eng: eng, keys: kr, log: zerolog.Nop(), ready: map[string]Checker{}, now: time.Now}
+	s := &Server{cfg: cfg, eng: eng, keys: kr, log: zerolog.Nop(), ready: map[string]Checker{}, now: time.Now,
+		admission: newAdmission(cfg.Admission)}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.ready["redis"] = func(ctx context.Context) error { return eng.Redis().Ping(ctx).Err() }
 	s.events = &streamEvents{eng: eng}
@@ -87,6 +96,7 @@ func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Serve
 		o(s)
 	}
 	s.metrics = newMetrics(eng)
+	s.metrics.reg.MustRegister(s.loadMetrics()...)
 	s.routes()
 	s.srv = &fasthttp.Server{
 		Handler:                      s.handle,
@@ -113,8 +123,26 @@ func (s *Server) Routes() [][2]string {
 	return out
 }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve accepts connections on ln until Shutdown. It keeps serving through accept errors and
+// caps the connections open at once (see guardedListener).
+func (s *Server) Serve(ln net.Listener) error {
+	max := s.cfg.MaxConns
+	if max <= 0 {
+		max = DefaultMaxConns()
+	}
+	g := newGuardedListener(ln, max, &s.log)
+	s.connsMu.Lock()
+	s.conns = g
+	s.connsMu.Unlock()
+	return s.srv.Serve(g)
+}
+
+// listener is the listener Serve wraps (nil before Serve).
+func (s *Server) listener() *guardedListener {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return s.conns
+}
 
 // Shutdown stops accepting connections and waits for requests in flight to finish (or ctx
 // to end), then cancels what is left.
@@ -270,6 +298,12 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
 	defer cancel()
+	done, ok := s.admission.admit(ctx, rt.class)
+	if !ok {
+		s.writeError(rc, errorf(http.StatusServiceUnavailable, "overloaded", "the server is at capacity; retry soon"))
+		return
+	}
+	defer done()
 	c.ctx = ctx
 	if err := rt.h(c); err != nil {
 		s.writeError(rc, err)

@@ -157,9 +157,16 @@ func (c *coalescer) work() {
 		calls = calls[:0]
 		clear(slot)
 		var natives []redis.Cmder
+		now := c.e.nowMs()
 		for _, pp := range batch {
 			if !pp.state.CompareAndSwap(queued, taken) {
 				continue // its caller left before it went out
+			}
+			if exp, ok := reserveExpiry(pp); ok && exp <= now {
+				// It waited here past the expiry it was given: the hold would be born
+				// expired (and the script refuses it, with every request of its call).
+				pp.out <- placeResult{err: fmt.Errorf("%w: the request waited %d ms for Redis, past its hold's expiry", ErrUnavailable, now-exp)}
+				continue
 			}
 			natives = append(natives, pp.natives...)
 			kind := kindOf(pp.op)
@@ -177,7 +184,7 @@ func (c *coalescer) work() {
 			calls[i].batch = append(calls[i].batch, pp)
 		}
 		if len(calls) > 0 {
-			c.flush(calls, natives)
+			c.flush(calls, natives, now)
 		}
 	}
 }
@@ -205,7 +212,7 @@ func takeBatch[T any](ctx context.Context, q <-chan T, batch []T, max int) ([]T,
 
 // flush sends the calls of one round trip as a pipeline, after the plain commands natives,
 // and hands each request its reply.
-func (c *coalescer) flush(calls []partitionCall, natives []redis.Cmder) {
+func (c *coalescer) flush(calls []partitionCall, natives []redis.Cmder, now int64) {
 	e := c.e
 	e.stats.RoundTrips.Add(1)
 	ops := make([]opCall, len(calls))
@@ -225,10 +232,19 @@ func (c *coalescer) flush(calls []partitionCall, natives []redis.Cmder) {
 		}
 		ops[i] = opCall{name: pc.name(), p: pc.partition, record: pc.record, args: pc.args()}
 	}
-	out, errs := e.runAll(c.ctx, e.nowMs(), ops, natives...)
+	out, errs := e.runAll(c.ctx, now, ops, natives...)
 	for i := range calls {
 		c.answer(&calls[i], out[i], errs[i])
 	}
+}
+
+// reserveExpiry is the expiry a queued reserve asks for (reserve.lua's ARGV[8]).
+func reserveExpiry(pp *pendingPlace) (int64, bool) {
+	if pp.op != "reserve" || len(pp.args) < 6 {
+		return 0, false
+	}
+	exp, ok := pp.args[5].(int64)
+	return exp, ok
 }
 
 func (pc *partitionCall) name() string {

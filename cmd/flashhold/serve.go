@@ -81,6 +81,11 @@ func serveCmd(ctx context.Context) error {
 		return err
 	}
 	opts = append(opts, api.WithReadiness("keyspace", guard.Check))
+	if soft, _, err := api.RaiseOpenFilesLimit(); err != nil {
+		log.Warn().Err(err).Msg("could not raise the open-files limit")
+	} else if cfg.API.MaxConns <= 0 {
+		log.Info().Uint64("open_files_limit", soft).Int("max_connections", api.DefaultMaxConns()).Msg("connection cap from the open-files limit")
+	}
 	srv, err := api.New(cfg.API, e, keys, opts...)
 	if err != nil {
 		return err

@@ -58,9 +58,13 @@ type Service struct {
 	Remember time.Duration
 	env      []string
 
-	mu    sync.Mutex
-	serve *exec.Cmd
-	log   *os.File
+	// Wrap, when set, runs serve through this command (e.g. prlimit with its arguments).
+	Wrap []string
+
+	mu     sync.Mutex
+	serve  *exec.Cmd
+	exited chan struct{} // closed when serve has exited
+	log    *os.File
 }
 
 var build struct {
@@ -117,6 +121,18 @@ func moduleRoot() (string, error) {
 // extra environment (FLASHHOLD_...=...).
 func Start(t testing.TB, cluster bool, extra ...string) *Service {
 	t.Helper()
+	return start(t, cluster, nil, extra)
+}
+
+// StartWrapped starts the servers and serve on standalone Redis, serve run through the
+// command wrap (e.g. prlimit and its arguments).
+func StartWrapped(t testing.TB, wrap []string, extra ...string) *Service {
+	t.Helper()
+	return start(t, false, wrap, extra)
+}
+
+func start(t testing.TB, cluster bool, wrap, extra []string) *Service {
+	t.Helper()
 	s := &Service{t: t, bin: Binary(t), dir: t.TempDir(), prefix: "fh"}
 	var redisEnv []string
 	if cluster {
@@ -163,6 +179,7 @@ func Start(t testing.TB, cluster bool, extra ...string) *Service {
 		"FLASHHOLD_LOG_LEVEL=warn",
 	)
 	s.env = append(s.env, extra...)
+	s.Wrap = wrap
 	s.StartServe()
 	t.Cleanup(s.KillServe)
 	return s
@@ -192,11 +209,15 @@ func (s *Service) StartServe() {
 		s.t.Cleanup(func() { f.Close() })
 	}
 	cmd := exec.Command(s.bin, "serve")
+	if len(s.Wrap) > 0 {
+		cmd = exec.Command(s.Wrap[0], append(s.Wrap[1:], s.bin, "serve")...)
+	}
 	cmd.Env, cmd.Stdout, cmd.Stderr = s.env, s.log, s.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start serve: %v", err)
 	}
-	s.serve = cmd
+	s.serve, s.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) { cmd.Wait(); close(exited) }(s.exited)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.URL + "/healthz")
@@ -219,8 +240,23 @@ func (s *Service) KillServe() {
 	defer s.mu.Unlock()
 	if s.serve != nil && s.serve.Process != nil {
 		s.serve.Process.Kill()
-		s.serve.Wait()
+		<-s.exited
 		s.serve = nil
+	}
+}
+
+// Alive reports whether serve is running.
+func (s *Service) Alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.serve == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
 	}
 }
 

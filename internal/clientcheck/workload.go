@@ -23,10 +23,12 @@ type Pool struct {
 
 // Send is one HTTP exchange of an operation.
 type Send struct {
-	At     time.Time
-	Status int // 0: no answer (connection refused, reset, timed out)
-	Body   []byte
-	Err    string
+	At         time.Time
+	Status     int // 0: no answer (connection refused, reset, timed out)
+	Body       []byte
+	Err        string
+	RetryAfter string        // the answer's Retry-After header
+	Took       time.Duration // from sending to the whole answer
 }
 
 func (s Send) code() string {
@@ -130,7 +132,7 @@ func (w *Workload) send(ctx context.Context, method, path string, op *Op) Send {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return Send{At: at, Status: resp.StatusCode, Body: body}
+	return Send{At: at, Status: resp.StatusCode, Body: body, RetryAfter: resp.Header.Get("Retry-After"), Took: time.Since(at)}
 }
 
 // hold is what a 201 answer told.
