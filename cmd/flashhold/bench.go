@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/bench"
+	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/rediskeys"
@@ -138,7 +139,7 @@ func benchSchema(ctx context.Context, url, schema string, clients int) (*pgxpool
 		_, err := admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
 		return err
 	}
-	pc, err := pgxpool.ParseConfig(url)
+	pc, err := ledger.PoolConfig(url)
 	if err != nil {
 		_ = drop(ctx)
 		return nil, nil, err

@@ -40,9 +40,9 @@ func serveCmd(ctx context.Context) error {
 	var detector *alerts.Detector
 	var deliverer *alerts.Deliverer
 	if cfg.PostgresURL != "" {
-		pool, err := pgxpool.New(ctx, cfg.PostgresURL)
+		pool, err := ledger.OpenPool(ctx, cfg.PostgresURL)
 		if err != nil {
-			return fmt.Errorf("FLASHHOLD_POSTGRES_URL: %w", err)
+			return err
 		}
 		defer pool.Close()
 		if cfg.MigrateOnStart {
@@ -183,11 +183,7 @@ func openLedger(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, fmt.Errorf("FLASHHOLD_POSTGRES_URL is empty")
 	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return nil, fmt.Errorf("FLASHHOLD_POSTGRES_URL: %w", err)
-	}
-	return pool, nil
+	return ledger.OpenPool(ctx, url)
 }
 
 // migrateCmd applies the ledger migrations.
