@@ -14,10 +14,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/bench"
-	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/rediskeys"
+	"github.com/flashhold/flashhold/ledger"
 )
 
 // errDirty makes bench exit with 1: a scenario oversold, undersold or broke an invariant.
