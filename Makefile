@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick bench bench-engine soak run stop clean
+.PHONY: all services build test test-quick bench bench-engine bench-ledger soak run stop clean
 
 all: build
 
@@ -28,6 +28,12 @@ bench: services build
 
 bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench 'BenchmarkReserve|BenchmarkCommit' -benchtime 5s
+
+# The ledger's append rate and query latency at 0, 5M and 20M rows, statistics stale and
+# fresh: docs/bench/ledger-growth.md.
+LEDGER_ROWS ?= 5000000,20000000
+bench-ledger: services
+	FLASHHOLD_LEDGER_GROWTH=$(LEDGER_ROWS) FLASHHOLD_LEDGER_GROWTH_OUT=$(CURDIR)/docs/bench $(GO) test ./ledger -run '^TestLedgerGrowth$$' -count=1 -v -timeout 2h
 
 # Mixed traffic for SOAK (10m) with every background service on; fails when the service's
 # footprint grows after the warm-up or a client was told something untrue. Writes docs/soak/.
