@@ -27,10 +27,11 @@ const (
 	Catalog     = "catalog"
 	Cart        = "cart"
 	ExpiryStorm = "expiry-storm"
+	Spike       = "spike"
 )
 
 // Scenarios lists every scenario in the order the standard suite runs them.
-var Scenarios = []string{FlashSale, Catalog, Cart, ExpiryStorm}
+var Scenarios = []string{FlashSale, Catalog, Cart, ExpiryStorm, Spike}
 
 // Options configure a bench run. Zero values take the defaults in Defaults.
 type Options struct {

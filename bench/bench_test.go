@@ -70,6 +70,9 @@ func TestEveryScenarioSmoke(t *testing.T) {
 			t.Errorf("%s: invariants %+v", name, s.Invariants)
 		}
 	}
+	if sp := r.Scenarios[Spike].Spike; sp == nil || !sp.ServerUp || sp.CapacityRPS <= 0 || len(sp.Phases) != 4 || sp.Phases[1].GoodputRPS <= 0 {
+		t.Errorf("spike: %+v", sp)
+	}
 	fs := r.Scenarios[FlashSale]
 	if fs.Phases[0].OK != smallOptions().Stock {
 		t.Errorf("flash-sale granted %d of %d units", fs.Phases[0].OK, smallOptions().Stock)

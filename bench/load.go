@@ -20,6 +20,9 @@ const (
 	Refused
 	// Failed: an error (transport, timeout, an unexpected status).
 	Failed
+	// Shed: answered 503 with Retry-After: the server turned it away at once, to be sent
+	// again later (spike scenario).
+	Shed
 )
 
 // Kind is what a request asked for.

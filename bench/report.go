@@ -90,6 +90,8 @@ type Scenario struct {
 	PersisterLag *Lag `json:"persister_lag,omitempty"`
 	// SweeperLagMaxS is the oldest overdue hold the sweeper had left, at worst (expiry-storm).
 	SweeperLagMaxS *float64 `json:"sweeper_lag_max_s,omitempty"`
+	// Spike is the spike scenario's account.
+	Spike *SpikeResult `json:"spike,omitempty"`
 	Notes          []string `json:"notes,omitempty"`
 	Series         []Point  `json:"series"`
 }
@@ -294,6 +296,22 @@ func (r *Report) Markdown() string {
 				}
 			}
 		}
+	}
+	if s := r.Scenarios[Spike]; s != nil && s.Spike != nil {
+		sp := s.Spike
+		fmt.Fprintf(&b, "\n## Spike\n\nCapacity (closed loop, %d clients): %.0f requests/s. Open loops from %d senders, %s each; latency of the requests served (not shed), from when each was due.\n\n",
+			r.Options.Clients, sp.CapacityRPS, sp.Workers, r.Options.Duration)
+		b.WriteString("| phase | offered/s | sent/s | unsent | goodput/s | goodput / capacity | shed/s | errors | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, p := range sp.Phases {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %.0f | %.2f | %.0f | %d | %.2f | %.2f |\n", p.Name, p.OfferedRPS, p.SentRPS, p.Unsent, p.GoodputRPS,
+				p.GoodputRPS/sp.CapacityRPS, p.ShedRPS, p.Errors, p.P50Ms, p.P99Ms)
+		}
+		recovered := "never, within the phase"
+		if sp.RecoveryS >= 0 {
+			recovered = fmt.Sprintf("%.2f s", sp.RecoveryS)
+		}
+		fmt.Fprintf(&b, "\nAfter the spike, p99 back within max(2 × %.2f ms, %.2f ms + 5 ms) for good: %s. Server up afterwards: %v.\n",
+			sp.NormalP99Ms, sp.NormalP99Ms, recovered, sp.ServerUp)
 	}
 	r.cpuTable(&b, names)
 	b.WriteString("\n## Invariants (read from Redis after every hold ended)\n\n| scenario | pools | stock | available | held | committed | client committed | oversold | undersold |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")

@@ -43,6 +43,8 @@ func Run(ctx context.Context, env Env, opts Options) (*Report, error) {
 			sc, err = b.cart(ctx)
 		case ExpiryStorm:
 			sc, err = b.expiryStorm(ctx)
+		case Spike:
+			sc, err = b.spike(ctx)
 		}
 		if err != nil {
 			return nil, err

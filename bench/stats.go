@@ -12,6 +12,7 @@ type Stats struct {
 	OK       int64 `json:"ok"`
 	Refused  int64 `json:"refused"`
 	Errors   int64 `json:"errors"`
+	Shed     int64 `json:"shed,omitempty"` // answered 503 with Retry-After (not errors)
 	// Seconds is the length of the phase; ThroughputRPS counts answered requests (OK and
 	// refused) per second of it.
 	Seconds       float64 `json:"seconds"`
@@ -49,6 +50,9 @@ func summarize(samples []sample, length time.Duration, keep func(sample) bool) S
 			st.OK++
 		case Refused:
 			st.Refused++
+		case Shed:
+			st.Shed++
+			continue // latencies are those of the requests served
 		default:
 			st.Errors++
 		}
@@ -74,6 +78,7 @@ type Point struct {
 	OK      float64 `json:"ok_rps"`
 	Refused float64 `json:"refused_rps"`
 	Errors  float64 `json:"errors_rps"`
+	Shed    float64 `json:"shed_rps,omitempty"`
 }
 
 // series buckets requests by when they finished, step at a time.
@@ -94,6 +99,8 @@ func series(samples []sample, length, step time.Duration) []Point {
 			pts[i].OK += per
 		case Refused:
 			pts[i].Refused += per
+		case Shed:
+			pts[i].Shed += per
 		default:
 			pts[i].Errors += per
 		}
