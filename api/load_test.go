@@ -55,8 +55,9 @@ func TestAdmissionFinishingFirst(t *testing.T) {
 // wait, and never past their deadline); the rest are shed at once.
 func TestAdmissionSheds(t *testing.T) {
 	a := fixedAdmission(2, 50*time.Millisecond)
+	var mu sync.Mutex
 	shed := map[class]int{}
-	a.onShed = func(c class) { shed[c]++ }
+	a.onShed = func(c class) { mu.Lock(); shed[c]++; mu.Unlock() }
 	for range 2 {
 		if _, ok := a.admit(context.Background(), starting); !ok {
 			t.Fatal("shed under the limit")
@@ -85,6 +86,8 @@ func TestAdmissionSheds(t *testing.T) {
 	if _, ok := a.admit(ctx, starting); ok {
 		t.Error("a request past its deadline was admitted")
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if shed[starting] != 5 || shed[finishing] != 1 {
 		t.Errorf("shed counts %v; want 5 starting, 1 finishing", shed)
 	}
