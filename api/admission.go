@@ -28,9 +28,9 @@ var classNames = [...]string{unmetered: "unmetered", finishing: "finishing", sta
 type AdmissionConfig struct {
 	On bool `env:"FLASHHOLD_ADMIT" envDefault:"true"`
 	// Target is the mean time an admitted request may take; above it the limit shrinks.
-	Target time.Duration `env:"FLASHHOLD_ADMIT_TARGET" envDefault:"10ms"`
+	Target time.Duration `env:"FLASHHOLD_ADMIT_TARGET" envDefault:"20ms"`
 	// Wait is the longest a request waits for a place before it is shed.
-	Wait     time.Duration `env:"FLASHHOLD_ADMIT_WAIT" envDefault:"20ms"`
+	Wait     time.Duration `env:"FLASHHOLD_ADMIT_WAIT" envDefault:"10ms"`
 	MinLimit int           `env:"FLASHHOLD_ADMIT_MIN" envDefault:"4"`
 	MaxLimit int           `env:"FLASHHOLD_ADMIT_MAX" envDefault:"1024"`
 }
@@ -67,7 +67,7 @@ type admitWaiter struct {
 func newAdmission(cfg AdmissionConfig) *admission {
 	cfg.MinLimit = max(cfg.MinLimit, 1)
 	cfg.MaxLimit = max(cfg.MaxLimit, cfg.MinLimit)
-	a := &admission{cfg: cfg, limit: float64(min(max(64, cfg.MinLimit), cfg.MaxLimit))}
+	a := &admission{cfg: cfg, limit: float64(min(max(256, cfg.MinLimit), cfg.MaxLimit))}
 	a.window.start = time.Now()
 	return a
 }

@@ -236,7 +236,7 @@ func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
 	case ae.Status == http.StatusServiceUnavailable || ae.Code == "request_in_progress":
 		// Nothing is wrong with the request: it may be sent again, with the same key.
 		rc.Response.Header.Set("Retry-After", "1")
-		if ae.Status == http.StatusServiceUnavailable {
+		if ae.Status == http.StatusServiceUnavailable && ae.Code != "overloaded" { // sheds are counted, not logged
 			s.log.Warn().Err(err).Str("path", string(rc.Path())).Msg("dependency unavailable")
 		}
 	}

@@ -47,6 +47,8 @@ func (r *reserveOp) op(_ context.Context, w int) (Outcome, Kind) {
 		return OK, Reserve
 	case status == 409:
 		return Refused, Reserve
+	case status == 503:
+		return Shed, Reserve
 	}
 	return Failed, Reserve
 }

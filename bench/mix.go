@@ -66,6 +66,9 @@ func (s *shopper) op(_ context.Context, w int) (Outcome, Kind) {
 		if err != nil {
 			return Failed, End
 		}
+		if status == 503 {
+			return Shed, End // the hold stays pending: its end is sent again next
+		}
 		s.pending[w] = heldCart{}
 		if status != 200 {
 			return Failed, End
@@ -94,6 +97,8 @@ func (s *shopper) op(_ context.Context, w int) (Outcome, Kind) {
 		return Failed, Reserve
 	case status == 409:
 		return Refused, Reserve
+	case status == 503:
+		return Shed, Reserve
 	case status != 201:
 		return Failed, Reserve
 	}

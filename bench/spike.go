@@ -47,17 +47,13 @@ type SpikePhase struct {
 	P99Ms float64 `json:"p99_ms"`
 }
 
-// spikeOp places one-unit holds over HTTP and tells a shed answer (503 with Retry-After)
-// from a failure.
+// spikeOp places one-unit holds over HTTP; a 503 without Retry-After counts as a failure.
 type spikeOp struct{ *reserveOp }
 
 func (s spikeOp) op(ctx context.Context, w int) (Outcome, Kind) {
 	out, kind := s.reserveOp.op(ctx, w)
-	if out == Failed {
-		resp := s.cl.conns[w].resp
-		if resp.StatusCode() == http.StatusServiceUnavailable && len(resp.Header.Peek("Retry-After")) > 0 {
-			return Shed, kind
-		}
+	if out == Shed && len(s.cl.conns[w].resp.Header.Peek("Retry-After")) == 0 {
+		return Failed, kind // a 503 must say when to come back
 	}
 	return out, kind
 }
