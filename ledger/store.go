@@ -353,12 +353,30 @@ func (s *Store) Watermark(ctx context.Context, p int) (int64, error) {
 func (s *Store) Events(ctx context.Context, vendor string, afterPartition int, afterSeq int64, limit int) ([]engine.Event, error) {
 	q := `SELECT ` + eventSelect + ` FROM inventory_events e`
 	args := []any{afterPartition, afterSeq, limit}
-	if vendor != "" {
-		q += ` JOIN pools p ON p.location = e.location AND p.sku = e.sku AND p.vendor_id = $4`
-		args = append(args, vendor)
+	if vendor == "" {
+		q += ` WHERE (e.partition, e.seq) > ($1, $2) ORDER BY e.partition, e.seq LIMIT $3`
+		return s.queryEvents(ctx, s.pool, q, args...)
 	}
-	q += ` WHERE (e.partition, e.seq) > ($1, $2) ORDER BY e.partition, e.seq LIMIT $3`
-	return s.queryEvents(ctx, q, args...)
+	q += ` JOIN pools p ON p.location = e.location AND p.sku = e.sku AND p.vendor_id = $4
+		WHERE (e.partition, e.seq) > ($1, $2) ORDER BY e.partition, e.seq LIMIT $3`
+	args = append(args, vendor)
+	// Walk the primary key in order, filtering by vendor, and never sort: without
+	// statistics the join with pools is estimated at one row, and the planner sorted a
+	// sequential scan of the whole ledger instead (TestVendorPageStaleStatistics).
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: events: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
+		return nil, fmt.Errorf("ledger: events: %w", err)
+	}
+	return s.queryEvents(ctx, tx, q, args...)
+}
+
+// querier runs a query: a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // eventSelect is the column list queryEvents scans.
@@ -366,8 +384,8 @@ const eventSelect = `e.partition, e.seq, e.type, e.location, e.sku, e.shard, e.d
 	e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash`
 
 // queryEvents runs a query selecting eventSelect and scans its rows.
-func (s *Store) queryEvents(ctx context.Context, q string, args ...any) ([]engine.Event, error) {
-	rows, err := s.pool.Query(ctx, q, args...)
+func (s *Store) queryEvents(ctx context.Context, db querier, q string, args ...any) ([]engine.Event, error) {
+	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: events: %w", err)
 	}
@@ -404,7 +422,7 @@ func (s *Store) HoldEvents(ctx context.Context, vendor string, parts []engine.Pa
 		args = append(args, vendor)
 	}
 	q += ` WHERE e.hold = ANY($1) AND e.hold <> '' ORDER BY e.partition, e.seq`
-	evs, err := s.queryEvents(ctx, q, args...)
+	evs, err := s.queryEvents(ctx, s.pool, q, args...)
 	if err != nil {
 		return nil, err
 	}
