@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flashhold/flashhold/engine"
-	"github.com/flashhold/flashhold/internal/testpg"
 )
 
 // TestLedgerGrowth measures how the ledger's hot paths hold up as it grows: the persister's
@@ -37,21 +34,7 @@ func TestLedgerGrowth(t *testing.T) {
 		sizes = append(sizes, n)
 	}
 	ctx := context.Background()
-	_, schema := testpg.Schema(t)
-	cfg, err := PoolConfig(testpg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := ledgerPool(t, 2)
 	for _, q := range []string{
 		`ALTER TABLE inventory_events SET (autovacuum_enabled = false)`,
 		`INSERT INTO vendors (id) VALUES ('acme') ON CONFLICT DO NOTHING`,

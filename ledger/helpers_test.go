@@ -34,6 +34,28 @@ func newStore(t testing.TB) (*Store, string) {
 	return NewStore(pool), schema
 }
 
+// ledgerPool opens a pool of conns connections to a fresh, migrated schema, configured as
+// flashhold opens the ledger (PoolConfig).
+func ledgerPool(t testing.TB, conns int32) *pgxpool.Pool {
+	t.Helper()
+	_, schema := testpg.Schema(t)
+	cfg, err := PoolConfig(testpg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = conns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
 func persistConfig() PersistConfig {
 	return PersistConfig{Group: "ledger", Batch: 500, MaxRows: 20000, Interval: 5 * time.Millisecond, Mode: ModeCopy,
 		ClaimIdle: 0, Lease: 5 * time.Second, Keep: 1 << 40, BackoffMax: 200 * time.Millisecond, Timeout: 10 * time.Second,

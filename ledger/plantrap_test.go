@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashhold/flashhold/engine"
-	"github.com/flashhold/flashhold/internal/testpg"
 )
 
 // TestLedgerPlanTrap: the persister's append rate on a ledger of millions of rows whose
@@ -70,21 +69,7 @@ type trapStore struct {
 func trapLedger(t *testing.T) *trapStore {
 	t.Helper()
 	ctx := context.Background()
-	_, schema := testpg.Schema(t)
-	cfg, err := PoolConfig(testpg.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	cfg.MaxConns = 1 // every query on the one connection that prepared it
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := ledgerPool(t, 1) // every query on the one connection that prepared it
 	for _, q := range []string{`ALTER TABLE inventory_events SET (autovacuum_enabled = false)`, `ANALYZE inventory_events`} {
 		if _, err := pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
