@@ -29,8 +29,15 @@ const (
 // GenesisHash is the prev_hash of a partition's first event.
 const GenesisHash = "0000000000000000000000000000000000000000"
 
+// EventVersion is the version of the canonical form the scripts write. Version 1 (18 fields)
+// had no expiry field: a RESERVED or EXTENDED event carried the part's expiry as its reason
+// text. Version 2 adds expires_at after the reason. Both verify and parse.
+const EventVersion = 2
+
 // Event is one change to one shard, as written by a script to its partition's stream.
 type Event struct {
+	// Version is the canonical form the event was written in (0 is taken as EventVersion).
+	Version   int    `json:"version"`
 	Partition int    `json:"partition"`
 	Seq       int64  `json:"seq"`
 	Type      string `json:"type"`
@@ -46,23 +53,61 @@ type Event struct {
 	Qty       int64  `json:"qty"`
 	Customer  string `json:"customer,omitempty"`
 	// Idem is the idempotency token of a reservation, or the transaction or transfer id.
-	Idem     string `json:"idem,omitempty"`
-	Actor    string `json:"actor,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	TS       int64  `json:"ts"`
-	PrevHash string `json:"prev_hash"`
-	Hash     string `json:"hash"`
+	Idem   string `json:"idem,omitempty"`
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// ExpiresAt is the part's expiry (ms) after a RESERVED or EXTENDED event, 0 on others.
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+	TS        int64  `json:"ts"`
+	PrevHash  string `json:"prev_hash"`
+	Hash      string `json:"hash"`
 }
 
-const eventFields = 18
+// The number of fields of each version's canonical form.
+const (
+	eventFieldsV1 = 18
+	eventFields   = 19
+)
 
-// Canonical is the exact text the event's hash covers.
+// version is the canonical form the event is written in.
+func (ev *Event) version() int {
+	if ev.Version == 1 {
+		return 1
+	}
+	return EventVersion
+}
+
+// Canonical is the exact text the event's hash covers:
+//
+//	version|partition|seq|type|location|sku|shard|delta|after|held_delta|hold|qty|customer|idem|actor|reason|expires_at|ts|prev_hash
+//
+// (version 1 has no expires_at).
 func (ev *Event) Canonical() string {
-	return strings.Join([]string{"1", strconv.Itoa(ev.Partition), strconv.FormatInt(ev.Seq, 10), ev.Type,
+	f := make([]string, 0, eventFields)
+	f = append(f, strconv.Itoa(ev.version()), strconv.Itoa(ev.Partition), strconv.FormatInt(ev.Seq, 10), ev.Type,
 		ev.Location, ev.SKU, strconv.Itoa(ev.Shard), strconv.FormatInt(ev.Delta, 10),
 		strconv.FormatInt(ev.After, 10), strconv.FormatInt(ev.HeldDelta, 10), ev.Hold,
-		strconv.FormatInt(ev.Qty, 10), ev.Customer, ev.Idem, ev.Actor, ev.Reason,
-		strconv.FormatInt(ev.TS, 10), ev.PrevHash}, "|")
+		strconv.FormatInt(ev.Qty, 10), ev.Customer, ev.Idem, ev.Actor, ev.Reason)
+	if ev.version() > 1 {
+		f = append(f, strconv.FormatInt(ev.ExpiresAt, 10))
+	}
+	f = append(f, strconv.FormatInt(ev.TS, 10), ev.PrevHash)
+	return strings.Join(f, "|")
+}
+
+// LiftV1Expiry sets ExpiresAt of a version-1 RESERVED or EXTENDED event from its reason,
+// where that version kept the part's expiry (ms), leading the text. Readers of both versions
+// (the stream parser, the ledger's scan) call it once, so that everything downstream reads
+// the expiry from ExpiresAt alone.
+func (ev *Event) LiftV1Expiry() {
+	if ev.Version != 1 || ev.Type != EventReserved && ev.Type != EventExtended {
+		return
+	}
+	n := strings.IndexFunc(ev.Reason, func(r rune) bool { return r < '0' || r > '9' })
+	if n < 0 {
+		n = len(ev.Reason)
+	}
+	ev.ExpiresAt, _ = strconv.ParseInt(ev.Reason[:n], 10, 64)
 }
 
 // ComputeHash returns sha1 of the canonical form, as the scripts compute it.
@@ -71,7 +116,8 @@ func (ev *Event) ComputeHash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// ParseEvent decodes a stream entry's canonical text and checks it against its hash.
+// ParseEvent decodes a stream entry's canonical text (either version) and checks it against
+// its hash.
 func ParseEvent(canonical, hash string) (Event, error) {
 	// The fields are cut into an array, not split into a new slice: the persister parses
 	// every event, and this is one allocation fewer per event.
@@ -85,8 +131,10 @@ func ParseEvent(canonical, hash string) (Event, error) {
 		f[n], rest = rest[:i], rest[i+1:]
 	}
 	f[n] = rest
-	if n != eventFields-1 || strings.IndexByte(rest, '|') >= 0 || f[0] != "1" {
-		return Event{}, fmt.Errorf("event: want %d fields of version 1, got %d", eventFields, strings.Count(canonical, "|")+1)
+	n++
+	if strings.IndexByte(rest, '|') >= 0 || !(f[0] == "2" && n == eventFields || f[0] == "1" && n == eventFieldsV1) {
+		return Event{}, fmt.Errorf("event: want %d fields of version 2 or %d of version 1, got %d", eventFields, eventFieldsV1,
+			strings.Count(canonical, "|")+1)
 	}
 	var ev Event
 	var err error
@@ -98,6 +146,7 @@ func ParseEvent(canonical, hash string) (Event, error) {
 		n, err = strconv.ParseInt(s, 10, 64)
 		return n
 	}
+	ev.Version = int(f[0][0] - '0')
 	ev.Partition = int(num(f[1]))
 	ev.Seq = num(f[2])
 	ev.Type, ev.Location, ev.SKU = f[3], f[4], f[5]
@@ -106,12 +155,17 @@ func ParseEvent(canonical, hash string) (Event, error) {
 	ev.Hold = f[10]
 	ev.Qty = num(f[11])
 	ev.Customer, ev.Idem, ev.Actor, ev.Reason = f[12], f[13], f[14], f[15]
-	ev.TS = num(f[16])
-	ev.PrevHash = f[17]
+	tail := f[16:n]
+	if ev.Version > 1 {
+		ev.ExpiresAt, tail = num(tail[0]), tail[1:]
+	}
+	ev.TS = num(tail[0])
+	ev.PrevHash = tail[1]
 	if err != nil {
 		return Event{}, fmt.Errorf("event: %w", err)
 	}
 	ev.Hash = hash
+	ev.LiftV1Expiry()
 	// The text as written is what the script hashed; hashing it directly (rather than a text
 	// rebuilt from the fields) is as strict and avoids rebuilding it.
 	sum := sha1.Sum([]byte(canonical))
@@ -162,8 +216,8 @@ func (e *ChainError) Error() string {
 // VerifyChain checks that events (one partition, oldest first) continue from (prevSeq,
 // prevHash): seq gap-free, each prev_hash the previous hash, each hash its content's, and each
 // shard's available_after equal to its previous available_after plus delta. lastAfter holds
-// the last known available count per shard field and is updated; pass an empty map to start.
-func VerifyChain(events []Event, prevSeq int64, prevHash string, lastAfter map[string]int64) error {
+// the last known available count per shard and is updated; pass an empty map to start.
+func VerifyChain(events []Event, prevSeq int64, prevHash string, lastAfter map[ShardKey]int64) error {
 	for i := range events {
 		ev := &events[i]
 		if ev.Seq != prevSeq+1 {
@@ -175,7 +229,7 @@ func VerifyChain(events []Event, prevSeq int64, prevHash string, lastAfter map[s
 		if ev.ComputeHash() != ev.Hash {
 			return &ChainError{ev.Partition, ev.Seq, "hash does not match the event's content"}
 		}
-		f := shardField(ev.Location, ev.SKU, ev.Shard)
+		f := KeyOf(ev)
 		if before, ok := lastAfter[f]; ok && before+ev.Delta != ev.After {
 			return &ChainError{ev.Partition, ev.Seq, fmt.Sprintf("shard %s: %d%+d != available_after %d", f, before, ev.Delta, ev.After)}
 		}

@@ -157,8 +157,8 @@ type Snapshot struct {
 	Seq       int64  `json:"seq"`
 	Head      string `json:"head"`
 	Fence     string `json:"fence,omitempty"`
-	// Shards maps "location|sku|shard" to its counters.
-	Shards    map[string]ShardCount `json:"shards"`
+	// Shards maps each shard to its counters.
+	Shards    map[ShardKey]ShardCount `json:"-"`
 	Holds     []SnapshotHold        `json:"holds"`
 	Transfers []PendingTransfer     `json:"transfers"`
 }
@@ -173,15 +173,16 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Partition: p, Seq: r.int(0), Head: r.str(1), Fence: r.str(2), Shards: map[string]ShardCount{}}
+	snap := &Snapshot{Partition: p, Seq: r.int(0), Head: r.str(1), Fence: r.str(2), Shards: map[ShardKey]ShardCount{}}
 	stock, _ := r[3].([]any)
 	for i := 0; i+1 < len(stock); i += 2 {
 		f, _ := stock[i].(string)
 		n := toInt(stock[i+1])
 		parts := strings.Split(f, "|")
-		key := strings.Join(parts[:3], "|")
+		key := ShardKey{Location: parts[0], SKU: parts[1]}
+		key.Shard, _ = strconv.Atoi(parts[2])
 		sc := snap.Shards[key]
-		sc.Shard, _ = strconv.Atoi(parts[2])
+		sc.Shard = key.Shard
 		sc.Partition = p
 		switch {
 		case len(parts) == 3:

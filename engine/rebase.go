@@ -73,8 +73,8 @@ type Rebase struct {
 	// ForkFrom (0: none) is the first stream entry to remove; ForkSeqs lists the entries.
 	ForkFrom int64
 	ForkSeqs []int64
-	// Shards maps "location|sku|shard" to the counters to write.
-	Shards map[string]ShardCount
+	// Shards maps each shard to the counters to write.
+	Shards map[ShardKey]ShardCount
 	// Drop lists active hold parts to remove; Holds the parts to (re)write.
 	Drop  []string
 	Holds map[string]HoldRecord
@@ -130,8 +130,8 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 	for _, s := range st.ForkSeqs {
 		pl.ForkIDs = append(pl.ForkIDs, strconv.FormatInt(s, 10)+"-0")
 	}
-	for f, c := range st.Shards {
-		pl.Shards[f] = [3]string{strconv.FormatInt(c.Available, 10), strconv.FormatInt(c.Held, 10), strconv.FormatInt(c.Committed, 10)}
+	for k, c := range st.Shards {
+		pl.Shards[k.String()] = [3]string{strconv.FormatInt(c.Available, 10), strconv.FormatInt(c.Held, 10), strconv.FormatInt(c.Committed, 10)}
 	}
 	for part, h := range st.Holds {
 		pl.Holds[part] = [2]string{h.encode(), strconv.FormatInt(h.ExpiresAt, 10)}

@@ -227,7 +227,7 @@ func TestBatchWriteBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := snap.Shards[shardField("s1", "one", 0)]; c.Available != 0 || c.Held != 10 || c.Committed != 0 {
+	if c := snap.Shards[ShardKey{"s1", "one", 0}]; c.Available != 0 || c.Held != 10 || c.Committed != 0 {
 		t.Fatalf("counters %+v, want 0 available, 10 held", c)
 	}
 	if len(snap.Shards) != 1 {
@@ -300,7 +300,7 @@ func TestEndBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := snap.Shards[shardField("s1", "one", 0)]; c.Available != 8 || c.Held != 0 || c.Committed != 2 {
+	if c := snap.Shards[ShardKey{"s1", "one", 0}]; c.Available != 8 || c.Held != 0 || c.Committed != 2 {
 		t.Fatalf("counters %+v, want 8 available, 0 held, 2 committed", c)
 	}
 	if len(snap.Holds) != 0 {

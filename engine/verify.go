@@ -21,12 +21,6 @@ func (v *Verification) CountTypes() map[string]int {
 	return n
 }
 
-type shardTotals struct {
-	available, held, committed int64
-	vendor                     int64 // net of restock, spoilage and adjustment
-	transfers                  int64
-}
-
 // Verify checks, at a quiet moment, everything the engine promises, by replaying the
 // partitions' streams from their first event against the live counters: each partition's
 // events form a gap-free, unbroken hash chain ending at its seq and head; each shard's
@@ -37,7 +31,7 @@ type shardTotals struct {
 // reconciliation job checks trimmed partitions against the ledger.
 func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 	v := &Verification{Events: map[int][]Event{}}
-	pools := map[string]*shardTotals{}
+	pools := map[PoolKey]*ShardTotals{}
 	for p := range e.Partitions() {
 		snap, err := e.Snapshot(ctx, p)
 		if err != nil {
@@ -56,7 +50,7 @@ func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 			after = batch[len(batch)-1].Seq
 		}
 		v.Events[p] = evs
-		if err := VerifyChain(evs, 0, GenesisHash, map[string]int64{}); err != nil {
+		if err := VerifyChain(evs, 0, GenesisHash, map[ShardKey]int64{}); err != nil {
 			return v, err
 		}
 		if int64(len(evs)) != snap.Seq {
@@ -65,64 +59,45 @@ func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 		if len(evs) > 0 && evs[len(evs)-1].Hash != snap.Head {
 			return v, fmt.Errorf("partition %d: head %s is not the last event's hash", p, snap.Head)
 		}
-		replay := map[string]*shardTotals{}
-		for _, ev := range evs {
-			f := shardField(ev.Location, ev.SKU, ev.Shard)
-			r := replay[f]
-			if r == nil {
-				r = &shardTotals{}
-				replay[f] = r
-			}
-			r.available = ev.After
-			r.held += ev.HeldDelta
-			switch ev.Type {
-			case EventCommitted:
-				r.committed += ev.Qty
-			case EventRestocked, EventSpoiled, EventAdjusted:
-				r.vendor += ev.Delta
-			case EventTransferOut, EventTransferIn:
-				r.transfers += ev.Delta
-			}
+		replay := NewReplay(ReplayOptions{})
+		for i := range evs {
+			replay.Apply(&evs[i])
 		}
-		openHeld := map[string]int64{}
+		openHeld := map[ShardKey]int64{}
 		for _, h := range snap.Holds {
-			openHeld[shardField(h.Location, h.SKU, h.Shard)] += h.Qty
+			openHeld[ShardKey{h.Location, h.SKU, h.Shard}] += h.Qty
 		}
-		for f, sc := range snap.Shards {
+		for k, sc := range snap.Shards {
 			if sc.Available < 0 || sc.Held < 0 || sc.Committed < 0 {
-				return v, fmt.Errorf("shard %s: negative counter %+v", f, sc)
+				return v, fmt.Errorf("shard %s: negative counter %+v", k, sc)
 			}
-			r := replay[f]
-			if r == nil {
-				r = &shardTotals{}
-			}
-			if r.available != sc.Available || r.held != sc.Held || r.committed != sc.Committed {
+			r := replay.Shard(k)
+			if r.Available != sc.Available || r.Held != sc.Held || r.Committed != sc.Committed {
 				return v, fmt.Errorf("shard %s: live available %d held %d committed %d, events replay to %d, %d, %d",
-					f, sc.Available, sc.Held, sc.Committed, r.available, r.held, r.committed)
+					k, sc.Available, sc.Held, sc.Committed, r.Available, r.Held, r.Committed)
 			}
-			if openHeld[f] != sc.Held {
-				return v, fmt.Errorf("shard %s: held counter %d, open holds %d", f, sc.Held, openHeld[f])
+			if openHeld[k] != sc.Held {
+				return v, fmt.Errorf("shard %s: held counter %d, open holds %d", k, sc.Held, openHeld[k])
 			}
-			pk := f[:len(f)-len(fmt.Sprint(sc.Shard))-1]
-			pt := pools[pk]
+			pt := pools[k.Pool()]
 			if pt == nil {
-				pt = &shardTotals{}
-				pools[pk] = pt
+				pt = &ShardTotals{}
+				pools[k.Pool()] = pt
 			}
-			pt.available += sc.Available
-			pt.held += sc.Held
-			pt.committed += sc.Committed
-			pt.vendor += r.vendor
-			pt.transfers += r.transfers
+			pt.Available += sc.Available
+			pt.Held += sc.Held
+			pt.Committed += sc.Committed
+			pt.Vendor += r.Vendor
+			pt.Transfers += r.Transfers
 		}
 	}
 	for pk, pt := range pools {
-		if pt.transfers != 0 {
-			return v, fmt.Errorf("pool %s: transfers net %d units (a transfer is half done)", pk, pt.transfers)
+		if pt.Transfers != 0 {
+			return v, fmt.Errorf("pool %s: transfers net %d units (a transfer is half done)", pk, pt.Transfers)
 		}
-		if pt.vendor != pt.available+pt.held+pt.committed {
+		if pt.Vendor != pt.Available+pt.Held+pt.Committed {
 			return v, fmt.Errorf("pool %s: conservation broken: stock put in %d != available %d + held %d + committed %d",
-				pk, pt.vendor, pt.available, pt.held, pt.committed)
+				pk, pt.Vendor, pt.Available, pt.Held, pt.Committed)
 		}
 	}
 	return v, nil

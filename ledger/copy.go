@@ -37,7 +37,7 @@ func encodeCopy(events []engine.Event) []byte {
 	size := len(copySignature) + 2
 	for i := range events {
 		ev := &events[i]
-		size += 2 + len(eventColumns)*4 + 2*4 + 6*8 + len(ev.Type) + len(ev.Location) + len(ev.SKU) + len(ev.Hold) +
+		size += 2 + len(eventColumns)*4 + 3*4 + 7*8 + len(ev.Type) + len(ev.Location) + len(ev.SKU) + len(ev.Hold) +
 			len(ev.Customer) + len(ev.Idem) + len(ev.Actor) + len(ev.Reason) + len(ev.PrevHash) + len(ev.Hash)
 	}
 	b := make([]byte, 0, size)
@@ -75,6 +75,8 @@ func encodeCopy(events []engine.Event) []byte {
 		i8(ev.TS)
 		txt(ev.PrevHash)
 		txt(ev.Hash)
+		i4(eventVersion(ev))
+		i8(ev.ExpiresAt)
 	}
 	return binary.BigEndian.AppendUint16(b, 0xffff) // the trailer: a field count of -1
 }

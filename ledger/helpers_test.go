@@ -146,7 +146,7 @@ func checkLedger(t testing.TB, e *engine.Engine, s *Store) int64 {
 		if int64(len(evs)) != snap.Seq {
 			t.Fatalf("partition %d: ledger has %d events, Redis seq is %d", p, len(evs), snap.Seq)
 		}
-		if err := engine.VerifyChain(evs, 0, engine.GenesisHash, map[string]int64{}); err != nil {
+		if err := engine.VerifyChain(evs, 0, engine.GenesisHash, map[engine.ShardKey]int64{}); err != nil {
 			t.Fatalf("ledger chain: %v", err)
 		}
 		if len(evs) > 0 && evs[len(evs)-1].Hash != snap.Head {

@@ -25,11 +25,21 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 var eventColumns = []string{"partition", "seq", "type", "location", "sku", "shard", "delta", "available_after",
-	"held_delta", "hold", "qty", "customer", "idem", "actor", "reason", "ts", "prev_hash", "hash"}
+	"held_delta", "hold", "qty", "customer", "idem", "actor", "reason", "ts", "prev_hash", "hash",
+	"version", "expires_at"}
 
 func eventRow(ev *engine.Event) []any {
 	return []any{ev.Partition, ev.Seq, ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Delta, ev.After, ev.HeldDelta,
-		ev.Hold, ev.Qty, ev.Customer, ev.Idem, ev.Actor, ev.Reason, ev.TS, ev.PrevHash, ev.Hash}
+		ev.Hold, ev.Qty, ev.Customer, ev.Idem, ev.Actor, ev.Reason, ev.TS, ev.PrevHash, ev.Hash, eventVersion(ev), ev.ExpiresAt}
+}
+
+// eventVersion is the version an event is stored with (an event built without one is of the
+// current version).
+func eventVersion(ev *engine.Event) int {
+	if ev.Version == 0 {
+		return engine.EventVersion
+	}
+	return ev.Version
 }
 
 // Write modes: COPY, or multi-row INSERT … ON CONFLICT DO NOTHING.
@@ -381,7 +391,7 @@ type querier interface {
 
 // eventSelect is the column list queryEvents scans.
 const eventSelect = `e.partition, e.seq, e.type, e.location, e.sku, e.shard, e.delta, e.available_after, e.held_delta,
-	e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash`
+	e.hold, e.qty, e.customer, e.idem, e.actor, e.reason, e.ts, e.prev_hash, e.hash, e.version, e.expires_at`
 
 // queryEvents runs a query selecting eventSelect and scans its rows.
 func (s *Store) queryEvents(ctx context.Context, db querier, q string, args ...any) ([]engine.Event, error) {
@@ -394,9 +404,11 @@ func (s *Store) queryEvents(ctx context.Context, db querier, q string, args ...a
 	for rows.Next() {
 		var ev engine.Event
 		if err := rows.Scan(&ev.Partition, &ev.Seq, &ev.Type, &ev.Location, &ev.SKU, &ev.Shard, &ev.Delta, &ev.After,
-			&ev.HeldDelta, &ev.Hold, &ev.Qty, &ev.Customer, &ev.Idem, &ev.Actor, &ev.Reason, &ev.TS, &ev.PrevHash, &ev.Hash); err != nil {
+			&ev.HeldDelta, &ev.Hold, &ev.Qty, &ev.Customer, &ev.Idem, &ev.Actor, &ev.Reason, &ev.TS, &ev.PrevHash, &ev.Hash,
+			&ev.Version, &ev.ExpiresAt); err != nil {
 			return nil, err
 		}
+		ev.LiftV1Expiry()
 		out = append(out, ev)
 	}
 	return out, rows.Err()

@@ -20,11 +20,14 @@ func TestAppendModes(t *testing.T) {
 			prev := engine.GenesisHash
 			var evs []engine.Event
 			for i, ev := range []engine.Event{
-				{Type: engine.EventReserved, Location: "s1", SKU: "tee", Shard: 63, Delta: -1, After: 1_000_000_000_000,
-					HeldDelta: 1, Hold: "0123456789abcdef0123.0.63", Qty: 1, Idem: "tok", Actor: "shop", TS: 1790000000000},
-				{Type: engine.EventAdjusted, Location: "warehouse-9", SKU: "sku:a.b_c-d", Delta: math.MinInt64 + 1,
+				{Version: 2, Type: engine.EventReserved, Location: "s1", SKU: "tee", Shard: 63, Delta: -1, After: 1_000_000_000_000,
+					HeldDelta: 1, Hold: "0123456789abcdef0123.0.63", Qty: 1, Idem: "tok", Actor: "shop", ExpiresAt: 1790000060000, TS: 1790000000000},
+				// Version 1 kept the expiry in the reason: read back, it is in ExpiresAt too.
+				{Version: 1, Type: engine.EventExtended, Location: "s1", SKU: "tee", Shard: 63, After: 1_000_000_000_000,
+					Hold: "0123456789abcdef0123.0.63", Qty: 1, Idem: "tok", Actor: "shop", Reason: "1790000090000", TS: 1790000000001},
+				{Version: 1, Type: engine.EventAdjusted, Location: "warehouse-9", SKU: "sku:a.b_c-d", Delta: math.MinInt64 + 1,
 					After: 0, Qty: math.MaxInt64, Idem: "tx-1", Actor: "vendor", Reason: `recount \ après l'inventaire`, TS: 1},
-				{Type: engine.EventReleased, Location: "s1", SKU: "tee", Delta: 5, After: 5, HeldDelta: -5,
+				{Version: 2, Type: engine.EventReleased, Location: "s1", SKU: "tee", Delta: 5, After: 5, HeldDelta: -5,
 					Hold: "h.0.0", Qty: 5, Customer: "c-42", Reason: "", TS: math.MaxInt64},
 			} {
 				ev.Partition, ev.Seq, ev.PrevHash = 2147483647, int64(i+1), prev
@@ -43,6 +46,7 @@ func TestAppendModes(t *testing.T) {
 			if len(got) != len(evs) {
 				t.Fatalf("read back %d events, want %d", len(got), len(evs))
 			}
+			evs[1].ExpiresAt = 1790000090000
 			for i := range evs {
 				if got[i] != evs[i] {
 					t.Errorf("event %d read back as\n%+v\nwant\n%+v", i, got[i], evs[i])

@@ -96,7 +96,7 @@ end
 local after = before
 if delta ~= 0 then
   after = avail_incr(f, delta)
-  emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason)
+  emit(typ, loc, sku, shard, delta, after, 0, '', 0, '', tx, actor, reason, 0)
 end
 local record = fp .. '|' .. before .. '|' .. after
 if (ARGV[14] or '') ~= '' then

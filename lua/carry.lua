@@ -87,7 +87,11 @@ elseif op == 'extend' then
   redis.call('HSET', K_HOLDS, part, enc_hold(h))
   redis.call('ZADD', K_EXP, exp, part)
 end
-local seq = emit(typ, loc, sku, shard, ARGV[8], after, ARGV[9], part, qty, cust, token, actor, reason)
+local ev_exp = 0
+if op == 'open' or op == 'extend' then
+  ev_exp = exp
+end
+local seq = emit(typ, loc, sku, shard, ARGV[8], after, ARGV[9], part, qty, cust, token, actor, reason, ev_exp)
 redis.call('HSET', K_HOLDS, 'i:tx:' .. id, 'carry|' .. seq .. '|' .. after)
 forget_at('h:i:tx:' .. id, keep_ms)
 return {'OK', seq, after, 'new'}

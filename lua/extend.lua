@@ -33,5 +33,5 @@ h.exp = new_exp
 redis.call('HSET', K_HOLDS, part, enc_hold(h))
 redis.call('ZADD', K_EXP, new_exp, part)
 local after = tonumber(redis.call('HGET', K_STOCK, field(h.loc, h.sku, h.shard)))
-emit('EXTENDED', h.loc, h.sku, h.shard, 0, after, 0, part, h.qty, h.cust, h.token, actor, ARGV[4])
+emit('EXTENDED', h.loc, h.sku, h.shard, 0, after, 0, part, h.qty, h.cust, h.token, actor, '', new_exp)
 return {'OK', new_exp}

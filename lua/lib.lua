@@ -146,9 +146,10 @@ local function avail_incr(f, d)
 end
 
 -- emit appends one event to the partition's stream and advances seq and the chain head.
--- Canonical form (hashed, and rebuilt by Go from ledger columns):
---   1|partition|seq|type|loc|sku|shard|delta|after|held_delta|hold|qty|customer|idem|actor|reason|ts|prev
-local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust, idem, actor, reason)
+-- Canonical form, version 2 (hashed, and rebuilt by Go from ledger columns):
+--   2|partition|seq|type|loc|sku|shard|delta|after|held_delta|hold|qty|customer|idem|actor|reason|expires_at|ts|prev
+-- exp is the part's expiry (ms) after a RESERVED or EXTENDED event, 0 otherwise.
+local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust, idem, actor, reason, exp)
   if not SEQ then
     local m = redis.call('HMGET', K_META, 'seq', 'head')
     SEQ, HEAD = tonumber(m[1] or '0'), m[2] or GENESIS
@@ -160,9 +161,12 @@ local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust,
   if type(after) == 'number' then
     after = string.format('%d', after)
   end
-  local canon = '1|' .. PART .. '|' .. seq .. '|' .. typ .. '|' .. loc .. '|' .. sku .. '|' .. shard
+  if type(exp) == 'number' then
+    exp = string.format('%d', exp)
+  end
+  local canon = '2|' .. PART .. '|' .. seq .. '|' .. typ .. '|' .. loc .. '|' .. sku .. '|' .. shard
     .. '|' .. delta .. '|' .. after .. '|' .. hdelta .. '|' .. hold .. '|' .. qty .. '|' .. cust
-    .. '|' .. idem .. '|' .. actor .. '|' .. reason .. '|' .. NOW_S .. '|' .. HEAD
+    .. '|' .. idem .. '|' .. actor .. '|' .. reason .. '|' .. exp .. '|' .. NOW_S .. '|' .. HEAD
   HEAD = redis.sha1hex(canon)
   redis.call('XADD', K_LOG, seq .. '-0', 'e', canon, 'h', HEAD)
   if not BATCH then
@@ -294,7 +298,7 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   redis.call('ZREM', K_EXP, part)
   redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner))
   forget_at('h:d:' .. part, keep_ms)
-  emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason)
+  emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason, 0)
 end
 
 -- owns reports whether owner may act on a part (or tombstone) of owner_of_part: the same
@@ -434,8 +438,7 @@ local function place_one(r)
     redis.call('HSET', K_HOLDS, r.part, rec)
     redis.call('ZADD', K_EXP, r.exp_s, r.part)
   end
-  -- The reason of a RESERVED event is the part's expiry (ms), so the ledger knows it.
-  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, r.exp_s)
+  emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, '', r.exp_s)
   return {'OK', r.qty, r.exp_s, after, 'new'}
 end
 

@@ -60,7 +60,7 @@ local qty = drift
 if qty < 0 then
   qty = -qty
 end
-emit('ADJUSTED', loc, sku, shard, 0, avail, 0, '', qty, '', id, actor, reason)
+emit('ADJUSTED', loc, sku, shard, 0, avail, 0, '', qty, '', id, actor, reason, 0)
 redis.call('HSET', K_HOLDS, 'i:tx:' .. id, 'repair|' .. before .. '|' .. after)
 forget_at('h:i:tx:' .. id, keep_ms)
 return {'OK', before, after, 'new'}

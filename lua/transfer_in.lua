@@ -36,5 +36,5 @@ if not redis.call('HGET', K_STOCK, f) then
 end
 local after = avail_incr(f, qty)
 redis.call('HSET', K_XFER, 'i:' .. id, NOW)
-emit('TRANSFER_IN', loc, sku, shard, qty, after, 0, '', qty, '', id, actor, from_part .. '/' .. from_shard)
+emit('TRANSFER_IN', loc, sku, shard, qty, after, 0, '', qty, '', id, actor, from_part .. '/' .. from_shard, 0)
 return {'OK', after, 'new'}

@@ -48,5 +48,5 @@ local after = redis.call('HINCRBY', K_STOCK, f, -qty)
 -- the shards one after another never misses them.
 redis.call('HINCRBY', K_STOCK, f .. '|t', qty)
 redis.call('HSET', K_XFER, 'o:' .. id, table.concat({loc, sku, shard, qty, to_part, to_shard, NOW}, '|'))
-emit('TRANSFER_OUT', loc, sku, shard, -qty, after, 0, '', qty, '', id, actor, to_part .. '/' .. to_shard)
+emit('TRANSFER_OUT', loc, sku, shard, -qty, after, 0, '', qty, '', id, actor, to_part .. '/' .. to_shard, 0)
 return {'OK', after, 'new'}

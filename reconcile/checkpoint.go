@@ -5,90 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flashhold/flashhold/engine"
 )
 
-// shardState is one shard's counters as the events add them up.
-type shardState struct {
-	Available int64 `json:"a"`
-	Held      int64 `json:"h"`
-	Committed int64 `json:"c"`
-}
-
-// add applies one event of the shard to its counters.
-func (st *shardState) add(ev *engine.Event) {
-	st.Available = ev.After
-	st.Held += ev.HeldDelta
-	if ev.Type == engine.EventCommitted {
-		st.Committed += ev.Qty
-	}
-}
-
-// openPart is a hold part the events leave open.
-type openPart struct {
-	Location string `json:"l"`
-	SKU      string `json:"s"`
-	Shard    int    `json:"n"`
-	Qty      int64  `json:"q"`
-	Seq      int64  `json:"seq"`
-}
-
-// replayState is a partition's replayed state: counters per shard ("location|sku|shard")
-// and open hold parts by part id.
-type replayState struct {
-	Shards map[string]*shardState `json:"shards"`
-	Open   map[string]openPart    `json:"open"`
-}
-
-func newReplayState() *replayState {
-	return &replayState{Shards: map[string]*shardState{}, Open: map[string]openPart{}}
-}
-
-// apply adds one event to the state.
-func (s *replayState) apply(ev *engine.Event) {
-	f := fmt.Sprintf("%s|%s|%d", ev.Location, ev.SKU, ev.Shard)
-	st := s.Shards[f]
-	if st == nil {
-		st = &shardState{}
-		s.Shards[f] = st
-	}
-	st.add(ev)
-	switch ev.Type {
-	case engine.EventReserved:
-		s.Open[ev.Hold] = openPart{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, Seq: ev.Seq}
-	case engine.EventCommitted:
-		delete(s.Open, ev.Hold)
-	case engine.EventReleased, engine.EventExpired, engine.EventVoided:
-		delete(s.Open, ev.Hold)
-	}
-}
-
-func (s *replayState) clone() *replayState {
-	c := &replayState{Shards: make(map[string]*shardState, len(s.Shards)), Open: maps.Clone(s.Open)}
-	for f, st := range s.Shards {
-		v := *st
-		c.Shards[f] = &v
-	}
-	return c
-}
-
 // checkpoint is where a partition was last found clean: the ledger's event at Seq (with
 // Hash) and the state the events up to it add up to.
 type checkpoint struct {
 	Seq   int64
 	Hash  string
-	State *replayState
+	State *engine.Replay
 }
+
+// newState is the state a replay starts from, or a checkpoint is read into: counters and
+// open parts, no history.
+func newState() *engine.Replay { return engine.NewReplay(engine.ReplayOptions{}) }
 
 // loadCheckpoint returns the partition's checkpoint when it can still be trusted: the ledger
 // row at its seq has its hash and Redis has reached it. Otherwise replay starts at the first
 // event (an empty checkpoint).
 func (r *Reconciler) loadCheckpoint(ctx context.Context, p int, redisSeq int64) (*checkpoint, error) {
-	empty := &checkpoint{State: newReplayState()}
+	empty := &checkpoint{State: newState()}
 	var cp checkpoint
 	var raw []byte
 	err := r.store.Pool().QueryRow(ctx, `SELECT seq, hash, state FROM checkpoints WHERE partition = $1`, p).Scan(&cp.Seq, &cp.Hash, &raw)
@@ -109,14 +48,15 @@ func (r *Reconciler) loadCheckpoint(ctx context.Context, p int, redisSeq int64) 
 	if len(rows) != 1 || rows[0].Seq != cp.Seq || rows[0].Hash != cp.Hash || rows[0].ComputeHash() != cp.Hash {
 		return empty, nil
 	}
-	cp.State = newReplayState()
+	// A state stored in another shape (an earlier version) is not trusted: replay from the start.
+	cp.State = newState()
 	if err := json.Unmarshal(raw, cp.State); err != nil {
 		return empty, nil
 	}
 	return &cp, nil
 }
 
-func (r *Reconciler) saveCheckpoint(ctx context.Context, p int, run, seq int64, hash string, state *replayState) error {
+func (r *Reconciler) saveCheckpoint(ctx context.Context, p int, run, seq int64, hash string, state *engine.Replay) error {
 	raw, err := json.Marshal(state)
 	if err != nil {
 		return err

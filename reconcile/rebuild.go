@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,90 +19,6 @@ const KindForkConflict = "fork_conflict"
 
 // rebuildFenceSuffix ends the reason of the fence a rebuild raises.
 const rebuildFenceSuffix = ": rebuilding from the ledger"
-
-// liveState is a partition as a run of events leaves it, with what the rebuild needs beyond
-// the counters: each open part's full record, how ended parts ended, and the per-customer
-// counts of limited pools.
-type liveState struct {
-	shards map[string]*shardState
-	open   map[string]engine.HoldRecord
-	ended  map[string]string
-	cust   map[string]int64
-	// changes holds every stock change's type, transaction (or transfer) id and shard: one
-	// the fork made again must not be applied twice.
-	changes map[string]bool
-	// tombs holds how each ended part ended.
-	tombs map[string]engine.Tombstone
-}
-
-func changeKey(ev *engine.Event) string {
-	return ev.Type + "|" + ev.Idem + "|" + ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
-}
-
-// replayLive adds up events from the partition's first one. limits gives a pool's
-// per-customer limit; maxTTL bounds a restored part's expiry (the ledger does not keep it).
-func replayLive(evs []engine.Event, limits func(loc, sku string) int64, maxTTL int64) *liveState {
-	s := &liveState{shards: map[string]*shardState{}, open: map[string]engine.HoldRecord{}, ended: map[string]string{},
-		cust: map[string]int64{}, changes: map[string]bool{}, tombs: map[string]engine.Tombstone{}}
-	for i := range evs {
-		ev := &evs[i]
-		f := ev.Location + "|" + ev.SKU + "|" + strconv.Itoa(ev.Shard)
-		sc := s.shards[f]
-		if sc == nil {
-			sc = &shardState{}
-			s.shards[f] = sc
-		}
-		sc.add(ev)
-		cf := ev.Location + "|" + ev.SKU + "|" + ev.Customer
-		switch ev.Type {
-		case engine.EventReserved:
-			h := engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: extendedTo(ev.Reason, ev.TS+maxTTL),
-				Customer: ev.Customer, Limited: ev.Customer != "" && limits(ev.Location, ev.SKU) > 0, Token: ev.Idem, Created: ev.TS,
-				Owner: ev.Actor}
-			if h.Limited {
-				s.cust[cf] += ev.Qty
-			}
-			s.open[ev.Hold] = h
-			delete(s.ended, ev.Hold)
-		case engine.EventExtended:
-			if h, ok := s.open[ev.Hold]; ok {
-				h.ExpiresAt = extendedTo(ev.Reason, h.ExpiresAt)
-				s.open[ev.Hold] = h
-			}
-		case engine.EventCommitted:
-			s.end(ev)
-		case engine.EventReleased, engine.EventExpired, engine.EventVoided:
-			if h, ok := s.open[ev.Hold]; ok && h.Limited {
-				s.cust[cf] -= ev.Qty
-			}
-			s.end(ev)
-		case engine.EventRestocked, engine.EventSpoiled, engine.EventAdjusted, engine.EventTransferIn, engine.EventTransferOut:
-			s.changes[changeKey(ev)] = true
-		}
-	}
-	return s
-}
-
-// end records that the part of ev ended as ev says.
-func (s *liveState) end(ev *engine.Event) {
-	h := s.open[ev.Hold]
-	s.tombs[ev.Hold] = engine.Tombstone{Outcome: ev.Type, At: ev.TS, Location: ev.Location, SKU: ev.SKU, Qty: ev.Qty,
-		ExpiresAt: h.ExpiresAt, Owner: h.Owner}
-	delete(s.open, ev.Hold)
-	s.ended[ev.Hold] = ev.Type
-}
-
-// extendedTo reads the expiry an EXTENDED event's reason starts with.
-func extendedTo(reason string, otherwise int64) int64 {
-	n := strings.IndexFunc(reason, func(r rune) bool { return r < '0' || r > '9' })
-	if n < 0 {
-		n = len(reason)
-	}
-	if v, err := strconv.ParseInt(reason[:n], 10, 64); err == nil {
-		return v
-	}
-	return otherwise
-}
 
 // rebuildResult is what a rebuild did.
 type rebuildResult struct {
@@ -154,45 +69,34 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	if err != nil {
 		return nil, err
 	}
-	// The fork starts at the first stream entry the ledger has otherwise.
-	var forkFrom int64
-	var forked, continued []engine.Event
-	prev := ledgerHead
-	for i, ev := range stream {
-		if ev.Seq <= ledgerSeq && ledgerEvs[ev.Seq-1].Hash != ev.Hash || ev.Seq > ledgerSeq && ev.PrevHash != prev {
-			forkFrom, forked = ev.Seq, stream[i:]
-			break
-		}
-		if ev.Seq > ledgerSeq {
-			continued = append(continued, ev)
-			prev = ev.Hash
-		}
-	}
-	pools := map[engine.PoolKey]int64{}
-	limits := func(loc, sku string) int64 {
-		k := engine.PoolKey{Location: loc, SKU: sku}
-		if l, ok := pools[k]; ok {
+	forkFrom, forked, continued := forkOf(stream, ledgerEvs)
+	limits := map[engine.PoolKey]bool{}
+	opts := engine.ReplayOptions{History: true, MaxTTL: r.eng.Config().MaxTTL.Milliseconds(), Limited: func(k engine.PoolKey) bool {
+		if l, ok := limits[k]; ok {
 			return l
 		}
-		pc, err := r.eng.Pool(ctx, loc, sku)
-		pools[k] = pc.CustomerLimit
-		if err != nil {
-			pools[k] = 0
+		pc, err := r.eng.Pool(ctx, k.Location, k.SKU)
+		limits[k] = err == nil && pc.CustomerLimit > 0
+		return limits[k]
+	}}
+	replay := func(evs []engine.Event) *engine.Replay {
+		st := engine.NewReplay(opts)
+		for i := range evs {
+			st.Apply(&evs[i])
 		}
-		return pools[k]
+		return st
 	}
-	maxTTL := r.eng.Config().MaxTTL.Milliseconds()
 	res := &rebuildResult{forkFrom: forkFrom}
-	var state *liveState
+	var state *engine.Replay
 	if forkFrom > 0 || snap.Seq < ledgerSeq {
 		if err := r.store.SaveForked(ctx, run, forked); err != nil {
 			return nil, err
 		}
-		state = replayLive(ledgerEvs, limits, maxTTL)
+		state = replay(ledgerEvs)
 		rb := rebaseOf(snap, state, ledgerSeq, ledgerHead, forkFrom, forked)
 		since := time.Now().Add(-r.eng.Config().IdempotencyTTL).UnixMilli()
 		rb.Ended = map[string]engine.Tombstone{}
-		for part, t := range state.tombs {
+		for part, t := range state.Ended {
 			if t.At >= since {
 				rb.Ended[part] = t
 			}
@@ -203,28 +107,59 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		res.ledgerSeq = ledgerSeq
 	} else {
 		// Redis continues the ledger (an earlier rebuild got this far): carry over what is left.
-		state = replayLive(append(ledgerEvs, continued...), limits, maxTTL)
+		state = replay(append(ledgerEvs, continued...))
 	}
+	if err := r.carryForked(ctx, p, run, snap, state, opts, res); err != nil {
+		return nil, err
+	}
+	if _, err := r.eng.Unfence(ctx, p); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// forkOf splits partition's stream against its verified ledger: the fork starts at the first
+// stream entry the ledger has otherwise (forked is it and all after it); continued are the
+// entries before it that extend the ledger.
+func forkOf(stream, ledgerEvs []engine.Event) (forkFrom int64, forked, continued []engine.Event) {
+	ledgerSeq := int64(len(ledgerEvs))
+	prev := engine.GenesisHash
+	if ledgerSeq > 0 {
+		prev = ledgerEvs[ledgerSeq-1].Hash
+	}
+	for i, ev := range stream {
+		if ev.Seq <= ledgerSeq && ledgerEvs[ev.Seq-1].Hash != ev.Hash || ev.Seq > ledgerSeq && ev.PrevHash != prev {
+			return ev.Seq, stream[i:], continued
+		}
+		if ev.Seq > ledgerSeq {
+			continued = append(continued, ev)
+			prev = ev.Hash
+		}
+	}
+	return 0, nil, continued
+}
+
+// carryForked carries partition p's saved forked events over on top of state (what the
+// ledger adds up to), each as carryOf decides, and settles each in the ledger.
+func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *engine.Snapshot, state *engine.Replay,
+	opts engine.ReplayOptions, res *rebuildResult) error {
 	pending, err := r.store.PendingForked(ctx, p)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	recorded := map[string]engine.HoldRecord{}
 	for _, h := range snap.Holds {
 		recorded[h.Part] = h.Record
 	}
 	for _, ev := range pending {
-		c, skip := carryOf(&ev, state, recorded, limits, maxTTL)
+		c, skip := carryOf(&ev, state, recorded, opts)
 		c.ID = "carry-" + ev.Hash
 		c.Actor = "reconcile"
 		c.Reason = fmt.Sprintf("carried over from forked seq %d by reconcile run %d", ev.Seq, run)
-		if ev.Type == engine.EventExtended {
-			c.Reason = strconv.FormatInt(c.ExpiresAt, 10) + "; " + c.Reason
-		}
 		if skip != "" {
 			res.skipped++
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
@@ -236,23 +171,20 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
 					ev.Customer, cc.Why)})
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, cc.Why, 0); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
+			return fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
 		}
-		state.note(&ev, c)
+		note(state, &ev, c)
 		res.carried++
 		if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkCarried, "", seq); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if _, err := r.eng.Unfence(ctx, p); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // verifiedLedger reads partition p's whole ledger and checks it is gap-free from seq 1 with an
@@ -303,30 +235,31 @@ func (r *Reconciler) streamFrom(ctx context.Context, p int, after, upTo int64) (
 // rebaseOf is the Redis state the ledger's replay describes. A part Redis still has keeps its
 // own record (expiry, fingerprint); a part Redis lost is restored with the longest expiry it
 // can have had. Shards Redis has and the ledger never saw are zeroed (carried events refill them).
-func rebaseOf(snap *engine.Snapshot, st *liveState, seq int64, head string, forkFrom int64, forked []engine.Event) engine.Rebase {
+func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, forkFrom int64, forked []engine.Event) engine.Rebase {
 	rb := engine.Rebase{ExpectSeq: snap.Seq, ExpectHead: snap.Head, Seq: seq, Head: head, ForkFrom: forkFrom,
-		Shards: map[string]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.cust}
+		Shards: map[engine.ShardKey]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.Customers}
 	for _, ev := range forked {
 		rb.ForkSeqs = append(rb.ForkSeqs, ev.Seq)
 	}
 	for f := range snap.Shards {
 		rb.Shards[f] = engine.ShardCount{}
 	}
-	for f, sc := range st.shards {
-		rb.Shards[f] = engine.ShardCount{Available: sc.Available, Held: sc.Held, Committed: sc.Committed}
+	for k, sc := range st.Shards {
+		rb.Shards[k] = engine.ShardCount{Available: sc.Available, Held: sc.Held, Committed: sc.Committed}
 	}
 	inRedis := map[string]engine.HoldRecord{}
 	for _, h := range snap.Holds {
-		if _, open := st.open[h.Part]; !open {
+		if _, open := st.Open[h.Part]; !open {
 			rb.Drop = append(rb.Drop, h.Part)
 		}
 		inRedis[h.Part] = h.Record
 	}
-	for part, h := range st.open {
+	for part, op := range st.Open {
+		h := op.HoldRecord
 		if rec, ok := inRedis[part]; ok && rec.Location == h.Location && rec.SKU == h.SKU && rec.Shard == h.Shard && rec.Qty == h.Qty {
 			rec.Limited = h.Limited // the customer counts are rebuilt with the ledger's view
 			h = rec
-			st.open[part] = rec
+			st.Open[part] = engine.OpenPart{HoldRecord: rec, Seq: op.Seq}
 		}
 		rb.Holds[part] = h
 	}
@@ -337,24 +270,27 @@ func rebaseOf(snap *engine.Snapshot, st *liveState, seq int64, head string, fork
 // (skip). A hold's own events apply to it only while it is open; a sale the fork made of a
 // hold the ledger's account ended otherwise takes its units from what is available; stock
 // changes apply as they were.
-func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRecord, limits func(loc, sku string) int64, maxTTL int64) (engine.Carried, string) {
+func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.HoldRecord, opts engine.ReplayOptions) (engine.Carried, string) {
 	c := engine.Carried{Type: ev.Type, Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Hold: ev.Hold, Qty: ev.Qty,
 		Customer: ev.Customer, Token: ev.Idem}
-	h, open := st.open[ev.Hold]
+	h, open := st.Open[ev.Hold]
+	ended, isEnded := st.Ended[ev.Hold]
 	switch ev.Type {
 	case engine.EventReserved:
 		if open {
 			return c, "the hold is open in the ledger's account already"
 		}
-		if how, ok := st.ended[ev.Hold]; ok {
-			return c, "the ledger's account ended this hold already (" + how + ")"
+		if isEnded {
+			return c, "the ledger's account ended this hold already (" + ended.Outcome + ")"
 		}
 		rec, ok := recorded[ev.Hold]
 		if !ok || rec.Qty != ev.Qty || rec.Shard != ev.Shard {
-			rec = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: extendedTo(ev.Reason, ev.TS+maxTTL),
-				Customer: ev.Customer, Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
+			// What the event alone says of the part, as a replay of it would open it.
+			one := engine.NewReplay(opts)
+			one.Apply(ev)
+			rec = one.Open[ev.Hold].HoldRecord
 		}
-		rec.Limited = ev.Customer != "" && limits(ev.Location, ev.SKU) > 0
+		rec.Limited = ev.Customer != "" && opts.Limited(engine.KeyOf(ev).Pool())
 		c.Available, c.Held, c.Op, c.Record, c.ExpiresAt = -ev.Qty, ev.Qty, engine.HoldOpen, rec, rec.ExpiresAt
 		if rec.Limited {
 			c.CustomerDelta = ev.Qty
@@ -363,7 +299,7 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 		switch {
 		case open:
 			c.Held, c.Committed, c.Op = -h.Qty, h.Qty, engine.HoldClose
-		case st.ended[ev.Hold] == engine.EventCommitted:
+		case isEnded && ended.Outcome == engine.EventCommitted:
 			return c, "the ledger has this sale already"
 		default: // sold on the fork only: the customer was told so
 			c.Available, c.Committed = -ev.Qty, ev.Qty
@@ -380,12 +316,12 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 		if !open {
 			return c, "the hold is not open in the ledger's account"
 		}
-		c.Op, c.ExpiresAt = engine.HoldExtend, extendedTo(ev.Reason, h.ExpiresAt)
+		c.Op, c.ExpiresAt = engine.HoldExtend, max(ev.ExpiresAt, h.ExpiresAt)
 	default: // stock changes
 		if ev.Delta == 0 {
 			return c, "it changed no available units"
 		}
-		if st.changes[changeKey(ev)] {
+		if st.Changes[engine.StockChange{Type: ev.Type, ID: ev.Idem, Shard: engine.KeyOf(ev)}] {
 			return c, "the ledger has this change already (transaction " + ev.Idem + ")"
 		}
 		c.Available = ev.Delta
@@ -394,27 +330,27 @@ func carryOf(ev *engine.Event, st *liveState, recorded map[string]engine.HoldRec
 }
 
 // note updates st with a carried event.
-func (s *liveState) note(ev *engine.Event, c engine.Carried) {
-	f := c.Location + "|" + c.SKU + "|" + strconv.Itoa(c.Shard)
-	if sc := s.shards[f]; sc != nil {
+func note(st *engine.Replay, ev *engine.Event, c engine.Carried) {
+	k := engine.ShardKey{Location: c.Location, SKU: c.SKU, Shard: c.Shard}
+	if sc := st.Shards[k]; sc != nil {
 		sc.Available += c.Available
 		sc.Held += c.Held
 		sc.Committed += c.Committed
 	}
 	switch c.Op {
 	case engine.HoldOpen:
-		s.open[c.Hold] = c.Record
-		delete(s.ended, c.Hold)
+		st.Open[c.Hold] = engine.OpenPart{HoldRecord: c.Record, Seq: ev.Seq}
+		delete(st.Ended, c.Hold)
 	case engine.HoldClose:
-		delete(s.open, c.Hold)
-		s.ended[c.Hold] = ev.Type
+		delete(st.Open, c.Hold)
+		st.Ended[c.Hold] = engine.Tombstone{Outcome: ev.Type, At: ev.TS, Location: ev.Location, SKU: ev.SKU, Qty: ev.Qty}
 	case engine.HoldExtend:
-		h := s.open[c.Hold]
+		h := st.Open[c.Hold]
 		h.ExpiresAt = c.ExpiresAt
-		s.open[c.Hold] = h
+		st.Open[c.Hold] = h
 	}
 	switch ev.Type {
 	case engine.EventRestocked, engine.EventSpoiled, engine.EventAdjusted, engine.EventTransferIn, engine.EventTransferOut:
-		s.changes[changeKey(ev)] = true
+		st.Changes[engine.StockChange{Type: ev.Type, ID: ev.Idem, Shard: engine.KeyOf(ev)}] = true
 	}
 }

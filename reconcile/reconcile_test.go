@@ -147,7 +147,7 @@ func TestCleanUnderTraffic(t *testing.T) {
 	var avail, held, committed int64
 	for s := range 8 {
 		snap, _ := f.e.Snapshot(ctx, f.e.PartitionOf("s3", "hot", s))
-		sc := snap.Shards["s3|hot|"+strconv.Itoa(s)]
+		sc := snap.Shards[engine.ShardKey{Location: "s3", SKU: "hot", Shard: s}]
 		avail, held, committed = avail+sc.Available, held+sc.Held, committed+sc.Committed
 	}
 	if held != 0 || committed != sold || avail+committed != stock {
@@ -365,6 +365,26 @@ func TestCheckpointReplaysOnlyNew(t *testing.T) {
 	}
 	if full.ByKind[KindChainBreak] != 2 || full.FromCheckpoint != 0 {
 		t.Fatalf("full run: %+v", full.Findings)
+	}
+}
+
+// TestCheckpointOfAnotherShape: a checkpoint whose state was stored in another shape (an
+// earlier version kept shards under "location|sku|shard" keys) is not read as an empty state:
+// the run replays that partition from its first event, and finds it clean.
+func TestCheckpointOfAnotherShape(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	if first := f.run(t); !first.Clean() {
+		t.Fatalf("first run: %+v", first.Findings)
+	}
+	tag, err := f.store.Pool().Exec(ctx, `UPDATE checkpoints SET state = '{"shards": {"s1|a|0": {"a": 1, "h": 0, "c": 0}}, "open": {}}'
+		WHERE state IS NOT NULL`)
+	if err != nil || tag.RowsAffected() == 0 {
+		t.Fatalf("rewrite checkpoints: %v, %v", tag, err)
+	}
+	again := f.run(t)
+	if !again.Clean() || again.FromCheckpoint != 0 {
+		t.Fatalf("with checkpoints of another shape: %d from checkpoints, %+v", again.FromCheckpoint, again.Findings)
 	}
 }
 

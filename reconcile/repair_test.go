@@ -142,7 +142,7 @@ func TestRepairRollback(t *testing.T) {
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
 	start, _ := f.e.Snapshot(ctx, p)
-	stock := func(s *engine.Snapshot) engine.ShardCount { return s.Shards["s1|b|0"] }
+	stock := func(s *engine.Snapshot) engine.ShardCount { return s.Shards[engine.ShardKey{Location: "s1", SKU: "b"}] }
 	total := stock(start).Available + stock(start).Held + stock(start).Committed
 	restore := f.dumpPartition(t, p)
 
@@ -262,13 +262,19 @@ func TestRepairRollback(t *testing.T) {
 }
 
 // TestRepairLostWrites: Redis lost its last writes and took none since (no fork): --repair
-// rebuilds the partition from the ledger; the lost sale is counted and the lost hold is open.
+// rebuilds the partition from the ledger; the lost sale is counted and the lost hold is open,
+// with the expiry its last extension gave it (the events carry it).
 func TestRepairLostWrites(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
+	key := engine.ShardKey{Location: "s1", SKU: "b"}
 	restore := f.dumpPartition(t, p)
 	h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "b", Qty: 3}}, IdempotencyKey: "lost", Actor: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	extended, err := f.e.Extend(ctx, h.ID, 17*time.Minute, "shop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,8 +283,24 @@ func TestRepairLostWrites(t *testing.T) {
 	restore()
 	f.repairThenCleanAll(t, KindLedgerAhead)
 	got, _ := f.e.Snapshot(ctx, p)
-	if got.Shards["s1|b|0"] != want.Shards["s1|b|0"] || got.Seq != want.Seq {
-		t.Fatalf("rebuilt %+v at seq %d, want %+v at %d", got.Shards["s1|b|0"], got.Seq, want.Shards["s1|b|0"], want.Seq)
+	if got.Shards[key] != want.Shards[key] || got.Seq != want.Seq {
+		t.Fatalf("rebuilt %+v at seq %d, want %+v at %d", got.Shards[key], got.Seq, want.Shards[key], want.Seq)
+	}
+	parts, err := f.e.HoldParts(h.ID)
+	if err != nil || len(parts) != 1 {
+		t.Fatalf("hold parts %v, %v", parts, err)
+	}
+	var restored bool
+	for _, sh := range got.Holds {
+		if sh.Part == parts[0].Part {
+			restored = true
+			if sh.ExpiresAt != extended || sh.Qty != 3 {
+				t.Fatalf("restored part %+v, want expiry %d", sh, extended)
+			}
+		}
+	}
+	if !restored {
+		t.Fatalf("the lost hold's part %s is not open after the rebuild", parts[0].Part)
 	}
 	// A retry of the lost reservation gets the same hold back (its record was restored without
 	// the request's fingerprint, which the ledger does not keep), then commits it.
@@ -289,8 +311,8 @@ func TestRepairLostWrites(t *testing.T) {
 	if err := f.e.Commit(ctx, h.ID, "shop"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := f.e.Snapshot(ctx, p); got.Shards["s1|b|0"].Held != want.Shards["s1|b|0"].Held-3 {
-		t.Fatalf("held after commit %+v", got.Shards["s1|b|0"])
+	if got, _ := f.e.Snapshot(ctx, p); got.Shards[key].Held != want.Shards[key].Held-3 {
+		t.Fatalf("held after commit %+v", got.Shards[key])
 	}
 }
 
@@ -337,7 +359,7 @@ func TestRepairForkConflict(t *testing.T) {
 		t.Fatalf("conflicts %+v", conflicts)
 	}
 	snap, _ := f.e.Snapshot(ctx, p)
-	if sc := snap.Shards["s2|c|0"]; sc.Available != 0 || sc.Held != 0 || sc.Committed != 5 || snap.Fence != "" {
+	if sc := snap.Shards[engine.ShardKey{Location: "s2", SKU: "c"}]; sc.Available != 0 || sc.Held != 0 || sc.Committed != 5 || snap.Fence != "" {
 		t.Fatalf("counters %+v, fence %q", sc, snap.Fence)
 	}
 	f.persistedClean(t, "after repair")
@@ -390,7 +412,7 @@ func TestRepairUnderTraffic(t *testing.T) {
 	}
 	f.persistedClean(t, "after repair")
 	snap, _ := f.e.Snapshot(ctx, p)
-	sc := snap.Shards["s3|d|0"]
+	sc := snap.Shards[engine.ShardKey{Location: "s3", SKU: "d"}]
 	// Holds whose commit met the fence stay open until they expire.
 	var open int64
 	for _, h := range snap.Holds {

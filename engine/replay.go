@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+)
+
+// ShardKey names one sub-counter of a pool.
+type ShardKey struct {
+	Location string
+	SKU      string
+	Shard    int
+}
+
+// KeyOf is the shard an event changed.
+func KeyOf(ev *Event) ShardKey { return ShardKey{ev.Location, ev.SKU, ev.Shard} }
+
+// Pool is the pool the shard belongs to.
+func (k ShardKey) Pool() PoolKey { return PoolKey{Location: k.Location, SKU: k.SKU} }
+
+func (k ShardKey) String() string { return shardField(k.Location, k.SKU, k.Shard) }
+
+// ShardTotals is one shard as a run of events adds it up.
+type ShardTotals struct {
+	Available, Held, Committed int64
+	// Vendor is the net of restocks, spoilage and adjustments; Transfers the net of transfers
+	// in and out.
+	Vendor, Transfers int64
+}
+
+// OpenPart is a hold part a run of events leaves open, as its RESERVED and EXTENDED events
+// describe it.
+type OpenPart struct {
+	HoldRecord
+	// Seq is the RESERVED event's.
+	Seq int64
+}
+
+// ReplayOptions says what a replay keeps beyond counters and open parts.
+type ReplayOptions struct {
+	// History keeps how each ended part ended and the id of every stock change (a rebuild
+	// needs them; a checkpoint does not).
+	History bool
+	// Limited says which pools count a customer's units against a limit (nil: none);
+	// Customers is kept for those.
+	Limited func(PoolKey) bool
+	// MaxTTL (ms): a RESERVED event that carries no expiry (written before events carried it)
+	// is taken to expire MaxTTL after it was written, the latest it can.
+	MaxTTL int64
+}
+
+// StockChange identifies a stock change (restock, spoilage, adjustment, transfer in or out)
+// by its type, transaction or transfer id, and shard.
+type StockChange struct {
+	Type, ID string
+	Shard    ShardKey
+}
+
+// Replay is a partition as a run of its events leaves it. The engine's Verify, the
+// reconciliation's checkpoints and its rebuild of a partition all add events up with Apply.
+type Replay struct {
+	Shards map[ShardKey]*ShardTotals
+	Open   map[string]OpenPart
+	// Ended (History) maps each ended part to how it ended.
+	Ended map[string]Tombstone
+	// Changes (History) holds every stock change applied.
+	Changes map[StockChange]bool
+	// Customers (with Limited) maps "location|sku|customer" to the units counting against
+	// the pool's limit, as Redis keeps them.
+	Customers map[string]int64
+	opts      ReplayOptions
+}
+
+// NewReplay starts a replay from a partition's first event.
+func NewReplay(opts ReplayOptions) *Replay {
+	r := &Replay{Shards: map[ShardKey]*ShardTotals{}, Open: map[string]OpenPart{}, Customers: map[string]int64{}, opts: opts}
+	if opts.History {
+		r.Ended, r.Changes = map[string]Tombstone{}, map[StockChange]bool{}
+	}
+	return r
+}
+
+// Shard returns the shard's totals, adding them at zero when the replay has not seen it.
+func (r *Replay) Shard(k ShardKey) *ShardTotals {
+	t := r.Shards[k]
+	if t == nil {
+		t = &ShardTotals{}
+		r.Shards[k] = t
+	}
+	return t
+}
+
+// Apply adds one event, the next of the partition.
+func (r *Replay) Apply(ev *Event) {
+	k := KeyOf(ev)
+	t := r.Shard(k)
+	t.Available = ev.After
+	t.Held += ev.HeldDelta
+	switch ev.Type {
+	case EventReserved:
+		exp := ev.ExpiresAt
+		if exp == 0 {
+			exp = ev.TS + r.opts.MaxTTL
+		}
+		h := HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: exp, Customer: ev.Customer,
+			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
+		r.Open[ev.Hold] = OpenPart{HoldRecord: h, Seq: ev.Seq}
+		if h.Limited {
+			r.Customers[customerField(h)] += h.Qty
+		}
+		if r.Ended != nil {
+			delete(r.Ended, ev.Hold)
+		}
+	case EventExtended:
+		if h, ok := r.Open[ev.Hold]; ok && ev.ExpiresAt > 0 {
+			h.ExpiresAt = ev.ExpiresAt
+			r.Open[ev.Hold] = h
+		}
+	case EventCommitted, EventReleased, EventExpired, EventVoided:
+		if ev.Type == EventCommitted {
+			t.Committed += ev.Qty
+		}
+		r.end(ev)
+	case EventRestocked, EventSpoiled, EventAdjusted:
+		t.Vendor += ev.Delta
+		r.change(ev, k)
+	case EventTransferOut, EventTransferIn:
+		t.Transfers += ev.Delta
+		r.change(ev, k)
+	}
+}
+
+// end closes the part of ev as ev says.
+func (r *Replay) end(ev *Event) {
+	h, open := r.Open[ev.Hold]
+	if open && h.Limited && ev.Type != EventCommitted {
+		r.Customers[customerField(h.HoldRecord)] -= h.Qty
+	}
+	delete(r.Open, ev.Hold)
+	if r.Ended != nil {
+		r.Ended[ev.Hold] = Tombstone{Outcome: ev.Type, At: ev.TS, Location: ev.Location, SKU: ev.SKU, Qty: ev.Qty,
+			ExpiresAt: h.ExpiresAt, Owner: h.Owner}
+	}
+}
+
+func (r *Replay) change(ev *Event, k ShardKey) {
+	if r.Changes != nil {
+		r.Changes[StockChange{ev.Type, ev.Idem, k}] = true
+	}
+}
+
+// customerField is the customer's count's field in Redis.
+func customerField(h HoldRecord) string { return h.Location + "|" + h.SKU + "|" + h.Customer }
+
+// Clone copies the replay (what it has added up so far).
+func (r *Replay) Clone() *Replay {
+	c := &Replay{Shards: make(map[ShardKey]*ShardTotals, len(r.Shards)), Open: maps.Clone(r.Open),
+		Customers: maps.Clone(r.Customers), Ended: maps.Clone(r.Ended), Changes: maps.Clone(r.Changes), opts: r.opts}
+	for k, t := range r.Shards {
+		v := *t
+		c.Shards[k] = &v
+	}
+	return c
+}
+
+// replayJSON is a replay's counters and open parts as stored (a checkpoint). Version 2 keys
+// shards by their parts; anything else is refused, so that a state stored in another shape
+// is never read as an empty one.
+type replayJSON struct {
+	V      int                 `json:"v"`
+	Shards []shardJSON         `json:"shards"`
+	Open   map[string]OpenPart `json:"open"`
+}
+
+type shardJSON struct {
+	Location string `json:"l"`
+	SKU      string `json:"s"`
+	Shard    int    `json:"n"`
+	ShardTotals
+}
+
+const replayJSONVersion = 2
+
+// MarshalJSON stores the counters and open parts (not the history).
+func (r *Replay) MarshalJSON() ([]byte, error) {
+	out := replayJSON{V: replayJSONVersion, Shards: make([]shardJSON, 0, len(r.Shards)), Open: r.Open}
+	for k, t := range r.Shards {
+		out.Shards = append(out.Shards, shardJSON{k.Location, k.SKU, k.Shard, *t})
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads what MarshalJSON stored.
+func (r *Replay) UnmarshalJSON(b []byte) error {
+	var in replayJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	if in.V != replayJSONVersion {
+		return fmt.Errorf("replay state of version %d, want %d", in.V, replayJSONVersion)
+	}
+	*r = *NewReplay(r.opts)
+	for _, s := range in.Shards {
+		t := s.ShardTotals
+		r.Shards[ShardKey{s.Location, s.SKU, s.Shard}] = &t
+	}
+	if in.Open != nil {
+		r.Open = in.Open
+	}
+	return nil
+}
