@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -37,6 +38,38 @@ type Config struct {
 	BackoffMax  time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_MAX" envDefault:"5m"`
 	// MaxSubscriptions caps each vendor's active subscriptions (Store, WithMaxSubscriptions).
 	MaxSubscriptions int `env:"FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS" envDefault:"100"`
+}
+
+// DefaultConfig is the alerts' configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Group:            "alerts",
+		Interval:         200 * time.Millisecond,
+		Batch:            1000,
+		Hysteresis:       0.1,
+		Cooldown:         10 * time.Second,
+		Settle:           10 * time.Second,
+		Timeout:          5 * time.Second,
+		MaxAttempts:      8,
+		BackoffBase:      time.Second,
+		BackoffMax:       5 * time.Minute,
+		MaxSubscriptions: 100,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Settle < 0:
+		return fmt.Errorf("FLASHHOLD_ALERT_SETTLE must not be negative, got %s", c.Settle)
+	case c.MaxSubscriptions < 1:
+		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", c.MaxSubscriptions)
+	case c.Interval <= 0 || c.Batch < 1:
+		return fmt.Errorf("FLASHHOLD_ALERT_INTERVAL must be positive and FLASHHOLD_ALERT_BATCH at least 1, got %s and %d", c.Interval, c.Batch)
+	case c.MaxAttempts < 1 || c.Timeout <= 0:
+		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_ATTEMPTS must be at least 1 and FLASHHOLD_WEBHOOK_TIMEOUT positive, got %d and %s", c.MaxAttempts, c.Timeout)
+	}
+	return nil
 }
 
 type level int

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -39,6 +40,34 @@ type Config struct {
 	// limit); one more is answered 503 and closed.
 	MaxConns  int `env:"FLASHHOLD_HTTP_MAX_CONNS" envDefault:"0"`
 	Admission AdmissionConfig
+}
+
+// DefaultConfig is the HTTP server's configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           "127.0.0.1:8080",
+		RateLimit:      1000,
+		RateBurst:      2000,
+		MaxBody:        4 << 20,
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   10 * time.Second,
+		IdleTimeout:    60 * time.Second,
+		RequestTimeout: 5 * time.Second,
+		BulkMaxRows:    10000,
+		BulkWorkers:    8,
+		Admission:      DefaultAdmissionConfig(),
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("FLASHHOLD_REQUEST_TIMEOUT must be positive, got %s", c.RequestTimeout)
+	case c.BulkMaxRows < 1 || c.BulkWorkers < 1:
+		return fmt.Errorf("FLASHHOLD_BULK_MAX_ROWS and FLASHHOLD_BULK_WORKERS must be at least 1, got %d and %d", c.BulkMaxRows, c.BulkWorkers)
+	}
+	return c.Admission.Validate()
 }
 
 // Checker reports whether a dependency is reachable (for /readyz).

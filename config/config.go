@@ -47,26 +47,48 @@ type Config struct {
 	LogLevel string `env:"FLASHHOLD_LOG_LEVEL" envDefault:"info"`
 }
 
+// Default is the configuration when the environment sets nothing: every package's defaults.
+func Default() Config {
+	return Config{
+		Engine:          engine.DefaultConfig(),
+		API:             api.DefaultConfig(),
+		Sweep:           sweeper.DefaultConfig(),
+		Sweeper:         true,
+		Persist:         ledger.DefaultPersistConfig(),
+		Persister:       true,
+		Alerts:          alerts.DefaultConfig(),
+		Reconcile:       reconcile.DefaultScheduleConfig(),
+		AlertsOn:        true,
+		PostgresURL:     "postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable",
+		ShutdownTimeout: 15 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("FLASHHOLD_SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownTimeout)
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("FLASHHOLD_LOG_LEVEL: %w", err)
+	}
+	return nil
+}
+
 // Load parses the environment.
 func Load() (Config, error) {
 	cfg, err := env.ParseAs[Config]()
 	if err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
-	if err := cfg.Engine.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
-	}
-	if m := cfg.Persist.Mode; m != ledger.ModeCopy && m != ledger.ModeInsert {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", m)
-	}
-	if cfg.Alerts.Settle < 0 {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_ALERT_SETTLE must not be negative, got %s", cfg.Alerts.Settle)
-	}
-	if cfg.Alerts.MaxSubscriptions < 1 {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", cfg.Alerts.MaxSubscriptions)
-	}
-	if _, err := zerolog.ParseLevel(cfg.LogLevel); err != nil {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_LOG_LEVEL: %w", err)
 	}
 	return cfg, nil
 }

@@ -68,6 +68,32 @@ type Config struct {
 	PoolCacheTTL time.Duration `env:"FLASHHOLD_POOL_CACHE_TTL" envDefault:"5s"`
 }
 
+// DefaultConfig is the configuration flashhold runs with when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		RedisURL:         "redis://127.0.0.1:6379/0",
+		RedisWaitTimeout: 100 * time.Millisecond,
+		RedisTimeout:     2 * time.Second,
+		Prefix:           "fh",
+		Partitions:       64,
+		DefaultTTL:       5 * time.Minute,
+		MinTTL:           time.Second,
+		MaxTTL:           30 * time.Minute,
+		MaxQty:           100,
+		MaxCartLines:     20,
+		IdempotencyTTL:   time.Hour,
+		IdempotencyLease: 10 * time.Second,
+		RefusalTTL:       30 * time.Second,
+		Coalesce:         true,
+		CoalesceMaxBatch: 128,
+		CoalesceWorkers:  2,
+		SoldOutMemory:    250 * time.Millisecond,
+		ReclaimInline:    8,
+		CommitGrace:      5 * time.Second,
+		PoolCacheTTL:     5 * time.Second,
+	}
+}
+
 // MaxShards is the most sub-counters one pool may have.
 const MaxShards = 64
 

@@ -51,6 +51,40 @@ type PersistConfig struct {
 	SyncPoolsEvery time.Duration `env:"FLASHHOLD_PERSIST_SYNC_POOLS_EVERY" envDefault:"30s"`
 }
 
+// DefaultPersistConfig is the persister's configuration when the environment sets nothing.
+func DefaultPersistConfig() PersistConfig {
+	return PersistConfig{
+		Group:          "ledger",
+		Batch:          2000,
+		MaxRows:        50000,
+		Interval:       100 * time.Millisecond,
+		Linger:         20 * time.Millisecond,
+		Mode:           ModeCopy,
+		ClaimIdle:      15 * time.Second,
+		Lease:          5 * time.Second,
+		Keep:           5000,
+		BackoffMax:     10 * time.Second,
+		Timeout:        30 * time.Second,
+		LagAlarm:       1000000,
+		SyncPoolsEvery: 30 * time.Second,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c PersistConfig) Validate() error {
+	switch {
+	case c.Mode != ModeCopy && c.Mode != ModeInsert:
+		return fmt.Errorf("FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", c.Mode)
+	case c.Group == "":
+		return fmt.Errorf("FLASHHOLD_PERSIST_GROUP is empty")
+	case c.Interval <= 0 || c.Lease <= 0 || c.Timeout <= 0 || c.BackoffMax <= 0:
+		return fmt.Errorf("FLASHHOLD_PERSIST_INTERVAL, _LEASE, _TIMEOUT and _BACKOFF_MAX must be positive")
+	case c.Linger < 0:
+		return fmt.Errorf("FLASHHOLD_PERSIST_LINGER must not be negative, got %s", c.Linger)
+	}
+	return nil
+}
+
 // PersistPass is what one RunOnce did.
 type PersistPass struct {
 	Polled      int // partitions whose streams the pass read

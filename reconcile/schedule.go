@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,19 @@ type ScheduleConfig struct {
 	Dir string `env:"FLASHHOLD_RECONCILE_DIR"`
 	// TransferGrace: a transfer pending longer than this is reported half-done.
 	TransferGrace time.Duration `env:"FLASHHOLD_RECONCILE_TRANSFER_GRACE" envDefault:"30s"`
+}
+
+// DefaultScheduleConfig leaves the scheduled reconciliation off.
+func DefaultScheduleConfig() ScheduleConfig {
+	return ScheduleConfig{TransferGrace: 30 * time.Second}
+}
+
+// Validate reports the first setting that cannot work.
+func (c ScheduleConfig) Validate() error {
+	if c.Every < 0 || c.TransferGrace < 0 {
+		return fmt.Errorf("FLASHHOLD_RECONCILE_EVERY and FLASHHOLD_RECONCILE_TRANSFER_GRACE must not be negative, got %s and %s", c.Every, c.TransferGrace)
+	}
+	return nil
 }
 
 // Scheduler runs a reconciliation every interval, on one instance at a time (a lease), and

@@ -52,6 +52,37 @@ type Config struct {
 	TransferGrace time.Duration `env:"FLASHHOLD_TRANSFER_GRACE" envDefault:"2s"`
 }
 
+// DefaultConfig is the sweeper's configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Rate:           5000,
+		Burst:          1000,
+		Batch:          100,
+		Interval:       50 * time.Millisecond,
+		Lease:          2 * time.Second,
+		LagAlarm:       5 * time.Second,
+		GCEvery:        time.Second,
+		GCBatch:        1000,
+		StreamKeep:     5000,
+		RebalanceEvery: time.Second,
+		LowWater:       0.25,
+		TransferGrace:  2 * time.Second,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Interval <= 0 || c.Lease <= 0:
+		return fmt.Errorf("FLASHHOLD_SWEEP_INTERVAL and FLASHHOLD_SWEEP_LEASE must be positive, got %s and %s", c.Interval, c.Lease)
+	case c.GCBatch < 1:
+		return fmt.Errorf("FLASHHOLD_SWEEP_GC_BATCH must be at least 1, got %d", c.GCBatch)
+	case c.LowWater < 0 || c.LowWater > 1:
+		return fmt.Errorf("FLASHHOLD_REBALANCE_LOW_WATER must be within 0..1, got %g", c.LowWater)
+	}
+	return nil
+}
+
 // Pass is what one RunOnce did.
 type Pass struct {
 	Restored   int           // hold parts given back
