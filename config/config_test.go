@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,21 +98,5 @@ func TestRedisLoggerOneObject(t *testing.T) {
 	if entry["level"] != "warn" || entry["component"] != "go-redis" ||
 		entry["message"] != "autopipeline: recovered panic: boom\ngoroutine 1 [running]:\nmain.main()" {
 		t.Errorf("entry %s", lines[0])
-	}
-}
-
-// TestDefaultsInCode: the defaults each package states in code are the ones the environment
-// tags give, and they pass Validate.
-func TestDefaultsInCode(t *testing.T) {
-	fromTags, err := env.ParseAsWithOptions[Config](env.Options{Environment: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	def := Default()
-	if !reflect.DeepEqual(fromTags, def) {
-		t.Errorf("defaults differ:\n tags %+v\n code %+v", fromTags, def)
-	}
-	if err := def.Validate(); err != nil {
-		t.Error(err)
 	}
 }

@@ -18,37 +18,37 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// PersistConfig is the persister's configuration (environment variables in the README).
+// PersistConfig is the persister's configuration (package config reads it from the environment).
 type PersistConfig struct {
 	// Group is the Redis consumer group every persister joins.
-	Group string `env:"FLASHHOLD_PERSIST_GROUP" envDefault:"ledger"`
+	Group string
 	// Batch is the most entries read from one partition per pass; MaxRows caps a transaction.
-	Batch   int `env:"FLASHHOLD_PERSIST_BATCH" envDefault:"2000"`
-	MaxRows int `env:"FLASHHOLD_PERSIST_MAX_ROWS" envDefault:"50000"`
+	Batch   int
+	MaxRows int
 	// Interval is the pause between passes that found nothing to do.
-	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
+	Interval time.Duration
 	// Linger (0: off) is the pause after a pass that found less than a quarter of MaxRows:
 	// under steady traffic the next pass then takes a larger batch, which costs less per
 	// event, and passes no longer follow each other with a few events each, every one with
 	// its fixed Redis and Postgres round trips, which lengthened the reserve path's latency
 	// tail (see the README). Passes that find more (catching up) follow each other at once.
-	Linger time.Duration `env:"FLASHHOLD_PERSIST_LINGER" envDefault:"20ms"`
+	Linger time.Duration
 	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
-	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
+	Mode string
 	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
-	ClaimIdle time.Duration `env:"FLASHHOLD_PERSIST_CLAIM_IDLE" envDefault:"15s"`
+	ClaimIdle time.Duration
 	// Lease is how long a partition stays this persister's after it last read it.
-	Lease time.Duration `env:"FLASHHOLD_PERSIST_LEASE" envDefault:"5s"`
+	Lease time.Duration
 	// Keep is how many persisted entries each stream keeps in Redis; older ones are trimmed.
-	Keep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
+	Keep int64
 	// BackoffMax caps the wait between retries while Postgres fails.
-	BackoffMax time.Duration `env:"FLASHHOLD_PERSIST_BACKOFF_MAX" envDefault:"10s"`
+	BackoffMax time.Duration
 	// Timeout bounds one Postgres transaction.
-	Timeout time.Duration `env:"FLASHHOLD_PERSIST_TIMEOUT" envDefault:"30s"`
+	Timeout time.Duration
 	// LagAlarm: readiness fails when more entries than this wait to be persisted.
-	LagAlarm int64 `env:"FLASHHOLD_PERSIST_LAG_ALARM" envDefault:"1000000"`
+	LagAlarm int64
 	// SyncPoolsEvery: how often pool configuration is copied into Postgres.
-	SyncPoolsEvery time.Duration `env:"FLASHHOLD_PERSIST_SYNC_POOLS_EVERY" envDefault:"30s"`
+	SyncPoolsEvery time.Duration
 }
 
 // DefaultPersistConfig is the persister's configuration when the environment sets nothing.

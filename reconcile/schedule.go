@@ -11,14 +11,14 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// ScheduleConfig is the reconciliation run inside serve (environment variables in the README).
+// ScheduleConfig is the reconciliation run inside serve (package config reads it from the environment).
 type ScheduleConfig struct {
 	// Every is the interval between runs; 0 turns the scheduled run off.
-	Every time.Duration `env:"FLASHHOLD_RECONCILE_EVERY" envDefault:"0"`
+	Every time.Duration
 	// Dir, when set, receives each run's report.html, report.json and findings.csv.
-	Dir string `env:"FLASHHOLD_RECONCILE_DIR"`
+	Dir string
 	// TransferGrace: a transfer pending longer than this is reported half-done.
-	TransferGrace time.Duration `env:"FLASHHOLD_RECONCILE_TRANSFER_GRACE" envDefault:"30s"`
+	TransferGrace time.Duration
 }
 
 // DefaultScheduleConfig leaves the scheduled reconciliation off.

@@ -20,36 +20,36 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// Config is the sweeper's configuration (environment variables in the README).
+// Config is the sweeper's configuration (package config reads it from the environment).
 type Config struct {
 	// Rate caps hold parts restored per second by this instance (0: unlimited); Burst is how
 	// many may go at once after a quiet spell.
-	Rate  float64 `env:"FLASHHOLD_SWEEP_RATE" envDefault:"5000"`
-	Burst int     `env:"FLASHHOLD_SWEEP_BURST" envDefault:"1000"`
+	Rate  float64
+	Burst int
 	// Batch is the most parts one sweep call restores.
-	Batch int `env:"FLASHHOLD_SWEEP_BATCH" envDefault:"100"`
+	Batch int
 	// Interval is how often a pass runs.
-	Interval time.Duration `env:"FLASHHOLD_SWEEP_INTERVAL" envDefault:"50ms"`
+	Interval time.Duration
 	// Lease is how long a partition stays this instance's to sweep after it took it.
-	Lease time.Duration `env:"FLASHHOLD_SWEEP_LEASE" envDefault:"2s"`
+	Lease time.Duration
 	// LagAlarm: the sweeper logs a warning when the oldest overdue hold is older than this.
-	LagAlarm time.Duration `env:"FLASHHOLD_SWEEP_LAG_ALARM" envDefault:"5s"`
+	LagAlarm time.Duration
 	// GCEvery: how often old idempotency records and tombstones are forgotten (every one due,
 	// GCBatch per call) and streams trimmed.
-	GCEvery time.Duration `env:"FLASHHOLD_SWEEP_GC_EVERY" envDefault:"1s"`
-	GCBatch int           `env:"FLASHHOLD_SWEEP_GC_BATCH" envDefault:"1000"`
+	GCEvery time.Duration
+	GCBatch int
 	// StreamKeep: each partition's stream keeps this many entries below what every consumer
 	// group (the ledger's persister, the alert detector) acknowledged, and with no group at all
 	// (no ledger) its last this many.
-	StreamKeep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
+	StreamKeep int64
 	// RebalanceEvery: how often sharded pools are rebalanced, transfers completed and
 	// perishable pools checked (0: never).
-	RebalanceEvery time.Duration `env:"FLASHHOLD_REBALANCE_EVERY" envDefault:"1s"`
+	RebalanceEvery time.Duration
 	// LowWater: a shard below this fraction of its pool's mean available count gets units
 	// moved to it from the fullest shards.
-	LowWater float64 `env:"FLASHHOLD_REBALANCE_LOW_WATER" envDefault:"0.25"`
+	LowWater float64
 	// TransferGrace: a transfer pending longer than this is taken as interrupted and completed.
-	TransferGrace time.Duration `env:"FLASHHOLD_TRANSFER_GRACE" envDefault:"2s"`
+	TransferGrace time.Duration
 }
 
 // DefaultConfig is the sweeper's configuration when the environment sets nothing.
