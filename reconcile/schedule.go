@@ -75,25 +75,19 @@ func (s *Scheduler) Register(reg prometheus.Registerer) error {
 // leaseName is the lease that keeps scheduled runs to one instance.
 const leaseName = "reconcile"
 
-// Run reconciles every interval until ctx ends.
+// Run reconciles every interval until ctx ends, the first time one interval after it starts.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if s.cfg.Every <= 0 {
 		return nil
 	}
 	s.log.Info().Dur("every", s.cfg.Every).Msg("scheduled reconciliation on")
-	t := time.NewTicker(s.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.failures.Inc()
-			s.log.Error().Err(err).Msg("scheduled reconciliation failed")
-		}
-	}
+	return loop.RunAfter(ctx, s.cfg.Every, 0, func(ctx context.Context) error {
+		_, err := s.RunOnce(ctx)
+		return err
+	}, func(err error) {
+		s.failures.Inc()
+		s.log.Error().Err(err).Msg("scheduled reconciliation failed")
+	})
 }
 
 // RunOnce runs one reconciliation if this instance gets the lease; it returns nil (and no
