@@ -19,7 +19,13 @@ import (
 	"github.com/flashhold/flashhold/sweeper"
 )
 
-func serveCmd(ctx context.Context) error {
+func serveCmd(ctx context.Context, args []string) error {
+	fs := newFlags("serve", "", `Serve the HTTP API on FLASHHOLD_HTTP_ADDR, with the background services that
+FLASHHOLD_SWEEPER, FLASHHOLD_PERSISTER, FLASHHOLD_ALERTS and FLASHHOLD_RECONCILE_EVERY turn
+on, until interrupted.`)
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
 	e, cfg, err := openEngine(ctx)
 	if err != nil {
 		return err
@@ -187,7 +193,11 @@ func openLedger(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 // migrateCmd applies the ledger migrations.
-func migrateCmd(ctx context.Context) error {
+func migrateCmd(ctx context.Context, args []string) error {
+	fs := newFlags("migrate", "", "Apply the ledger schema migrations to FLASHHOLD_POSTGRES_URL.")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -220,7 +230,11 @@ func openEngineWithLedger(ctx context.Context) (*engine.Engine, *ledger.Store, c
 }
 
 // persistCmd runs only the ledger persister until interrupted.
-func persistCmd(ctx context.Context) error {
+func persistCmd(ctx context.Context, args []string) error {
+	fs := newFlags("persist", "", "Run only the ledger persister (Redis streams to Postgres) until interrupted.")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
 	e, store, cfg, closeAll, err := openEngineWithLedger(ctx)
 	if err != nil {
 		return err
@@ -230,7 +244,12 @@ func persistCmd(ctx context.Context) error {
 }
 
 // sweepCmd runs the sweeper alone until interrupted.
-func sweepCmd(ctx context.Context) error {
+func sweepCmd(ctx context.Context, args []string) error {
+	fs := newFlags("sweep", "", `Run only the sweeper until interrupted: give back the units of expired holds,
+rebalance sharded pools, complete interrupted transfers, write off perishable stock.`)
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
 	e, cfg, err := openEngine(ctx)
 	if err != nil {
 		return err
