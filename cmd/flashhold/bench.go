@@ -87,20 +87,11 @@ Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
 			}
 		}()
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
 	}
-	if *memProfile != "" {
-		defer writeHeapProfile(*memProfile)
-	}
+	defer stopProfiles()
 	log := cfg.Logger().Level(zerolog.WarnLevel)
 	env := bench.Env{Redis: rdb, Postgres: pg, Engine: cfg.Engine, API: cfg.API, Sweep: cfg.Sweep, Persist: cfg.Persist, Log: log, Progress: os.Stderr}
 	fmt.Fprintf(os.Stderr, "bench: keys under %s:*, ledger in schema fhbench_%s\n", cfg.Engine.Prefix, run)
@@ -153,6 +144,29 @@ func benchSchema(ctx context.Context, url, schema string, clients int) (*pgxpool
 		return nil, nil, err
 	}
 	return pool, drop, nil
+}
+
+// startProfiles starts a CPU profile into cpu (when named); the returned function stops it
+// and writes the allocations into mem (when named).
+func startProfiles(cpu, mem string) (func(), error) {
+	stopCPU := func() {}
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	return func() {
+		stopCPU()
+		if mem != "" {
+			writeHeapProfile(mem)
+		}
+	}, nil
 }
 
 // writeHeapProfile writes the heap profile, whose alloc_space and alloc_objects samples
