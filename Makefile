@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick bench bench-engine bench-ledger soak run stop clean
+.PHONY: all services build test test-quick docs-config bench bench-engine bench-ledger soak run stop clean
 
 all: build
 
@@ -21,6 +21,11 @@ test: services
 # The same tests without the race detector (faster while iterating).
 test-quick: services
 	$(GO) test -count=1 -timeout 30m ./...
+
+# docs/configuration.md, written from the list of variables in config/variables.txt (a test in
+# config/ fails when the file is stale).
+docs-config:
+	$(GO) run ./config/cmd/gendoc
 
 # The standard bench suite: every scenario and baseline, report and plots in bench-report/.
 bench: services build

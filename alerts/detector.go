@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -15,28 +16,60 @@ import (
 // Config is the alert detector's and deliverer's configuration.
 type Config struct {
 	// Group is the consumer group the detector reads the streams in.
-	Group    string        `env:"FLASHHOLD_ALERT_GROUP" envDefault:"alerts"`
-	Interval time.Duration `env:"FLASHHOLD_ALERT_INTERVAL" envDefault:"200ms"`
-	Batch    int           `env:"FLASHHOLD_ALERT_BATCH" envDefault:"1000"`
+	Group    string
+	Interval time.Duration
+	Batch    int
 	// Hysteresis: after LOW_STOCK, a pool counts as restocked only at threshold + this fraction
 	// of it (at least one unit), so a count hovering at the threshold raises no new alerts.
-	Hysteresis float64 `env:"FLASHHOLD_ALERT_HYSTERESIS" envDefault:"0.1"`
+	Hysteresis float64
 	// Cooldown: after an alert, a pool's next alert waits at least this long; changes in
 	// between are merged into it.
-	Cooldown time.Duration `env:"FLASHHOLD_ALERT_COOLDOWN" envDefault:"10s"`
+	Cooldown time.Duration
 	// Settle: a pool's new level is alerted only once it has held this long. A reservation
 	// attempt that is refused gives back the units it took (VOIDED events) well within it, so
 	// its dip raises nothing. Keep it at least FLASHHOLD_IDEMPOTENCY_LEASE.
-	Settle time.Duration `env:"FLASHHOLD_ALERT_SETTLE" envDefault:"10s"`
+	Settle time.Duration
 	// Allow names callback hosts, addresses or CIDR prefixes allowed although loopback or private.
-	Allow []string `env:"FLASHHOLD_WEBHOOK_ALLOW" envSeparator:","`
+	Allow []string
 	// Delivery: per-attempt timeout, attempts before dead-lettering, backoff base and cap.
-	Timeout     time.Duration `env:"FLASHHOLD_WEBHOOK_TIMEOUT" envDefault:"5s"`
-	MaxAttempts int           `env:"FLASHHOLD_WEBHOOK_MAX_ATTEMPTS" envDefault:"8"`
-	BackoffBase time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_BASE" envDefault:"1s"`
-	BackoffMax  time.Duration `env:"FLASHHOLD_WEBHOOK_BACKOFF_MAX" envDefault:"5m"`
+	Timeout     time.Duration
+	MaxAttempts int
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
 	// MaxSubscriptions caps each vendor's active subscriptions (Store, WithMaxSubscriptions).
-	MaxSubscriptions int `env:"FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS" envDefault:"100"`
+	MaxSubscriptions int
+}
+
+// DefaultConfig is the alerts' configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Group:            "alerts",
+		Interval:         200 * time.Millisecond,
+		Batch:            1000,
+		Hysteresis:       0.1,
+		Cooldown:         10 * time.Second,
+		Settle:           10 * time.Second,
+		Timeout:          5 * time.Second,
+		MaxAttempts:      8,
+		BackoffBase:      time.Second,
+		BackoffMax:       5 * time.Minute,
+		MaxSubscriptions: 100,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Settle < 0:
+		return fmt.Errorf("FLASHHOLD_ALERT_SETTLE must not be negative, got %s", c.Settle)
+	case c.MaxSubscriptions < 1:
+		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", c.MaxSubscriptions)
+	case c.Interval <= 0 || c.Batch < 1:
+		return fmt.Errorf("FLASHHOLD_ALERT_INTERVAL must be positive and FLASHHOLD_ALERT_BATCH at least 1, got %s and %d", c.Interval, c.Batch)
+	case c.MaxAttempts < 1 || c.Timeout <= 0:
+		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_ATTEMPTS must be at least 1 and FLASHHOLD_WEBHOOK_TIMEOUT positive, got %d and %s", c.MaxAttempts, c.Timeout)
+	}
+	return nil
 }
 
 type level int

@@ -3,6 +3,7 @@ package api
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -24,15 +25,32 @@ const (
 
 var classNames = [...]string{unmetered: "unmetered", finishing: "finishing", starting: "starting"}
 
-// AdmissionConfig bounds the work in flight (environment variables in the README).
+// AdmissionConfig bounds the work in flight (package config reads it from the environment).
 type AdmissionConfig struct {
-	On bool `env:"FLASHHOLD_ADMIT" envDefault:"true"`
+	On bool
 	// Target is the mean time an admitted request may take; above it the limit shrinks.
-	Target time.Duration `env:"FLASHHOLD_ADMIT_TARGET" envDefault:"20ms"`
+	Target time.Duration
 	// Wait is the longest a request waits for a place before it is shed.
-	Wait     time.Duration `env:"FLASHHOLD_ADMIT_WAIT" envDefault:"10ms"`
-	MinLimit int           `env:"FLASHHOLD_ADMIT_MIN" envDefault:"4"`
-	MaxLimit int           `env:"FLASHHOLD_ADMIT_MAX" envDefault:"1024"`
+	Wait     time.Duration
+	MinLimit int
+	MaxLimit int
+}
+
+// DefaultAdmissionConfig is admission control as flashhold runs it when the environment sets
+// nothing.
+func DefaultAdmissionConfig() AdmissionConfig {
+	return AdmissionConfig{On: true, Target: 20 * time.Millisecond, Wait: 10 * time.Millisecond, MinLimit: 4, MaxLimit: 1024}
+}
+
+// Validate reports the first setting that cannot work.
+func (c AdmissionConfig) Validate() error {
+	switch {
+	case !c.On:
+		return nil
+	case c.Target <= 0 || c.Wait < 0:
+		return fmt.Errorf("FLASHHOLD_ADMIT_TARGET must be positive and FLASHHOLD_ADMIT_WAIT not negative, got %s and %s", c.Target, c.Wait)
+	}
+	return nil
 }
 
 // admission is an adaptive limit on requests in flight. Each window (100 ms) it compares

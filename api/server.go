@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -21,24 +22,52 @@ import (
 	"github.com/flashhold/flashhold/engine"
 )
 
-// Config is the HTTP server's configuration (environment variables in the README).
+// Config is the HTTP server's configuration (package config reads it from the environment).
 type Config struct {
-	Addr           string        `env:"FLASHHOLD_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
-	KeysFile       string        `env:"FLASHHOLD_API_KEYS_FILE"`
-	Keys           string        `env:"FLASHHOLD_API_KEYS"`
-	RateLimit      int           `env:"FLASHHOLD_RATE_LIMIT" envDefault:"1000"`
-	RateBurst      int           `env:"FLASHHOLD_RATE_BURST" envDefault:"2000"`
-	MaxBody        int           `env:"FLASHHOLD_HTTP_MAX_BODY" envDefault:"4194304"`
-	ReadTimeout    time.Duration `env:"FLASHHOLD_HTTP_READ_TIMEOUT" envDefault:"10s"`
-	WriteTimeout   time.Duration `env:"FLASHHOLD_HTTP_WRITE_TIMEOUT" envDefault:"10s"`
-	IdleTimeout    time.Duration `env:"FLASHHOLD_HTTP_IDLE_TIMEOUT" envDefault:"60s"`
-	RequestTimeout time.Duration `env:"FLASHHOLD_REQUEST_TIMEOUT" envDefault:"5s"`
-	BulkMaxRows    int           `env:"FLASHHOLD_BULK_MAX_ROWS" envDefault:"10000"`
-	BulkWorkers    int           `env:"FLASHHOLD_BULK_WORKERS" envDefault:"8"`
+	Addr           string
+	KeysFile       string
+	Keys           string
+	RateLimit      int
+	RateBurst      int
+	MaxBody        int
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration
+	RequestTimeout time.Duration
+	BulkMaxRows    int
+	BulkWorkers    int
 	// MaxConns caps the connections open at once (0: DefaultMaxConns, from the open-files
 	// limit); one more is answered 503 and closed.
-	MaxConns  int `env:"FLASHHOLD_HTTP_MAX_CONNS" envDefault:"0"`
+	MaxConns  int
 	Admission AdmissionConfig
+}
+
+// DefaultConfig is the HTTP server's configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           "127.0.0.1:8080",
+		RateLimit:      1000,
+		RateBurst:      2000,
+		MaxBody:        4 << 20,
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   10 * time.Second,
+		IdleTimeout:    60 * time.Second,
+		RequestTimeout: 5 * time.Second,
+		BulkMaxRows:    10000,
+		BulkWorkers:    8,
+		Admission:      DefaultAdmissionConfig(),
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("FLASHHOLD_REQUEST_TIMEOUT must be positive, got %s", c.RequestTimeout)
+	case c.BulkMaxRows < 1 || c.BulkWorkers < 1:
+		return fmt.Errorf("FLASHHOLD_BULK_MAX_ROWS and FLASHHOLD_BULK_WORKERS must be at least 1, got %d and %d", c.BulkMaxRows, c.BulkWorkers)
+	}
+	return c.Admission.Validate()
 }
 
 // Checker reports whether a dependency is reachable (for /readyz).

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,6 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/api"
+	"github.com/flashhold/flashhold/app"
+	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/sweeper"
@@ -145,13 +145,13 @@ type Env struct {
 	Progress io.Writer
 }
 
-// bench is one run's live system: the engine, the API on a loopback port, the sweeper and
-// the persister, all in this process, as `flashhold serve` runs them.
+// bench is one run's live system: flashhold as `flashhold serve` assembles it (package app),
+// in this process, with the API on a loopback port.
 type bench struct {
 	env       Env
 	opts      Options
+	app       *app.App
 	eng       *engine.Engine
-	srv       *api.Server
 	addr      string
 	apiKey    string
 	sweeper   *sweeper.Sweeper
@@ -159,48 +159,38 @@ type bench struct {
 	stop      func()
 }
 
-// start brings the system up.
+// start brings the system up: the engine over the run's Redis prefix, the ledger in the run's
+// schema (migrated), the sweeper and, unless NoPersister, the persister; no alerts and no
+// scheduled reconciliation.
 func start(ctx context.Context, env Env, opts Options) (*bench, error) {
-	b := &bench{env: env, opts: opts}
-	eng, err := engine.New(ctx, env.Redis, env.Engine, engine.WithLogger(env.Log))
-	if err != nil {
-		return nil, err
-	}
-	b.eng = eng
-	b.apiKey = randomHex(16)
+	b := &bench{env: env, opts: opts, apiKey: randomHex(16)}
+	cfg := config.Default()
+	cfg.Engine, cfg.API, cfg.Sweep, cfg.Persist = env.Engine, env.API, env.Sweep, env.Persist
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.MigrateOnStart, cfg.Sweeper, cfg.Persister, cfg.AlertsOn = true, true, !opts.NoPersister, false
+	cfg.Reconcile.Every = 0
+	cfg.ShutdownTimeout = 5 * time.Second
 	keys := []api.KeySpec{{ID: "bench", SHA256: api.HashKey(b.apiKey), Role: api.RoleAdmin, RateLimit: -1}}
-	b.srv, err = api.New(env.API, eng, keys, api.WithLogger(env.Log))
+	a, err := app.New(ctx, cfg, env.Log, app.WithRedis(env.Redis), app.WithPostgres(env.Postgres), app.WithKeys(keys))
 	if err != nil {
-		eng.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		eng.Close()
-		return nil, err
+	b.app, b.eng, b.addr, b.sweeper = a, a.Engine, a.Addr(), a.Sweeper
+	// settle and the flash-sale report read the lag of a persister even when none runs.
+	b.persister = a.Persister
+	if b.persister == nil {
+		b.persister = ledger.NewPersister(a.Engine, a.Store, env.Persist, ledger.WithPersistLogger(env.Log))
 	}
-	b.addr = ln.Addr().String()
-	if _, err := ledger.Migrate(ctx, env.Postgres); err != nil {
-		eng.Close()
-		ln.Close()
-		return nil, err
-	}
-	b.sweeper = sweeper.New(eng, env.Sweep, sweeper.WithLogger(env.Log))
-	b.persister = ledger.NewPersister(eng, ledger.NewStore(env.Postgres), env.Persist, ledger.WithPersistLogger(env.Log))
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = b.srv.Serve(ln) })
-	wg.Go(func() { _ = b.sweeper.Run(bg) })
-	if !opts.NoPersister {
-		wg.Go(func() { _ = b.persister.Run(bg) })
-	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(bg)
+	}()
 	b.stop = func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = b.srv.Shutdown(sctx)
 		cancel()
-		wg.Wait()
-		eng.Close()
+		<-done
+		a.Close()
 	}
 	return b, nil
 }

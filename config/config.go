@@ -1,4 +1,6 @@
-// Package config reads flashhold's configuration from the environment.
+// Package config reads flashhold's configuration from the environment. Every variable is
+// listed once, in variables.txt; the defaults are the packages' own (engine.DefaultConfig, …), and
+// docs/configuration.md is written from the list (go run ./config/cmd/gendoc).
 package config
 
 import (
@@ -21,52 +23,75 @@ import (
 	"github.com/flashhold/flashhold/sweeper"
 )
 
-// Config is everything the flashhold binary reads from its environment. Defaults are listed
-// in the README.
+// Config is everything the flashhold binary reads from its environment (see Vars).
 type Config struct {
 	Engine engine.Config
 	API    api.Config
 	Sweep  sweeper.Config
 	// Sweeper runs the sweeper inside serve.
-	Sweeper bool `env:"FLASHHOLD_SWEEPER" envDefault:"true"`
+	Sweeper bool
 	Persist ledger.PersistConfig
 	// Persister runs the ledger persister inside serve (when FLASHHOLD_POSTGRES_URL is set).
-	Persister bool `env:"FLASHHOLD_PERSISTER" envDefault:"true"`
+	Persister bool
 	Alerts    alerts.Config
 	// Reconcile is the scheduled reconciliation inside serve (off unless FLASHHOLD_RECONCILE_EVERY is set).
 	Reconcile reconcile.ScheduleConfig
 	// AlertsOn runs the stock-alert detector and webhook deliverer inside serve (with a ledger).
-	AlertsOn bool `env:"FLASHHOLD_ALERTS" envDefault:"true"`
+	AlertsOn bool
 	// MigrateOnStart applies the ledger migrations when serve starts.
-	MigrateOnStart bool `env:"FLASHHOLD_MIGRATE_ON_START" envDefault:"false"`
+	MigrateOnStart bool
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
-	PostgresURL string `env:"FLASHHOLD_POSTGRES_URL" envDefault:"postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable"`
+	PostgresURL string
 	// ShutdownTimeout bounds how long serve waits for requests in flight when stopping.
-	ShutdownTimeout time.Duration `env:"FLASHHOLD_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	ShutdownTimeout time.Duration
 	// LogLevel is one of debug, info, warn, error.
-	LogLevel string `env:"FLASHHOLD_LOG_LEVEL" envDefault:"info"`
+	LogLevel string
 }
 
-// Load parses the environment.
-func Load() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
-	if err != nil {
+// Default is the configuration when the environment sets nothing: every package's defaults.
+func Default() Config {
+	return Config{
+		Engine:          engine.DefaultConfig(),
+		API:             api.DefaultConfig(),
+		Sweep:           sweeper.DefaultConfig(),
+		Sweeper:         true,
+		Persist:         ledger.DefaultPersistConfig(),
+		Persister:       true,
+		Alerts:          alerts.DefaultConfig(),
+		Reconcile:       reconcile.DefaultScheduleConfig(),
+		AlertsOn:        true,
+		PostgresURL:     "postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable",
+		ShutdownTimeout: 15 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("FLASHHOLD_SHUTDOWN_TIMEOUT must be positive, got %s", c.ShutdownTimeout)
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("FLASHHOLD_LOG_LEVEL: %w", err)
+	}
+	return nil
+}
+
+// Load reads the process's environment over Default() and validates the result.
+func Load() (Config, error) { return load(env.ToMap(os.Environ())) }
+
+func load(environ map[string]string) (Config, error) {
+	cfg := Default()
+	if err := read(&cfg, environ); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
-	if err := cfg.Engine.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
-	}
-	if m := cfg.Persist.Mode; m != ledger.ModeCopy && m != ledger.ModeInsert {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", m)
-	}
-	if cfg.Alerts.Settle < 0 {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_ALERT_SETTLE must not be negative, got %s", cfg.Alerts.Settle)
-	}
-	if cfg.Alerts.MaxSubscriptions < 1 {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", cfg.Alerts.MaxSubscriptions)
-	}
-	if _, err := zerolog.ParseLevel(cfg.LogLevel); err != nil {
-		return cfg, fmt.Errorf("configuration: FLASHHOLD_LOG_LEVEL: %w", err)
 	}
 	return cfg, nil
 }

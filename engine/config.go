@@ -5,67 +5,93 @@ import (
 	"time"
 )
 
-// Config is the engine's configuration, read from the environment by caarlos0/env.
+// Config is the engine's configuration (package config reads it from the environment).
 // Every instance that shares a Redis must use the same Prefix and Partitions.
 type Config struct {
 	// RedisURL addresses a single Redis (redis://host:port/db).
-	RedisURL string `env:"FLASHHOLD_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	RedisURL string
 	// RedisClusterAddrs, when set, selects Redis Cluster with these seed nodes.
-	RedisClusterAddrs []string `env:"FLASHHOLD_REDIS_CLUSTER_ADDRS" envSeparator:","`
+	RedisClusterAddrs []string
 	// RedisPoolSize is the most connections to each Redis node (0: go-redis's default, 10 per CPU).
-	RedisPoolSize int `env:"FLASHHOLD_REDIS_POOL_SIZE" envDefault:"0"`
+	RedisPoolSize int
 	// RedisWaitReplicas (0: off): after every round trip of script calls, wait until this
 	// many replicas have the writes (WAIT); if fewer acknowledge within RedisWaitTimeout, the
 	// caller is answered 503 and should retry (the write was made on the primary and is
 	// replayed to the retry if the primary keeps it). Not with Redis Cluster.
-	RedisWaitReplicas int           `env:"FLASHHOLD_REDIS_WAIT_REPLICAS" envDefault:"0"`
-	RedisWaitTimeout  time.Duration `env:"FLASHHOLD_REDIS_WAIT_TIMEOUT" envDefault:"100ms"`
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 	// RedisTimeout bounds every Redis call the engine makes.
-	RedisTimeout time.Duration `env:"FLASHHOLD_REDIS_TIMEOUT" envDefault:"2s"`
+	RedisTimeout time.Duration
 	// Prefix starts every Redis key.
-	Prefix string `env:"FLASHHOLD_KEY_PREFIX" envDefault:"fh"`
+	Prefix string
 	// Partitions is the fixed number of keyspace partitions. Never change it on live data.
-	Partitions int `env:"FLASHHOLD_PARTITIONS" envDefault:"64"`
+	Partitions int
 
 	// DefaultTTL is a hold's lifetime when the request names none.
-	DefaultTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_DEFAULT" envDefault:"5m"`
+	DefaultTTL time.Duration
 	// MinTTL and MaxTTL bound the lifetime a request may ask for.
-	MinTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_MIN" envDefault:"1s"`
-	MaxTTL time.Duration `env:"FLASHHOLD_HOLD_TTL_MAX" envDefault:"30m"`
+	MinTTL time.Duration
+	MaxTTL time.Duration
 	// MaxQty is the most units one cart line may reserve.
-	MaxQty int64 `env:"FLASHHOLD_MAX_QTY" envDefault:"100"`
+	MaxQty int64
 	// MaxCartLines is the most lines one cart may have.
-	MaxCartLines int `env:"FLASHHOLD_MAX_CART_LINES" envDefault:"20"`
+	MaxCartLines int
 	// IdempotencyTTL is how long answers (and tombstones of ended holds) are remembered.
-	IdempotencyTTL time.Duration `env:"FLASHHOLD_IDEMPOTENCY_TTL" envDefault:"1h"`
+	IdempotencyTTL time.Duration
 	// IdempotencyLease: a reservation that takes several calls holds its key this long;
 	// duplicates meanwhile wait for its answer, and after it a retry takes the request over.
-	IdempotencyLease time.Duration `env:"FLASHHOLD_IDEMPOTENCY_LEASE" envDefault:"10s"`
+	IdempotencyLease time.Duration
 	// RefusalTTL is how long a refused reservation's answer is kept: the same request sent
 	// again meanwhile is refused the same; after it, it is tried anew.
-	RefusalTTL time.Duration `env:"FLASHHOLD_REFUSAL_TTL" envDefault:"30s"`
+	RefusalTTL time.Duration
 	// IDSecret keys the hash that turns a caller's idempotency key into its hold ids, so
 	// that ids cannot be guessed. Every instance must use the same one, and it must outlive
 	// Redis's data (set it explicitly in production). Empty: one is made at first start and
 	// kept in Redis.
-	IDSecret string `env:"FLASHHOLD_ID_SECRET"`
+	IDSecret string
 
 	// Coalesce sends concurrent reserves together: one pipeline per round trip, one
 	// reserve_batch call per partition in it.
-	Coalesce bool `env:"FLASHHOLD_COALESCE" envDefault:"true"`
+	Coalesce bool
 	// CoalesceMaxBatch caps the requests in one round trip.
-	CoalesceMaxBatch int `env:"FLASHHOLD_COALESCE_MAX_BATCH" envDefault:"128"`
+	CoalesceMaxBatch int
 	// CoalesceWorkers is how many round trips of coalesced reserves (and, apart, of sold-out
 	// idempotency reads) may be in flight at once.
-	CoalesceWorkers int `env:"FLASHHOLD_COALESCE_WORKERS" envDefault:"2"`
+	CoalesceWorkers int
 	// SoldOutMemory is how long a pool found empty answers "sold out" without asking Redis.
-	SoldOutMemory time.Duration `env:"FLASHHOLD_SOLD_OUT_MEMORY" envDefault:"250ms"`
+	SoldOutMemory time.Duration
 	// ReclaimInline is how many expired holds a short reserve may restore on the spot.
-	ReclaimInline int `env:"FLASHHOLD_RECLAIM_INLINE" envDefault:"8"`
+	ReclaimInline int
 	// CommitGrace: a multi-part hold's parts are kept alive this long while it is committed.
-	CommitGrace time.Duration `env:"FLASHHOLD_COMMIT_GRACE" envDefault:"5s"`
+	CommitGrace time.Duration
 	// PoolCacheTTL is how long pool configuration is cached in process.
-	PoolCacheTTL time.Duration `env:"FLASHHOLD_POOL_CACHE_TTL" envDefault:"5s"`
+	PoolCacheTTL time.Duration
+}
+
+// DefaultConfig is the configuration flashhold runs with when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		RedisURL:         "redis://127.0.0.1:6379/0",
+		RedisWaitTimeout: 100 * time.Millisecond,
+		RedisTimeout:     2 * time.Second,
+		Prefix:           "fh",
+		Partitions:       64,
+		DefaultTTL:       5 * time.Minute,
+		MinTTL:           time.Second,
+		MaxTTL:           30 * time.Minute,
+		MaxQty:           100,
+		MaxCartLines:     20,
+		IdempotencyTTL:   time.Hour,
+		IdempotencyLease: 10 * time.Second,
+		RefusalTTL:       30 * time.Second,
+		Coalesce:         true,
+		CoalesceMaxBatch: 128,
+		CoalesceWorkers:  2,
+		SoldOutMemory:    250 * time.Millisecond,
+		ReclaimInline:    8,
+		CommitGrace:      5 * time.Second,
+		PoolCacheTTL:     5 * time.Second,
+	}
 }
 
 // MaxShards is the most sub-counters one pool may have.

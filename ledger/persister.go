@@ -18,37 +18,71 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// PersistConfig is the persister's configuration (environment variables in the README).
+// PersistConfig is the persister's configuration (package config reads it from the environment).
 type PersistConfig struct {
 	// Group is the Redis consumer group every persister joins.
-	Group string `env:"FLASHHOLD_PERSIST_GROUP" envDefault:"ledger"`
+	Group string
 	// Batch is the most entries read from one partition per pass; MaxRows caps a transaction.
-	Batch   int `env:"FLASHHOLD_PERSIST_BATCH" envDefault:"2000"`
-	MaxRows int `env:"FLASHHOLD_PERSIST_MAX_ROWS" envDefault:"50000"`
+	Batch   int
+	MaxRows int
 	// Interval is the pause between passes that found nothing to do.
-	Interval time.Duration `env:"FLASHHOLD_PERSIST_INTERVAL" envDefault:"100ms"`
+	Interval time.Duration
 	// Linger (0: off) is the pause after a pass that found less than a quarter of MaxRows:
 	// under steady traffic the next pass then takes a larger batch, which costs less per
 	// event, and passes no longer follow each other with a few events each, every one with
 	// its fixed Redis and Postgres round trips, which lengthened the reserve path's latency
 	// tail (see the README). Passes that find more (catching up) follow each other at once.
-	Linger time.Duration `env:"FLASHHOLD_PERSIST_LINGER" envDefault:"20ms"`
+	Linger time.Duration
 	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
-	Mode string `env:"FLASHHOLD_PERSIST_MODE" envDefault:"copy"`
+	Mode string
 	// ClaimIdle: entries another consumer has had pending this long are claimed (XAUTOCLAIM).
-	ClaimIdle time.Duration `env:"FLASHHOLD_PERSIST_CLAIM_IDLE" envDefault:"15s"`
+	ClaimIdle time.Duration
 	// Lease is how long a partition stays this persister's after it last read it.
-	Lease time.Duration `env:"FLASHHOLD_PERSIST_LEASE" envDefault:"5s"`
+	Lease time.Duration
 	// Keep is how many persisted entries each stream keeps in Redis; older ones are trimmed.
-	Keep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
+	Keep int64
 	// BackoffMax caps the wait between retries while Postgres fails.
-	BackoffMax time.Duration `env:"FLASHHOLD_PERSIST_BACKOFF_MAX" envDefault:"10s"`
+	BackoffMax time.Duration
 	// Timeout bounds one Postgres transaction.
-	Timeout time.Duration `env:"FLASHHOLD_PERSIST_TIMEOUT" envDefault:"30s"`
+	Timeout time.Duration
 	// LagAlarm: readiness fails when more entries than this wait to be persisted.
-	LagAlarm int64 `env:"FLASHHOLD_PERSIST_LAG_ALARM" envDefault:"1000000"`
+	LagAlarm int64
 	// SyncPoolsEvery: how often pool configuration is copied into Postgres.
-	SyncPoolsEvery time.Duration `env:"FLASHHOLD_PERSIST_SYNC_POOLS_EVERY" envDefault:"30s"`
+	SyncPoolsEvery time.Duration
+}
+
+// DefaultPersistConfig is the persister's configuration when the environment sets nothing.
+func DefaultPersistConfig() PersistConfig {
+	return PersistConfig{
+		Group:          "ledger",
+		Batch:          2000,
+		MaxRows:        50000,
+		Interval:       100 * time.Millisecond,
+		Linger:         20 * time.Millisecond,
+		Mode:           ModeCopy,
+		ClaimIdle:      15 * time.Second,
+		Lease:          5 * time.Second,
+		Keep:           5000,
+		BackoffMax:     10 * time.Second,
+		Timeout:        30 * time.Second,
+		LagAlarm:       1000000,
+		SyncPoolsEvery: 30 * time.Second,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c PersistConfig) Validate() error {
+	switch {
+	case c.Mode != ModeCopy && c.Mode != ModeInsert:
+		return fmt.Errorf("FLASHHOLD_PERSIST_MODE must be copy or insert, got %q", c.Mode)
+	case c.Group == "":
+		return fmt.Errorf("FLASHHOLD_PERSIST_GROUP is empty")
+	case c.Interval <= 0 || c.Lease <= 0 || c.Timeout <= 0 || c.BackoffMax <= 0:
+		return fmt.Errorf("FLASHHOLD_PERSIST_INTERVAL, _LEASE, _TIMEOUT and _BACKOFF_MAX must be positive")
+	case c.Linger < 0:
+		return fmt.Errorf("FLASHHOLD_PERSIST_LINGER must not be negative, got %s", c.Linger)
+	}
+	return nil
 }
 
 // PersistPass is what one RunOnce did.
@@ -147,99 +181,102 @@ func (p *Persister) Register(reg prometheus.Registerer) error {
 func (p *Persister) Run(ctx context.Context) error {
 	p.log.Info().Str("consumer", p.owner).Str("mode", p.cfg.Mode).Msg("persister started")
 	defer p.log.Info().Msg("persister stopped")
-	type fetched struct {
-		b   *batch
-		err error
+	r := &pipeline{p: p}
+	defer r.drain()
+	return loop.Paced(ctx, p.cfg.BackoffMax, r.pass, func(err error, retryIn time.Duration) {
+		p.log.Warn().Err(err).Dur("retry_in", retryIn).Msg("persist pass failed; events stay buffered in Redis")
+	})
+}
+
+// pipeline is what Run carries from one pass to the next: the next batch, read while the
+// current one is written, and the previous batch's acknowledgement, made while the next one
+// is written (the entries of a committed batch are only acknowledged: Postgres stays busy).
+type pipeline struct {
+	p        *Persister
+	next     chan fetched
+	settling chan error
+	lastLag  time.Time
+}
+
+type fetched struct {
+	b   *batch
+	err error
+}
+
+// pass writes one batch and says how long to wait before the next.
+func (r *pipeline) pass(ctx context.Context) (time.Duration, error) {
+	p := r.p
+	var b *batch
+	var err error
+	if r.next != nil {
+		f := <-r.next
+		r.next, b, err = nil, f.b, f.err
+	} else {
+		b, err = p.fetch(ctx, true)
 	}
-	var next chan fetched
-	// settling is the previous batch's acknowledgement, made while the next one is written
-	// (the entries of a committed batch are only acknowledged: Postgres stays busy).
-	var settling chan error
-	defer func() {
-		if next != nil {
-			<-next
-			p.failed() // what it read stays pending for the next full pass
+	busy, linger := false, false
+	if err == nil && b.read > 0 {
+		busy, linger = true, p.cfg.Linger > 0 && b.read < p.cfg.MaxRows/4
+		if !linger {
+			r.next = make(chan fetched, 1)
+			go func(ch chan fetched) {
+				nb, err := p.fetch(ctx, false)
+				ch <- fetched{nb, err}
+			}(r.next)
 		}
-		if settling != nil {
-			<-settling
-		}
-	}()
-	settled := func() error {
-		if settling == nil {
-			return nil
-		}
-		err := <-settling
-		settling = nil
-		return err
-	}
-	backoff := time.Duration(0)
-	lastLag := time.Time{}
-	for ctx.Err() == nil {
-		var b *batch
-		var err error
-		if next != nil {
-			f := <-next
-			next, b, err = nil, f.b, f.err
-		} else {
-			b, err = p.fetch(ctx, true)
-		}
-		busy, linger := false, false
-		if err == nil && b.read > 0 {
-			busy, linger = true, p.cfg.Linger > 0 && b.read < p.cfg.MaxRows/4
-			if !linger {
-				next = make(chan fetched, 1)
-				go func(ch chan fetched) {
-					nb, err := p.fetch(ctx, false)
-					ch <- fetched{nb, err}
-				}(next)
-			}
-			var forked map[int]bool
-			_, forked, err = p.commit(ctx, b)
-			if serr := settled(); err == nil {
-				err = serr
-			}
-			if err == nil {
-				settling = make(chan error, 1)
-				go func(ch chan error) { ch <- p.settle(ctx, b, forked) }(settling)
-			}
-			if err != nil && next != nil { // what was prefetched is re-read from the pending entries later
-				<-next
-				next = nil
-			}
-		} else if serr := settled(); err == nil {
+		var forked map[int]bool
+		_, forked, err = p.commit(ctx, b)
+		if serr := r.settled(); err == nil {
 			err = serr
 		}
-		if err != nil {
-			p.failed() // also when stopping: a later pass of this persister reads what stays pending
+		if err == nil {
+			r.settling = make(chan error, 1)
+			go func(ch chan error) { ch <- p.settle(ctx, b, forked) }(r.settling)
 		}
-		wait := p.cfg.Interval
-		switch {
-		case err != nil && ctx.Err() == nil:
-			backoff = min(max(2*backoff, 100*time.Millisecond), p.cfg.BackoffMax)
-			wait = backoff
-			p.log.Warn().Err(err).Dur("retry_in", wait).Msg("persist pass failed; events stay buffered in Redis")
-		case err == nil:
-			backoff = 0
-			if linger {
-				wait = p.cfg.Linger
-			} else if busy {
-				wait = 0
-			}
+		if err != nil && r.next != nil { // what was prefetched is re-read from the pending entries later
+			<-r.next
+			r.next = nil
 		}
-		if time.Since(lastLag) > time.Second {
-			lastLag = time.Now()
-			if err := p.UpdateLag(ctx); err != nil && ctx.Err() == nil {
-				p.log.Debug().Err(err).Msg("lag not measured")
-			}
-		}
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
+	} else if serr := r.settled(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		p.failed() // also when stopping: a later pass of this persister reads what stays pending
+	}
+	if time.Since(r.lastLag) > time.Second {
+		r.lastLag = time.Now()
+		if err := p.UpdateLag(ctx); err != nil && ctx.Err() == nil {
+			p.log.Debug().Err(err).Msg("lag not measured")
 		}
 	}
-	return nil
+	switch {
+	case linger:
+		return p.cfg.Linger, err
+	case busy:
+		return 0, err
+	}
+	return p.cfg.Interval, err
+}
+
+// settled waits for the previous batch's acknowledgement.
+func (r *pipeline) settled() error {
+	if r.settling == nil {
+		return nil
+	}
+	err := <-r.settling
+	r.settling = nil
+	return err
+}
+
+// drain waits for what is still in flight when Run stops.
+func (r *pipeline) drain() {
+	if r.next != nil {
+		<-r.next
+		r.p.failed() // what it read stays pending for the next full pass
+	}
+	if r.settling != nil {
+		<-r.settling
+	}
 }
 
 // batch is what one fetch read.

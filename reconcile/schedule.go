@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,14 +11,27 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// ScheduleConfig is the reconciliation run inside serve (environment variables in the README).
+// ScheduleConfig is the reconciliation run inside serve (package config reads it from the environment).
 type ScheduleConfig struct {
 	// Every is the interval between runs; 0 turns the scheduled run off.
-	Every time.Duration `env:"FLASHHOLD_RECONCILE_EVERY" envDefault:"0"`
+	Every time.Duration
 	// Dir, when set, receives each run's report.html, report.json and findings.csv.
-	Dir string `env:"FLASHHOLD_RECONCILE_DIR"`
+	Dir string
 	// TransferGrace: a transfer pending longer than this is reported half-done.
-	TransferGrace time.Duration `env:"FLASHHOLD_RECONCILE_TRANSFER_GRACE" envDefault:"30s"`
+	TransferGrace time.Duration
+}
+
+// DefaultScheduleConfig leaves the scheduled reconciliation off.
+func DefaultScheduleConfig() ScheduleConfig {
+	return ScheduleConfig{TransferGrace: 30 * time.Second}
+}
+
+// Validate reports the first setting that cannot work.
+func (c ScheduleConfig) Validate() error {
+	if c.Every < 0 || c.TransferGrace < 0 {
+		return fmt.Errorf("FLASHHOLD_RECONCILE_EVERY and FLASHHOLD_RECONCILE_TRANSFER_GRACE must not be negative, got %s and %s", c.Every, c.TransferGrace)
+	}
+	return nil
 }
 
 // Scheduler runs a reconciliation every interval, on one instance at a time (a lease), and
@@ -61,25 +75,19 @@ func (s *Scheduler) Register(reg prometheus.Registerer) error {
 // leaseName is the lease that keeps scheduled runs to one instance.
 const leaseName = "reconcile"
 
-// Run reconciles every interval until ctx ends.
+// Run reconciles every interval until ctx ends, the first time one interval after it starts.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if s.cfg.Every <= 0 {
 		return nil
 	}
 	s.log.Info().Dur("every", s.cfg.Every).Msg("scheduled reconciliation on")
-	t := time.NewTicker(s.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.failures.Inc()
-			s.log.Error().Err(err).Msg("scheduled reconciliation failed")
-		}
-	}
+	return loop.RunAfter(ctx, s.cfg.Every, 0, func(ctx context.Context) error {
+		_, err := s.RunOnce(ctx)
+		return err
+	}, func(err error) {
+		s.failures.Inc()
+		s.log.Error().Err(err).Msg("scheduled reconciliation failed")
+	})
 }
 
 // RunOnce runs one reconciliation if this instance gets the lease; it returns nil (and no

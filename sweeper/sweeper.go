@@ -20,36 +20,67 @@ import (
 	"github.com/flashhold/flashhold/internal/loop"
 )
 
-// Config is the sweeper's configuration (environment variables in the README).
+// Config is the sweeper's configuration (package config reads it from the environment).
 type Config struct {
 	// Rate caps hold parts restored per second by this instance (0: unlimited); Burst is how
 	// many may go at once after a quiet spell.
-	Rate  float64 `env:"FLASHHOLD_SWEEP_RATE" envDefault:"5000"`
-	Burst int     `env:"FLASHHOLD_SWEEP_BURST" envDefault:"1000"`
+	Rate  float64
+	Burst int
 	// Batch is the most parts one sweep call restores.
-	Batch int `env:"FLASHHOLD_SWEEP_BATCH" envDefault:"100"`
+	Batch int
 	// Interval is how often a pass runs.
-	Interval time.Duration `env:"FLASHHOLD_SWEEP_INTERVAL" envDefault:"50ms"`
+	Interval time.Duration
 	// Lease is how long a partition stays this instance's to sweep after it took it.
-	Lease time.Duration `env:"FLASHHOLD_SWEEP_LEASE" envDefault:"2s"`
+	Lease time.Duration
 	// LagAlarm: the sweeper logs a warning when the oldest overdue hold is older than this.
-	LagAlarm time.Duration `env:"FLASHHOLD_SWEEP_LAG_ALARM" envDefault:"5s"`
+	LagAlarm time.Duration
 	// GCEvery: how often old idempotency records and tombstones are forgotten (every one due,
 	// GCBatch per call) and streams trimmed.
-	GCEvery time.Duration `env:"FLASHHOLD_SWEEP_GC_EVERY" envDefault:"1s"`
-	GCBatch int           `env:"FLASHHOLD_SWEEP_GC_BATCH" envDefault:"1000"`
+	GCEvery time.Duration
+	GCBatch int
 	// StreamKeep: each partition's stream keeps this many entries below what every consumer
 	// group (the ledger's persister, the alert detector) acknowledged, and with no group at all
 	// (no ledger) its last this many.
-	StreamKeep int64 `env:"FLASHHOLD_STREAM_KEEP" envDefault:"5000"`
+	StreamKeep int64
 	// RebalanceEvery: how often sharded pools are rebalanced, transfers completed and
 	// perishable pools checked (0: never).
-	RebalanceEvery time.Duration `env:"FLASHHOLD_REBALANCE_EVERY" envDefault:"1s"`
+	RebalanceEvery time.Duration
 	// LowWater: a shard below this fraction of its pool's mean available count gets units
 	// moved to it from the fullest shards.
-	LowWater float64 `env:"FLASHHOLD_REBALANCE_LOW_WATER" envDefault:"0.25"`
+	LowWater float64
 	// TransferGrace: a transfer pending longer than this is taken as interrupted and completed.
-	TransferGrace time.Duration `env:"FLASHHOLD_TRANSFER_GRACE" envDefault:"2s"`
+	TransferGrace time.Duration
+}
+
+// DefaultConfig is the sweeper's configuration when the environment sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		Rate:           5000,
+		Burst:          1000,
+		Batch:          100,
+		Interval:       50 * time.Millisecond,
+		Lease:          2 * time.Second,
+		LagAlarm:       5 * time.Second,
+		GCEvery:        time.Second,
+		GCBatch:        1000,
+		StreamKeep:     5000,
+		RebalanceEvery: time.Second,
+		LowWater:       0.25,
+		TransferGrace:  2 * time.Second,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Interval <= 0 || c.Lease <= 0:
+		return fmt.Errorf("FLASHHOLD_SWEEP_INTERVAL and FLASHHOLD_SWEEP_LEASE must be positive, got %s and %s", c.Interval, c.Lease)
+	case c.GCBatch < 1:
+		return fmt.Errorf("FLASHHOLD_SWEEP_GC_BATCH must be at least 1, got %d", c.GCBatch)
+	case c.LowWater < 0 || c.LowWater > 1:
+		return fmt.Errorf("FLASHHOLD_REBALANCE_LOW_WATER must be within 0..1, got %g", c.LowWater)
+	}
+	return nil
 }
 
 // Pass is what one RunOnce did.

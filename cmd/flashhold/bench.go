@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -27,7 +26,9 @@ var errDirty = errors.New("invariants broken")
 // and a schema of its own that it removes afterwards.
 func benchCmd(ctx context.Context, args []string) error {
 	d := bench.Defaults()
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := newFlags("bench", "[flags]", `Drive flash-sale load at an in-process flashhold and at baselines, under a key
+prefix and a Postgres schema of the run's own; write a report.
+Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
 	scenario := fs.String("scenario", "all", "flash-sale, catalog, cart, expiry-storm, or all (comma-separated list allowed)")
 	out := fs.String("out", "bench-report", "directory for report.json, report.md and the SVG plots")
 	opts := bench.Options{}
@@ -48,7 +49,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	keep := fs.Bool("keep", false, "keep the run's Redis keys and Postgres schema")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write the allocations of the whole run to this file (go tool pprof -sample_index=alloc_space)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *scenario != "all" {
@@ -86,20 +87,11 @@ func benchCmd(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
 	}
-	if *memProfile != "" {
-		defer writeHeapProfile(*memProfile)
-	}
+	defer stopProfiles()
 	log := cfg.Logger().Level(zerolog.WarnLevel)
 	env := bench.Env{Redis: rdb, Postgres: pg, Engine: cfg.Engine, API: cfg.API, Sweep: cfg.Sweep, Persist: cfg.Persist, Log: log, Progress: os.Stderr}
 	fmt.Fprintf(os.Stderr, "bench: keys under %s:*, ledger in schema fhbench_%s\n", cfg.Engine.Prefix, run)
@@ -152,6 +144,29 @@ func benchSchema(ctx context.Context, url, schema string, clients int) (*pgxpool
 		return nil, nil, err
 	}
 	return pool, drop, nil
+}
+
+// startProfiles starts a CPU profile into cpu (when named); the returned function stops it
+// and writes the allocations into mem (when named).
+func startProfiles(cpu, mem string) (func(), error) {
+	stopCPU := func() {}
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		stopCPU = func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	return func() {
+		stopCPU()
+		if mem != "" {
+			writeHeapProfile(mem)
+		}
+	}, nil
 }
 
 // writeHeapProfile writes the heap profile, whose alloc_space and alloc_objects samples

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 )
@@ -10,14 +9,12 @@ import (
 // functionsCmd lists the versions of the function library in Redis and, with --prune, deletes
 // all but this build's (and those kept).
 func functionsCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("functions", flag.ContinueOnError)
+	fs := newFlags("functions", "[--prune [--keep NAME,...]]", `List the versions of the Redis function library; --prune deletes all but this
+build's (and those kept).`)
 	prune := fs.Bool("prune", false, "delete every version but this build's and those in --keep")
 	keep := fs.String("keep", "", "comma-separated library names --prune leaves alone (builds still running)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	e, _, err := openEngine(ctx)
 	if err != nil {

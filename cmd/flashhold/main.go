@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,7 +21,8 @@ Usage:
   flashhold reconcile [--repair] [--full] [--since T] [--out DIR] [--pool LOCATION/SKU]
                                         compare the ledger with the live counters; exit 0 clean,
                                         1 findings, 2 could not run
-  flashhold stock load [--reset] FILE   create pools and set their stock from CSV or JSON
+  flashhold stock load [--reset] [--missing] [--format F] FILE
+                                        create pools and set their stock from CSV or JSON
   flashhold stock show LOCATION SKU     print a pool's availability as JSON
   flashhold bench [--scenario NAME] [--duration D] [--out DIR] [--clients N] [--rate R] [--stock K]
                                         drive flash-sale load at an in-process flashhold and at
@@ -30,7 +32,8 @@ Usage:
                                         deletes all but this build's (and those kept)
   flashhold help                        this text
 
-Configuration comes from FLASHHOLD_* environment variables (see README.md).
+Every command takes -h or --help. Configuration comes from FLASHHOLD_* environment
+variables: docs/configuration.md lists them.
 `
 
 func main() {
@@ -39,53 +42,51 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:]))
 }
 
+// commands are flashhold's commands by name; each reads its own flags (and -h, --help).
+var commands = map[string]func(context.Context, []string) error{
+	"serve":     serveCmd,
+	"sweep":     sweepCmd,
+	"persist":   persistCmd,
+	"migrate":   migrateCmd,
+	"reconcile": reconcileCmd,
+	"stock":     stockCmd,
+	"bench":     benchCmd,
+	"functions": functionsCmd,
+}
+
+// run runs the command args name and returns the exit code: 0 done (or help shown), 1 failed
+// (reconcile: findings; bench: invariants broken), 2 a command line that cannot be run
+// (reconcile and bench: also could not run).
 func run(ctx context.Context, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
-	switch args[0] {
-	case "serve":
-		err = serveCmd(ctx)
-	case "reconcile":
-		if err := reconcileCmd(ctx, args[1:]); err != nil {
-			if errors.Is(err, errFindings) {
-				return 1
-			}
-			fmt.Fprintf(os.Stderr, "flashhold reconcile: %v\n", err)
-			return 2
-		}
-		return 0
-	case "migrate":
-		err = migrateCmd(ctx)
-	case "persist":
-		err = persistCmd(ctx)
-	case "bench":
-		if err := benchCmd(ctx, args[1:]); err != nil {
-			if errors.Is(err, errDirty) {
-				return 1
-			}
-			fmt.Fprintf(os.Stderr, "flashhold bench: %v\n", err)
-			return 2
-		}
-		return 0
-	case "sweep":
-		err = sweepCmd(ctx)
-	case "stock":
-		err = stockCmd(ctx, args[1:])
-	case "functions":
-		err = functionsCmd(ctx, args[1:])
+	name := args[0]
+	switch name {
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Fprint(stdout, usage)
 		return 0
-	default:
-		fmt.Fprintf(os.Stderr, "flashhold: unknown command %q\n\n%s", args[0], usage)
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "flashhold: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "flashhold %s: %v\n", args[0], err)
+	err := cmd(ctx, args[1:])
+	var bad usageError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &bad):
+		fmt.Fprintf(stderr, "flashhold %s: %v\nRun `flashhold %s --help` for usage.\n", name, err, name)
+		return 2
+	case errors.Is(err, errFindings) || errors.Is(err, errDirty):
 		return 1
 	}
-	return 0
+	fmt.Fprintf(stderr, "flashhold %s: %v\n", name, err)
+	if name == "reconcile" || name == "bench" {
+		return 2
+	}
+	return 1
 }

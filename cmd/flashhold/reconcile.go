@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -18,14 +17,15 @@ var errFindings = errors.New("findings")
 
 // reconcileCmd runs one reconciliation: exit 0 clean, 1 findings, 2 could not run.
 func reconcileCmd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs := newFlags("reconcile", "[flags]", `Replay the ledger and compare it with the live counters in Redis; write a report.
+Exit 0 clean, 1 findings, 2 could not run.`)
 	out := fs.String("out", "reconcile-report", "directory for report.html, report.json and findings.csv")
 	poolArg := fs.String("pool", "", "only this pool, as LOCATION/SKU")
 	grace := fs.Duration("transfer-grace", 30*time.Second, "a transfer pending longer than this is reported half-done")
 	repair := fs.Bool("repair", false, "correct what can be corrected (drift of available counts, ledger rows missing or altered, half-done transfers)")
 	full := fs.Bool("full", false, "replay every partition from its first event, ignoring checkpoints")
 	sinceArg := fs.String("since", "", "leave out findings about events older than this (RFC 3339 time, or a duration such as 24h)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	var since time.Time

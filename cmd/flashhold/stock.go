@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,31 +37,30 @@ func openEngine(ctx context.Context) (*engine.Engine, config.Config, error) {
 
 func stockCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("want `stock load FILE` or `stock show LOCATION SKU`")
+		return usageError{errors.New("want `stock load FILE` or `stock show LOCATION SKU`")}
 	}
 	switch args[0] {
 	case "load":
-		fs := flag.NewFlagSet("stock load", flag.ContinueOnError)
+		fs := newFlags("stock load", "[--reset] [--missing] [--format csv|json] FILE", `Create the pools of a CSV or JSON file and set their stock. Loading the same file
+again changes nothing unless --reset is given.`)
 		reset := fs.Bool("reset", false, "set stock again even if this file was loaded before")
 		missing := fs.Bool("missing", false, "load only pools that do not exist yet; leave existing ones (and their stock) alone")
 		format := fs.String("format", "", "csv or json (default: from the file name)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(fs, args[1:], 1); err != nil {
 			return err
-		}
-		if fs.NArg() != 1 {
-			return errors.New("want exactly one FILE")
 		}
 		return stockLoad(ctx, fs.Arg(0), *format, *reset, *missing)
 	case "show":
-		if len(args) != 3 {
-			return errors.New("want `stock show LOCATION SKU`")
+		fs := newFlags("stock show", "LOCATION SKU", "Print a pool's availability as JSON.")
+		if err := parseFlags(fs, args[1:], 2); err != nil {
+			return err
 		}
 		e, _, err := openEngine(ctx)
 		if err != nil {
 			return err
 		}
 		defer e.Close()
-		a, err := e.Availability(ctx, args[1], args[2])
+		a, err := e.Availability(ctx, fs.Arg(0), fs.Arg(1))
 		if err != nil {
 			return err
 		}
@@ -70,7 +68,12 @@ func stockCmd(ctx context.Context, args []string) error {
 		fmt.Println(string(out))
 		return nil
 	}
-	return fmt.Errorf("unknown stock command %q", args[0])
+	fs := newFlags("stock", "load [flags] FILE | show LOCATION SKU", `Load pools and their stock from a file, or show one pool. `+
+		"`flashhold stock load --help`"+` lists load's flags.`)
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	return usageError{fmt.Errorf("unknown stock command %q", args[0])}
 }
 
 func stockLoad(ctx context.Context, path, format string, reset, missing bool) error {

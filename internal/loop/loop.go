@@ -1,5 +1,8 @@
 // Package loop is the one shape of flashhold's background work (sweeper, persister, …):
 // a random stagger, then a bounded pass every interval, until the context ends.
+//
+// Every service built on it has the same face: Run(ctx) error, which returns nil when ctx
+// ends; RunOnce(ctx), one pass, for tests; Register(prometheus.Registerer) for its metrics.
 package loop
 
 import (
@@ -16,24 +19,72 @@ import (
 // together), then calls once every interval until ctx is cancelled. An error from once is
 // handed to onErr and the loop goes on. Run returns nil when ctx ends.
 func Run(ctx context.Context, interval, jitter time.Duration, once func(context.Context) error, onErr func(error)) error {
-	if jitter > 0 {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(rand.N(jitter)):
-		}
+	return every(ctx, false, interval, jitter, once, onErr)
+}
+
+// RunAfter is Run with the first call one interval (and the stagger) after the start, for
+// work too heavy to repeat whenever a process starts (a scheduled reconciliation).
+func RunAfter(ctx context.Context, interval, jitter time.Duration, once func(context.Context) error, onErr func(error)) error {
+	return every(ctx, true, interval, jitter, once, onErr)
+}
+
+func every(ctx context.Context, waitFirst bool, interval, jitter time.Duration, once func(context.Context) error, onErr func(error)) error {
+	if jitter > 0 && !sleep(ctx, rand.N(jitter)) {
+		return nil
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		if waitFirst {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+		waitFirst = true
 		if err := once(ctx); err != nil && ctx.Err() == nil && onErr != nil {
 			onErr(err)
 		}
-		select {
-		case <-ctx.Done():
+	}
+}
+
+// Paced is for work that sets its own pace: once says how long to wait before it is called
+// again (0: at once, while there is work). A call that fails is followed instead by a capped
+// exponential backoff, from 100 ms doubling up to backoffMax, reset by the next success;
+// onErr gets the error and that wait. Paced returns nil when ctx ends.
+func Paced(ctx context.Context, backoffMax time.Duration, once func(context.Context) (time.Duration, error), onErr func(err error, retryIn time.Duration)) error {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		wait, err := once(ctx)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-t.C:
+		case err != nil:
+			backoff = min(max(2*backoff, 100*time.Millisecond), backoffMax)
+			wait = backoff
+			if onErr != nil {
+				onErr(err, wait)
+			}
+		default:
+			backoff = 0
 		}
+		if wait > 0 && !sleep(ctx, wait) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// sleep waits d; it returns false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
