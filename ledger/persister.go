@@ -31,7 +31,7 @@ type PersistConfig struct {
 	// under steady traffic the next pass then takes a larger batch, which costs less per
 	// event, and passes no longer follow each other with a few events each, every one with
 	// its fixed Redis and Postgres round trips, which lengthened the reserve path's latency
-	// tail (see the README). Passes that find more (catching up) follow each other at once.
+	// tail (see docs/ledger.md). Passes that find more (catching up) follow each other at once.
 	Linger time.Duration
 	// Mode is how rows reach Postgres: copy (COPY) or insert (multi-row INSERT).
 	Mode string
