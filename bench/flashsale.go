@@ -153,38 +153,46 @@ func (b *bench) flashSale(ctx context.Context, mem *Memory) (*Scenario, error) {
 		rate = math.Floor(selling.ThroughputRPS / 2)
 	}
 	if rate >= 1 {
-		// Over HTTP (the target), then the same against http_hello (what the load generator
-		// and this machine add) and against the engine in process (what HTTP adds).
-		overHTTP := func(pool engine.PoolConfig) (Op, func() []string, func()) {
-			ro := b.newReserveOp("fo", pool.Location, pool.SKU, holdTTL)
-			return ro.op, ro.granted, ro.cl.close
-		}
-		ostats, missed, oiv, err := b.openRun(ctx, "flash-open", rate, overHTTP)
+		oiv, err := b.flashOpenLoops(ctx, sc, rate)
 		if err != nil {
 			return nil, err
 		}
-		sc.OpenLoop = &OpenLoop{RateRPS: rate, Missed: missed, Stats: ostats}
 		iv = mergeInvariants(iv, oiv)
-		sc.Errors += ostats.Errors + missed
-		op, stop, err := b.helloOp(ctx)
-		if err != nil {
-			return nil, err
-		}
-		hrun := b.openLoop(ctx, "http_hello", rate, op)
-		stop()
-		hs := hrun.summary()
-		sc.OpenLoop.Hello = &hs
-		ips, imissed, iiv, err := b.openRun(ctx, "flash-open-engine", rate, b.inProcessOp)
-		if err != nil {
-			return nil, err
-		}
-		ips.Errors += imissed
-		sc.OpenLoop.InProcess = &ips
-		iv = mergeInvariants(iv, iiv)
 	}
 	sc.Invariants = iv
 	sc.Oversold, sc.Undersold = iv.Oversold, iv.Undersold
 	return sc, nil
+}
+
+// flashOpenLoops drives the flash sale's open loops at rate: over HTTP (the target), then the
+// same against http_hello (what the load generator and this machine add) and against the
+// engine in process (what HTTP adds). It fills sc.OpenLoop and returns what the pools' checks found.
+func (b *bench) flashOpenLoops(ctx context.Context, sc *Scenario, rate float64) (Invariants, error) {
+	overHTTP := func(pool engine.PoolConfig) (Op, func() []string, func()) {
+		ro := b.newReserveOp("fo", pool.Location, pool.SKU, holdTTL)
+		return ro.op, ro.granted, ro.cl.close
+	}
+	ostats, missed, oiv, err := b.openRun(ctx, "flash-open", rate, overHTTP)
+	if err != nil {
+		return Invariants{}, err
+	}
+	sc.OpenLoop = &OpenLoop{RateRPS: rate, Missed: missed, Stats: ostats}
+	sc.Errors += ostats.Errors + missed
+	op, stop, err := b.helloOp(ctx)
+	if err != nil {
+		return Invariants{}, err
+	}
+	hrun := b.openLoop(ctx, "http_hello", rate, op)
+	stop()
+	hs := hrun.summary()
+	sc.OpenLoop.Hello = &hs
+	ips, imissed, iiv, err := b.openRun(ctx, "flash-open-engine", rate, b.inProcessOp)
+	if err != nil {
+		return Invariants{}, err
+	}
+	ips.Errors += imissed
+	sc.OpenLoop.InProcess = &ips
+	return mergeInvariants(oiv, iiv), nil
 }
 
 // openRun drives an open loop at rate (for OpenDuration) on a fresh pool that cannot sell
