@@ -19,22 +19,19 @@
 --   {'OK', available_after, 'new'|'existing'}  ('existing': applied before; nothing changed)
 --   {'UNKNOWN_POOL'}
 --   {'FENCED', reason}
-local loc, sku = need_text('transfer_in', 3, 'location'), need_text('transfer_in', 4, 'sku')
-local shard, qty = need_int('transfer_in', 5, 'shard', 0, 1023), need_int('transfer_in', 6, 'qty', 1, MAX_COUNT)
-local id, actor = need_text('transfer_in', 7, 'transfer id'), need_text('transfer_in', 10, 'actor')
-local from_part, from_shard = need_int('transfer_in', 8, 'partition', 0, 16383), need_int('transfer_in', 9, 'shard', 0, 1023)
+local t = transfer_args('transfer_in')
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
-local f = field(loc, sku, shard)
-if redis.call('HEXISTS', K_XFER, 'i:' .. id) == 1 then
-  return {'OK', tonumber(redis.call('HGET', K_STOCK, f)), 'existing'}
+local seen = transfer_seen(t, 'i:' .. t.id)
+if seen then
+  return seen
 end
-if not redis.call('HGET', K_STOCK, f) then
+if not redis.call('HGET', K_STOCK, t.f) then
   return {'UNKNOWN_POOL'}
 end
-local after = avail_incr(f, qty)
-redis.call('HSET', K_XFER, 'i:' .. id, NOW)
-emit('TRANSFER_IN', loc, sku, shard, qty, after, 0, '', qty, '', id, actor, from_part .. '/' .. from_shard, 0)
+local after = avail_incr(t.f, t.qty)
+redis.call('HSET', K_XFER, 'i:' .. t.id, NOW)
+emit('TRANSFER_IN', t.loc, t.sku, t.shard, t.qty, after, 0, '', t.qty, '', t.id, t.actor, t.other, 0)
 return {'OK', after, 'new'}

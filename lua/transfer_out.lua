@@ -21,32 +21,30 @@
 --   {'UNKNOWN_POOL'}
 --   {'ENDED', 'SETTLED'}          this transfer id was completed and settled before
 --   {'FENCED', reason}
-local loc, sku = need_text('transfer_out', 3, 'location'), need_text('transfer_out', 4, 'sku')
-local shard, qty = need_int('transfer_out', 5, 'shard', 0, 1023), need_int('transfer_out', 6, 'qty', 1, MAX_COUNT)
-local id, actor = need_text('transfer_out', 7, 'transfer id'), need_text('transfer_out', 10, 'actor')
-local to_part, to_shard = need_int('transfer_out', 8, 'partition', 0, 16383), need_int('transfer_out', 9, 'shard', 0, 1023)
+local t = transfer_args('transfer_out')
 local fence = fenced()
 if fence then
   return {'FENCED', fence}
 end
-local f = field(loc, sku, shard)
-if redis.call('HEXISTS', K_XFER, 'o:' .. id) == 1 then
-  return {'OK', tonumber(redis.call('HGET', K_STOCK, f)), 'existing'}
+local seen = transfer_seen(t, 'o:' .. t.id)
+if seen then
+  return seen
 end
-if redis.call('HEXISTS', K_XFER, 's:' .. id) == 1 then
+if redis.call('HEXISTS', K_XFER, 's:' .. t.id) == 1 then
   return {'ENDED', 'SETTLED'}
 end
-local avail = redis.call('HGET', K_STOCK, f)
+local avail = redis.call('HGET', K_STOCK, t.f)
 if not avail then
   return {'UNKNOWN_POOL'}
 end
-if tonumber(avail) < qty then
+if tonumber(avail) < t.qty then
   return {'INSUFFICIENT', tonumber(avail)}
 end
-local after = redis.call('HINCRBY', K_STOCK, f, -qty)
+local after = redis.call('HINCRBY', K_STOCK, t.f, -t.qty)
 -- Until settled, the units count as the source's in flight ("|t"), so that a reader summing
 -- the shards one after another never misses them.
-redis.call('HINCRBY', K_STOCK, f .. '|t', qty)
-redis.call('HSET', K_XFER, 'o:' .. id, table.concat({loc, sku, shard, qty, to_part, to_shard, NOW}, '|'))
-emit('TRANSFER_OUT', loc, sku, shard, -qty, after, 0, '', qty, '', id, actor, to_part .. '/' .. to_shard, 0)
+redis.call('HINCRBY', K_STOCK, t.f .. '|t', t.qty)
+local to_part, to_shard = ARGV[8], ARGV[9]
+redis.call('HSET', K_XFER, 'o:' .. t.id, table.concat({t.loc, t.sku, t.shard, t.qty, to_part, to_shard, NOW}, '|'))
+emit('TRANSFER_OUT', t.loc, t.sku, t.shard, -t.qty, after, 0, '', t.qty, '', t.id, t.actor, t.other, 0)
 return {'OK', after, 'new'}
