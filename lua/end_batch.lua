@@ -26,12 +26,10 @@ for i = 3, #ARGV, 6 do
   need_text('end_batch', i + 4, 'reason')
   need_text('end_batch', i + 5, 'owner')
 end
-local fence = fenced()
-if fence then
-  return {'FENCED', fence}
+local fenced_reply = batch_begin()
+if fenced_reply then
+  return fenced_reply
 end
--- Counters, seq and head are written once, after the last request (see BATCH in lib.lua).
-BATCH = true
 local out = {}
 for i = 3, #ARGV, 6 do
   out[#out + 1] = end_hold(ARGV[i + 1], ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])

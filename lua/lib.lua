@@ -524,23 +524,36 @@ local function read_req(i)
   return r
 end
 
--- transfer_args reads the arguments transfer_out and transfer_in share: ARGV[3] location,
--- ARGV[4] sku, ARGV[5] this side's shard, ARGV[6] qty (> 0), ARGV[7] transfer id, ARGV[8] and
--- ARGV[9] the other side's partition and shard, ARGV[10] actor. t.f is this shard's counter
--- field and t.other names the other side ("partition/shard": the event's reason).
-local function transfer_args(name)
+-- transfer_begin starts transfer_out and transfer_in. It reads their shared arguments:
+-- ARGV[3] location, ARGV[4] sku, ARGV[5] this side's shard, ARGV[6] qty (> 0), ARGV[7]
+-- transfer id, ARGV[8] and ARGV[9] the other side's partition and shard, ARGV[10] actor; t.f is
+-- this shard's counter field and t.other names the other side ("partition/shard", the event's
+-- reason). It returns a reply as well when the call ends here: the partition is fenced, or this
+-- side applied the transfer before (its record is mark .. id in the transfer hash; nothing
+-- changes, and the reply gives the shard's count).
+local function transfer_begin(name, mark)
   local t = {loc = need_text(name, 3, 'location'), sku = need_text(name, 4, 'sku'),
     shard = need_int(name, 5, 'shard', 0, 1023), qty = need_int(name, 6, 'qty', 1, MAX_COUNT),
     id = need_text(name, 7, 'transfer id'), actor = need_text(name, 10, 'actor')}
   t.other = need_int(name, 8, 'partition', 0, 16383) .. '/' .. need_int(name, 9, 'shard', 0, 1023)
   t.f = field(t.loc, t.sku, t.shard)
-  return t
+  local fence = fenced()
+  if fence then
+    return t, {'FENCED', fence}
+  end
+  if redis.call('HEXISTS', K_XFER, mark .. t.id) == 1 then
+    return t, {'OK', tonumber(redis.call('HGET', K_STOCK, t.f)), 'existing'}
+  end
+  return t, nil
 end
 
--- transfer_seen answers a transfer this side applied before (its record under key in the
--- transfer hash): nothing changes, and the reply gives the shard's count.
-local function transfer_seen(t, key)
-  if redis.call('HEXISTS', K_XFER, key) == 1 then
-    return {'OK', tonumber(redis.call('HGET', K_STOCK, t.f)), 'existing'}
+-- batch_begin starts a call that answers many requests in one (see BATCH): counters, hold
+-- records, seq and head are then written once, after the last request (flush). It returns the
+-- FENCED reply when the partition is fenced.
+local function batch_begin()
+  local fence = fenced()
+  if fence then
+    return {'FENCED', fence}
   end
+  BATCH = true
 end

@@ -19,13 +19,10 @@ end
 for i = 3, #ARGV, REQ_WIDTH do
   read_req(i)
 end
-local fence = fenced()
-if fence then
-  return {'FENCED', fence}
+local fenced_reply = batch_begin()
+if fenced_reply then
+  return fenced_reply
 end
--- Counters, new hold records, seq and head are written once, after the last request (see
--- BATCH in lib.lua).
-BATCH = true
 local out = {}
 for i = 3, #ARGV, REQ_WIDTH do
   local res = reserve_one(read_req(i))

@@ -19,14 +19,9 @@
 --   {'OK', available_after, 'new'|'existing'}  ('existing': applied before; nothing changed)
 --   {'UNKNOWN_POOL'}
 --   {'FENCED', reason}
-local t = transfer_args('transfer_in')
-local fence = fenced()
-if fence then
-  return {'FENCED', fence}
-end
-local seen = transfer_seen(t, 'i:' .. t.id)
-if seen then
-  return seen
+local t, reply = transfer_begin('transfer_in', 'i:')
+if reply then
+  return reply
 end
 if not redis.call('HGET', K_STOCK, t.f) then
   return {'UNKNOWN_POOL'}

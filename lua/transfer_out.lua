@@ -21,14 +21,9 @@
 --   {'UNKNOWN_POOL'}
 --   {'ENDED', 'SETTLED'}          this transfer id was completed and settled before
 --   {'FENCED', reason}
-local t = transfer_args('transfer_out')
-local fence = fenced()
-if fence then
-  return {'FENCED', fence}
-end
-local seen = transfer_seen(t, 'o:' .. t.id)
-if seen then
-  return seen
+local t, reply = transfer_begin('transfer_out', 'o:')
+if reply then
+  return reply
 end
 if redis.call('HEXISTS', K_XFER, 's:' .. t.id) == 1 then
   return {'ENDED', 'SETTLED'}
