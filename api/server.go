@@ -119,7 +119,7 @@ func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Serve
 	s := &Server{cfg: cfg, eng: eng, keys: kr, log: zerolog.Nop(), ready: map[string]Checker{}, now: time.Now,
 		admission: newAdmission(cfg.Admission)}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	s.ready["redis"] = func(ctx context.Context) error { return eng.Redis().Ping(ctx).Err() }
+	s.ready["redis"] = func(ctx context.Context) error { return eng.Ping(ctx) }
 	s.events = &streamEvents{eng: eng}
 	for _, o := range opts {
 		o(s)

@@ -28,12 +28,12 @@ func TestParseEvent(t *testing.T) {
 	}
 	canon := ev.Canonical()
 	for name, text := range map[string]string{
-		"a field too few":  canon[:strings.LastIndexByte(canon, '|')],
-		"a field too many": canon + "|x",
-		"version 3":        "3" + canon[1:],
+		"a field too few":   canon[:strings.LastIndexByte(canon, '|')],
+		"a field too many":  canon + "|x",
+		"version 3":         "3" + canon[1:],
 		"version 1 with 19": "1" + canon[1:],
-		"seq not a number": strings.Replace(canon, "|42|", "|4x|", 1),
-		"empty":            "",
+		"seq not a number":  strings.Replace(canon, "|42|", "|4x|", 1),
+		"empty":             "",
 	} {
 		if _, err := ParseEvent(text, own(text)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -247,60 +247,6 @@ func (e *Engine) checkOwner(ctx context.Context, h *holdRef) error {
 	return nil
 }
 
-// runParts calls operation name once per part of a hold, each call with the part's id and
-// then args, and returns each part's reply or error. A one-part hold's call goes through
-// call; the calls of several parts go out together in one pipeline.
-func (e *Engine) runParts(ctx context.Context, name string, h *holdRef, args ...any) ([]reply, []error) {
-	if len(h.refs) == 1 {
-		r, err := e.call(ctx, name, h.refs[0].Partition, "", append([]any{h.key.part(h.refs[0])}, args...)...)
-		return []reply{r}, []error{err}
-	}
-	calls := make([]opCall, len(h.refs))
-	for i, ref := range h.refs {
-		calls[i] = opCall{name: name, p: ref.Partition, args: [][]any{{h.key.part(ref)}, args}}
-	}
-	return e.runAll(ctx, e.nowMs(), calls)
-}
-
-// call runs one operation on partition p (with key record record, if not empty): through the
-// coalescer when it is on, where it shares a round trip with other requests, else on its own.
-func (e *Engine) call(ctx context.Context, name string, p int, record string, args ...any) (reply, error) {
-	if e.batchers != nil {
-		return e.batchers.call(ctx, name, p, record, args)
-	}
-	if record != "" {
-		out, errs := e.runAll(ctx, e.nowMs(), []opCall{{name: name, p: p, record: record, args: [][]any{args}}})
-		return out[0], errs[0]
-	}
-	return e.run(ctx, name, p, e.nowMs(), args...)
-}
-
-// firstErr is the first error of errs, or nil.
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// waitTurn waits before asking again about a request or hold another call holds: a little
-// longer each time, until ctx ends or, in all since started, patience (by then the other
-// call's lease has lapsed and a retry takes over). It reports whether to ask again.
-func waitTurn(ctx context.Context, started time.Time, patience time.Duration, wait *time.Duration) bool {
-	if time.Since(started)+*wait > patience {
-		return false
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(*wait):
-	}
-	*wait = min(2**wait, 100*time.Millisecond)
-	return true
-}
-
 // Release gives a hold's units back. Releasing a released hold again succeeds; a committed
 // hold returns ErrHoldCommitted and an expired one ErrHoldGone (its units are back already).
 // A hold of several parts whose commit was decided is committed, not released.

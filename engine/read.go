@@ -159,8 +159,8 @@ type Snapshot struct {
 	Fence     string `json:"fence,omitempty"`
 	// Shards maps each shard to its counters.
 	Shards    map[ShardKey]ShardCount `json:"-"`
-	Holds     []SnapshotHold        `json:"holds"`
-	Transfers []PendingTransfer     `json:"transfers"`
+	Holds     []SnapshotHold          `json:"holds"`
+	Transfers []PendingTransfer       `json:"transfers"`
 }
 
 // Snapshot reads partition p's counters, open holds, pending transfers, seq and chain head

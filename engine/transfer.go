@@ -2,8 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Transfer moves up to qty units from one shard of a pool to another (rebalancing), and
@@ -97,44 +101,6 @@ type SweepResult struct {
 	Forgotten  int   // idempotency records and tombstones removed
 }
 
-// Sweep restores up to limit expired hold parts of partition p (expiry <= now) and forgets
-// up to gcLimit records past their retention. Safe to run from many processes at once.
-func (e *Engine) Sweep(ctx context.Context, p, limit, gcLimit int) (SweepResult, error) {
-	if p < 0 || p >= e.cfg.Partitions {
-		return SweepResult{}, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
-	}
-	r, err := e.run(ctx, "sweep", p, e.nowMs(), limit, gcLimit, e.cfg.IdempotencyTTL.Milliseconds())
-	if err != nil {
-		return SweepResult{}, err
-	}
-	if r.code() == "FENCED" {
-		return SweepResult{}, fencedErr(p, r)
-	}
-	e.stats.Expired.Add(r.int(0))
-	return SweepResult{Restored: int(r.int(0)), NextExpiry: r.int(1), Forgotten: int(r.int(2))}, nil
-}
-
-// Fence makes every writing script on partition p refuse until Unfence.
-func (e *Engine) Fence(ctx context.Context, p int, reason string) error {
-	if err := validateReason(reason); err != nil {
-		return err
-	}
-	if reason == "" {
-		return invalid("reason", "a fence needs a reason")
-	}
-	_, err := e.run(ctx, "fence", p, e.nowMs(), "1", reason)
-	return err
-}
-
-// Unfence lifts partition p's fence and returns the reason it was raised for.
-func (e *Engine) Unfence(ctx context.Context, p int) (string, error) {
-	r, err := e.run(ctx, "fence", p, e.nowMs(), "0", "")
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(r.str(1)), nil
-}
-
 // Counters of a shard, as RepairDrift names them.
 const (
 	CounterAvailable = "available"
@@ -142,40 +108,60 @@ const (
 	CounterCommitted = "committed"
 )
 
-// RepairDrift takes drift units off one of a shard's counters (a change made behind the
-// engine's back, measured by reconciliation), writing an audited ADJUSTED event with delta 0
-// and held_delta 0. It is idempotent by id and works on fenced partitions. It returns the
-// counter before and after.
-func (e *Engine) RepairDrift(ctx context.Context, location, sku string, shard int, counter string, drift int64, id, actor, reason string) (int64, int64, error) {
-	suffix, ok := map[string]string{CounterAvailable: "", CounterHeld: "h", CounterCommitted: "c"}[counter]
-	if !ok {
-		return 0, 0, invalid("counter", "must be %s, %s or %s", CounterAvailable, CounterHeld, CounterCommitted)
-	}
+// BeginTransfer takes units out of one shard for another (the first half of Transfer) and
+// leaves the transfer pending; CompleteTransfers or Transfer with the same id finishes it.
+func (e *Engine) BeginTransfer(ctx context.Context, location, sku string, from, to int, qty int64, id, actor string) error {
 	p, err := e.pool(ctx, location, sku)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	if shard < 0 || shard >= p.Shards {
-		return 0, 0, invalid("shard", "%s has shards 0..%d", p.Key(), p.Shards-1)
+	if from < 0 || from >= p.Shards || to < 0 || to >= p.Shards || from == to || qty < 1 {
+		return invalid("shard", "transfer needs two different shards of %s and a positive qty", p.Key())
 	}
-	if !idemKeyPattern.MatchString(id) {
-		return 0, 0, invalid("repair_id", "must match %s", idemKeyPattern)
-	}
-	if err := validateReason(reason); err != nil {
-		return 0, 0, err
-	}
-	r, err := e.run(ctx, "repair", p.partitions[shard], e.nowMs(), location, sku, shard, drift, id, actor, reason,
-		e.cfg.IdempotencyTTL.Milliseconds(), suffix)
+	r, err := e.run(ctx, "transfer_out", p.partitions[from], e.nowMs(), location, sku, from, qty, id, p.partitions[to], to, actor)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	switch r.code() {
-	case "OK":
-		return r.int(1), r.int(2), nil
-	case "INSUFFICIENT":
-		return 0, 0, &InsufficientError{Location: location, SKU: sku, Requested: drift, Available: r.int(1)}
-	case "UNKNOWN_POOL":
-		return 0, 0, fmt.Errorf("%w: %s has no shard %d in Redis", ErrUnknownPool, p.Key(), shard)
+	if r.code() != "OK" {
+		return fmt.Errorf("transfer_out %s: %v", id, []any(r))
 	}
-	return 0, 0, fmt.Errorf("repair: unexpected reply %v", []any(r))
+	return nil
+}
+
+// PendingTransfers lists partition p's transfers taken out and not yet settled.
+func (e *Engine) PendingTransfers(ctx context.Context, p int) ([]PendingTransfer, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	all, err := e.rdb.HGetAll(ctx, e.ks.parts[p][7]).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read transfers of partition %d: %w", p, redisErr(err))
+	}
+	var out []PendingTransfer
+	for id, v := range all {
+		if t, ok := parsePendingTransfer(p, id, v); ok {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// parsePendingTransfer decodes an xfer hash field "o:<id>" →
+// "loc|sku|from shard|qty|to partition|to shard|taken at"; other fields are not pending transfers.
+func parsePendingTransfer(p int, field, value string) (PendingTransfer, bool) {
+	f := strings.Split(value, "|")
+	if !strings.HasPrefix(field, "o:") || len(f) != 7 {
+		return PendingTransfer{}, false
+	}
+	t := PendingTransfer{ID: field[2:], Location: f[0], SKU: f[1], FromPartition: p}
+	t.FromShard, _ = strconv.Atoi(f[2])
+	t.Qty, _ = strconv.ParseInt(f[3], 10, 64)
+	t.ToPartition, _ = strconv.Atoi(f[4])
+	t.ToShard, _ = strconv.Atoi(f[5])
+	t.TakenAt, _ = strconv.ParseInt(f[6], 10, 64)
+	return t, true
+}
+
+// FinishTransfer completes one pending transfer (applies it to its destination, settles it).
+func (e *Engine) FinishTransfer(ctx context.Context, t PendingTransfer, actor string) error {
+	return e.finishTransfer(ctx, t, actor)
 }

@@ -134,7 +134,8 @@ func clusterClient(t testing.TB) redis.UniversalClient { return testredis.Cluste
 func TestPersisterCrash(t *testing.T) {
 	for _, point := range []string{"before commit", "after commit, before ack", "context cancelled"} {
 		t.Run(point, func(t *testing.T) {
-			e := newEngine(t, testredis.Standalone(t))
+			rdb := testredis.Standalone(t)
+			e := newEngine(t, rdb)
 			s, _ := newStore(t)
 			makePool(t, e, "a", 4, 10000)
 			workload(t, e, "a", 20, 10, "w")
@@ -167,7 +168,7 @@ func TestPersisterCrash(t *testing.T) {
 			}
 			// Nothing is left pending in the group.
 			for part := range e.Partitions() {
-				if pend, err := e.Redis().XPending(context.Background(), e.StreamKey(part), "ledger").Result(); err == nil && pend.Count != 0 {
+				if pend, err := rdb.XPending(context.Background(), e.StreamKey(part), "ledger").Result(); err == nil && pend.Count != 0 {
 					t.Fatalf("partition %d: %d entries still pending", part, pend.Count)
 				}
 			}
@@ -179,7 +180,8 @@ func TestPersisterCrash(t *testing.T) {
 // the streams buffer meanwhile, are never trimmed past what Postgres holds, and the persister
 // catches up with nothing lost and nothing doubled.
 func TestPostgresOutage(t *testing.T) {
-	e := newEngine(t, testredis.Standalone(t))
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb)
 	s, schema := newStore(t)
 	px := newProxy(t, "127.0.0.1:5432")
 	via := NewStore(poolVia(t, px.addr, schema))
@@ -199,7 +201,7 @@ func TestPostgresOutage(t *testing.T) {
 	// watermark any trim before it used.
 	watch := func() {
 		for part := range e.Partitions() {
-			msgs, err := e.Redis().XRangeN(context.Background(), e.StreamKey(part), "-", "+", 1).Result()
+			msgs, err := rdb.XRangeN(context.Background(), e.StreamKey(part), "-", "+", 1).Result()
 			if err != nil || len(msgs) == 0 {
 				continue
 			}

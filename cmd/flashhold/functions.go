@@ -20,7 +20,6 @@ build's (and those kept).`)
 	if err != nil {
 		return err
 	}
-	defer e.Redis().Close()
 	defer e.Close()
 	if *prune {
 		var kept []string

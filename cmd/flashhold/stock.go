@@ -27,7 +27,7 @@ func openEngine(ctx context.Context) (*engine.Engine, config.Config, error) {
 	if err != nil {
 		return nil, cfg, err
 	}
-	e, err := engine.New(ctx, rdb, cfg.Engine, engine.WithLogger(cfg.Logger()))
+	e, err := engine.New(ctx, rdb, cfg.Engine, engine.WithLogger(cfg.Logger()), engine.OwnsClient())
 	if err != nil {
 		rdb.Close()
 		return nil, cfg, err
