@@ -16,6 +16,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 func TestMain(m *testing.M) { testredis.Main(m) }
@@ -111,6 +112,34 @@ func drain(t testing.TB, p *Persister) PersistPass {
 	}
 	t.Fatal("persister did not drain")
 	return total
+}
+
+// drainCaughtUp runs passes of p until it has read entries and the ledger holds every event
+// Redis has written (p may first have to wait for leases another persister left behind to
+// lapse).
+func drainCaughtUp(t testing.TB, p *Persister, e *engine.Engine, s *Store) PersistPass {
+	t.Helper()
+	var total PersistPass
+	testwait.Until(t, 10*time.Second, "the persister catches up", func() bool {
+		pass := drain(t, p)
+		total.Read += pass.Read
+		total.Inserted += pass.Inserted
+		total.Duplicates += pass.Duplicates
+		total.Forks = append(total.Forks, pass.Forks...)
+		return total.Read > 0 && caughtUp(e, s)
+	})
+	return total
+}
+
+// caughtUp says whether the ledger holds as many events as Redis has written.
+func caughtUp(e *engine.Engine, s *Store) bool {
+	seqs, _, _ := e.Heads(context.Background())
+	var want, got int64
+	for _, q := range seqs {
+		want += q
+	}
+	s.pool.QueryRow(context.Background(), `SELECT count(*) FROM inventory_events`).Scan(&got)
+	return got == want
 }
 
 // checkLedger asserts the ledger holds, per partition, exactly the events 1..seq, gap-free,

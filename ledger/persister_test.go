@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 func TestMigrate(t *testing.T) {
@@ -156,9 +157,8 @@ func TestPersisterCrash(t *testing.T) {
 			if _, err := first.RunOnce(ctx); err == nil {
 				t.Fatal("the first persister should have died")
 			}
-			time.Sleep(60 * time.Millisecond) // the dead persister's leases lapse
 			second := NewPersister(e, s, cfg, WithConsumer("second"))
-			pass := drain(t, second)
+			pass := drainCaughtUp(t, second, e, s) // once the dead persister's leases lapse
 			n := checkLedger(t, e, s)
 			if point == "after commit, before ack" && pass.Duplicates == 0 {
 				t.Fatal("the replacement should have met the rows already committed")
@@ -232,7 +232,16 @@ func TestPostgresOutage(t *testing.T) {
 	waitCaughtUp(t, e, s)
 	px.cut()
 	workload(t, e, "b", 50, 20, "during")
-	time.Sleep(300 * time.Millisecond) // the persister fails and backs off
+	// The persister reads what the traffic wrote and fails to write it.
+	testwait.Until(t, 10*time.Second, "the persister has read the entries written during the outage", func() bool {
+		var pending int64
+		for part := range e.Partitions() {
+			if pend, err := rdb.XPending(context.Background(), e.StreamKey(part), "ledger").Result(); err == nil {
+				pending += pend.Count
+			}
+		}
+		return pending > 0
+	})
 	seqs, _, _ := e.Heads(context.Background())
 	var inRedis, inLedger int64
 	for _, q := range seqs {
@@ -245,7 +254,7 @@ func TestPostgresOutage(t *testing.T) {
 	t.Logf("outage: %d of %d events buffered in Redis", inRedis-inLedger, inRedis)
 	px.restore()
 	workload(t, e, "b", 50, 10, "after")
-	time.Sleep(500 * time.Millisecond)
+	waitCaughtUp(t, e, s)
 	cancel()
 	<-done
 	close(stop)
@@ -260,19 +269,7 @@ func TestPostgresOutage(t *testing.T) {
 // waitCaughtUp waits until the ledger holds as many events as Redis has written.
 func waitCaughtUp(t testing.TB, e *engine.Engine, s *Store) {
 	t.Helper()
-	for range 500 {
-		seqs, _, _ := e.Heads(context.Background())
-		var want, got int64
-		for _, q := range seqs {
-			want += q
-		}
-		s.pool.QueryRow(context.Background(), `SELECT count(*) FROM inventory_events`).Scan(&got)
-		if got == want {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("the persister did not catch up")
+	testwait.Until(t, 10*time.Second, "the persister catches up", func() bool { return caughtUp(e, s) })
 }
 
 // TestTwoPersisters: two persisters with leases so short they keep contending share the
@@ -291,7 +288,7 @@ func TestTwoPersisters(t *testing.T) {
 		go func() { defer wg.Done(); p.Run(ctx) }()
 	}
 	workload(t, e, "c", 100, 10, "x")
-	time.Sleep(200 * time.Millisecond)
+	waitCaughtUp(t, e, s)
 	cancel()
 	wg.Wait()
 	for _, p := range ps {
@@ -629,13 +626,20 @@ func TestWatermarkPastClaimedEntries(t *testing.T) {
 	workload(t, e, "c", 10, 2, "old")
 	dead := NewPersister(e, s, cfg, WithConsumer("dead"))
 	dead.beforeCommit = func() error { return errors.New("killed") }
-	time.Sleep(60 * time.Millisecond) // live's lease lapses: the dead one reads
-	if _, err := dead.RunOnce(ctx); err == nil {
-		t.Fatal("the dead persister wrote")
-	}
-	time.Sleep(60 * time.Millisecond)
-	workload(t, e, "c", 10, 2, "new")
+	// Once live's lease lapses, the dead one reads the entries, and dies before it commits.
+	testwait.Until(t, 5*time.Second, "the dead persister reads", func() bool {
+		pass, err := dead.RunOnce(ctx)
+		if err == nil && pass.Inserted > 0 {
+			t.Fatal("the dead persister wrote")
+		}
+		return err != nil
+	})
 	live.cfg.ClaimIdle = time.Hour // the dead one's entries wait: live persists the new ones first
+	testwait.Until(t, 5*time.Second, "the dead one's lease lapses", func() bool {
+		pass, err := live.RunOnce(ctx)
+		return err == nil && pass.Polled > 0
+	})
+	workload(t, e, "c", 10, 2, "new")
 	drain(t, live)
 	live.cfg.ClaimIdle = time.Millisecond
 	drain(t, live)
