@@ -12,6 +12,7 @@ import (
 // sent again by the vendor (so the fork makes it anew), is counted once after the repair:
 // the carry-over skips a stock change whose transaction the ledger has.
 func TestForkedRestockCountedOnce(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)

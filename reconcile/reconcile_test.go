@@ -20,6 +20,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 	"github.com/flashhold/flashhold/ledger"
 )
 
@@ -31,6 +32,8 @@ type fixture struct {
 	store *ledger.Store
 	p     *ledger.Persister
 	r     *Reconciler
+	// grace is the transfer grace of the fixture's runs.
+	grace time.Duration
 }
 
 func setup(t *testing.T) *fixture {
@@ -44,7 +47,7 @@ func setup(t *testing.T) *fixture {
 	st := ledger.NewStore(pool)
 	cfg := ledger.PersistConfig{Group: "ledger", Batch: 1000, MaxRows: 20000, Interval: time.Millisecond, Mode: ledger.ModeCopy,
 		ClaimIdle: time.Millisecond, Lease: time.Second, Keep: 1 << 40, BackoffMax: 100 * time.Millisecond, Timeout: 10 * time.Second, LagAlarm: 1 << 40}
-	f := &fixture{rdb: rdb, e: e, store: st, p: ledger.NewPersister(e, st, cfg), r: New(e, st)}
+	f := &fixture{rdb: rdb, e: e, store: st, p: ledger.NewPersister(e, st, cfg), r: New(e, st), grace: time.Second}
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 1000)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "b", Shards: 1}, 100)
 	f.workload(t, "w", 40)
@@ -83,7 +86,7 @@ func (f *fixture) workload(t *testing.T, tag string, n int) {
 
 func (f *fixture) run(t *testing.T) *Report {
 	t.Helper()
-	rep, err := f.r.Run(context.Background(), Options{TransferGrace: time.Second})
+	rep, err := f.r.Run(context.Background(), Options{TransferGrace: f.grace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +103,7 @@ func only(t *testing.T, rep *Report, kind string) Finding {
 }
 
 func TestCleanRun(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	rep := f.run(t)
 	if !rep.Clean() || rep.Partitions != 16 || rep.Pools != 2 || rep.Events == 0 {
@@ -117,6 +121,7 @@ func TestCleanRun(t *testing.T) {
 // per partition and atomic; what the ledger lacks yet comes from the stream) find nothing,
 // and afterwards the counters hold every sale once.
 func TestCleanUnderTraffic(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	const stock = 100000
@@ -158,6 +163,7 @@ func TestCleanUnderTraffic(t *testing.T) {
 // TestCounterDrift: a counter changed behind the engine's back is found on its shard, with
 // the amount.
 func TestCounterDrift(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "a", 2)
 	f.rdb.HIncrBy(context.Background(), f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|a|2", 3)
@@ -169,6 +175,7 @@ func TestCounterDrift(t *testing.T) {
 
 // TestLedgerRowDeleted: a deleted ledger row is a gap at exactly its seq.
 func TestLedgerRowDeleted(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
 	f.store.Pool().Exec(context.Background(), `DELETE FROM inventory_events WHERE partition = $1 AND seq = 7`, p)
@@ -180,6 +187,7 @@ func TestLedgerRowDeleted(t *testing.T) {
 
 // TestLedgerRowEdited: a ledger row whose qty was edited breaks the chain at its seq.
 func TestLedgerRowEdited(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
 	f.store.Pool().Exec(context.Background(), `UPDATE inventory_events SET qty = qty + 5 WHERE partition = $1 AND seq = 9`, p)
@@ -192,6 +200,7 @@ func TestLedgerRowEdited(t *testing.T) {
 // TestRedisLostWrites: Redis comes back from a restart without its last writes (the partition
 // is restored from an earlier dump) while the ledger already holds them.
 func TestRedisLostWrites(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
@@ -212,6 +221,8 @@ type shoppers struct {
 	// holds it to stop them for a moment.
 	gate sync.RWMutex
 	stop func() int64 // stops the shoppers and the persister; returns the units sold
+	// sold counts the units sold so far.
+	sold *atomic.Int64
 	// finished is closed when every shopper has made its attempts.
 	finished chan struct{}
 }
@@ -222,8 +233,8 @@ type shoppers struct {
 func (f *fixture) traffic(t *testing.T, loc, sku string, workers, attempts int) *shoppers {
 	t.Helper()
 	ctx := context.Background()
-	s := &shoppers{finished: make(chan struct{})}
 	var sold atomic.Int64
+	s := &shoppers{finished: make(chan struct{}), sold: &sold}
 	done := make(chan struct{})
 	var wg, shopping sync.WaitGroup
 	for w := range workers {
@@ -272,6 +283,13 @@ func (f *fixture) traffic(t *testing.T, loc, sku string, workers, attempts int) 
 	return s
 }
 
+// sells waits until the shoppers have sold n more units.
+func (s *shoppers) sells(t *testing.T, n int64, when string) {
+	t.Helper()
+	from := s.sold.Load()
+	testwait.Until(t, 10*time.Second, fmt.Sprintf("the shoppers sell %d units %s", n, when), func() bool { return s.sold.Load() >= from+n })
+}
+
 // dumpPartition saves partition p's keys; calling the returned function puts them back as
 // they were, as a Redis restarted from that moment's dump would have them.
 func (f *fixture) dumpPartition(t *testing.T, p int) func() {
@@ -306,6 +324,7 @@ func (f *fixture) dumpPartition(t *testing.T, p int) func() {
 // TestReportFiles: a run with findings writes the three report files, and the page states
 // the summary numbers.
 func TestReportFiles(t *testing.T) {
+	t.Parallel()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
 	f.rdb.HIncrBy(context.Background(), f.e.Config().Prefix+":{p"+strconv.Itoa(p)+"}:stock", "s1|b|0", 2)
@@ -332,6 +351,7 @@ func TestReportFiles(t *testing.T) {
 // replays only the events after them, still finds a row edited after its checkpoint, and a
 // full run also finds one edited before it.
 func TestCheckpointReplaysOnlyNew(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	first := f.run(t)
@@ -372,6 +392,7 @@ func TestCheckpointReplaysOnlyNew(t *testing.T) {
 // earlier version kept shards under "location|sku|shard" keys) is not read as an empty state:
 // the run replays that partition from its first event, and finds it clean.
 func TestCheckpointOfAnotherShape(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	if first := f.run(t); !first.Clean() {
@@ -390,6 +411,7 @@ func TestCheckpointOfAnotherShape(t *testing.T) {
 
 // TestSinceLeavesOutOlderFindings: --since hides a chain break in an event older than it.
 func TestSinceLeavesOutOlderFindings(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	if _, err := f.store.Pool().Exec(ctx, `UPDATE inventory_events SET qty = qty + 1 WHERE partition =
@@ -410,6 +432,7 @@ func TestSinceLeavesOutOlderFindings(t *testing.T) {
 // TestScheduler: a scheduled run records its result as metrics and writes its report; a
 // second instance does not run while the first holds the lease.
 func TestScheduler(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	dir := t.TempDir()

@@ -9,13 +9,14 @@ import (
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/testengine"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 // repairThenClean runs with --repair, expects exactly one finding of kind, repaired, and then
 // a clean second run.
 func (f *fixture) repairThenClean(t *testing.T, kind string) Finding {
 	t.Helper()
-	rep, err := f.r.Run(context.Background(), Options{TransferGrace: time.Second, Repair: true})
+	rep, err := f.r.Run(context.Background(), Options{TransferGrace: f.grace, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func (f *fixture) repairThenClean(t *testing.T, kind string) Finding {
 // repaired, and then a clean second run.
 func (f *fixture) repairThenCleanAll(t *testing.T, kind string) {
 	t.Helper()
-	rep, err := f.r.Run(context.Background(), Options{TransferGrace: time.Second, Repair: true})
+	rep, err := f.r.Run(context.Background(), Options{TransferGrace: f.grace, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,7 @@ func (f *fixture) persistedClean(t *testing.T, when string) {
 }
 
 func TestRepairDrift(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "a", 3)
@@ -104,6 +106,7 @@ func TestRepairDrift(t *testing.T) {
 }
 
 func TestRepairLedgerRows(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
@@ -116,13 +119,18 @@ func TestRepairLedgerRows(t *testing.T) {
 }
 
 func TestRepairHalfTransfer(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	if err := f.e.BeginTransfer(ctx, "s1", "a", 0, 2, 5, "stuck-1", "test"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // older than the transfer grace
-	f.workload(t, "x", 1)               // persist the TRANSFER_OUT
+	f.grace = 20 * time.Millisecond
+	testwait.Until(t, 5*time.Second, "the transfer is older than the grace", func() bool {
+		ts, err := f.e.PendingTransfers(ctx, f.e.PartitionOf("s1", "a", 0))
+		return err == nil && len(ts) == 1 && time.Since(time.UnixMilli(ts[0].TakenAt)) > f.grace
+	})
+	f.workload(t, "x", 1) // persist the TRANSFER_OUT
 	got := f.repairThenClean(t, KindHalfTransfer)
 	if got.Amount != 5 || got.Shard != 0 {
 		t.Fatalf("finding %+v", got)
@@ -138,6 +146,7 @@ func TestRepairHalfTransfer(t *testing.T) {
 // sale a customer was told of is counted once, every hold a customer was given is open, and
 // no count went negative.
 func TestRepairRollback(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
@@ -265,6 +274,7 @@ func TestRepairRollback(t *testing.T) {
 // rebuilds the partition from the ledger; the lost sale is counted and the lost hold is open,
 // with the expiry its last extension gave it (the events carry it).
 func TestRepairLostWrites(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	p := f.e.PartitionOf("s1", "b", 0)
@@ -320,6 +330,7 @@ func TestRepairLostWrites(t *testing.T) {
 // The rebuild cannot carry the second sale over without overselling: it reports it (kind,
 // seq, units) and applies nothing that would make a count negative.
 func TestRepairForkConflict(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "c", Shards: 1}, 5)
@@ -370,35 +381,35 @@ func TestRepairForkConflict(t *testing.T) {
 // fork, and --repair rebuilds it while the shoppers keep trying. Every sale a shopper was told
 // of is counted once, and the counters add up.
 func TestRepairUnderTraffic(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	const stock = 5000
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s3", SKU: "d", Shards: 1}, stock)
 	p := f.e.PartitionOf("s3", "d", 0)
 	tr := f.traffic(t, "s3", "d", 4, 1<<30) // until stopped
-	time.Sleep(150 * time.Millisecond)
+	tr.sells(t, 20, "before the dump")
 	restore := f.dumpPartition(t, p)
-	time.Sleep(150 * time.Millisecond)
+	tr.sells(t, 20, "after the dump")
 	// Redis loses what it took since the dump, once the ledger holds it: writes Redis loses
 	// before they are persisted are lost to both, and no repair can bring them back.
 	tr.gate.Lock()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	testwait.Until(t, 5*time.Second, "the persister catches up", func() bool {
 		snap, _ := f.e.Snapshot(ctx, p)
-		if w, _ := f.store.Watermark(ctx, p); w == snap.Seq {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the persister did not catch up")
-		}
-	}
+		w, _ := f.store.Watermark(ctx, p)
+		return w == snap.Seq
+	})
 	restore()
 	tr.gate.Unlock()
-	time.Sleep(150 * time.Millisecond) // the fork, until the persister fences it
+	testwait.Until(t, 5*time.Second, "the persister fences the fork", func() bool {
+		snap, _ := f.e.Snapshot(ctx, p)
+		return snap.Fence != ""
+	})
 	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond) // traffic resumes on the rebuilt partition
+	tr.sells(t, 20, "on the rebuilt partition")
 	sold := tr.stop()
 	rebuilt := false
 	for _, fd := range rep.Findings {
