@@ -23,6 +23,7 @@ import (
 // removal answered "insufficient" wrote nothing, its message does not contradict itself, and
 // an accepted one removed exactly its units once.
 func TestRefusedAdjustChangesNothing(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -97,6 +98,7 @@ func TestRefusedAdjustChangesNothing(t *testing.T) {
 // TestReplayAfterSlowPath: once a reservation that took several calls answered with a hold,
 // the same request replays that hold at once; it is never "in progress" again.
 func TestReplayAfterSlowPath(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -143,6 +145,7 @@ func answer(h *Hold, err error) string {
 // TestConcurrentDuplicatesAgree: identical requests sent at once get identical answers, and
 // no part id is reserved twice.
 func TestConcurrentDuplicatesAgree(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -210,6 +213,7 @@ func TestConcurrentDuplicatesAgree(t *testing.T) {
 // TestSameKeyOtherBody: a key names one request, whatever pool or customer another body
 // with the same key names.
 func TestSameKeyOtherBody(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "a", Shards: 1}, 10)
@@ -234,6 +238,7 @@ func TestSameKeyOtherBody(t *testing.T) {
 // TestFencedHomeShardKeepsKey: with the partition of a reservation's first part fenced, a
 // retry of that reservation still gets its one hold (or is refused for now), never a second.
 func TestFencedHomeShardKeepsKey(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -266,6 +271,7 @@ func TestFencedHomeShardKeepsKey(t *testing.T) {
 // TestMultiPartCommitAllOrNothing: a commit racing a release of the same multi-part hold
 // ends it one way: every part sold or every part given back.
 func TestMultiPartCommitAllOrNothing(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -301,6 +307,7 @@ func TestMultiPartCommitAllOrNothing(t *testing.T) {
 // TestSoldOutForgottenWhenUnitsReturn: a pool found empty is not refused from memory once a
 // unit came back, whichever instance gave it back.
 func TestSoldOutForgottenWhenUnitsReturn(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		a := newEngine(t, rdb, func(c *Config) { c.SoldOutMemory, c.MinTTL = 10*time.Second, 10*time.Second })
@@ -329,6 +336,7 @@ func TestSoldOutForgottenWhenUnitsReturn(t *testing.T) {
 // TestTransferAppliedOnce: a transfer whose source was never settled is not credited again
 // once the destination's record of it is old.
 func TestTransferAppliedOnce(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		clock := newFakeClock()
@@ -361,6 +369,7 @@ func TestTransferAppliedOnce(t *testing.T) {
 // TestGiveBacksMarked: a refused cart that had placed parts gives them back with events a
 // consumer can tell from a customer's release.
 func TestGiveBacksMarked(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -438,6 +447,7 @@ func checkHoldStands(t *testing.T, e *Engine, h *Hold, loc string, want map[stri
 // answer is lost, the engine does not give the parts back behind the stored answer: the
 // retry gets a hold that stands.
 func TestLostAnswerNotCompensated(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		e, n := faultyEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "a", Shards: 1}, 10)
@@ -460,6 +470,7 @@ func TestLostAnswerNotCompensated(t *testing.T) {
 // TestLibraryRetriesOff: a reserve whose reply is lost is not run again by the Redis client
 // library (which would resend it after a network error), and the caller's retry gets one hold.
 func TestLibraryRetriesOff(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		e, n := faultyEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 40)
@@ -482,6 +493,7 @@ func TestLibraryRetriesOff(t *testing.T) {
 // leaves no units held behind the retry's answer: the retry takes the request over once its
 // lease lapses and answers with one hold.
 func TestCrashedReservationTakenOver(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		dead, n := faultyEngine(t, rdb, nil)
 		makePool(t, dead, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 40)
@@ -511,6 +523,7 @@ func TestCrashedReservationTakenOver(t *testing.T) {
 // TestCommitReleaseRace: a release that arrives while a multi-part commit is half-way
 // leaves the hold all sold or all given back.
 func TestCommitReleaseRace(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e, n := faultyEngine(t, rdb, func(c *Config) { c.RedisTimeout = 2 * time.Second; c.IdempotencyLease = 2 * time.Second })
@@ -552,6 +565,7 @@ func TestCommitReleaseRace(t *testing.T) {
 // once a replica has it; with the replica gone it is answered unavailable, and its retry,
 // once the replica is back, gets the hold the primary kept.
 func TestWaitForReplicas(t *testing.T) {
+	t.Parallel()
 	primary := testredis.StartServer(t)
 	replica := testredis.StartReplica(t, primary)
 	e := newEngine(t, primary.Client(t), func(c *Config) {
@@ -576,6 +590,7 @@ func TestWaitForReplicas(t *testing.T) {
 // (the process stopped) and retried only after the other parts expired, cannot sell them
 // any more; its answer names exactly which parts were sold, as the hold's state shows.
 func TestCommitPastGraceNamesWhatWasSold(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	clock := newFakeClock()
 	e := newEngine(t, testredisStandalone(t), nil, clock.option())

@@ -18,6 +18,7 @@ import (
 // the live counters equal the replayed events, chains verify, and every hold part of every
 // successful reservation has exactly one RESERVED event.
 func TestHotPoolConcurrency(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -113,6 +114,7 @@ func TestHotPoolConcurrency(t *testing.T) {
 // TestExactlyStockSold: far more demand than stock. Exactly `stock` units are sold once every
 // hold is committed: no oversell, and no unit left behind while a buyer still wanted one.
 func TestExactlyStockSold(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -169,6 +171,7 @@ func TestExactlyStockSold(t *testing.T) {
 // hold is committed or released the units sold per pool are exactly what the granted carts
 // committed.
 func TestConcurrentCarts(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -258,6 +261,7 @@ func TestConcurrentCarts(t *testing.T) {
 // 8-shard pool with a limit of 3 per customer: exactly 3 succeed. The units all sat on other
 // shards than the customer's, so the engine had to move them over first.
 func TestCustomerLimitConcurrent(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)

@@ -14,6 +14,7 @@ import (
 // is refused even with its own hash, as is a hash that is not exactly the lowercase SHA-1 of
 // the text.
 func TestParseEvent(t *testing.T) {
+	t.Parallel()
 	ev := Event{Version: EventVersion, Partition: 7, Seq: 42, Type: EventReserved, Location: "s1", SKU: "tee", Shard: 3, Delta: -2,
 		After: 98, HeldDelta: 2, Hold: "0123456789abcdef0123.0.3", Qty: 2, Customer: "c9", Idem: "tok", Actor: "shop",
 		ExpiresAt: 1790000060000, TS: 1790000000000, PrevHash: GenesisHash}
@@ -50,6 +51,7 @@ func TestParseEvent(t *testing.T) {
 // and verifies, and the expiry it kept in the reason of RESERVED and EXTENDED events is read
 // into ExpiresAt; on other events the reason stays prose.
 func TestParseEventV1(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		typ, reason string
 		exp         int64
@@ -76,6 +78,7 @@ func TestParseEventV1(t *testing.T) {
 // current version and carry the part's expiry as a field, with no reason text; other events
 // carry none.
 func TestEventsCarryExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, testredisStandalone(t), nil)
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "tee", Shards: 1}, 10)

@@ -15,6 +15,7 @@ import (
 // TestExpiryFakeClock: a hold is alive until its expiry and gone from that millisecond on;
 // commit after expiry says gone; a short reserve reclaims expired holds inline.
 func TestExpiryFakeClock(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		clock := newFakeClock()
@@ -69,6 +70,7 @@ func TestExpiryFakeClock(t *testing.T) {
 // commits and two sweepers run concurrently. Every hold ends exactly once, and how it ended
 // agrees with what Commit answered.
 func TestCommitRacesSweep(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		clock := newFakeClock()
@@ -161,6 +163,7 @@ func TestCommitRacesSweep(t *testing.T) {
 // TestMultiPartAndCart: a reservation larger than any one shard gets its units gathered onto
 // one shard; a cart is a hold of several parts, all or nothing.
 func TestMultiPartAndCart(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)

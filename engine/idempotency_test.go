@@ -15,6 +15,7 @@ import (
 // TestIdempotentRetries: a retried call answers the same and changes nothing, also when the
 // duplicates run concurrently; the same key with another body is refused.
 func TestIdempotentRetries(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -147,6 +148,7 @@ func TestIdempotentRetries(t *testing.T) {
 // TestScriptsSafeToRunTwice runs every writing script twice with the same arguments, as a
 // go-redis retry after a network error would, and checks only one event was written.
 func TestScriptsSafeToRunTwice(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		clock := newFakeClock()
@@ -235,6 +237,7 @@ func seqOf(t testing.TB, e *Engine, p int) int64 {
 
 // TestTransferInterrupted: a transfer stopped between its two halves is found and completed.
 func TestTransferInterrupted(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -269,6 +272,7 @@ var _ = time.Second
 // attempt made, even after sales moved the counts: a completed SET replays without changing
 // anything (single-shard and sharded pools), also when the first attempt's reply was lost.
 func TestAdjustRetryAfterSales(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ func partitionSeqs(t testing.TB, e *Engine) []int64 {
 
 // TestBadInput: every malformed or out-of-range request gets a typed error and changes nothing.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
@@ -125,30 +127,40 @@ func TestBadInput(t *testing.T) {
 // TestFence: a fenced partition refuses every write; a sharded pool keeps selling from its
 // other shards; lifting the fence restores service.
 func TestFence(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
-		makePool(t, e, PoolConfig{Location: "s1", SKU: "single", Shards: 1}, 10)
-		makePool(t, e, PoolConfig{Location: "s1", SKU: "multi", Shards: 4}, 40)
-		single, _ := e.pool(ctx, "s1", "single")
+		// The single-shard pool's partition must not be one of the sharded pool's (partitions
+		// depend on the key prefix): fencing it would fence a second shard of that pool.
+		single := "single"
+		for i := 0; slices.Contains([]int{e.PartitionOf("s1", "multi", 0), e.PartitionOf("s1", "multi", 1), e.PartitionOf("s1", "multi", 2),
+			e.PartitionOf("s1", "multi", 3)}, e.PartitionOf("s1", single, 0)); i++ {
+			single = fmt.Sprint("single-", i)
+		}
+		makePool(t, e, PoolConfig{Location: "s1", SKU: single, Shards: 1}, 10)
+		// 15 units a shard: 45 beside the fenced one, of which the 20 reserves below take at
+		// most 20, and a hold of 16 (more than one shard has) must be split.
+		makePool(t, e, PoolConfig{Location: "s1", SKU: "multi", Shards: 4}, 60)
+		one, _ := e.pool(ctx, "s1", single)
 		multi, _ := e.pool(ctx, "s1", "multi")
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "single", 1}}, IdempotencyKey: "before", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", single, 1}}, IdempotencyKey: "before", Actor: "shop"})
 
-		if err := e.Fence(ctx, single.partitions[0], "lost writes suspected"); err != nil {
+		if err := e.Fence(ctx, one.partitions[0], "lost writes suspected"); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Fence(ctx, multi.partitions[1], "lost writes suspected"); err != nil {
 			t.Fatal(err)
 		}
 		before := partitionSeqs(t, e)
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "single", 1}}, IdempotencyKey: "during", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", single, 1}}, IdempotencyKey: "during", Actor: "shop"})
 		wantErr(t, err, ErrFenced)
 		wantErr(t, e.Commit(ctx, h.ID, "shop"), ErrFenced)
-		_, err = e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "single", Kind: Restock, Qty: 1, TransactionID: "t1"})
+		_, err = e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: single, Kind: Restock, Qty: 1, TransactionID: "t1"})
 		wantErr(t, err, ErrFenced)
-		_, err = e.Sweep(ctx, single.partitions[0], 10, 10)
+		_, err = e.Sweep(ctx, one.partitions[0], 10, 10)
 		wantErr(t, err, ErrFenced)
-		if after := partitionSeqs(t, e); after[single.partitions[0]] != before[single.partitions[0]] {
+		if after := partitionSeqs(t, e); after[one.partitions[0]] != before[one.partitions[0]] {
 			t.Fatal("a fenced partition changed")
 		}
 		// 20 single-unit reserves on the sharded pool: those whose home shard is the fenced
@@ -172,7 +184,7 @@ func TestFence(t *testing.T) {
 		}
 		var big *Hold
 		for i := 0; big == nil; i++ {
-			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 12}}, IdempotencyKey: fmt.Sprint("big-", i), Actor: "shop"})
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 16}}, IdempotencyKey: fmt.Sprint("big-", i), Actor: "shop"})
 			if err != nil && (!errors.Is(err, ErrFenced) || i > 20) {
 				t.Fatalf("multi-part hold beside a fenced shard: %v", err)
 			}
@@ -186,7 +198,7 @@ func TestFence(t *testing.T) {
 		if served < 10 {
 			t.Fatalf("only %d of 20 reserves served with one of four shards fenced", served)
 		}
-		if reason, err := e.Unfence(ctx, single.partitions[0]); err != nil || reason != "lost writes suspected" {
+		if reason, err := e.Unfence(ctx, one.partitions[0]); err != nil || reason != "lost writes suspected" {
 			t.Fatalf("unfence: %q %v", reason, err)
 		}
 		if err := e.Commit(ctx, h.ID, "shop"); err != nil {
@@ -201,6 +213,7 @@ func TestFence(t *testing.T) {
 // and a node that lost it (restart, FUNCTION FLUSH) gets it again on the next call.
 // Runs on the test-owned cluster only: its functions are this test binary's alone.
 func TestScriptsReloadAfterFlush(t *testing.T) {
+	t.Parallel()
 	rdb := testredisCluster(t)
 	ctx := context.Background()
 	e := newEngine(t, rdb, nil)
@@ -253,6 +266,7 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 
 // TestNamePattern: the hand-written name check agrees with the regular expression it stands for.
 func TestNamePattern(t *testing.T) {
+	t.Parallel()
 	for _, max := range []int{64, 128} {
 		p := namePattern{max: max}
 		re := regexp.MustCompile(p.String())
@@ -272,6 +286,7 @@ func TestNamePattern(t *testing.T) {
 // TestAvailableCeiling: no change may lift a pool above MaxAvailable (beyond it Lua would
 // print counters and event numbers inexactly); the refusal names the field and changes nothing.
 func TestAvailableCeiling(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEngine(t, testredis.Standalone(t), nil)
 	for _, shards := range []int{1, 4} {
@@ -315,6 +330,7 @@ func TestAvailableCeiling(t *testing.T) {
 // TestScriptsCheckArguments: a script called with a number that is not an integer in range
 // (or text that would break a record) refuses before it changes anything.
 func TestScriptsCheckArguments(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, testredisStandalone(t), func(c *Config) { c.Coalesce = false })
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "x", Shards: 1}, 10)

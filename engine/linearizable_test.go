@@ -101,6 +101,7 @@ func checkRound(start int64, ops []porcupine.Operation) roundResult {
 // release about half of what they hold every round, with the sold-out memory on; every
 // round's history is linearizable and no refusal is given while units were free.
 func TestLinearizableHotPool(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		for _, shards := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%d-shards", shards), func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestReserveCommitRelease(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)

@@ -14,6 +14,7 @@ import (
 // (no script runs, nothing changes), yet a retry of a reservation that succeeded earlier still
 // gets its hold; after the memory lapses (or a restock) Redis is asked again.
 func TestSoldOutMemory(t *testing.T) {
+	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		clock := newFakeClock()
@@ -76,6 +77,7 @@ func isInsufficient(err error) bool {
 // shards sit on eight partitions. Concurrent commits and releases of one-part holds share
 // end_batch calls and round trips the same way.
 func TestCoalescing(t *testing.T) {
+	t.Parallel()
 	for _, shards := range []int{1, 8} {
 		t.Run(fmt.Sprintf("%d-shards", shards), func(t *testing.T) {
 			e := newEngine(t, testredisStandalone(t), nil)
@@ -135,6 +137,7 @@ func TestCoalescing(t *testing.T) {
 // quantity and expiry each request asked for, the same as GetHold reads and as a retry with
 // the same key answers from Redis.
 func TestCoalescedReplies(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	e := newEngine(t, testredisStandalone(t), nil, clock.option())
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "many", Shards: 8}, 100_000)
@@ -193,6 +196,7 @@ func TestCoalescedReplies(t *testing.T) {
 // "existing" from what the call holds, an unknown shard leaves no counter behind, a short
 // shard changes nothing, and what is written at the end adds up.
 func TestBatchWriteBack(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, testredisStandalone(t), nil)
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10)
@@ -249,6 +253,7 @@ func TestBatchWriteBack(t *testing.T) {
 // is restored as EXPIRED), writes the counters once at its end, and refuses a malformed batch
 // whole before changing anything.
 func TestEndBatch(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, testredisStandalone(t), nil)
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 10)

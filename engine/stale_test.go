@@ -16,6 +16,7 @@ import (
 // requests that share its round trip are served. Before, reserve_batch refused the whole
 // call as malformed, and every request in it was answered 500.
 func TestQueuedPastExpiry(t *testing.T) {
+	t.Parallel()
 	clock := newFakeClock()
 	fc, n := testredis.Faulty(t, testredis.Standalone(t), 5*time.Second)
 	e := newEngine(t, fc, func(c *Config) { c.CoalesceWorkers, c.SoldOutMemory = 1, 0 }, clock.option())

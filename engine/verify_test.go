@@ -9,6 +9,7 @@ import (
 // TestVerifyCatchesDamage: Verify is not vacuous: a counter changed behind the engine's back,
 // and an event removed from a stream, are both reported.
 func TestVerifyCatchesDamage(t *testing.T) {
+	t.Parallel()
 	rdb := testredisStandalone(t)
 	ctx := context.Background()
 	e := newEngine(t, rdb, nil)
