@@ -3,10 +3,12 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashhold/flashhold/engine"
@@ -84,7 +86,23 @@ type ledgerRow struct {
 // out whole and reported in Forks: never written, never overwriting. Events the ledger
 // already holds with the same hash are skipped; the rest are written by COPY or by multi-row
 // INSERT … ON CONFLICT DO NOTHING, straight into inventory_events.
+//
+// Another transaction may hold rows of the batch uncommitted while Append reads (a commit
+// its writer stopped waiting for, still finishing in Postgres): COPY then waits for it and
+// fails on the primary key once it commits. Append then runs once more, and its reads see
+// those rows.
 func (s *Store) Append(ctx context.Context, events []engine.Event, dead []DeadLetter, mode string) (AppendResult, error) {
+	res, err := s.append(ctx, events, dead, mode)
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == uniqueViolation {
+		return s.append(ctx, events, dead, mode)
+	}
+	return res, err
+}
+
+// uniqueViolation is PostgreSQL's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
+
+func (s *Store) append(ctx context.Context, events []engine.Event, dead []DeadLetter, mode string) (AppendResult, error) {
 	var res AppendResult
 	if mode != ModeCopy && mode != ModeInsert {
 		return res, fmt.Errorf("ledger: unknown write mode %q (want copy or insert)", mode)

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 // TestAppendModes: events written by COPY (the binary stream encodeCopy builds) and by
@@ -81,5 +83,59 @@ func TestSeqRanges(t *testing.T) {
 	s.add(8)
 	if w := s.advance(3); w != 12 || len(s.r) != 0 {
 		t.Fatalf("advance to %d, left %v", w, s.r)
+	}
+}
+
+// TestAppendWaitsOutAnotherWriter: another transaction (a commit the persister gave up on when
+// its context ended, still finishing in Postgres) holds rows of the batch uncommitted while
+// Append runs: Append waits on them and, once they are committed, counts them as duplicates
+// rather than failing on the primary key, in both modes.
+func TestAppendWaitsOutAnotherWriter(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []string{ModeCopy, ModeInsert} {
+		t.Run(mode, func(t *testing.T) {
+			s, _ := newStore(t)
+			prev := engine.GenesisHash
+			var evs []engine.Event
+			for i := range 4 {
+				ev := engine.Event{Partition: 3, Seq: int64(i + 1), Type: engine.EventRestocked, Location: "s1", SKU: "tee",
+					Delta: 1, After: int64(i + 1), Qty: 1, Idem: fmt.Sprint("tx-", i), TS: 1790000000000, PrevHash: prev}
+				ev.Hash = ev.ComputeHash()
+				prev = ev.Hash
+				evs = append(evs, ev)
+			}
+			other, err := s.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Rollback(ctx)
+			if _, err := copyEvents(ctx, other, evs[:2]); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			var res AppendResult
+			go func() {
+				var err error
+				res, err = s.Append(ctx, evs, nil, mode)
+				done <- err
+			}()
+			testwait.Until(t, 10*time.Second, "Append waits on the other writer's rows", func() bool {
+				var waiting int
+				s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`).Scan(&waiting)
+				return waiting > 0
+			})
+			if err := other.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("append: %v", err)
+			}
+			if res.Inserted != 2 || res.Duplicates != 2 || len(res.Forks) != 0 {
+				t.Fatalf("append: %+v; want 2 inserted, 2 duplicates", res)
+			}
+			if got, err := s.PartitionEvents(ctx, 3, 0, 10); err != nil || len(got) != 4 {
+				t.Fatalf("ledger holds %d events, %v", len(got), err)
+			}
+		})
 	}
 }
