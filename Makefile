@@ -13,14 +13,16 @@ services:
 build:
 	$(GO) build -o $(BIN) ./cmd/flashhold
 
+# Four packages at a time on two cores: the fault and service tests spend much of their time
+# waiting on processes they started, which leaves CPU to the others.
 test: services
 	deploy/local/browser.sh
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -p 4 -timeout 30m ./...
 
 # The same tests without the race detector (faster while iterating).
 test-quick: services
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -p 4 -timeout 30m ./...
 
 # docs/configuration.md, written from the list of variables in config/variables.txt (a test in
 # config/ fails when the file is stale).
