@@ -21,6 +21,7 @@ import (
 	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 	"github.com/flashhold/flashhold/ledger"
 )
 
@@ -198,15 +199,11 @@ func TestRetriesAndDeadLetters(t *testing.T) {
 	if got := f.detect(t); len(got) != 1 {
 		t.Fatalf("alerts %v", got)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.Until(t, 5*time.Second, "no delivery is pending", func() bool {
 		f.del.RunOnce(ctx)
 		ds, _ := f.store.Deliveries(ctx, "v1", "pending", 10)
-		if len(ds) == 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(ds) == 0
+	})
 	all, _ := f.store.Deliveries(ctx, "v1", "", 10)
 	status := map[string]Delivery{}
 	for _, d := range all {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 func TestCheckoutFlow(t *testing.T) {
@@ -475,12 +476,7 @@ func TestGracefulShutdown(t *testing.T) {
 			done <- result{status: resp.StatusCode, updated: out.Updated, err: err}
 		}()
 	}
-	for deadline := time.Now().Add(5 * time.Second); ts.srv.srv.GetOpenConnectionsCount() < 4; {
-		if time.Now().After(deadline) {
-			t.Fatal("requests did not reach the server")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, "the requests reach the server", func() bool { return ts.srv.srv.GetOpenConnectionsCount() >= 4 })
 	time.Sleep(20 * time.Millisecond) // the bodies are read; each takes far longer to apply
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 func fixedAdmission(limit int, wait time.Duration) *admission {
@@ -96,11 +97,7 @@ func TestAdmissionSheds(t *testing.T) {
 // waitFor waits until cond holds (for at most 5 s).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-	}
+	testwait.Until(t, 5*time.Second, "the condition holds", cond)
 }
 
 // TestAdmissionAdapts: the limit shrinks while requests take longer than the target and
@@ -153,20 +150,14 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatalf("over the cap: %v %s", resp.Header, resp.body)
 	}
 	held[0].Close()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testwait.Until(t, 5*time.Second, "a freed place is given to a new connection", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok := tryGet(c, "/healthz") == 200
-		c.Close()
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a freed place was not given to a new connection")
-		}
-	}
+		defer c.Close()
+		return tryGet(c, "/healthz") == 200
+	})
 	for _, c := range held[1:] {
 		c.Close()
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashhold/flashhold/internal/faultproxy"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 // TestQueuedPastExpiry: under load a reserve can wait in the coalescer past the expiry it
@@ -58,9 +59,5 @@ func TestQueuedPastExpiry(t *testing.T) {
 
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
-	}
+	testwait.Until(t, 5*time.Second, "the condition holds", cond)
 }

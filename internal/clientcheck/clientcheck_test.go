@@ -141,10 +141,8 @@ func clientView(t *testing.T, cluster bool) {
 		s.Redis.Kill()
 		s.Redis.Wipe()
 		s.Redis.Start()
-		for deadline := time.Now().Add(10 * time.Second); s.Ready(); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("/readyz stayed ready on a Redis that lost its data")
-			}
+		if !testwait.For(10*time.Second, func() bool { return !s.Ready() }) {
+			t.Fatal("/readyz stayed ready on a Redis that lost its data")
 		}
 		if code, out := s.Flashhold(ctx, "reconcile", "--repair", "--out", "repair-report"); code == 2 {
 			t.Fatalf("reconcile --repair could not run: %s", lastLines(out, 20))
