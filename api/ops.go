@@ -93,6 +93,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	holds    *prometheus.CounterVec
+	errors   *prometheus.CounterVec
 	handler  fasthttp.RequestHandler
 }
 
@@ -112,13 +113,21 @@ func newMetrics(eng *engine.Engine) *metrics {
 	for _, o := range []string{"created", "committed", "released"} {
 		m.holds.WithLabelValues(o)
 	}
+	// The code label is the error body's code: a fixed set, all written in this package.
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flashhold_http_errors_total", Help: "Error answers by their code (the error body's code: insufficient_stock, partition_fenced, redis_unavailable, overloaded ...).",
+	}, []string{"code"})
+	// The codes alerts watch exist from the start, so rate() sees their first increase.
+	for _, c := range []string{"insufficient_stock", "partition_fenced", "redis_unavailable", "timeout", "overloaded", "internal"} {
+		m.errors.WithLabelValues(c)
+	}
 	st := eng.Stats()
 	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "flashhold_engine_batch_size", Help: "Requests per coalesced reserve call.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 	})
 	st.OnBatch(func(n int) { batch.Observe(float64(n)) })
-	m.reg.MustRegister(m.requests, m.latency, m.holds, batch,
+	m.reg.MustRegister(m.requests, m.latency, m.holds, m.errors, batch,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "flashhold_engine_round_trips_total", Help: "Redis round trips of the coalescer (each a pipeline of one reserve call per partition and one call per other request).",
 		}, func() float64 { return float64(st.RoundTrips.Load()) }),

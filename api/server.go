@@ -259,6 +259,7 @@ func jsonErr(err error) string {
 
 func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
 	ae := toError(err)
+	s.metrics.errors.WithLabelValues(ae.Code).Inc()
 	switch {
 	case ae.Status >= 500 && ae.Code == "internal":
 		s.log.Error().Err(err).Str("path", string(rc.Path())).Msg("request failed")
