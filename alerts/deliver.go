@@ -60,12 +60,17 @@ type Deliverer struct {
 
 // NewDeliverer builds a deliverer whose HTTP client dials only what the policy allows.
 func NewDeliverer(store *Store, cfg Config, log zerolog.Logger) *Deliverer {
+	result := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_webhook_deliveries_total",
+		Help: "Webhook delivery attempts by result: delivered, retried, dead."}, []string{"result"})
+	// Every result exists from the start, so rate() sees the first dead letter.
+	for _, r := range []string{"delivered", "retried", "dead"} {
+		result.WithLabelValues(r)
+	}
 	tr := &http.Transport{DialContext: store.policy.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	return &Deliverer{store: store, cfg: cfg, log: log,
 		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		result: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_webhook_deliveries_total",
-			Help: "Webhook delivery attempts by result: delivered, retried, dead."}, []string{"result"})}
+		result: result}
 }
 
 // Register adds the deliverer's metrics to reg.

@@ -29,6 +29,10 @@ const (
 	KindFenced       = "fenced"        // the partition refuses writes until repaired
 )
 
+// Kinds lists every kind of finding.
+var Kinds = []string{KindDrift, KindGap, KindChainBreak, KindOrphanHold, KindLostHold, KindHalfTransfer,
+	KindLedgerAhead, KindFork, KindFenced}
+
 // Finding is one disagreement, located precisely.
 type Finding struct {
 	Kind      string `json:"kind"`

@@ -110,6 +110,11 @@ func (s *Scheduler) RunOnce(ctx context.Context) (*Report, error) {
 		s.clean.Set(1)
 	}
 	s.findings.Reset()
+	// Every kind has a series after a run (0 when not found), so an alert on one kind can
+	// tell "none found" from "never ran".
+	for _, kind := range Kinds {
+		s.findings.WithLabelValues(kind).Set(0)
+	}
 	for kind, n := range rep.ByKind {
 		s.findings.WithLabelValues(kind).Set(float64(n))
 	}
