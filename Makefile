@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick docs-config bench bench-engine bench-ledger soak run stop clean
+.PHONY: all services build test test-quick rules-test docs-config bench bench-engine bench-ledger soak run stop clean
 
 all: build
 
@@ -15,10 +15,15 @@ build:
 
 # Four packages at a time on two cores: the fault and service tests spend much of their time
 # waiting on processes they started, which leaves CPU to the others.
-test: services
+test: services rules-test
 	deploy/local/browser.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -p 4 -timeout 30m ./...
+
+# The Prometheus alerting rules: promtool check and the rules' unit tests
+# (deploy/observability/prometheus/rules_test.yml); installs promtool when it is missing.
+rules-test:
+	deploy/observability/promtool.sh
 
 # The same tests without the race detector (faster while iterating).
 test-quick: services
