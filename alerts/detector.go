@@ -156,9 +156,12 @@ type Detector struct {
 
 // NewDetector builds a detector.
 func NewDetector(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logger, now func() time.Time) *Detector {
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_alerts_total", Help: "Stock alerts raised, by type."}, []string{"type"})
+	for _, t := range []string{LowStock, OutOfStock, BackInStock} {
+		counter.WithLabelValues(t)
+	}
 	return &Detector{eng: eng, store: store, cfg: cfg, log: log, now: now,
-		owner: loop.InstanceID(), pools: map[engine.PoolKey]*poolState{},
-		counter: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_alerts_total", Help: "Stock alerts raised, by type."}, []string{"type"})}
+		owner: loop.InstanceID(), pools: map[engine.PoolKey]*poolState{}, counter: counter}
 }
 
 // Register adds the detector's metrics to reg.
