@@ -205,4 +205,3 @@ func call(t *testing.T, base, method, path, key, idem, body string, want int) []
 	}
 	return raw
 }
-
