@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashhold/flashhold/lua"
 )
@@ -37,6 +38,7 @@ type Engine struct {
 	secret   []byte // keys hold ids (see Engine.token); set with the keyspace's settings
 	// ownsClient: Close closes rdb too (OwnsClient).
 	ownsClient bool
+	tracer     trace.Tracer // nil: tracing off (see trace.go)
 }
 
 // Option changes how New builds an Engine.

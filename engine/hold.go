@@ -82,16 +82,8 @@ func (e *Engine) parseHold(ctx context.Context, holdID, actor string) (*holdRef,
 	return &holdRef{id: holdID, key: hk, refs: refs, actor: actor, owner: ownerFor(ctx, actor)}, nil
 }
 
-// Commit sells a hold's units. Committing a committed hold again succeeds and changes
-// nothing; a hold that expired or was released returns ErrHoldGone.
-//
-// A hold of several parts is committed whole or not at all, even against a racing release
-// or a retry (see hold_end.lua): the commit first keeps every part alive for
-// FLASHHOLD_COMMIT_GRACE; if one has ended, it gives the others back and answers ErrHoldGone;
-// otherwise the commit is decided, and whoever finds it so (a retry, a release) finishes it.
-// Only a commit whose process stops after deciding and is not retried within the grace can
-// leave parts to expire: ErrPartialCommit then names exactly what was sold.
-func (e *Engine) Commit(ctx context.Context, holdID, actor string) error {
+// commit is Commit without its span.
+func (e *Engine) commit(ctx context.Context, holdID, actor string) error {
 	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return err
@@ -247,10 +239,8 @@ func (e *Engine) checkOwner(ctx context.Context, h *holdRef) error {
 	return nil
 }
 
-// Release gives a hold's units back. Releasing a released hold again succeeds; a committed
-// hold returns ErrHoldCommitted and an expired one ErrHoldGone (its units are back already).
-// A hold of several parts whose commit was decided is committed, not released.
-func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
+// release is Release without its span.
+func (e *Engine) release(ctx context.Context, holdID, actor string) error {
 	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return err
@@ -301,9 +291,8 @@ func (e *Engine) Release(ctx context.Context, holdID, actor string) error {
 	return ended
 }
 
-// Extend moves a hold's expiry to now+ttl (never earlier than it is). It returns the new
-// expiry (unix ms).
-func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, actor string) (int64, error) {
+// extend is Extend without its span.
+func (e *Engine) extend(ctx context.Context, holdID string, ttl time.Duration, actor string) (int64, error) {
 	h, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return 0, err
@@ -329,8 +318,8 @@ func (e *Engine) Extend(ctx context.Context, holdID string, ttl time.Duration, a
 	return exp, nil
 }
 
-// GetHold reads a hold's parts and how each stands.
-func (e *Engine) GetHold(ctx context.Context, holdID, actor string) (*Hold, error) {
+// getHold is GetHold without its span.
+func (e *Engine) getHold(ctx context.Context, holdID, actor string) (*Hold, error) {
 	hr, err := e.parseHold(ctx, holdID, actor)
 	if err != nil {
 		return nil, err

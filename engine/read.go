@@ -63,8 +63,8 @@ func toInt(v any) int64 {
 	return n
 }
 
-// Availability reads a pool's available, held and committed units and its stock status.
-func (e *Engine) Availability(ctx context.Context, location, sku string) (*Availability, error) {
+// availability is Availability without its span.
+func (e *Engine) availability(ctx context.Context, location, sku string) (*Availability, error) {
 	p, err := e.pool(ctx, location, sku)
 	if err != nil {
 		return nil, err

@@ -152,15 +152,8 @@ func (e *Engine) validateReserve(req *ReserveRequest) error {
 	return nil
 }
 
-// Reserve places a hold on every item of req, all or nothing. It returns the hold, or an
-// error matching ErrInvalid, ErrUnknownPool, ErrInsufficient, ErrCustomerLimit,
-// ErrIdempotencyMismatch, ErrInProgress, ErrFenced or ErrUnavailable.
-//
-// The same request sent again with the same key gets the same answer: the hold (also after
-// it ended), or for FLASHHOLD_REFUSAL_TTL the same refusal. Copies sent at the same time
-// wait for one another. After ErrUnavailable the caller cannot know whether a hold was
-// placed, and should send the request again: it gets the hold if there is one.
-func (e *Engine) Reserve(ctx context.Context, req ReserveRequest) (*Hold, error) {
+// reserve is Reserve without its span.
+func (e *Engine) reserve(ctx context.Context, req ReserveRequest) (*Hold, error) {
 	if err := e.validateReserve(&req); err != nil {
 		return nil, err
 	}
