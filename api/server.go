@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashhold/flashhold/engine"
 )
@@ -93,6 +94,7 @@ type Server struct {
 	admission *admission
 	conns     *guardedListener // set by Serve
 	connsMu   sync.Mutex
+	tracer    trace.Tracer // nil: tracing off (see trace.go)
 }
 
 // Option changes how New builds a Server.
@@ -300,6 +302,7 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	start := time.Now()
 	method := string(rc.Method())
 	label := "unmatched"
+	var span trace.Span
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error().Interface("panic", p).Str("path", string(rc.Path())).Msg("handler panicked")
@@ -307,6 +310,9 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 			s.writeError(rc, errors.New("panic"))
 		}
 		s.metrics.observe(label, method, rc.Response.StatusCode(), time.Since(start))
+		if span != nil {
+			endSpan(span, rc.Response.StatusCode())
+		}
 	}()
 	rt, params, allowed := s.router.match(method, string(rc.Path()))
 	if rt == nil {
@@ -319,6 +325,10 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		return
 	}
 	label = rt.Pattern
+	base := s.base
+	if s.tracer != nil {
+		base, span = s.startSpan(base, rc, method, rt.Pattern)
+	}
 	c := &call{s: s, rc: rc, params: params}
 	if rt.roles != nil {
 		if err := s.authorize(c, rt.roles); err != nil {
@@ -326,7 +336,7 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
 	done, ok := s.admission.admit(ctx, rt.class)
 	if !ok {
