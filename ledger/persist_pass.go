@@ -192,7 +192,10 @@ func (p *Persister) append(ctx context.Context, events []engine.Event, dead []De
 			return AppendResult{}, err
 		}
 	}
-	return p.store.Append(ctx, events, dead, p.cfg.Mode)
+	ctx, span := p.startAppend(ctx, events, dead)
+	res, err := p.store.Append(ctx, events, dead, p.cfg.Mode)
+	endAppend(span, res, err)
+	return res, err
 }
 
 // fullEvery is the longest time between full passes.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/loop"
@@ -56,6 +57,8 @@ type Persister struct {
 	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
 	beforeCommit func() error
 	beforeAck    func() error
+
+	tracer trace.Tracer // nil: tracing off (see persist_trace.go)
 
 	persisted prometheus.Counter
 	batchSize prometheus.Histogram
