@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
@@ -21,6 +23,7 @@ import (
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/sweeper"
+	"github.com/flashhold/flashhold/tracing"
 )
 
 // Service is the one shape of background work (see internal/loop): Run until ctx ends, and
@@ -48,6 +51,9 @@ type App struct {
 	services []Service
 	apiOpts  []api.Option
 	closers  []func() // what New opened, in order
+	// traces is the tracer provider (nil: tracing off); traceOpts change how it is built.
+	traces    *tracing.Provider
+	traceOpts []tracing.Option
 }
 
 // Option changes what New uses instead of opening it from the configuration.
@@ -64,6 +70,12 @@ func WithPostgres(pg *pgxpool.Pool) Option { return func(a *App) { a.pg = pg } }
 // WithKeys makes keys the API keys rather than those of FLASHHOLD_API_KEYS_FILE and
 // FLASHHOLD_API_KEYS.
 func WithKeys(keys []api.KeySpec) Option { return func(a *App) { a.keys = keys } }
+
+// WithSpanExporter makes spans go to exp instead of the OTLP endpoint when the OTEL_*
+// variables turn tracing on (tests give the SDK's in-memory exporter).
+func WithSpanExporter(exp sdktrace.SpanExporter) Option {
+	return func(a *App) { a.traceOpts = append(a.traceOpts, tracing.WithExporter(exp)) }
+}
 
 // New opens everything cfg asks for and listens on cfg.API.Addr; Run starts the work. On an
 // error, what was opened is closed again.
@@ -83,6 +95,9 @@ func (a *App) open(ctx context.Context) error {
 	if err := a.openKeys(); err != nil {
 		return err
 	}
+	if err := a.openTracing(ctx); err != nil {
+		return err
+	}
 	if a.rdb == nil {
 		rdb, err := engine.NewRedisClient(a.cfg.Engine)
 		if err != nil {
@@ -91,13 +106,14 @@ func (a *App) open(ctx context.Context) error {
 		a.rdb = rdb
 		a.closers = append(a.closers, func() { rdb.Close() })
 	}
-	e, err := engine.New(ctx, a.rdb, a.cfg.Engine, engine.WithLogger(a.log))
+	e, err := engine.New(ctx, a.rdb, a.cfg.Engine, engine.WithLogger(a.log),
+		engine.WithTracer(a.traces.Tracer("github.com/flashhold/flashhold/engine")))
 	if err != nil {
 		return err
 	}
 	a.Engine = e
 	a.closers = append(a.closers, e.Close)
-	a.apiOpts = []api.Option{api.WithLogger(a.log)}
+	a.apiOpts = []api.Option{api.WithLogger(a.log), api.WithTracer(a.traces.Tracer("github.com/flashhold/flashhold/api"))}
 	if err := a.openLedger(ctx); err != nil {
 		return err
 	}
@@ -115,6 +131,25 @@ func (a *App) open(ctx context.Context) error {
 		a.services = append(a.services, a.Sweeper)
 	}
 	return a.openServer()
+}
+
+// openTracing starts OpenTelemetry tracing when the OTEL_* variables ask for it.
+func (a *App) openTracing(ctx context.Context) error {
+	settings := tracing.FromEnv(os.Getenv)
+	tp, err := tracing.Start(ctx, settings, a.traceOpts...)
+	if err != nil || tp == nil {
+		return err
+	}
+	a.traces = tp
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil {
+			a.log.Warn().Err(err).Msg("traces not all sent")
+		}
+	})
+	a.log.Info().Str("endpoint", settings.Endpoint).Msg("tracing on")
+	return nil
 }
 
 // openKeys reads the API keys, unless the caller gave them.
@@ -158,7 +193,8 @@ func (a *App) openLedger(ctx context.Context) error {
 	a.apiOpts = append(a.apiOpts, api.WithReadiness("postgres", a.pg.Ping), api.WithEventSource(ledgerEvents{a.Store}),
 		api.WithPoolStore(a.Store))
 	if a.cfg.Persister {
-		a.Persister = ledger.NewPersister(a.Engine, a.Store, a.cfg.Persist, ledger.WithPersistLogger(a.log))
+		a.Persister = ledger.NewPersister(a.Engine, a.Store, a.cfg.Persist, ledger.WithPersistLogger(a.log),
+			ledger.WithPersistTracer(a.traces.Tracer("github.com/flashhold/flashhold/ledger")))
 		a.apiOpts = append(a.apiOpts, api.WithReadiness("ledger", a.Persister.Check))
 		a.services = append(a.services, a.Persister)
 	}

@@ -1,6 +1,6 @@
-// Package obscheck checks the observability files against the service: every metric that the
-// Prometheus rules and the Grafana dashboard under deploy/observability name must be one that
-// a running flashhold exports.
+// Package obscheck checks flashhold's observability against the running service: every
+// metric that the Prometheus rules and the Grafana dashboard under deploy/observability name
+// is one it exports, and its OpenTelemetry spans (tracing_test.go).
 package obscheck
 
 import (
@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,43 +37,9 @@ const (
 var metricName = regexp.MustCompile(`\bflashhold_[a-z0-9_]+`)
 
 func TestRulesAndDashboardNameExportedMetrics(t *testing.T) {
-	rdb := testredis.Standalone(t)
-	prefix := testredis.Prefix(t, rdb)
-	pg, _ := testpg.Schema(t)
+	base := startServe(t)
 
-	cfg := config.Default()
-	cfg.Engine.Prefix = prefix
-	cfg.API.Addr = "127.0.0.1:0"
-	cfg.MigrateOnStart = true
-	cfg.Reconcile.Every = time.Second // so the reconcile series exist
-	cfg.ShutdownTimeout = 5 * time.Second
-	keys := []api.KeySpec{
-		{ID: "obs-client", SHA256: api.HashKey(clientKey), Role: api.RoleClient, RateLimit: -1},
-		{ID: "obs-admin", SHA256: api.HashKey(adminKey), Role: api.RoleAdmin, RateLimit: -1},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, zerolog.Nop(), app.WithRedis(rdb), app.WithPostgres(pg), app.WithKeys(keys))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; a.Close() })
-	base := "http://" + a.Addr()
-
-	// A pool of one unit: a reserve and its commit, then a refusal.
-	call(t, base, http.MethodPut, "/v1/pools/obs-store/obs-sku", adminKey, "", `{"vendor":"obsv","shards":1}`, http.StatusOK)
-	call(t, base, http.MethodPost, "/v1/vendors/obsv/inventory/obs-sku/update", adminKey, "stock-1",
-		`{"location":"obs-store","stock_quantity":1}`, http.StatusOK)
-	var hold struct {
-		ID string `json:"hold_id"`
-	}
-	body := call(t, base, http.MethodPost, "/v1/holds", clientKey, "order-1", `{"location":"obs-store","sku":"obs-sku"}`, http.StatusCreated)
-	if err := json.Unmarshal(body, &hold); err != nil || hold.ID == "" {
-		t.Fatalf("reserve answered %s", body)
-	}
-	call(t, base, http.MethodPost, "/v1/holds/"+hold.ID+"/commit", clientKey, "", "", http.StatusOK)
-	call(t, base, http.MethodPost, "/v1/holds", clientKey, "order-2", `{"location":"obs-store","sku":"obs-sku"}`, http.StatusConflict)
+	sell(t, base, nil)
 
 	wanted := map[string][]string{} // metric -> files that name it
 	for _, f := range []string{"prometheus/rules.yml", "grafana/flashhold.json"} {
@@ -100,6 +67,54 @@ func TestRulesAndDashboardNameExportedMetrics(t *testing.T) {
 	for _, name := range missing {
 		t.Errorf("%s (named in %s) is not in /metrics", name, strings.Join(wanted[name], ", "))
 	}
+}
+
+// startServe runs flashhold in process on a Redis prefix and a Postgres schema of the test's
+// own, with every background service on; it stops when the test ends.
+func startServe(t *testing.T, opts ...app.Option) string {
+	t.Helper()
+	rdb := testredis.Standalone(t)
+	prefix := testredis.Prefix(t, rdb)
+	pg, _ := testpg.Schema(t)
+
+	cfg := config.Default()
+	cfg.Engine.Prefix = prefix
+	cfg.API.Addr = "127.0.0.1:0"
+	cfg.MigrateOnStart = true
+	cfg.Reconcile.Every = time.Second // so the reconcile series exist
+	cfg.ShutdownTimeout = 5 * time.Second
+	keys := []api.KeySpec{
+		{ID: "obs-client", SHA256: api.HashKey(clientKey), Role: api.RoleClient, RateLimit: -1},
+		{ID: "obs-admin", SHA256: api.HashKey(adminKey), Role: api.RoleAdmin, RateLimit: -1},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, zerolog.Nop(), append([]app.Option{app.WithRedis(rdb), app.WithPostgres(pg), app.WithKeys(keys)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; a.Close() })
+	return "http://" + a.Addr()
+}
+
+// sell places a hold on a pool of one unit, commits it, and is refused a second hold; it
+// returns the hold's id.
+func sell(t *testing.T, base string, extra http.Header) string {
+	t.Helper()
+	call(t, base, http.MethodPut, "/v1/pools/obs-store/obs-sku", adminKey, "", `{"vendor":"obsv","shards":1}`, http.StatusOK)
+	call(t, base, http.MethodPost, "/v1/vendors/obsv/inventory/obs-sku/update", adminKey, "stock-1",
+		`{"location":"obs-store","stock_quantity":1}`, http.StatusOK)
+	var hold struct {
+		ID string `json:"hold_id"`
+	}
+	body := call(t, base, http.MethodPost, "/v1/holds", clientKey, "order-1", `{"location":"obs-store","sku":"obs-sku"}`, http.StatusCreated, extra)
+	if err := json.Unmarshal(body, &hold); err != nil || hold.ID == "" {
+		t.Fatalf("reserve answered %s", body)
+	}
+	call(t, base, http.MethodPost, "/v1/holds/"+hold.ID+"/commit", clientKey, "", "", http.StatusOK)
+	call(t, base, http.MethodPost, "/v1/holds", clientKey, "order-2", `{"location":"obs-store","sku":"obs-sku"}`, http.StatusConflict)
+	return hold.ID
 }
 
 // namesIn returns the flashhold metrics that a file under deploy/observability names: for the
@@ -183,7 +198,32 @@ func exportedNames(t *testing.T, base string) map[string]bool {
 	return names
 }
 
-func call(t *testing.T, base, method, path, key, idem, body string, want int) []byte {
+// metricValue sums the samples of an unlabelled or labelled metric in /metrics.
+func metricValue(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
+			f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+			if len(f) > 0 {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+func call(t *testing.T, base, method, path, key, idem, body string, want int, extra ...http.Header) []byte {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
@@ -193,6 +233,11 @@ func call(t *testing.T, base, method, path, key, idem, body string, want int) []
 	req.Header.Set("Content-Type", "application/json")
 	if idem != "" {
 		req.Header.Set("Idempotency-Key", idem)
+	}
+	for _, h := range extra {
+		for k, v := range h {
+			req.Header[k] = v
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
