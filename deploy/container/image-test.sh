@@ -31,6 +31,7 @@ fi
 
 run_id=imgtest$$$RANDOM
 root=$(mktemp -d /tmp/flashhold-image-test.XXXXXX)
+chmod 755 "$root" # mktemp makes it 0700: the image's user must reach its own /
 db=flashhold_$run_id
 prefix=fh$run_id
 serve_pid=
@@ -51,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The root filesystem, as a container of the image would see it (created, never started).
-cid=$("$tool" create "$IMAGE")
+cid=$("$tool" create --no-healthcheck "$IMAGE")
 "$tool" export "$cid" | tar -x -C "$root"
 "$tool" rm -f "$cid" >/dev/null
 cid=
@@ -67,27 +68,27 @@ say "exported $IMAGE ($(du -sh "$root" | cut -f1)), user $user, entrypoint $entr
 port=$(( 20000 + RANDOM % 20000 ))
 key=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
-inimage() {
-	env -i PATH=/usr/local/bin HOME=/var/lib/flashhold \
-		FLASHHOLD_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT/0" \
-		FLASHHOLD_KEY_PREFIX="$prefix" \
-		FLASHHOLD_POSTGRES_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db?sslmode=disable" \
-		FLASHHOLD_HTTP_ADDR="127.0.0.1:$port" \
-		FLASHHOLD_API_KEYS="imagetest:client:$sha" \
-		FLASHHOLD_LOG_LEVEL=warn \
-		chroot --userspec="$user" "$root" "$entry" "$@"
-}
+# One simple command, env -> chroot -> flashhold each exec'ing the next, so that the pid of a
+# background run is serve's own and its signals reach it.
+inimage=(env -i PATH=/usr/local/bin HOME=/var/lib/flashhold
+	FLASHHOLD_REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT/0"
+	FLASHHOLD_KEY_PREFIX="$prefix"
+	FLASHHOLD_POSTGRES_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$db?sslmode=disable"
+	FLASHHOLD_HTTP_ADDR="127.0.0.1:$port"
+	FLASHHOLD_API_KEYS="imagetest:client:$sha"
+	FLASHHOLD_LOG_LEVEL=warn
+	"$(command -v chroot)" --userspec="$user" "$root" "$entry")
 
-out=$(inimage version) || fail "flashhold version exited $?"
+out=$("${inimage[@]}" version) || fail "flashhold version exited $?"
 [[ "$out" == "flashhold $want "* ]] || fail "flashhold version printed '$out', want 'flashhold $want ...'"
 say "ok: $out"
 
 psql -q -d postgres -c "CREATE DATABASE $db" >/dev/null
-inimage migrate >/dev/null || fail "flashhold migrate"
+"${inimage[@]}" migrate >/dev/null || fail "flashhold migrate"
 printf 'location,sku,vendor,stock,shards,low_stock,customer_limit\nimage-test,sku-1,acme,5,1,0,0\n' >"$root/tmp/catalog.csv"
-inimage stock load /tmp/catalog.csv >/dev/null || fail "flashhold stock load"
+"${inimage[@]}" stock load /tmp/catalog.csv >/dev/null || fail "flashhold stock load"
 
-inimage serve >"$root/tmp/serve.log" 2>&1 &
+"${inimage[@]}" serve >"$root/tmp/serve.log" 2>&1 &
 serve_pid=$!
 base=http://127.0.0.1:$port
 for _ in $(seq 1 100); do
@@ -96,7 +97,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 curl -fs "$base/healthz" | grep -q '"ok"' || fail "/healthz did not answer ok"
-inimage health --url "$base/healthz" || fail "the image's health check failed"
+"${inimage[@]}" health --url "$base/healthz" || fail "the image's health check failed"
 say "ok: serve answers /healthz (pid $serve_pid, port $port), health check passes"
 for _ in $(seq 1 50); do
 	curl -fs "$base/readyz" >/dev/null 2>&1 && break
