@@ -11,13 +11,18 @@ cd "$(dirname "$0")/../.."
 rm -rf "$out"
 mkdir -p "$out/usr/local/bin" "$out/etc/ssl/certs" "$out/usr/share" "$out/tmp" "$out/var/lib/flashhold"
 
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION:-dev}" \
+# timetzdata: the binary carries its own zone data too, should the files below be absent.
+CGO_ENABLED=0 go build -trimpath -tags timetzdata -ldflags "-s -w -X main.version=${VERSION:-dev}" \
 	-o "$out/usr/local/bin/flashhold" ./cmd/flashhold
 
 # Outbound TLS (managed Redis and Postgres, webhooks) needs the CA bundle; time zones are read
 # by the reconcile reports and any TZ the operator sets.
 cp /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
-cp -a /usr/share/zoneinfo "$out/usr/share/zoneinfo"
+if [ -d /usr/share/zoneinfo ]; then
+	cp -a /usr/share/zoneinfo "$out/usr/share/zoneinfo"
+else
+	echo "rootfs.sh: no /usr/share/zoneinfo here; the image has only the binary's own zone data" >&2
+fi
 
 # 65532 is not root and owns nothing else in the image.
 cat >"$out/etc/passwd" <<'PASSWD'
