@@ -34,10 +34,12 @@ else
 	mkdir -p .image/rootfs
 fi
 
-format=()
+flags=()
 # podman writes OCI images by default, and OCI has no HEALTHCHECK; the docker format keeps it.
-[ "$tool" = podman ] && format=(--format docker)
-"$tool" build "${format[@]}" -f deploy/container/Containerfile \
+# Chroot isolation runs the build stage's RUN steps without a container runtime (crun needs
+# cgroups that not every build machine gives it).
+[ "$tool" = podman ] && flags=(--format docker --isolation chroot)
+"$tool" build "${flags[@]}" -f deploy/container/Containerfile \
 	--build-arg BUILD="$BUILD" --build-arg GO_IMAGE="$GO_IMAGE" --build-arg VERSION="$VERSION" \
 	--build-arg GOPROXY="${GOPROXY:-$(go env GOPROXY 2>/dev/null || echo https://proxy.golang.org,direct)}" \
 	--build-arg GOFLAGS="${GOFLAGS:-}" \
