@@ -66,6 +66,7 @@ say "exported $IMAGE ($(du -sh "$root" | cut -f1)), user $user, entrypoint $entr
 
 # Inside the image: its user, none of this host's environment but what is passed.
 port=$(( 20000 + RANDOM % 20000 ))
+while ss -Htln "sport = :$port" | grep -q .; do port=$(( 20000 + RANDOM % 20000 )); done
 key=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 sha=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
 # One simple command, env -> chroot -> flashhold each exec'ing the next, so that the pid of a
