@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick rules-test docs-config bench bench-engine bench-ledger soak run stop clean
+.PHONY: all services build test test-quick rules-test image image-test docs-config bench bench-engine bench-ledger soak run stop clean
 
 all: build
 
@@ -28,6 +28,17 @@ rules-test:
 # The same tests without the race detector (faster while iterating).
 test-quick: services
 	$(GO) test -count=1 -p 4 -timeout 30m ./...
+
+# The container image (deploy/container/Containerfile) with podman or docker; podman is
+# installed from Debian's packages when neither is. IMAGE names it (localhost/flashhold:latest).
+image:
+	deploy/container/build.sh
+
+# Runs the image's binary from its exported root filesystem with chroot (as root): version,
+# serve, /healthz, a hold against the local Redis and PostgreSQL. Builds the image first when it
+# is missing or from another revision.
+image-test: services
+	deploy/container/image-test.sh
 
 # docs/configuration.md, written from the list of variables in config/variables.txt (a test in
 # config/ fails when the file is stale).

@@ -30,6 +30,9 @@ Usage:
   flashhold functions [--prune [--keep NAME,...]]
                                         list the function library versions in Redis; --prune
                                         deletes all but this build's (and those kept)
+  flashhold version                     print the release, Go version and source revision
+  flashhold health [--url URL]          exit 0 when serve answers 200 on /healthz (the image's
+                                        health check)
   flashhold help                        this text
 
 Every command takes -h or --help. Configuration comes from FLASHHOLD_* environment
@@ -52,6 +55,8 @@ var commands = map[string]func(context.Context, []string) error{
 	"stock":     stockCmd,
 	"bench":     benchCmd,
 	"functions": functionsCmd,
+	"version":   versionCmd,
+	"health":    healthCmd,
 }
 
 // run runs the command args name and returns the exit code: 0 done (or help shown), 1 failed

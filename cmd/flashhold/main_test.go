@@ -26,7 +26,7 @@ func runCaptured(t *testing.T, args ...string) (int, string, string) {
 
 // helpCases is every command (and sub-command) line that must answer --help.
 var helpCases = [][]string{{"serve"}, {"sweep"}, {"persist"}, {"migrate"}, {"reconcile"}, {"bench"},
-	{"functions"}, {"stock"}, {"stock", "load"}, {"stock", "show"}}
+	{"functions"}, {"version"}, {"health"}, {"stock"}, {"stock", "load"}, {"stock", "show"}}
 
 // TestHelp: every command prints its usage on stdout for -h and --help and exits 0, without
 // starting its work.
