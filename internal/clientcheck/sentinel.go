@@ -1,6 +1,7 @@
 package clientcheck
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ type Replicated struct {
 	Sentinels *testredis.Sentinels
 }
 
+const replUser, replPassword = "replication", "cc-replication-password"
+
 // SentinelMaster is the name the test's Sentinels monitor the primary under.
 const SentinelMaster = "flashhold"
 
@@ -31,10 +34,14 @@ func StartSentinel(t testing.TB, replicas int, extra ...string) *Replicated {
 		t.Skip("redis-sentinel is not installed (deploy/local/sentinel.sh installs Debian's redis-sentinel); skipping the Sentinel failover test")
 	}
 	r := &Replicated{Service: &Service{t: t, bin: Binary(t), dir: t.TempDir(), prefix: "fh"}}
-	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
-	r.Primary = testredis.StartServer(t, aof...)
+	// Replicas authenticate as a user of their own, known to every server (ACLs do not
+	// replicate, and any replica may be promoted): CutReplication removes it.
+	args := []string{"--appendonly", "yes", "--appendfsync", "always",
+		"--user", replUser, "on", ">" + replPassword, "~*", "&*", "+@all",
+		"--masteruser", replUser, "--masterauth", replPassword}
+	r.Primary = testredis.StartServer(t, args...)
 	for range replicas {
-		r.Replicas = append(r.Replicas, testredis.StartReplica(t, r.Primary, aof...))
+		r.Replicas = append(r.Replicas, testredis.StartReplica(t, r.Primary, args...))
 	}
 	r.Sentinels = testredis.StartSentinels(t, r.Primary, SentinelMaster, 3, time.Second, 3*time.Second)
 	r.Sentinels.WaitReplicas(t, replicas)
@@ -44,4 +51,12 @@ func StartSentinel(t testing.TB, replicas int, extra ...string) *Replicated {
 	r.launch([]string{"FLASHHOLD_REDIS_SENTINEL_ADDRS=" + strings.Join(r.Sentinels.Addrs, ","),
 		"FLASHHOLD_REDIS_SENTINEL_MASTER=" + SentinelMaster}, nil, extra)
 	return r
+}
+
+// CutReplication breaks every replica's link to the primary (as a network partition between
+// them would) and keeps them from reconnecting: the primary goes on acknowledging writes no
+// replica has.
+func (r *Replicated) CutReplication(ctx context.Context) error {
+	c := r.Primary.Client(r.t)
+	return c.ACLDelUser(ctx, replUser).Err() // closes the user's connections too
 }
