@@ -15,7 +15,13 @@ type Window struct {
 }
 
 // RefusalWindow measures the Window of ops from the fault at from.
-func RefusalWindow(ops []*Op, from time.Time) Window {
+func RefusalWindow(ops []*Op, from time.Time) Window { return refusals(ops, from, true) }
+
+// ServiceWindow is RefusalWindow counting only 503 answers: what a live instance refused,
+// leaving out sends to a dead one.
+func ServiceWindow(ops []*Op, from time.Time) Window { return refusals(ops, from, false) }
+
+func refusals(ops []*Op, from time.Time, noAnswer bool) Window {
 	var w Window
 	first := true
 	for _, op := range ops {
@@ -24,7 +30,7 @@ func RefusalWindow(ops []*Op, from time.Time) Window {
 				continue
 			}
 			w.Sends++
-			if s.Status != 0 && s.Status != http.StatusServiceUnavailable {
+			if s.Status != http.StatusServiceUnavailable && (s.Status != 0 || !noAnswer) {
 				continue
 			}
 			w.Refused++
