@@ -71,6 +71,10 @@ func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 		opt.PoolSize = cfg.RedisPoolSize
 	}
 	if len(cfg.RedisSentinelAddrs) > 0 {
+		if opt.TLSConfig != nil {
+			// The URL's TLS settings name its host, which Sentinel replaces: not carried over.
+			return nil, fmt.Errorf("FLASHHOLD_REDIS_URL: TLS (rediss://) is not supported with FLASHHOLD_REDIS_SENTINEL_ADDRS")
+		}
 		// Every connection goes to the primary (no reads from replicas: the scripts write,
 		// and a replica may lag); the client asks the Sentinels where it is when it dials
 		// and drops its connections when they announce a new one.

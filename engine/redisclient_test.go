@@ -58,3 +58,13 @@ func TestNewRedisClientSentinel(t *testing.T) {
 		t.Errorf("options: addr %q user %q password %q db %d read timeout %s", o.Addr, o.Username, o.Password, o.DB, o.ReadTimeout)
 	}
 }
+
+func TestNewRedisClientSentinelTLS(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RedisURL = "rediss://ignored:1/0"
+	cfg.RedisSentinelAddrs, cfg.RedisSentinelMaster = []string{"127.0.0.1:1"}, "fh"
+	if rdb, err := NewRedisClient(cfg); err == nil {
+		rdb.Close()
+		t.Fatal("a rediss:// URL with Sentinels was accepted; its TLS would not be used")
+	}
+}
