@@ -6,17 +6,17 @@
 # `kill -9 PID` and watch the others take its leases over. Ctrl-C stops the instances it
 # started (by their pids); Redis and Postgres stay up (`make stop` stops what up.sh started).
 #
-#   FLASHHOLD_MULTI_N          (2)    instances
-#   FLASHHOLD_MULTI_PORT       (8081) the first instance's HTTP port; the next ones count up
-#   FLASHHOLD_MULTI_REDIS_PORT (6392) the stack's own Redis (append-only file), started by up.sh
-#   FLASHHOLD_MULTI_DB         (flashhold_multi) the stack's own Postgres database
+#   FLASHHOLD_LOCAL_MULTI_N          (2)    instances
+#   FLASHHOLD_LOCAL_MULTI_PORT       (8081) the first instance's HTTP port; the next ones count up
+#   FLASHHOLD_LOCAL_MULTI_REDIS_PORT (6392) the stack's own Redis (append-only file), started by up.sh
+#   FLASHHOLD_LOCAL_MULTI_DB         (flashhold_multi) the stack's own Postgres database
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-n=${FLASHHOLD_MULTI_N:-2}
-first=${FLASHHOLD_MULTI_PORT:-8081}
-redis_port=${FLASHHOLD_MULTI_REDIS_PORT:-6392}
-db=${FLASHHOLD_MULTI_DB:-flashhold_multi}
+n=${FLASHHOLD_LOCAL_MULTI_N:-2}
+first=${FLASHHOLD_LOCAL_MULTI_PORT:-8081}
+redis_port=${FLASHHOLD_LOCAL_MULTI_REDIS_PORT:-6392}
+db=${FLASHHOLD_LOCAL_MULTI_DB:-flashhold_multi}
 logs=$root/.local/multi
 mkdir -p "$logs"
 
