@@ -28,7 +28,7 @@ func TestSentinelFailover(t *testing.T) {
 	t.Run("wait", func(t *testing.T) { sentinelFailover(t) })
 	t.Run("no-wait", func(t *testing.T) { sentinelLoss(t, false) })
 	// The same, but the repair comes only once the clients have given up (after 15 s of 503s
-	// from the fenced partitions). Two runs of it ended with the hot pool's counts 52 and 56
+	// from the fenced partitions). Two runs of three ended with the hot pool's counts 52 and 56
 	// units short of its stock (available + held + sold below what vendors were told; nothing
 	// oversold) after a clean reconciliation: not explained yet, so it runs only on request.
 	t.Run("no-wait-late-repair", func(t *testing.T) {
