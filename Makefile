@@ -17,6 +17,7 @@ build:
 # waiting on processes they started, which leaves CPU to the others.
 test: services rules-test
 	deploy/local/browser.sh
+	deploy/local/sentinel.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -p 4 -timeout 30m ./...
 

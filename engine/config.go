@@ -12,6 +12,15 @@ type Config struct {
 	RedisURL string
 	// RedisClusterAddrs, when set, selects Redis Cluster with these seed nodes.
 	RedisClusterAddrs []string
+	// RedisSentinelAddrs and RedisSentinelMaster, when set, select the primary that these
+	// Sentinels monitor under that name; the client follows it through failovers. RedisURL
+	// then gives only the user, password and database (its host is not used).
+	RedisSentinelAddrs  []string
+	RedisSentinelMaster string
+	// RedisSentinelUsername and RedisSentinelPassword authenticate to the Sentinels
+	// themselves (their requirepass), which may differ from the data nodes'.
+	RedisSentinelUsername string
+	RedisSentinelPassword string
 	// RedisPoolSize is the most connections to each Redis node (0: go-redis's default, 10 per CPU).
 	RedisPoolSize int
 	// RedisWaitReplicas (0: off): after every round trip of script calls, wait until this
@@ -128,6 +137,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FLASHHOLD_REDIS_TIMEOUT must be positive")
 	case c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 0 && c.RedisWaitTimeout <= 0:
 		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_REPLICAS must be 0 or more, with a positive FLASHHOLD_REDIS_WAIT_TIMEOUT")
+	case len(c.RedisSentinelAddrs) > 0 != (c.RedisSentinelMaster != ""):
+		return fmt.Errorf("FLASHHOLD_REDIS_SENTINEL_ADDRS and FLASHHOLD_REDIS_SENTINEL_MASTER go together: set both or neither")
+	case len(c.RedisSentinelAddrs) > 0 && len(c.RedisClusterAddrs) > 0:
+		return fmt.Errorf("FLASHHOLD_REDIS_SENTINEL_ADDRS and FLASHHOLD_REDIS_CLUSTER_ADDRS exclude each other: Sentinel watches one primary, a cluster fails over by itself")
 	case c.RedisWaitReplicas > 0 && len(c.RedisClusterAddrs) > 0:
 		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_REPLICAS is not supported with Redis Cluster (WAIT would go to a random node)")
 	case c.RedisWaitReplicas > 0 && c.RedisWaitTimeout >= c.RedisTimeout:

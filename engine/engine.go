@@ -53,7 +53,8 @@ func OwnsClient() Option { return func(e *Engine) { e.ownsClient = true } }
 // WithLogger sets the engine's logger.
 func WithLogger(l zerolog.Logger) Option { return func(e *Engine) { e.log = l } }
 
-// NewRedisClient connects to the Redis (or Redis Cluster) the configuration names.
+// NewRedisClient connects to the Redis the configuration names: a Redis Cluster, the
+// primary that Sentinels monitor, or a single Redis.
 func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 	if len(cfg.RedisClusterAddrs) > 0 {
 		return redis.NewClusterClient(&redis.ClusterOptions{
@@ -70,6 +71,27 @@ func NewRedisClient(cfg Config) (redis.UniversalClient, error) {
 	opt.ReadTimeout, opt.WriteTimeout = cfg.RedisTimeout, cfg.RedisTimeout
 	if cfg.RedisPoolSize > 0 {
 		opt.PoolSize = cfg.RedisPoolSize
+	}
+	if len(cfg.RedisSentinelAddrs) > 0 {
+		if opt.TLSConfig != nil {
+			// The URL's TLS settings name its host, which Sentinel replaces: not carried over.
+			return nil, fmt.Errorf("FLASHHOLD_REDIS_URL: TLS (rediss://) is not supported with FLASHHOLD_REDIS_SENTINEL_ADDRS")
+		}
+		// Every connection goes to the primary (no reads from replicas: the scripts write,
+		// and a replica may lag); the client asks the Sentinels where it is when it dials
+		// and drops its connections when they announce a new one.
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:       cfg.RedisSentinelMaster,
+			SentinelAddrs:    cfg.RedisSentinelAddrs,
+			SentinelUsername: cfg.RedisSentinelUsername,
+			SentinelPassword: cfg.RedisSentinelPassword,
+			Username:         opt.Username,
+			Password:         opt.Password,
+			DB:               opt.DB,
+			ReadTimeout:      opt.ReadTimeout,
+			WriteTimeout:     opt.WriteTimeout,
+			PoolSize:         opt.PoolSize,
+		}), nil
 	}
 	return redis.NewClient(opt), nil
 }

@@ -145,6 +145,15 @@ func start(t testing.TB, cluster bool, wrap, extra []string) *Service {
 		s.rdb = s.Redis.Client(t)
 		redisEnv = []string{"FLASHHOLD_REDIS_URL=redis://" + s.Redis.Addr + "/0"}
 	}
+	s.launch(redisEnv, wrap, extra)
+	return s
+}
+
+// launch gives the service its Postgres schema, behind the fault proxy, and starts serve on
+// a free port with redisEnv (where Redis is) and extra environment.
+func (s *Service) launch(redisEnv, wrap, extra []string) {
+	t := s.t
+	t.Helper()
 	_, s.schema = testpg.Schema(t)
 	pgHost := strings.TrimPrefix(strings.SplitN(strings.TrimPrefix(testpg.URL(), "postgres://"), "/", 2)[0], "postgres@")
 	var err error
@@ -182,7 +191,6 @@ func start(t testing.TB, cluster bool, wrap, extra []string) *Service {
 	s.Wrap = wrap
 	s.StartServe()
 	t.Cleanup(s.KillServe)
-	return s
 }
 
 func hashKey(k string) string {

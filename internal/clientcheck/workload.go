@@ -71,11 +71,15 @@ type Workload struct {
 	Refill int64
 	// Pace is how long each buyer waits between its requests (0: none).
 	Pace time.Duration
+	// Spread, when set, sends the requests in turn to these base URLs instead of URL, as a
+	// load balancer over several instances would (a retry goes to the next one).
+	Spread []string
 
 	http *http.Client
 	mu   sync.Mutex
 	ops  []*Op
 	seq  atomic.Int64
+	turn atomic.Int64
 }
 
 // NewWorkload returns a workload on url.
@@ -117,7 +121,11 @@ func (w *Workload) do(ctx context.Context, method, path string, op *Op) {
 }
 
 func (w *Workload) send(ctx context.Context, method, path string, op *Op) Send {
-	req, err := http.NewRequestWithContext(ctx, method, w.URL+path, bytes.NewReader(op.Body))
+	base := w.URL
+	if n := int64(len(w.Spread)); n > 0 {
+		base = w.Spread[w.turn.Add(1)%n]
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(op.Body))
 	if err != nil {
 		return Send{At: time.Now(), Err: err.Error()}
 	}

@@ -338,12 +338,12 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	return c
 }
 
-// StartReplica starts a replica of primary (its own server, killed when the test ends) and
-// waits until it has synchronised.
-func StartReplica(t testing.TB, primary *Server) *Server {
+// StartReplica starts a replica of primary (its own server, killed when the test ends, with
+// extra arguments) and waits until it has synchronised.
+func StartReplica(t testing.TB, primary *Server, args ...string) *Server {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(primary.Addr)
-	r := StartServer(t, "--replicaof", host, port)
+	r := StartServer(t, append([]string{"--replicaof", host, port}, args...)...)
 	c := r.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -1,0 +1,87 @@
+package clientcheck
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInstances runs two serve processes on one Redis and one Postgres schema behind a
+// round-robin client, kills one (kill -9) under load, and checks that the survivor takes
+// over the leases of the background work it held (sweeper, persister, rebalancer, alerts,
+// the scheduled reconciliation) within their lease time, and that every answer still holds:
+// each event persisted once, none dropped (Check, with a reconciliation).
+func TestInstances(t *testing.T) {
+	a := Start(t, false, "FLASHHOLD_RECONCILE_EVERY=2s")
+	b := a.Another()
+	pools := setUp(t, a)
+	w := NewWorkload(a.URL, pools)
+	w.Spread = []string{a.URL, b.URL}
+	watch := a.WatchLeases(20 * time.Millisecond)
+	defer watch.Stop()
+	const clients = 12
+	during(w, clients, 2*time.Second, 0, nil)
+	a.Logf("plain traffic through both: %d operations", len(w.Ops()))
+
+	// Kill the instance that holds the alerts lease (one instance's at a time), so that at
+	// least that lease must move; the partitions' leases are shared between the two.
+	victim, survivor := a, b
+	if owner, _ := a.rdb.Get(t.Context(), a.prefix+":lease:alerts").Result(); strings.Contains(owner, "-"+strconv.Itoa(b.Pid())+"-") {
+		victim, survivor = b, a
+	}
+	pid := victim.Pid()
+	var killed time.Time
+	during(w, clients, 8*time.Second, 2*time.Second, func() {
+		killed = time.Now()
+		victim.KillServe()
+		victim.Logf("serve %s (pid %d) killed", victim.URL, pid)
+	})
+	time.Sleep(2 * time.Second) // the longest lease (persister's, 5 s) has lapsed by now
+	win := RefusalWindow(w.Ops(), killed)
+	a.Logf("after the kill: %s (the client keeps sending every other request to the dead instance, and its retry to the live one)", win)
+	a.Logf("answered 503 by the survivor after the kill: %s", ServiceWindow(w.Ops(), killed))
+
+	moves := watch.Moves(pid, killed)
+	if len(moves) == 0 {
+		t.Errorf("the killed instance held no lease")
+	}
+	for _, name := range sortedKeys(moves) {
+		d := moves[name]
+		if d < 0 && name == "reconcile" {
+			// Held for a whole run and not renewed during it, so it lasts max(interval, 1 min):
+			// a run cut short by the kill holds the next ones off until then.
+			a.Logf("lease reconcile: the killed instance was running a reconciliation; its lease lapses 1 min after it began")
+			continue
+		}
+		if d < 0 {
+			t.Errorf("lease %s stayed with the killed instance", name)
+			continue
+		}
+		a.Logf("lease %s moved to the survivor %s after the kill", name, d.Round(time.Millisecond))
+	}
+	if d, ok := watch.TakenBy(survivor.Pid(), killed)["reconcile"]; ok {
+		a.Logf("the survivor ran a scheduled reconciliation %s after the kill", d.Round(time.Millisecond))
+	} else if moves["reconcile"] >= 0 {
+		t.Errorf("the survivor ran no scheduled reconciliation after the kill")
+	}
+	w.Spread = nil
+	w.URL = survivor.URL
+	rep := settleAndCheck(t, survivor, pools, w)
+	if rep.Holds == 0 || rep.Commits == 0 {
+		t.Errorf("the workload proves little: %s", rep.Summary())
+	}
+	if t.Failed() {
+		t.Logf("survivor's log ends:\n%s", survivor.LogTail())
+	}
+}
+
+func sortedKeys(m map[string]time.Duration) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
