@@ -83,6 +83,10 @@ type Rebase struct {
 	// Ended maps parts that ended (within the idempotency retention) to their tombstones, so
 	// a retry of the reservation, or of its commit or release, answers as before.
 	Ended map[string]Tombstone
+	// Received maps the transfers the partition's shards received (their TRANSFER_IN, within
+	// the idempotency retention) to when that happened (unix ms): the record that they were
+	// applied is restored, so that completing one of them again gives nothing twice.
+	Received map[string]int64
 }
 
 // Tombstone is how a hold part ended, as the ledger tells it.
@@ -119,11 +123,15 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		Holds      map[string][2]string `json:"holds"`
 		Cust       map[string]string    `json:"cust"`
 		Ended      map[string][2]string `json:"ended"`
+		Received   map[string][2]string `json:"received"`
 	}
 	pl := payload{ExpectSeq: strconv.FormatInt(st.ExpectSeq, 10), ExpectHead: st.ExpectHead, Seq: strconv.FormatInt(st.Seq, 10),
 		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][3]string{},
 		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{},
-		Ended: map[string][2]string{}}
+		Ended: map[string][2]string{}, Received: map[string][2]string{}}
+	for id, at := range st.Received {
+		pl.Received[id] = [2]string{strconv.FormatInt(at, 10), strconv.FormatInt(at+e.cfg.IdempotencyTTL.Milliseconds(), 10)}
+	}
 	for part, t := range st.Ended {
 		pl.Ended[part] = [2]string{t.encode(), strconv.FormatInt(t.At+e.cfg.IdempotencyTTL.Milliseconds(), 10)}
 	}

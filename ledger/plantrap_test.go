@@ -35,8 +35,11 @@ func TestLedgerPlanTrap(t *testing.T) {
 	}
 	t.Logf("%d rows written in %v; their statistics are still the empty table's", rows, time.Since(start).Round(time.Millisecond))
 	compare := func(stats string) {
+		// The best of at least 5 alternating rounds, and of up to 15 while the full ledger
+		// looks slower: load from other tests only ever lowers a round's rate, and a plan
+		// trap keeps every round of the full ledger far below (0.09).
 		var bestEmpty, bestFull float64
-		for range 5 {
+		for round := 0; round < 5 || round < 15 && bestFull < 0.8*bestEmpty; round++ {
 			bestEmpty = max(bestEmpty, empty.rate(t))
 			bestFull = max(bestFull, full.rate(t))
 		}

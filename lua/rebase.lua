@@ -19,6 +19,8 @@
 --   holds:   {part: [record, expires]} the parts the ledger holds open
 --   cust:    {"loc|sku|customer": units} the per-customer counts, replacing all of them
 --   ended:   {part: [tombstone, forget at]} parts that ended, where Redis has no tombstone
+--   received: {transfer id: [applied at, forget at]} transfers these shards received, where
+--            Redis has no record of it
 -- }
 --
 -- Output: {'OK'}
@@ -48,6 +50,13 @@ end
 for part, t in pairs(s.ended or {}) do
   if redis.call('HSETNX', K_HOLDS, 'd:' .. part, t[1]) == 1 then
     redis.call('ZADD', K_GC, t[2], 'h:d:' .. part)
+  end
+end
+-- Transfers the ledger says these shards received: their record that they were applied (see
+-- transfer_in), forgotten as transfer_done would.
+for id, r in pairs(s.received or {}) do
+  if redis.call('HSETNX', K_XFER, 'i:' .. id, r[1]) == 1 then
+    redis.call('ZADD', K_GC, r[2], 'x:i:' .. id)
   end
 end
 redis.call('DEL', K_CUST)

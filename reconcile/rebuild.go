@@ -95,10 +95,15 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		state = replay(ledgerEvs)
 		rb := rebaseOf(snap, state, ledgerSeq, ledgerHead, forkFrom, forked)
 		since := time.Now().Add(-r.eng.Config().IdempotencyTTL).UnixMilli()
-		rb.Ended = map[string]engine.Tombstone{}
+		rb.Ended, rb.Received = map[string]engine.Tombstone{}, map[string]int64{}
 		for part, t := range state.Ended {
 			if t.At >= since {
 				rb.Ended[part] = t
+			}
+		}
+		for _, ev := range ledgerEvs {
+			if ev.Type == engine.EventTransferIn && ev.TS >= since {
+				rb.Received[ev.Idem] = ev.TS
 			}
 		}
 		if err := r.eng.RebuildPartition(ctx, p, rb); err != nil {

@@ -435,3 +435,45 @@ func TestRepairUnderTraffic(t *testing.T) {
 		t.Fatalf("counters %+v (%d units in open holds), %d sold", sc, open, sold)
 	}
 }
+
+// TestRebuildKeepsAppliedTransfers: a transfer's units reached the destination shard (its
+// TRANSFER_IN is in the ledger) and the source had not yet settled it when Redis lost the
+// destination partition's last writes. --repair rebuilds the destination from the ledger;
+// completing the source's pending transfer afterwards must not give the units a second time.
+func TestRebuildKeepsAppliedTransfers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	from, to := f.e.PartitionOf("s1", "a", 0), f.e.PartitionOf("s1", "a", 1)
+	total := func() int64 {
+		a, err := f.e.Availability(ctx, "s1", "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Available + a.Held + a.Committed
+	}
+	before := total()
+	restoreTo := f.dumpPartition(t, to)
+	if err := f.e.BeginTransfer(ctx, "s1", "a", 0, 1, 7, "xf-lost", "test"); err != nil {
+		t.Fatal(err)
+	}
+	restoreFrom := f.dumpPartition(t, from) // the transfer pending on the source
+	ts, err := f.e.PendingTransfers(ctx, from)
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("pending transfers %v, %v", ts, err)
+	}
+	if err := f.e.FinishTransfer(ctx, ts[0], "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.workload(t, "persist", 0) // the ledger has the TRANSFER_OUT and the TRANSFER_IN
+	restoreFrom()               // the source is back at "taken out, not settled" (settling writes no event)
+	restoreTo()                 // the destination lost the TRANSFER_IN
+	f.repairThenCleanAll(t, KindLedgerAhead)
+	if n, err := f.e.CompleteTransfers(ctx, from, "sweeper"); err != nil {
+		t.Fatalf("complete transfers: %v (%d)", err, n)
+	}
+	if after := total(); after != before {
+		t.Fatalf("the pool holds %d units after the repair and the sweeper, %d before", after, before)
+	}
+	f.persistedClean(t, "after the transfer completed")
+}

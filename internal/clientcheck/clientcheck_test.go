@@ -94,6 +94,7 @@ func nothingHeld(s *Service) bool {
 // restarted; Postgres cut for 4 s; Redis restarted empty, then the documented procedure
 // (flashhold reconcile --repair). On the test's Redis Cluster: serve killed and Postgres cut.
 func TestClientView(t *testing.T) {
+	t.Parallel() // its own servers, prefix and database; the overload tests run alone before it
 	t.Run("standalone", func(t *testing.T) { t.Parallel(); clientView(t, false) })
 	t.Run("cluster", func(t *testing.T) { t.Parallel(); clientView(t, true) })
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 // TestInstances runs two serve processes on one Redis and one Postgres schema behind a
@@ -14,6 +16,7 @@ import (
 // the scheduled reconciliation) within their lease time, and that every answer still holds:
 // each event persisted once, none dropped (Check, with a reconciliation).
 func TestInstances(t *testing.T) {
+	t.Parallel() // its own servers, prefix and database; the overload tests run alone before it
 	a := Start(t, false, "FLASHHOLD_RECONCILE_EVERY=2s")
 	b := a.Another()
 	pools := setUp(t, a)
@@ -61,10 +64,19 @@ func TestInstances(t *testing.T) {
 		}
 		a.Logf("lease %s moved to the survivor %s after the kill", name, d.Round(time.Millisecond))
 	}
-	if d, ok := watch.TakenBy(survivor.Pid(), killed)["reconcile"]; ok {
-		a.Logf("the survivor ran a scheduled reconciliation %s after the kill", d.Round(time.Millisecond))
-	} else if moves["reconcile"] >= 0 {
-		t.Errorf("the survivor ran no scheduled reconciliation after the kill")
+	if d, ok := moves["reconcile"]; !ok || d >= 0 {
+		// The survivor runs the scheduled reconciliation (the machine's load may hold it off a
+		// few seconds).
+		var ran time.Duration
+		if !testwait.For(20*time.Second, func() bool {
+			d, ok := watch.TakenBy(survivor.Pid(), killed)["reconcile"]
+			ran = d
+			return ok
+		}) {
+			t.Errorf("the survivor ran no scheduled reconciliation within 20 s of the kill")
+		} else {
+			a.Logf("the survivor ran a scheduled reconciliation %s after the kill", ran.Round(time.Millisecond))
+		}
 	}
 	w.Spread = nil
 	w.URL = survivor.URL
