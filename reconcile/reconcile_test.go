@@ -473,3 +473,32 @@ func TestScheduler(t *testing.T) {
 		t.Fatalf("second instance ran: %v, %v", rep, err)
 	}
 }
+
+// TestSchedulerHoldsItsLease: a scheduled run keeps its lease while it goes on, however long
+// (another instance does not start a run beside it), and the lease is short, so that the
+// instance of a run cut off by its death holds the next runs off for seconds, not minutes.
+func TestSchedulerHoldsItsLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	cfg := ScheduleConfig{Every: time.Hour, TransferGrace: time.Second}
+	a, b := NewScheduler(f.r, cfg, zerolog.Nop()), NewScheduler(f.r, cfg, zerolog.Nop())
+	a.leaseTTL, b.leaseTTL = 300*time.Millisecond, 300*time.Millisecond
+	a.owner, b.owner = "a", "b"
+	started, release := make(chan struct{}), make(chan struct{})
+	a.during = func() { close(started); <-release }
+	done := make(chan error, 1)
+	go func() { _, err := a.RunOnce(ctx); done <- err }()
+	<-started
+	time.Sleep(3 * a.leaseTTL) // several lease lifetimes into a's run
+	if rep, err := b.RunOnce(ctx); err != nil || rep != nil {
+		t.Fatalf("b ran beside a's run: %v, %v", rep, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := b.RunOnce(ctx); err != nil || rep == nil {
+		t.Fatalf("b after a's run: %v, %v", rep, err)
+	}
+}

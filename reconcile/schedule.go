@@ -41,6 +41,10 @@ type Scheduler struct {
 	cfg   ScheduleConfig
 	log   zerolog.Logger
 	owner string
+	// leaseTTL is how long the lease lasts unless renewed; a run renews it every third of it.
+	leaseTTL time.Duration
+	// during, when set, is called while a run holds the lease (tests hold a run there).
+	during func()
 
 	lastRun  prometheus.Gauge
 	duration prometheus.Gauge
@@ -52,7 +56,7 @@ type Scheduler struct {
 
 // NewScheduler builds a scheduler over rec.
 func NewScheduler(rec *Reconciler, cfg ScheduleConfig, log zerolog.Logger) *Scheduler {
-	return &Scheduler{rec: rec, cfg: cfg, log: log, owner: loop.InstanceID(),
+	return &Scheduler{rec: rec, cfg: cfg, log: log, owner: loop.InstanceID(), leaseTTL: 15 * time.Second,
 		lastRun:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_timestamp_seconds", Help: "When the last scheduled reconciliation finished."}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_duration_seconds", Help: "How long the last scheduled reconciliation took."}),
 		events:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashhold_reconcile_last_run_events_replayed", Help: "Events the last scheduled reconciliation replayed."}),
@@ -91,13 +95,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 }
 
 // RunOnce runs one reconciliation if this instance gets the lease; it returns nil (and no
-// error) when another instance holds it.
+// error) when another instance holds it. The run renews the lease while it goes on and stops
+// if it loses it; an instance that dies mid-run holds the next runs off for one lease time.
 func (s *Scheduler) RunOnce(ctx context.Context) (*Report, error) {
-	ok, err := s.rec.eng.Lease(ctx, leaseName, s.owner, max(s.cfg.Every, time.Minute))
+	ok, err := s.rec.eng.Lease(ctx, leaseName, s.owner, s.leaseTTL)
 	if err != nil || !ok {
 		return nil, err
 	}
 	defer s.rec.eng.ReleaseLease(context.WithoutCancel(ctx), leaseName, s.owner)
+	ctx, stop := s.keepLease(ctx)
+	defer stop()
+	if s.during != nil {
+		s.during()
+	}
 	rep, err := s.rec.Run(ctx, Options{TransferGrace: s.cfg.TransferGrace})
 	if err != nil {
 		return nil, err
@@ -129,4 +139,33 @@ func (s *Scheduler) RunOnce(ctx context.Context) (*Report, error) {
 	}
 	ev.Int64("run", rep.RunID).Int64("events", rep.Events).Int("findings", len(rep.Findings)).Msg("scheduled reconciliation done")
 	return rep, nil
+}
+
+// keepLease renews the lease every third of its time until stop is called; the context it
+// returns ends when a renewal finds the lease lost (or cannot reach Redis for a whole lease
+// time), so that two runs never overlap.
+func (s *Scheduler) keepLease(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		held := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(s.leaseTTL / 3):
+			}
+			ok, err := s.rec.eng.Lease(ctx, leaseName, s.owner, s.leaseTTL)
+			switch {
+			case err == nil && ok:
+				held = time.Now()
+			case err == nil || time.Since(held) >= s.leaseTTL:
+				s.log.Warn().Err(err).Msg("scheduled reconciliation lost its lease; stopping the run")
+				cancel()
+				return
+			}
+		}
+	}()
+	return ctx, func() { cancel(); <-done }
 }
