@@ -19,9 +19,7 @@ func TestAppendModes(t *testing.T) {
 	for _, mode := range []string{ModeCopy, ModeInsert} {
 		t.Run(mode, func(t *testing.T) {
 			s, _ := newStore(t)
-			prev := engine.GenesisHash
-			var evs []engine.Event
-			for i, ev := range []engine.Event{
+			evs := chained(2147483647, []engine.Event{
 				{Version: 2, Type: engine.EventReserved, Location: "s1", SKU: "tee", Shard: 63, Delta: -1, After: 1_000_000_000_000,
 					HeldDelta: 1, Hold: "0123456789abcdef0123.0.63", Qty: 1, Idem: "tok", Actor: "shop", ExpiresAt: 1790000060000, TS: 1790000000000},
 				// Version 1 kept the expiry in the reason: read back, it is in ExpiresAt too.
@@ -31,12 +29,7 @@ func TestAppendModes(t *testing.T) {
 					After: 0, Qty: math.MaxInt64, Idem: "tx-1", Actor: "vendor", Reason: `recount \ après l'inventaire`, TS: 1},
 				{Version: 2, Type: engine.EventReleased, Location: "s1", SKU: "tee", Delta: 5, After: 5, HeldDelta: -5,
 					Hold: "h.0.0", Qty: 5, Customer: "c-42", Reason: "", TS: math.MaxInt64},
-			} {
-				ev.Partition, ev.Seq, ev.PrevHash = 2147483647, int64(i+1), prev
-				ev.Hash = ev.ComputeHash()
-				prev = ev.Hash
-				evs = append(evs, ev)
-			}
+			})
 			res, err := s.Append(ctx, evs, nil, mode)
 			if err != nil || res.Inserted != int64(len(evs)) {
 				t.Fatalf("append: %+v, %v", res, err)
@@ -95,15 +88,12 @@ func TestAppendWaitsOutAnotherWriter(t *testing.T) {
 	for _, mode := range []string{ModeCopy, ModeInsert} {
 		t.Run(mode, func(t *testing.T) {
 			s, _ := newStore(t)
-			prev := engine.GenesisHash
 			var evs []engine.Event
 			for i := range 4 {
-				ev := engine.Event{Partition: 3, Seq: int64(i + 1), Type: engine.EventRestocked, Location: "s1", SKU: "tee",
-					Delta: 1, After: int64(i + 1), Qty: 1, Idem: fmt.Sprint("tx-", i), TS: 1790000000000, PrevHash: prev}
-				ev.Hash = ev.ComputeHash()
-				prev = ev.Hash
-				evs = append(evs, ev)
+				evs = append(evs, engine.Event{Type: engine.EventRestocked, Location: "s1", SKU: "tee", Delta: 1, After: int64(i + 1),
+					Qty: 1, Idem: fmt.Sprint("tx-", i), TS: 1790000000000})
 			}
+			evs = chained(3, evs)
 			other, err := s.pool.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -138,4 +128,15 @@ func TestAppendWaitsOutAnotherWriter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chained numbers events 1, 2, ... in partition p and links each to the one before by hash.
+func chained(p int, evs []engine.Event) []engine.Event {
+	prev := engine.GenesisHash
+	for i := range evs {
+		evs[i].Partition, evs[i].Seq, evs[i].PrevHash = p, int64(i+1), prev
+		evs[i].Hash = evs[i].ComputeHash()
+		prev = evs[i].Hash
+	}
+	return evs
 }

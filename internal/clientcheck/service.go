@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/internal/faultproxy"
+	"github.com/flashhold/flashhold/internal/repo"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
 )
@@ -83,7 +84,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		build.bin = filepath.Join(dir, "flashhold")
-		root, err := moduleRoot()
+		root, err := repo.Root()
 		if err != nil {
 			build.err = err
 			return
@@ -98,23 +99,6 @@ func Binary(t testing.TB) string {
 		t.Fatal(build.err)
 	}
 	return build.bin
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Start starts the servers and serve (on the test's Redis Cluster with cluster true), with

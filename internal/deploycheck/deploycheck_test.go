@@ -6,17 +6,17 @@ package deploycheck
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flashhold/flashhold/config"
+	"github.com/flashhold/flashhold/internal/repo"
 )
 
 // root is the repository's top directory.
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs("../..")
+	dir, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,12 +9,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/flashhold/flashhold/internal/repo"
 )
 
 // root is the repository's top directory.
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs("../..")
+	dir, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

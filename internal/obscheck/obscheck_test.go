@@ -177,17 +177,8 @@ func collectExprs(v any, out *[]string) {
 // their _bucket, _sum and _count).
 func exportedNames(t *testing.T, base string) map[string]bool {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	names := map[string]bool{}
-	for _, line := range strings.Split(string(raw), "\n") {
+	for _, line := range scrape(t, base) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -201,17 +192,8 @@ func exportedNames(t *testing.T, base string) map[string]bool {
 // metricValue sums the samples of an unlabelled or labelled metric in /metrics.
 func metricValue(t *testing.T, base, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sum float64
-	for _, line := range strings.Split(string(raw), "\n") {
+	for _, line := range scrape(t, base) {
 		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
 			f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
 			if len(f) > 0 {
@@ -249,4 +231,19 @@ func call(t *testing.T, base, method, path, key, idem, body string, want int, ex
 		t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, raw, want)
 	}
 	return raw
+}
+
+// scrape reads /metrics and returns its lines.
+func scrape(t *testing.T, base string) []string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(raw), "\n")
 }
