@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
 	"github.com/flashhold/flashhold/internal/testwait"
 )
@@ -183,7 +184,7 @@ func TestPostgresOutage(t *testing.T) {
 	rdb := testredis.Standalone(t)
 	e := newEngine(t, rdb)
 	s, schema := newStore(t)
-	px := newProxy(t, "127.0.0.1:5432")
+	px := newProxy(t, testpg.Addr(t))
 	via := NewStore(poolVia(t, px.addr, schema))
 	makePool(t, e, "b", 8, 100000)
 	cfg := persistConfig()
