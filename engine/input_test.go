@@ -166,9 +166,17 @@ func TestFence(t *testing.T) {
 		// 20 single-unit reserves on the sharded pool: those whose home shard is the fenced
 		// one are refused for now (their key's answer may be there); the others land on
 		// unfenced shards, and so do multi-part holds.
-		served := 0
+		// Which ones is known beforehand: a key is refused when its home shard or the
+		// partition of its idempotency record is fenced.
+		fenced := []int{one.partitions[0], multi.partitions[1]}
+		served, want := 0, 0
 		for i := range 20 {
-			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 1}}, IdempotencyKey: "m" + string(rune('a'+i)), Actor: "shop"})
+			key := "m" + string(rune('a'+i))
+			token := e.token("shop", key)
+			if homeShard(multi, token, 0, "") != 1 && !slices.Contains(fenced, e.keyPartition(token)) {
+				want++
+			}
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 1}}, IdempotencyKey: key, Actor: "shop"})
 			if errors.Is(err, ErrFenced) {
 				continue
 			}
@@ -195,8 +203,8 @@ func TestFence(t *testing.T) {
 				t.Fatal("a part of a multi-part hold was placed on the fenced shard")
 			}
 		}
-		if served < 10 {
-			t.Fatalf("only %d of 20 reserves served with one of four shards fenced", served)
+		if served != want || want == 0 {
+			t.Fatalf("%d of 20 reserves served with one of four shards fenced, want %d (those whose home shard and record are not fenced)", served, want)
 		}
 		if reason, err := e.Unfence(ctx, one.partitions[0]); err != nil || reason != "lost writes suspected" {
 			t.Fatalf("unfence: %q %v", reason, err)
