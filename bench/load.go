@@ -5,6 +5,7 @@ package bench
 
 import (
 	"context"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,7 @@ type Op func(ctx context.Context, w int) (Outcome, Kind)
 type sample struct {
 	start int64
 	lat   int64
+	lag   int64 // open loop: from when the request was due to when it was sent
 	out   Outcome
 	kind  Kind
 }
@@ -115,6 +117,7 @@ func Drive(ctx context.Context, l Load, op Op) *Recording {
 	if l.Rate <= 0 {
 		for w := range l.Workers {
 			wg.Go(func() {
+				generator()
 				for !stop.Load() && ctx.Err() == nil && time.Now().Before(deadline) {
 					t0 := time.Now()
 					out, kind := op(ctx, w)
@@ -127,28 +130,33 @@ func Drive(ctx context.Context, l Load, op Op) *Recording {
 		due := make(chan int64, 1<<16)
 		for w := range l.Workers {
 			wg.Go(func() {
+				generator()
 				for i := range due {
 					at := run.Start.Add(time.Duration(i) * interval)
 					if stop.Load() || ctx.Err() != nil || time.Since(deadline) > drainLimit {
 						missed.Add(1)
 						continue
 					}
+					sent := time.Now()
 					out, kind := op(ctx, w)
-					finish(w, sample{start: int64(at.Sub(run.Start)), lat: int64(time.Since(at)), out: out, kind: kind})
+					finish(w, sample{start: int64(at.Sub(run.Start)), lat: int64(time.Since(at)), lag: int64(sent.Sub(at)), out: out, kind: kind})
 				}
 			})
 		}
-		for i := int64(0); ; i++ {
-			at := run.Start.Add(time.Duration(i) * interval)
-			if !at.Before(deadline) || stop.Load() || ctx.Err() != nil {
-				break
+		wg.Go(func() {
+			generator()
+			defer close(due)
+			for i := int64(0); ; i++ {
+				at := run.Start.Add(time.Duration(i) * interval)
+				if !at.Before(deadline) || stop.Load() || ctx.Err() != nil {
+					return
+				}
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				due <- i
 			}
-			if d := time.Until(at); d > 0 {
-				time.Sleep(d)
-			}
-			due <- i
-		}
-		close(due)
+		})
 	}
 	wg.Wait()
 	close(progressDone)
@@ -163,6 +171,13 @@ func Drive(ctx context.Context, l Load, op Op) *Recording {
 		run.Samples = append(run.Samples, r...)
 	}
 	return run
+}
+
+// generator labels the calling goroutine as the load generator's, so that a CPU profile of a
+// run (bench --cpuprofile) tells its share from the server's: go tool pprof -tagfocus
+// side=generator.
+func generator() {
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("side", "generator")))
 }
 
 // every calls f every interval from its own goroutine until the returned stop is called;

@@ -96,12 +96,12 @@ func (r *Report) mdScenarios(b *strings.Builder) {
 func (r *Report) mdSpike(b *strings.Builder) {
 	if s := r.Scenarios[Spike]; s != nil && s.Spike != nil {
 		sp := s.Spike
-		fmt.Fprintf(b, "\n## Spike\n\nCapacity (closed loop, %d clients): %.0f requests/s. Open loops from %d senders, %s each; latency of the requests served (not shed), from when each was due.\n\n",
+		fmt.Fprintf(b, "\n## Spike\n\nCapacity (closed loop, %d clients): %.0f requests/s. Open loops from %d senders, %s each; latency of the requests served (not shed), from when each was due and from when it was sent, and how late the generator sent (p99 of all requests).\n\n",
 			r.Options.Clients, sp.CapacityRPS, sp.Workers, r.Options.Duration)
-		b.WriteString("| phase | offered/s | sent/s | unsent | goodput/s | goodput / capacity | shed/s | errors | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| phase | offered/s | sent/s | unsent | goodput/s | goodput / capacity | shed/s | errors | p50 ms | p99 ms | p99 from sent ms | send lag p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, p := range sp.Phases {
-			fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %.0f | %.2f | %.0f | %d | %.2f | %.2f |\n", p.Name, p.OfferedRPS, p.SentRPS, p.Unsent, p.GoodputRPS,
-				p.GoodputRPS/sp.CapacityRPS, p.ShedRPS, p.Errors, p.P50Ms, p.P99Ms)
+			fmt.Fprintf(b, "| %s | %.0f | %.0f | %d | %.0f | %.2f | %.0f | %d | %.2f | %.2f | %.2f | %.2f |\n", p.Name, p.OfferedRPS, p.SentRPS, p.Unsent, p.GoodputRPS,
+				p.GoodputRPS/sp.CapacityRPS, p.ShedRPS, p.Errors, p.P50Ms, p.P99Ms, p.SentP99Ms, p.LagP99Ms)
 		}
 		recovered := "never, within the phase"
 		if sp.RecoveryS >= 0 {

@@ -45,6 +45,11 @@ type SpikePhase struct {
 	// Latency of admitted (not shed) requests, from when each was due.
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
+	// SentP99Ms is the same p99 from when each was sent: what the server took. LagP99Ms is
+	// the p99 of how late the generator sent requests (all of them): when it is large, the
+	// generator, not the server, could not keep the offered rate, and P99Ms measures it.
+	SentP99Ms float64 `json:"sent_p99_ms"`
+	LagP99Ms  float64 `json:"lag_p99_ms"`
 }
 
 // spikeOp places one-unit holds over HTTP; a 503 without Retry-After counts as a failure.
@@ -139,9 +144,12 @@ func spikePhase(name string, rate float64, run *Recording) SpikePhase {
 	secs := run.Elapsed.Seconds()
 	p := SpikePhase{Name: name, OfferedRPS: rate, Unsent: run.Missed}
 	h := hdrhistogram.New(histMinUs, histMaxUs, histSig)
+	fromSent := hdrhistogram.New(histMinUs, histMaxUs, histSig)
+	lag := hdrhistogram.New(histMinUs, histMaxUs, histSig)
 	var sent, good, shed int64
 	for _, s := range run.Samples {
 		sent++
+		_ = lag.RecordValue(min(max(s.lag/1000, histMinUs), histMaxUs))
 		switch s.out {
 		case OK, Refused:
 			good++
@@ -152,11 +160,16 @@ func spikePhase(name string, rate float64, run *Recording) SpikePhase {
 			p.Errors++
 		}
 		_ = h.RecordValue(min(max(s.lat/1000, histMinUs), histMaxUs))
+		_ = fromSent.RecordValue(min(max((s.lat-s.lag)/1000, histMinUs), histMaxUs))
 	}
 	if secs > 0 {
 		p.SentRPS, p.GoodputRPS, p.ShedRPS = round(float64(sent)/secs, 1), round(float64(good)/secs, 1), round(float64(shed)/secs, 1)
 	}
-	p.P50Ms, p.P99Ms = round(float64(h.ValueAtQuantile(50))/1000, 3), round(float64(h.ValueAtQuantile(99))/1000, 3)
+	ms := func(h *hdrhistogram.Histogram, q float64) float64 {
+		return round(float64(h.ValueAtQuantile(q))/1000, 3)
+	}
+	p.P50Ms, p.P99Ms = ms(h, 50), ms(h, 99)
+	p.SentP99Ms, p.LagP99Ms = ms(fromSent, 99), ms(lag, 99)
 	return p
 }
 
