@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,30 +90,13 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 	defer cancel()
 	out, errs = make([]reply, len(calls)), make([]error, len(calls))
 	cmds := make([]*redis.Cmd, len(calls))
-	var waited error // the replicas' acknowledgement of the last round trip's writes
+	waited := make([]error, len(calls)) // the replicas' acknowledgement of each call's write
 	send := func(todo []int) {
-		pipe := e.rdb.Pipeline()
-		for _, c := range natives {
-			_ = pipe.Process(ctx, c)
-		}
-		natives = nil
 		for _, i := range todo {
 			cmds[i] = e.cmdOf(ctx, calls[i], now)
-			_ = pipe.Process(ctx, once{cmds[i]})
 		}
-		var wait *redis.IntCmd
-		if e.cfg.RedisWaitReplicas > 0 {
-			wait = redis.NewIntCmd(ctx, "wait", e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout.Milliseconds())
-			_ = pipe.Process(ctx, wait)
-		}
-		pipe.Exec(ctx) // each command's own error is read below
-		waited = nil
-		if wait != nil {
-			if n, err := wait.Result(); err != nil || n < int64(e.cfg.RedisWaitReplicas) {
-				waited = fmt.Errorf("%w: %d of %d replicas acknowledged the write within %s (%v)",
-					errNotReplicated, n, e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout, err)
-			}
-		}
+		e.roundTrip(ctx, natives, cmds, todo, waited)
+		natives = nil
 	}
 	all := make([]int, len(calls))
 	for i := range all {
@@ -126,8 +110,8 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 			continue
 		}
 		out[i], errs[i] = e.scriptReply(c.name, c.p, cmds[i])
-		if errs[i] == nil && waited != nil {
-			errs[i] = waited
+		if errs[i] == nil && waited[i] != nil {
+			errs[i] = waited[i]
 		}
 	}
 	if len(lost) == 0 {
@@ -142,11 +126,124 @@ func (e *Engine) runAll(ctx context.Context, now int64, calls []opCall, natives 
 	send(lost)
 	for _, i := range lost {
 		out[i], errs[i] = e.scriptReply(calls[i].name, calls[i].p, cmds[i])
-		if errs[i] == nil && waited != nil {
-			errs[i] = waited
+		if errs[i] == nil && waited[i] != nil {
+			errs[i] = waited[i]
 		}
 	}
 	return out, errs
+}
+
+// roundTrip sends natives and the commands cmds[i], i in todo, in one round trip. With
+// FLASHHOLD_REDIS_WAIT_REPLICAS set, a WAIT follows them on the same connection, and
+// waited[i] is set to errNotReplicated when too few replicas acknowledged. On a cluster, WAIT
+// counts only the writes of its own connection, so each node then gets a pipeline of its own
+// (the commands of its slots, then WAIT), the nodes in parallel.
+func (e *Engine) roundTrip(ctx context.Context, natives []redis.Cmder, cmds []*redis.Cmd, todo []int, waited []error) {
+	cc, cluster := e.rdb.(*redis.ClusterClient)
+	if e.cfg.RedisWaitReplicas == 0 || !cluster {
+		err := e.pipeline(ctx, e.rdb, natives, cmds, todo)
+		for _, i := range todo {
+			waited[i] = err
+		}
+		return
+	}
+	type group struct {
+		natives []redis.Cmder
+		todo    []int
+	}
+	nodes := map[*redis.Client]*group{}
+	at := func(key string, fail func(error)) *group {
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			fail(fmt.Errorf("%w: no node for %s: %w", ErrUnavailable, key, err))
+			return nil
+		}
+		g := nodes[node]
+		if g == nil {
+			g = &group{}
+			nodes[node] = g
+		}
+		return g
+	}
+	for _, c := range natives { // single-key commands: the key is their first argument
+		if g := at(fmt.Sprint(c.Args()[1]), c.SetErr); g != nil {
+			g.natives = append(g.natives, c)
+		}
+	}
+	for _, i := range todo {
+		if g := at(fmt.Sprint(cmds[i].Args()[3]), cmds[i].SetErr); g != nil {
+			g.todo = append(g.todo, i)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var nativesWaited error
+	for node, g := range nodes {
+		wg.Go(func() {
+			err := e.pipeline(ctx, node, g.natives, cmds, g.todo)
+			for _, i := range g.todo {
+				waited[i] = err
+			}
+			if err != nil && len(g.natives) > 0 {
+				mu.Lock()
+				nativesWaited = err
+				mu.Unlock()
+			}
+			if movedOrDown(g.natives, cmds, g.todo) {
+				cc.ReloadState(ctx) // a node failed or gave its slots away: ask the cluster again
+			}
+		})
+	}
+	wg.Wait()
+	if nativesWaited != nil { // as on one node: the round trip's writes stand together
+		for _, i := range todo {
+			waited[i] = nativesWaited
+		}
+	}
+}
+
+// pipeline sends natives and cmds[i], i in todo, through c in one pipeline, with a WAIT after
+// them when replicas must acknowledge, and returns errNotReplicated when too few did.
+func (e *Engine) pipeline(ctx context.Context, c redis.Cmdable, natives []redis.Cmder, cmds []*redis.Cmd, todo []int) error {
+	pipe := c.Pipeline()
+	for _, n := range natives {
+		_ = pipe.Process(ctx, n)
+	}
+	for _, i := range todo {
+		_ = pipe.Process(ctx, once{cmds[i]})
+	}
+	var wait *redis.IntCmd
+	if e.cfg.RedisWaitReplicas > 0 {
+		wait = redis.NewIntCmd(ctx, "wait", e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout.Milliseconds())
+		_ = pipe.Process(ctx, wait)
+	}
+	pipe.Exec(ctx) // each command's own error is read by its caller
+	if wait != nil {
+		if n, err := wait.Result(); err != nil || n < int64(e.cfg.RedisWaitReplicas) {
+			return fmt.Errorf("%w: %d of %d replicas acknowledged the write within %s (%v)",
+				errNotReplicated, n, e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout, err)
+		}
+	}
+	return nil
+}
+
+// movedOrDown reports whether a command sent straight to a cluster node found it gone or no
+// longer serving the slot.
+func movedOrDown(natives []redis.Cmder, cmds []*redis.Cmd, todo []int) bool {
+	bad := func(err error) bool {
+		return err != nil && (errors.Is(redisErr(err), ErrUnavailable) || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK"))
+	}
+	for _, n := range natives {
+		if bad(n.Err()) {
+			return true
+		}
+	}
+	for _, i := range todo {
+		if bad(cmds[i].Err()) {
+			return true
+		}
+	}
+	return false
 }
 
 // fcall builds the FCALL of operation name on partition p in one argument list: the
@@ -223,7 +320,7 @@ func redisErr(err error) error {
 // unavailableReply reports an error reply Redis gives while it cannot serve for a while.
 func unavailableReply(err error) bool {
 	for _, prefix := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY",
-		"NOREPLICAS", "MISCONF", "OOM"} {
+		"NOREPLICAS", "MISCONF", "OOM", "MOVED", "ASK"} {
 		if redis.HasErrorPrefix(err, prefix) {
 			return true
 		}

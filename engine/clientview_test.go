@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashhold/flashhold/internal/faultproxy"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/internal/testwait"
 )
 
 // The tests in this file look at what callers are told: every answer must be true of the
@@ -584,6 +585,117 @@ func TestWaitForReplicas(t *testing.T) {
 		t.Fatalf("retry once the replica is back: %v", err)
 	}
 	checkHoldStands(t, e, h, "s1", map[string]int64{"w": 61})
+}
+
+// TestWaitForReplicasOnCluster: on a Redis Cluster, WAIT counts the writes of its own
+// connection only, so it must follow the writes to their node. With one master's replica
+// gone, every reservation written to that master is answered unavailable, while another
+// master's go on; once the replica is back, a refused reservation's retry gets the hold.
+func TestWaitForReplicasOnCluster(t *testing.T) {
+	t.Parallel()
+	cl := testredis.StartReplicatedCluster(t, 3, 2*time.Second)
+	e := newEngine(t, cl.Client(t), func(c *Config) {
+		c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisTimeout = 1, 200*time.Millisecond, time.Second
+	})
+	ctx := context.Background()
+	master := func(p int) *testredis.Server {
+		m, err := cl.MasterOf(ctx, e.ks.parts[p][0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "victim", Shards: 1}, 100)
+	victimPool, _ := e.pool(ctx, "s1", "victim")
+	victim := master(victimPool.partitions[0])
+	other := ""
+	for i := 0; other == ""; i++ {
+		sku := fmt.Sprint("other-", i)
+		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 1}, 100)
+		if p, _ := e.pool(ctx, "s1", sku); master(p.partitions[0]) != victim {
+			other = sku
+		}
+	}
+	// A reservation also writes its key's record, on the record's partition: keys whose
+	// record lives on the victim are refused whatever pool they name.
+	keys := func(n int, onVictim bool) []string {
+		var out []string
+		for i := 0; len(out) < n; i++ {
+			k := fmt.Sprint(onVictim, "-", i)
+			if (master(e.keyPartition(e.token("shop", k))) == victim) == onVictim {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	replica, err := cl.ReplicaOf(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "victim", 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	replica.Kill()
+	var refused []ReserveRequest
+	elsewhere := keys(12, false)
+	for _, k := range elsewhere[:8] {
+		req := ReserveRequest{Items: []Item{{"s1", "victim", 2}}, IdempotencyKey: k, Actor: "shop"}
+		if _, err := e.Reserve(ctx, req); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("reserve %s on the master without its replica: %v, want unavailable", k, err)
+		}
+		refused = append(refused, req)
+	}
+	for _, k := range elsewhere[8:] {
+		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", other, 1}}, IdempotencyKey: k, Actor: "shop"})
+	}
+	for _, k := range keys(2, true) {
+		req := ReserveRequest{Items: []Item{{"s1", other, 1}}, IdempotencyKey: k, Actor: "shop"}
+		if _, err := e.Reserve(ctx, req); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("reserve %s, whose key record is on the master without its replica: %v, want unavailable", k, err)
+		}
+	}
+	replica.Start()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.WaitReplicated(wctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	h, err := retryReserve(t, e, refused[0])
+	if err != nil {
+		t.Fatalf("retry once the replica is back: %v", err)
+	}
+	checkHoldStands(t, e, h, "s1", map[string]int64{"victim": 1 + 2*int64(len(refused))})
+}
+
+// TestClusterFailoverServes: once a cluster has promoted a dead master's replica, the
+// engine finds it at once: its commands are never resent by the client (see once), so
+// nothing else would make the client ask the cluster where its slots went until its next
+// periodic reload (a minute).
+func TestClusterFailoverServes(t *testing.T) {
+	t.Parallel()
+	cl := testredis.StartReplicatedCluster(t, 3, time.Second)
+	e := newEngine(t, cl.Client(t), nil)
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 1}, 100)
+	p, _ := e.pool(ctx, "s1", "f")
+	victim, err := cl.MasterOf(ctx, e.ks.parts[p.partitions[0]][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "f", 1}}, IdempotencyKey: "before", Actor: "shop"})
+	victim.Kill()
+	testwait.Until(t, 20*time.Second, "the cluster promotes the replica", func() bool { return cl.Promoted(ctx, victim) })
+	promoted := time.Now()
+	req := ReserveRequest{Items: []Item{{"s1", "f", 1}}, IdempotencyKey: "after", Actor: "shop"}
+	for {
+		_, err := e.Reserve(ctx, req)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Since(promoted) > 10*time.Second {
+			t.Fatalf("%s after the promotion: %v", time.Since(promoted).Round(time.Millisecond), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("served %s after the promotion", time.Since(promoted).Round(time.Millisecond))
 }
 
 // TestCommitPastGraceNamesWhatWasSold: a commit decided, then cut off after its first part

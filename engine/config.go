@@ -141,8 +141,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("FLASHHOLD_REDIS_SENTINEL_ADDRS and FLASHHOLD_REDIS_SENTINEL_MASTER go together: set both or neither")
 	case len(c.RedisSentinelAddrs) > 0 && len(c.RedisClusterAddrs) > 0:
 		return fmt.Errorf("FLASHHOLD_REDIS_SENTINEL_ADDRS and FLASHHOLD_REDIS_CLUSTER_ADDRS exclude each other: Sentinel watches one primary, a cluster fails over by itself")
-	case c.RedisWaitReplicas > 0 && len(c.RedisClusterAddrs) > 0:
-		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_REPLICAS is not supported with Redis Cluster (WAIT would go to a random node)")
 	case c.RedisWaitReplicas > 0 && c.RedisWaitTimeout >= c.RedisTimeout:
 		return fmt.Errorf("FLASHHOLD_REDIS_WAIT_TIMEOUT (%s) must be shorter than FLASHHOLD_REDIS_TIMEOUT (%s)", c.RedisWaitTimeout, c.RedisTimeout)
 	}

@@ -115,6 +115,9 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config, opts ...Opt
 		o(e)
 	}
 	e.pools = newPoolCache(e)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.AddHook(followFailovers{cc})
+	}
 	var err error
 	if e.lib, e.libCode, err = lua.Library(); err != nil {
 		return nil, err
