@@ -169,9 +169,12 @@ func (p *Persister) commit(ctx context.Context, b *batch) (PersistPass, map[int]
 	return pass, forked, nil
 }
 
-// settle acknowledges a committed batch (but for forked partitions), advances the
-// watermarks and trims the streams below them.
+// settle advances the watermarks over a committed batch, acknowledges it (but for forked
+// partitions) and trims the streams below the watermarks. The watermarks move first: they say
+// what the ledger holds, which the commit settled; an acknowledgement that fails may still
+// have taken effect on some partitions, whose entries are then never read again.
 func (p *Persister) settle(ctx context.Context, b *batch, forked map[int]bool) error {
+	p.advance(b.events, forked)
 	if p.beforeAck != nil {
 		if err := p.beforeAck(); err != nil {
 			return err
@@ -180,7 +183,11 @@ func (p *Persister) settle(ctx context.Context, b *batch, forked map[int]bool) e
 	if err := p.ack(ctx, b.entries, forked); err != nil {
 		return err
 	}
-	p.advance(b.events, forked)
+	if p.afterAck != nil {
+		if err := p.afterAck(); err != nil {
+			return err
+		}
+	}
 	return p.trim(ctx)
 }
 

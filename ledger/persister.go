@@ -57,6 +57,7 @@ type Persister struct {
 	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
 	beforeCommit func() error
 	beforeAck    func() error
+	afterAck     func() error
 
 	tracer trace.Tracer // nil: tracing off (see persist_trace.go)
 

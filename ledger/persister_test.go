@@ -177,6 +177,34 @@ func TestPersisterCrash(t *testing.T) {
 	}
 }
 
+// TestLagAfterLostAck: a pass whose acknowledgements reached Redis but whose answer did not
+// (a cluster node failing mid-pipeline acknowledges some partitions and not others) fails;
+// the events are in the ledger all the same, and the lag says so. Before, the watermarks
+// stayed where they were: the acknowledged entries are never read again, so the lag stayed
+// up (and the streams untrimmed) until a restart.
+func TestLagAfterLostAck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEngine(t, testredis.Standalone(t))
+	s, _ := newStore(t)
+	makePool(t, e, "a", 4, 10000)
+	p := NewPersister(e, s, persistConfig())
+	workload(t, e, "a", 4, 5, "w1")
+	drain(t, p) // the watermarks are known from here on
+	workload(t, e, "a", 4, 5, "w2")
+	p.afterAck = func() error { p.afterAck = nil; return errors.New("connection reset") }
+	if _, err := p.RunOnce(ctx); err == nil {
+		t.Fatal("the pass should have failed")
+	}
+	drain(t, p)
+	if err := p.UpdateLag(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := p.Lag(); n != 0 {
+		t.Fatalf("lag %d events with every event in the ledger (%d)", n, checkLedger(t, e, s))
+	}
+}
+
 // TestPostgresOutage: Postgres refuses connections in the middle of the load and comes back;
 // the streams buffer meanwhile, are never trimmed past what Postgres holds, and the persister
 // catches up with nothing lost and nothing doubled.
