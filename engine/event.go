@@ -110,6 +110,19 @@ func (ev *Event) LiftV1Expiry() {
 	ev.ExpiresAt, _ = strconv.ParseInt(ev.Reason[:n], 10, 64)
 }
 
+// TransferPeer is the other side of a transfer event, which transfer events carry as their
+// reason, "<partition>/<shard>": where a TRANSFER_OUT's units go, where a TRANSFER_IN's came
+// from. ok is false for other events.
+func (ev *Event) TransferPeer() (partition, shard int, ok bool) {
+	if ev.Type != EventTransferOut && ev.Type != EventTransferIn {
+		return 0, 0, false
+	}
+	p, s, found := strings.Cut(ev.Reason, "/")
+	partition, err1 := strconv.Atoi(p)
+	shard, err2 := strconv.Atoi(s)
+	return partition, shard, found && err1 == nil && err2 == nil
+}
+
 // ComputeHash returns sha1 of the canonical form, as the scripts compute it.
 func (ev *Event) ComputeHash() string {
 	sum := sha1.Sum([]byte(ev.Canonical()))

@@ -87,6 +87,10 @@ type Rebase struct {
 	// the idempotency retention) to when that happened (unix ms): the record that they were
 	// applied is restored, so that completing one of them again gives nothing twice.
 	Received map[string]int64
+	// Pending lists transfers out of these shards that the ledger took out and no TRANSFER_IN
+	// in the ledger applied. Where Redis has the transfer neither pending nor settled, it is
+	// pending again, its units in flight, for CompleteTransfers to finish.
+	Pending []PendingTransfer
 }
 
 // Tombstone is how a hold part ended, as the ledger tells it.
@@ -124,11 +128,19 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		Cust       map[string]string    `json:"cust"`
 		Ended      map[string][2]string `json:"ended"`
 		Received   map[string][2]string `json:"received"`
+		Pending    map[string][3]string `json:"pending"`
 	}
 	pl := payload{ExpectSeq: strconv.FormatInt(st.ExpectSeq, 10), ExpectHead: st.ExpectHead, Seq: strconv.FormatInt(st.Seq, 10),
 		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][3]string{},
 		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{},
-		Ended: map[string][2]string{}, Received: map[string][2]string{}}
+		Ended: map[string][2]string{}, Received: map[string][2]string{}, Pending: map[string][3]string{}}
+	for _, t := range st.Pending {
+		// The pending record as transfer_out writes it: loc|sku|shard|qty|to partition|to shard|at.
+		rec := strings.Join([]string{t.Location, t.SKU, strconv.Itoa(t.FromShard), strconv.FormatInt(t.Qty, 10),
+			strconv.Itoa(t.ToPartition), strconv.Itoa(t.ToShard), strconv.FormatInt(t.TakenAt, 10)}, "|")
+		field := ShardKey{Location: t.Location, SKU: t.SKU, Shard: t.FromShard}.String()
+		pl.Pending[t.ID] = [3]string{rec, field, strconv.FormatInt(t.Qty, 10)}
+	}
 	for id, at := range st.Received {
 		pl.Received[id] = [2]string{strconv.FormatInt(at, 10), strconv.FormatInt(at+e.cfg.IdempotencyTTL.Milliseconds(), 10)}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/jackc/pgx/v5"
@@ -153,6 +154,32 @@ func (s *Store) HoldEvents(ctx context.Context, vendor string, parts []engine.Pa
 		}
 	}
 	return kept, nil
+}
+
+// TransfersWith reads the transfer events of other partitions than p whose other side is
+// partition p (their reason starts "<p>/"), on the transfers' partial index.
+func (s *Store) TransfersWith(ctx context.Context, p int) ([]engine.Event, error) {
+	return s.queryEvents(ctx, s.pool, `SELECT `+eventSelect+` FROM inventory_events e
+		WHERE e.type IN ('TRANSFER_OUT', 'TRANSFER_IN') AND e.reason LIKE $1 AND e.partition <> $2
+		ORDER BY e.partition, e.seq`, strconv.Itoa(p)+"/%", p)
+}
+
+// TransfersIn reports which of the transfers ids partition p's ledger holds the
+// TRANSFER_IN of (read on the partition's primary key).
+func (s *Store) TransfersIn(ctx context.Context, p int, ids []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT idem FROM inventory_events WHERE partition = $1 AND type = 'TRANSFER_IN' AND idem = ANY($2)`, p, ids)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: transfers into partition %d: %w", p, err)
+	}
+	in, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("ledger: transfers into partition %d: %w", p, err)
+	}
+	out := make(map[string]bool, len(in))
+	for _, id := range in {
+		out[id] = true
+	}
+	return out, nil
 }
 
 // PartitionEvents reads partition p's events with seq > after, up to limit, in seq order.

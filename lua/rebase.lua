@@ -21,6 +21,8 @@
 --   ended:   {part: [tombstone, forget at]} parts that ended, where Redis has no tombstone
 --   received: {transfer id: [applied at, forget at]} transfers these shards received, where
 --            Redis has no record of it
+--   pending: {transfer id: [record, "loc|sku|shard", qty]} transfers out of these shards the
+--            ledger took out and saw no TRANSFER_IN of
 -- }
 --
 -- Output: {'OK'}
@@ -57,6 +59,14 @@ end
 for id, r in pairs(s.received or {}) do
   if redis.call('HSETNX', K_XFER, 'i:' .. id, r[1]) == 1 then
     redis.call('ZADD', K_GC, r[2], 'x:i:' .. id)
+  end
+end
+-- Transfers out of these shards that the ledger took out and no TRANSFER_IN applied: pending
+-- again, their units in flight, unless Redis has them pending or settled (see transfer_out).
+for id, t in pairs(s.pending or {}) do
+  if redis.call('HEXISTS', K_XFER, 'o:' .. id) == 0 and redis.call('HEXISTS', K_XFER, 's:' .. id) == 0 then
+    redis.call('HSET', K_XFER, 'o:' .. id, t[1])
+    redis.call('HINCRBY', K_STOCK, t[2] .. '|t', tonumber(t[3]))
   end
 end
 redis.call('DEL', K_CUST)

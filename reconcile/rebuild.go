@@ -26,6 +26,7 @@ type rebuildResult struct {
 	forkFrom  int64 // the first forked stream entry (0: none)
 	carried   int
 	skipped   int
+	mended    int // transfers with another partition made whole again (see mendTransfers)
 	conflicts []Finding
 }
 
@@ -39,6 +40,9 @@ func (b *rebuildResult) String() string {
 	}
 	parts = append(parts, fmt.Sprintf("%d forked events carried over, %d already in the ledger's account, %d in conflict",
 		b.carried, b.skipped, len(b.conflicts)))
+	if b.mended > 0 {
+		parts = append(parts, fmt.Sprintf("%d transfers with other partitions made whole", b.mended))
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -106,6 +110,9 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 				rb.Received[ev.Idem] = ev.TS
 			}
 		}
+		if rb.Pending, err = r.pendingTransfers(ctx, p, ledgerEvs); err != nil {
+			return nil, err
+		}
 		if err := r.eng.RebuildPartition(ctx, p, rb); err != nil {
 			return nil, err
 		}
@@ -120,7 +127,101 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	if _, err := r.eng.Unfence(ctx, p); err != nil {
 		return nil, err
 	}
+	if err := r.mendTransfers(ctx, p, ledgerEvs, res); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// mendTransfers completes the transfers between partition p, just rebuilt from its ledger,
+// and other partitions that kept their writes, whose one side the ledger holds and whose
+// other side p lost:
+//   - another partition's TRANSFER_OUT to p with no TRANSFER_IN in p's ledger: the source
+//     settled it, p lost the units; they are given to p (the destination's part of the
+//     transfer, once: transfer_in is idempotent by transfer id);
+//   - another partition's TRANSFER_IN from p with no TRANSFER_OUT in p's ledger: the
+//     destination has the units, p never gave them; they are taken out of p. When p no
+//     longer has them (sold meanwhile), it is a conflict: reported, like a forked sale that
+//     cannot be carried over.
+func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs []engine.Event, res *rebuildResult) error {
+	others, err := r.store.TransfersWith(ctx, p)
+	if err != nil {
+		return err
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	here := map[string]bool{} // type and transfer id of p's own transfer events
+	for _, ev := range ledgerEvs {
+		if ev.Type == engine.EventTransferOut || ev.Type == engine.EventTransferIn {
+			here[ev.Type+" "+ev.Idem] = true
+		}
+	}
+	for _, ev := range others {
+		_, shard, ok := ev.TransferPeer()
+		if !ok {
+			continue
+		}
+		switch {
+		case ev.Type == engine.EventTransferOut && !here[engine.EventTransferIn+" "+ev.Idem]:
+			t := engine.PendingTransfer{ID: ev.Idem, Location: ev.Location, SKU: ev.SKU, FromShard: ev.Shard,
+				FromPartition: ev.Partition, Qty: ev.Qty, ToPartition: p, ToShard: shard, TakenAt: ev.TS}
+			if err := r.eng.FinishTransfer(ctx, t, "reconcile"); err != nil {
+				return fmt.Errorf("give transfer %s to partition %d: %w", ev.Idem, p, err)
+			}
+			res.mended++
+		case ev.Type == engine.EventTransferIn && !here[engine.EventTransferOut+" "+ev.Idem]:
+			t := engine.PendingTransfer{ID: ev.Idem, Location: ev.Location, SKU: ev.SKU, FromShard: shard,
+				FromPartition: p, Qty: ev.Qty, ToPartition: ev.Partition, ToShard: ev.Shard, TakenAt: ev.TS}
+			err := r.eng.Withdraw(ctx, t, "reconcile")
+			var short *engine.InsufficientError
+			if errors.As(err, &short) {
+				res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
+					Shard: shard, Amount: ev.Qty,
+					Detail: fmt.Sprintf("transfer %s gave %d units to shard %d on partition %d; the rebuilt shard %d never gave them and has %d left",
+						ev.Idem, ev.Qty, ev.Shard, ev.Partition, shard, short.Available)})
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("take transfer %s out of partition %d: %w", ev.Idem, p, err)
+			}
+			res.mended++
+		}
+	}
+	return nil
+}
+
+// pendingTransfers are the transfers partition p's ledger took out of its shards whose
+// TRANSFER_IN the destination partition's ledger does not hold: not applied, or not yet
+// persisted (completing one that was applied changes nothing: the destination keeps its record
+// of it until the source settles).
+func (r *Reconciler) pendingTransfers(ctx context.Context, p int, ledgerEvs []engine.Event) ([]engine.PendingTransfer, error) {
+	byDest := map[int][]engine.PendingTransfer{}
+	for _, ev := range ledgerEvs {
+		to, toShard, ok := ev.TransferPeer()
+		if !ok || ev.Type != engine.EventTransferOut {
+			continue
+		}
+		byDest[to] = append(byDest[to], engine.PendingTransfer{ID: ev.Idem, Location: ev.Location, SKU: ev.SKU,
+			FromShard: ev.Shard, FromPartition: p, Qty: ev.Qty, ToPartition: to, ToShard: toShard, TakenAt: ev.TS})
+	}
+	var out []engine.PendingTransfer
+	for to, ts := range byDest {
+		ids := make([]string, len(ts))
+		for i, t := range ts {
+			ids[i] = t.ID
+		}
+		applied, err := r.store.TransfersIn(ctx, to, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if !applied[t.ID] {
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
 }
 
 // forkOf splits partition's stream against its verified ledger: the fork starts at the first

@@ -445,14 +445,7 @@ func TestRebuildKeepsAppliedTransfers(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)
 	from, to := f.e.PartitionOf("s1", "a", 0), f.e.PartitionOf("s1", "a", 1)
-	total := func() int64 {
-		a, err := f.e.Availability(ctx, "s1", "a")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a.Available + a.Held + a.Committed
-	}
-	before := total()
+	before := f.units(t)
 	restoreTo := f.dumpPartition(t, to)
 	if err := f.e.BeginTransfer(ctx, "s1", "a", 0, 1, 7, "xf-lost", "test"); err != nil {
 		t.Fatal(err)
@@ -472,8 +465,84 @@ func TestRebuildKeepsAppliedTransfers(t *testing.T) {
 	if n, err := f.e.CompleteTransfers(ctx, from, "sweeper"); err != nil {
 		t.Fatalf("complete transfers: %v (%d)", err, n)
 	}
-	if after := total(); after != before {
+	if after := f.units(t); after != before {
 		t.Fatalf("the pool holds %d units after the repair and the sweeper, %d before", after, before)
 	}
 	f.persistedClean(t, "after the transfer completed")
+}
+
+// TestRebuildRestoresPendingTransfer: a transfer was taken out of the source shard (its
+// TRANSFER_OUT is in the ledger) and the source partition lost it before it was applied:
+// Redis has neither the pending transfer nor its units in flight. --repair rebuilds the source
+// with the transfer pending again, so that completing it brings the units to the destination.
+func TestRebuildRestoresPendingTransfer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	from := f.e.PartitionOf("s1", "a", 0)
+	before := f.units(t)
+	restoreFrom := f.dumpPartition(t, from)
+	if err := f.e.BeginTransfer(ctx, "s1", "a", 0, 1, 7, "xf-gone", "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.workload(t, "persist", 0) // the ledger has the TRANSFER_OUT
+	restoreFrom()               // the source lost it, and the pending transfer with it
+	f.repairThenCleanAll(t, KindLedgerAhead)
+	ts, err := f.e.PendingTransfers(ctx, from)
+	if err != nil || len(ts) != 1 || ts[0].ID != "xf-gone" || ts[0].Qty != 7 || ts[0].ToShard != 1 {
+		t.Fatalf("pending transfers after the repair: %+v, %v; want xf-gone, 7 units to shard 1", ts, err)
+	}
+	if n, err := f.e.CompleteTransfers(ctx, from, "sweeper"); err != nil || n != 1 {
+		t.Fatalf("complete transfers: %v (%d)", err, n)
+	}
+	if after := f.units(t); after != before {
+		t.Fatalf("the pool holds %d units after the repair and the sweeper, %d before", after, before)
+	}
+	f.persistedClean(t, "after the transfer completed")
+}
+
+// TestRebuildMendsTransfers: a transfer between two partitions completed, and then one of
+// them lost its side of it (with other writes the ledger holds, so it is rebuilt), while the
+// other kept its side: a Redis Cluster failover that loses one node's last writes. The rebuild
+// completes the transfer from the side the ledger holds: the pool's units add up.
+func TestRebuildMendsTransfers(t *testing.T) {
+	for _, lost := range []string{"destination", "source"} {
+		t.Run(lost, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := setup(t)
+			from, to := f.e.PartitionOf("s1", "a", 0), f.e.PartitionOf("s1", "a", 1)
+			transfer := func(qty int64, id string) {
+				if _, err := f.e.Transfer(ctx, "s1", "a", 0, 1, qty, id, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := f.units(t)
+			p := to
+			if lost == "source" {
+				p = from
+			}
+			restore := f.dumpPartition(t, p)
+			transfer(3, "x-persisted")
+			f.workload(t, "persist", 0) // both sides of it in the ledger
+			transfer(5, "x-lost")       // only in Redis
+			restore()                   // p loses both transfers' sides
+			f.workload(t, "persist", 0) // the other side of x-lost reaches the ledger
+			f.repairThenCleanAll(t, KindLedgerAhead)
+			if after := f.units(t); after != before {
+				t.Fatalf("the pool holds %d units after the repair, %d before", after, before)
+			}
+			f.persistedClean(t, "after the repair")
+		})
+	}
+}
+
+// units are the units pool s1/a holds: available, held and sold.
+func (f *fixture) units(t *testing.T) int64 {
+	t.Helper()
+	a, err := f.e.Availability(context.Background(), "s1", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Available + a.Held + a.Committed
 }
