@@ -42,8 +42,8 @@ type told struct {
 func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 	rep := &Report{}
 	holds := map[string]*told{}
-	answers := map[string][]string{} // API key and idempotency key -> definite answers
-	var vendorDelta = map[string]int64{}
+	answers := map[string][]string{}        // API key and idempotency key -> definite answers
+	vendorTold := map[string]vendorChange{} // transaction id -> the change told
 	for _, op := range ops {
 		if op.Final == nil {
 			rep.Unanswered++
@@ -108,7 +108,7 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 				New      int64  `json:"new_stock"`
 			}
 			if op.Final.Status == http.StatusOK && json.Unmarshal(op.Final.Body, &b) == nil {
-				vendorDelta[b.Location+"|"+b.SKU] += b.New - b.Prev
+				vendorTold[op.IdemOf] = vendorChange{b.Location + "|" + b.SKU, b.New - b.Prev}
 			} else if op.Final.Status != http.StatusConflict {
 				rep.violate("%s %s answered %d: %s", op.Kind, op.IdemOf, op.Final.Status, op.Final.Body)
 			}
@@ -129,7 +129,7 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 		}
 	}
 	checkHolds(ctx, s, rep, holds)
-	checkEvents(ctx, s, rep, holds)
+	vendorDelta := checkEvents(ctx, s, rep, holds, vendorTold)
 	checkPools(ctx, s, rep, pools, vendorDelta)
 	if code, out := s.Flashhold(ctx, "reconcile", "--out", "reconcile-report"); code != 0 {
 		rep.violate("flashhold reconcile exited %d: %s", code, lastLines(out, 20))
@@ -180,13 +180,22 @@ type event struct {
 	SKU       string `json:"sku"`
 	Hold      string `json:"hold"`
 	Qty       int64  `json:"qty"`
+	Idem      string `json:"idem"`
+	Delta     int64  `json:"delta"`
+}
+
+// vendorChange is a stock change a vendor was told was made.
+type vendorChange struct {
+	pool  string // location|sku
+	delta int64
 }
 
 // checkEvents reads every event from the ledger (through the events API) and checks that
 // each part was reserved once and ended at most once, that every part of a hold a client
-// was given has its RESERVED, that sales told are sold, and that no part no client was told
-// of was ever sold.
-func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]*told) {
+// was given has its RESERVED, that sales told are sold, that no part no client was told
+// of was ever sold, and that each vendor change told has events that make exactly it. It
+// returns the net of the vendor changes told that the ledger holds, by pool.
+func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]*told, vendorTold map[string]vendorChange) map[string]int64 {
 	var evs []event
 	for after := ""; ; {
 		var page struct {
@@ -196,7 +205,7 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 		status, body := get(ctx, s.URL+"/v1/inventory/events?limit=1000&after="+after, AdminKey, &page)
 		if status != http.StatusOK {
 			rep.violate("events API answered %d: %s", status, body)
-			return
+			return nil
 		}
 		evs = append(evs, page.Events...)
 		if page.Next == "" {
@@ -206,7 +215,15 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 	}
 	rep.Events = len(evs)
 	reserved, ended := map[string]int{}, map[string][]string{}
+	made := map[string]int64{}    // vendor transaction -> the net its events made
+	moved := map[string][]event{} // transfer id -> its TRANSFER_OUT and TRANSFER_IN
 	for _, ev := range evs {
+		switch ev.Type {
+		case "RESTOCKED", "SPOILED", "ADJUSTED":
+			made[ev.Idem] += ev.Delta
+		case "TRANSFER_OUT", "TRANSFER_IN":
+			moved[ev.Idem] = append(moved[ev.Idem], ev)
+		}
 		if ev.Hold == "" {
 			continue
 		}
@@ -249,6 +266,33 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 			}
 		}
 	}
+	// A transfer between shards is one TRANSFER_OUT and one TRANSFER_IN of the same units
+	// (every transfer is complete by now: nothing is held, the rebalancer has run).
+	for id, evs := range moved {
+		var out, in int64
+		var types []string
+		for _, ev := range evs {
+			types = append(types, fmt.Sprintf("%s %+d on %d/%d", ev.Type, ev.Delta, ev.Partition, ev.Seq))
+			if ev.Type == "TRANSFER_OUT" {
+				out -= ev.Delta
+			} else {
+				in += ev.Delta
+			}
+		}
+		if len(evs) != 2 || out != in {
+			rep.violate("transfer %s moved units by %v", id, types)
+		}
+	}
+	vendorDelta := map[string]int64{}
+	for tx, c := range vendorTold {
+		got, ok := made[Vendor+":"+tx]
+		if !ok || got != c.delta {
+			rep.violate("vendor change %s was told %+d on %s; its events make %+d", tx, c.delta, c.pool, got)
+			continue
+		}
+		vendorDelta[c.pool] += c.delta
+	}
+	return vendorDelta
 }
 
 // partsOf names the parts of a hold id: <token>.<attempt>_<p>.<line>.<shard>...

@@ -22,6 +22,14 @@ type Replicated struct {
 
 const replUser, replPassword = "replication", "cc-replication-password"
 
+// replicationArgs are the arguments of every server of a replicated Redis: append-only file
+// with fsync always, and the replication user.
+func replicationArgs() []string {
+	return []string{"--appendonly", "yes", "--appendfsync", "always",
+		"--user", replUser, "on", ">" + replPassword, "~*", "&*", "+@all",
+		"--masteruser", replUser, "--masterauth", replPassword}
+}
+
 // SentinelMaster is the name the test's Sentinels monitor the primary under.
 const SentinelMaster = "flashhold"
 
@@ -36,9 +44,7 @@ func StartSentinel(t testing.TB, replicas int, extra ...string) *Replicated {
 	r := &Replicated{Service: &Service{t: t, bin: Binary(t), dir: t.TempDir(), prefix: "fh"}}
 	// Replicas authenticate as a user of their own, known to every server (ACLs do not
 	// replicate, and any replica may be promoted): CutReplication removes it.
-	args := []string{"--appendonly", "yes", "--appendfsync", "always",
-		"--user", replUser, "on", ">" + replPassword, "~*", "&*", "+@all",
-		"--masteruser", replUser, "--masterauth", replPassword}
+	args := replicationArgs()
 	r.Primary = testredis.StartServer(t, args...)
 	for range replicas {
 		r.Replicas = append(r.Replicas, testredis.StartReplica(t, r.Primary, args...))
@@ -51,6 +57,29 @@ func StartSentinel(t testing.TB, replicas int, extra ...string) *Replicated {
 	r.launch([]string{"FLASHHOLD_REDIS_SENTINEL_ADDRS=" + strings.Join(r.Sentinels.Addrs, ","),
 		"FLASHHOLD_REDIS_SENTINEL_MASTER=" + SentinelMaster}, nil, extra)
 	return r
+}
+
+// replicated is a Redis with replicas whose primary a test kills under load.
+type replicated interface {
+	service() *Service
+	// killPrimary kills the primary (kill -9) and returns its address.
+	killPrimary() string
+	// newPrimary names the node that serves in the dead primary's place, once there is one.
+	newPrimary(ctx context.Context) (string, bool)
+	// CutReplication keeps the primary's replicas from getting its writes.
+	CutReplication(ctx context.Context) error
+}
+
+func (r *Replicated) service() *Service { return r.Service }
+
+func (r *Replicated) killPrimary() string {
+	r.Primary.Kill()
+	return r.Primary.Addr
+}
+
+func (r *Replicated) newPrimary(ctx context.Context) (string, bool) {
+	a, err := r.Sentinels.Primary(ctx, 0)
+	return a, err == nil && a != r.Primary.Addr
 }
 
 // CutReplication breaks every replica's link to the primary (as a network partition between
