@@ -25,8 +25,15 @@ import (
 // finds it (ledger_ahead, fork), `reconcile --repair` rebuilds the partitions from the
 // ledger, and nothing is oversold; the answers lost are counted, not failed on.
 func TestSentinelFailover(t *testing.T) {
-	t.Run("wait", func(t *testing.T) { sentinelFailover(t) })
-	t.Run("no-wait", func(t *testing.T) { sentinelLoss(t, false) })
+	t.Parallel()
+	t.Run("wait", func(t *testing.T) {
+		t.Parallel()
+		sentinelFailover(t)
+	})
+	t.Run("no-wait", func(t *testing.T) {
+		t.Parallel()
+		sentinelLoss(t, false)
+	})
 	// The same, but the repair comes only once the clients have given up (after 15 s of 503s
 	// from the fenced partitions). It found the rebuild leaving a transfer the source lost
 	// pending nowhere (the hot pool short of its stock; TestRebuildRestoresPendingTransfer).
@@ -47,7 +54,9 @@ func TestSentinelFailover(t *testing.T) {
 // WAIT, the victim's replication is cut half a second before the kill: what was lost is
 // found and repaired, nothing oversold.
 func TestClusterFailover(t *testing.T) {
+	t.Parallel()
 	t.Run("wait", func(t *testing.T) {
+		t.Parallel()
 		c := StartCluster(t, "FLASHHOLD_REDIS_WAIT_REPLICAS=1", "FLASHHOLD_REDIS_WAIT_TIMEOUT=200ms")
 		failoverKeeps(t, c, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -59,7 +68,10 @@ func TestClusterFailover(t *testing.T) {
 			c.Logf("%s rejoined as a replica, in sync %s after its restart", c.Victim.Addr, time.Since(start).Round(time.Millisecond))
 		})
 	})
-	t.Run("no-wait", func(t *testing.T) { failoverLoss(t, StartCluster(t), false) })
+	t.Run("no-wait", func(t *testing.T) {
+		t.Parallel()
+		failoverLoss(t, StartCluster(t), false)
+	})
 }
 
 func sentinelFailover(t *testing.T) {
