@@ -83,6 +83,10 @@ func (k keyspace) txKey(p int, vendor, tx string) string {
 	return k.prefix + ":{p" + strconv.Itoa(p) + "}:tx:" + vendor + ":" + tx
 }
 
+// waitKey is a short-lived key of partition p's node: writing it gives a connection a write
+// whose replication offset covers every earlier write to that node (see WaitReplicated).
+func (k keyspace) waitKey(p int) string { return k.prefix + ":{p" + strconv.Itoa(p) + "}:wait" }
+
 // vendorKey is the set of pools ("loc|sku") of one vendor.
 func (k keyspace) vendorKey(vendor string) string { return k.prefix + ":vendor:" + vendor }
 

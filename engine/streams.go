@@ -4,9 +4,61 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// WaitReplicated returns once FLASHHOLD_REDIS_WAIT_REPLICAS replicas have every write made so
+// far to the nodes partitions parts live on (at once when the setting is 0), or an error
+// wrapping ErrUnavailable. The persister calls it between reading events and copying them, so
+// that the ledger never holds an event that a failover to the most advanced replica loses:
+// such an event (its writer was answered 503) would leave the ledger ahead of Redis and its
+// partition fenced until a repair. Per node: a write (its offset covers every earlier write
+// there), then WAIT on the same connection.
+func (e *Engine) WaitReplicated(ctx context.Context, parts []int) error {
+	if e.cfg.RedisWaitReplicas == 0 || len(parts) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	wait := func(c redis.Cmdable, p int) error {
+		pipe := c.Pipeline()
+		pipe.Set(ctx, e.ks.waitKey(p), e.nowMs(), 10*time.Second)
+		n := pipe.Do(ctx, "wait", e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout.Milliseconds())
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("wait for replicas: %w", redisErr(err))
+		}
+		if got, _ := n.Int64(); got < int64(e.cfg.RedisWaitReplicas) {
+			return fmt.Errorf("%w: %d of %d replicas have partition %d's writes after %s", errNotReplicated, got,
+				e.cfg.RedisWaitReplicas, p, e.cfg.RedisWaitTimeout)
+		}
+		return nil
+	}
+	cc, cluster := e.rdb.(*redis.ClusterClient)
+	if !cluster {
+		return wait(e.rdb, parts[0])
+	}
+	nodes := map[*redis.Client]int{} // a partition of each node
+	for _, p := range parts {
+		node, err := cc.MasterForKey(ctx, e.ks.waitKey(p))
+		if err != nil {
+			return fmt.Errorf("%w: no node for partition %d: %w", ErrUnavailable, p, err)
+		}
+		nodes[node] = p
+	}
+	errs := make(chan error, len(nodes))
+	for node, p := range nodes {
+		go func() { errs <- wait(node, p) }()
+	}
+	var first error
+	for range nodes {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
 
 // StreamKey is the name of partition p's event stream.
 func (e *Engine) StreamKey(p int) string { return e.ks.logKey(p) }

@@ -85,6 +85,16 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		read.ClaimIdle = max(p.cfg.ClaimIdle, time.Millisecond)
 	}
 	entries, err := p.eng.ReadGroup(ctx, read, parts)
+	if err == nil {
+		// With FLASHHOLD_REDIS_WAIT_REPLICAS, only what the replicas have reaches the ledger.
+		var read []int
+		for _, en := range entries {
+			if len(en.Messages) > 0 {
+				read = append(read, en.Partition)
+			}
+		}
+		err = p.eng.WaitReplicated(ctx, read)
+	}
 	if err != nil {
 		p.failed()
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
 	"github.com/flashhold/flashhold/internal/testwait"
@@ -175,6 +176,41 @@ func TestPersisterCrash(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPersistOnlyReplicated: with FLASHHOLD_REDIS_WAIT_REPLICAS, an event the primary wrote
+// but no replica has (its writer was answered 503) does not reach the ledger until a replica
+// has it: a failover to the replica would lose it, and a ledger ahead of Redis fences the
+// partition until a repair. Once the replica is back, it is persisted.
+func TestPersistOnlyReplicated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := testredis.StartServer(t)
+	replica := testredis.StartReplica(t, primary)
+	e := testengine.New(t, primary.Client(t), func(c *engine.Config) {
+		c.SoldOutMemory, c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisTimeout = 0, 1, 100*time.Millisecond, time.Second
+	})
+	s, _ := newStore(t)
+	makePool(t, e, "a", 1, 100)
+	p := NewPersister(e, s, persistConfig())
+	drain(t, p)
+	before := checkLedger(t, e, s)
+	replica.Kill()
+	_, err := e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: "a", Qty: 1}}, IdempotencyKey: "k", Actor: "shop"})
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("reserve with the replica down: %v, want unavailable", err)
+	}
+	if _, err := p.RunOnce(ctx); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("a pass with the replica down: %v, want unavailable", err)
+	}
+	if n := ledgerRows(t, s); n != before {
+		t.Fatalf("the ledger holds %d events, %d before: it took an event no replica has", n, before)
+	}
+	replica.Start()
+	testwait.Until(t, 10*time.Second, "the event is persisted once the replica has it", func() bool {
+		p.RunOnce(ctx)
+		return ledgerRows(t, s) == before+1
+	})
 }
 
 // TestLagAfterLostAck: a pass whose acknowledgements reached Redis but whose answer did not
@@ -682,4 +718,14 @@ func TestWatermarkPastClaimedEntries(t *testing.T) {
 		t.Fatalf("lag %d with every one of the partition's %d events in the ledger", n, seq)
 	}
 	checkLedger(t, e, s)
+}
+
+// ledgerRows counts the events in the ledger.
+func ledgerRows(t testing.TB, s *Store) int64 {
+	t.Helper()
+	var n int64
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM inventory_events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
