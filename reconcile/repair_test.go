@@ -444,6 +444,7 @@ func TestRebuildKeepsAppliedTransfers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
+	f.grace = time.Minute // the transfer stays pending until the sweeper completes it, below
 	from, to := f.e.PartitionOf("s1", "a", 0), f.e.PartitionOf("s1", "a", 1)
 	before := f.units(t)
 	restoreTo := f.dumpPartition(t, to)
@@ -479,6 +480,7 @@ func TestRebuildRestoresPendingTransfer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
+	f.grace = time.Minute // the transfer stays pending until the sweeper completes it, below
 	from := f.e.PartitionOf("s1", "a", 0)
 	before := f.units(t)
 	restoreFrom := f.dumpPartition(t, from)
