@@ -116,22 +116,3 @@ func (l *Leases) Moves(pid int, from time.Time) map[string]time.Duration {
 	}
 	return out
 }
-
-// TakenBy says, for every lease, how long after from the process pid was first seen holding
-// it (leases it never took are left out): a lease such as reconcile's, held only while a run
-// lasts, was not held by anyone at from.
-func (l *Leases) TakenBy(pid int, from time.Time) map[string]time.Duration {
-	mark := "-" + strconv.Itoa(pid) + "-"
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[string]time.Duration{}
-	for name, hs := range l.holders {
-		for _, h := range hs {
-			if h.At.After(from) && strings.Contains(h.Owner, mark) {
-				out[name] = h.At.Sub(from)
-				break
-			}
-		}
-	}
-	return out
-}
