@@ -45,8 +45,8 @@ func (f followFailovers) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // topologyChanged reports an error that may mean the cluster moved a slot or failed a node
 // over: the node could not be reached, or answered that it does not serve the slot now.
 func topologyChanged(err error) bool {
-	if err == nil || err == redis.Nil {
-		return false
+	if err == nil || err == redis.Nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller's deadline, not the cluster: no reason to ask for the slot map
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
