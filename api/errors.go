@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/schedules"
 )
 
 // Error is an API error: an HTTP status, a stable code and a message for people.
@@ -47,6 +48,7 @@ func toError(err error) *Error {
 		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
 		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
 		{alerts.ErrTooManySubscriptions, http.StatusConflict, "too_many_subscriptions"},
+		{schedules.ErrNotFound, http.StatusNotFound, "schedule_not_found"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},

@@ -24,6 +24,11 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/deliveries", vendors, s.deliveries)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/schedules", vendors, s.createSchedule)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules", vendors, s.listSchedules)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules/{id}", vendors, s.getSchedule)
+	r.add(http.MethodDelete, "/v1/vendors/{vendor}/schedules/{id}", vendors, s.deleteSchedule)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules/{id}/runs", vendors, s.scheduleRuns)
 	r.add(http.MethodGet, "/v1/inventory/events", vendors, s.inventoryEvents)
 
 	r.add(http.MethodPut, "/v1/pools/{location}/{sku}", admins, s.putPool)

@@ -88,6 +88,8 @@ type Server struct {
 	ready    map[string]Checker
 	events   EventSource
 	webhooks Webhooks
+	// schedules: the vendors' stock schedules (nil: off, without Postgres)
+	schedules Schedules
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time

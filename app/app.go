@@ -22,6 +22,7 @@ import (
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
+	"github.com/flashhold/flashhold/schedules"
 	"github.com/flashhold/flashhold/sweeper"
 	"github.com/flashhold/flashhold/tracing"
 )
@@ -210,6 +211,11 @@ func (a *App) openLedger(ctx context.Context) error {
 	if a.cfg.AlertsOn {
 		a.services = append(a.services, alerts.NewDetector(a.Engine, hooks, a.cfg.Alerts, a.log, time.Now),
 			alerts.NewDeliverer(hooks, a.cfg.Alerts, a.log))
+	}
+	sched := schedules.NewStore(a.pg)
+	a.apiOpts = append(a.apiOpts, api.WithSchedules(sched))
+	if a.cfg.SchedulesOn {
+		a.services = append(a.services, schedules.NewRunner(a.Engine, sched, a.cfg.Schedule, a.log))
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
+	"github.com/flashhold/flashhold/schedules"
 	"github.com/flashhold/flashhold/sweeper"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	Reconcile reconcile.ScheduleConfig
 	// AlertsOn runs the stock-alert detector and webhook deliverer inside serve (with a ledger).
 	AlertsOn bool
+	// Schedule is the runner of the vendors' stock schedules; SchedulesOn runs it inside serve
+	// (with a ledger).
+	Schedule    schedules.Config
+	SchedulesOn bool
 	// MigrateOnStart applies the ledger migrations when serve starts.
 	MigrateOnStart bool
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
@@ -60,6 +65,8 @@ func Default() Config {
 		Alerts:          alerts.DefaultConfig(),
 		Reconcile:       reconcile.DefaultScheduleConfig(),
 		AlertsOn:        true,
+		Schedule:        schedules.DefaultConfig(),
+		SchedulesOn:     true,
 		PostgresURL:     "postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable",
 		ShutdownTimeout: 15 * time.Second,
 		LogLevel:        "info",
@@ -68,7 +75,7 @@ func Default() Config {
 
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile} {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
