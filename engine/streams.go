@@ -4,19 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// WaitReplicated returns once FLASHHOLD_REDIS_WAIT_REPLICAS replicas have every write made so
-// far to the nodes partitions parts live on (at once when the setting is 0), or an error
-// wrapping ErrUnavailable. The persister calls it between reading events and copying them, so
-// that the ledger never holds an event that a failover to the most advanced replica loses:
-// such an event (its writer was answered 503) would leave the ledger ahead of Redis and its
-// partition fenced until a repair. Per node: a write (its offset covers every earlier write
-// there), then WAIT on the same connection.
-func (e *Engine) WaitReplicated(ctx context.Context, parts []int) error {
+// WaitReplicated waits until FLASHHOLD_REDIS_WAIT_REPLICAS replicas have every write made so
+// far to the nodes partitions parts live on, and returns the partitions whose node's replicas
+// did not acknowledge in time (or that could not be asked), each with why; nil when all did,
+// or at once when the setting is 0. The persister calls it between reading events and copying
+// them, so that the ledger never holds an event that a failover to the most advanced replica
+// loses: such an event (its writer was answered 503) would leave the ledger ahead of Redis and
+// its partition fenced until a repair. Per node: a write (its offset covers every earlier
+// write there), then WAIT on the same connection; the nodes in parallel.
+func (e *Engine) WaitReplicated(ctx context.Context, parts []int) map[int]error {
 	if e.cfg.RedisWaitReplicas == 0 || len(parts) == 0 {
 		return nil
 	}
@@ -35,29 +37,47 @@ func (e *Engine) WaitReplicated(ctx context.Context, parts []int) error {
 		}
 		return nil
 	}
+	behind := map[int]error{}
 	cc, cluster := e.rdb.(*redis.ClusterClient)
 	if !cluster {
-		return wait(e.rdb, parts[0])
+		if err := wait(e.rdb, parts[0]); err != nil {
+			for _, p := range parts {
+				behind[p] = err
+			}
+			return behind
+		}
+		return nil
 	}
-	nodes := map[*redis.Client]int{} // a partition of each node
+	nodes := map[*redis.Client][]int{}
 	for _, p := range parts {
 		node, err := cc.MasterForKey(ctx, e.ks.waitKey(p))
 		if err != nil {
-			return fmt.Errorf("%w: no node for partition %d: %w", ErrUnavailable, p, err)
+			behind[p] = fmt.Errorf("%w: no node for partition %d: %w", ErrUnavailable, p, err)
+			continue
 		}
-		nodes[node] = p
+		nodes[node] = append(nodes[node], p)
 	}
-	errs := make(chan error, len(nodes))
-	for node, p := range nodes {
-		go func() { errs <- wait(node, p) }()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for node, ps := range nodes {
+		wg.Go(func() {
+			if err := wait(node, ps[0]); err != nil {
+				if topologyChanged(err) {
+					cc.ReloadState(ctx)
+				}
+				mu.Lock()
+				for _, p := range ps {
+					behind[p] = err
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	var first error
-	for range nodes {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
+	wg.Wait()
+	if len(behind) == 0 {
+		return nil
 	}
-	return first
+	return behind
 }
 
 // StreamKey is the name of partition p's event stream.

@@ -161,32 +161,6 @@ func parsePendingTransfer(p int, field, value string) (PendingTransfer, bool) {
 	return t, true
 }
 
-// Withdraw takes a transfer's units out of its source shard and settles it there, without
-// giving them to the destination: for a transfer whose TRANSFER_IN the destination applied
-// while the source lost its TRANSFER_OUT (Redis lost writes), so that the units the
-// destination got leave the source once. A transfer the source has taken out already, or
-// settled, changes nothing.
-func (e *Engine) Withdraw(ctx context.Context, t PendingTransfer, actor string) error {
-	r, err := e.run(ctx, "transfer_out", t.FromPartition, e.nowMs(), t.Location, t.SKU, t.FromShard, t.Qty, t.ID,
-		t.ToPartition, t.ToShard, actor)
-	if err != nil {
-		return err
-	}
-	switch r.code() {
-	case "OK":
-	case "ENDED":
-		return nil
-	case "INSUFFICIENT":
-		return &InsufficientError{Location: t.Location, SKU: t.SKU, Requested: t.Qty, Available: r.int(1)}
-	case "FENCED":
-		return fencedErr(t.FromPartition, r)
-	default:
-		return fmt.Errorf("transfer_out %s: unexpected reply %v", t.ID, []any(r))
-	}
-	_, err = e.run(ctx, "transfer_settle", t.FromPartition, e.nowMs(), t.ID, e.cfg.IdempotencyTTL.Milliseconds())
-	return err
-}
-
 // FinishTransfer completes one pending transfer (applies it to its destination, settles it).
 func (e *Engine) FinishTransfer(ctx context.Context, t PendingTransfer, actor string) error {
 	return e.finishTransfer(ctx, t, actor)

@@ -85,20 +85,11 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		read.ClaimIdle = max(p.cfg.ClaimIdle, time.Millisecond)
 	}
 	entries, err := p.eng.ReadGroup(ctx, read, parts)
-	if err == nil {
-		// With FLASHHOLD_REDIS_WAIT_REPLICAS, only what the replicas have reaches the ledger.
-		var read []int
-		for _, en := range entries {
-			if len(en.Messages) > 0 {
-				read = append(read, en.Partition)
-			}
-		}
-		err = p.eng.WaitReplicated(ctx, read)
-	}
 	if err != nil {
 		p.failed()
 		return nil, err
 	}
+	entries = p.replicatedOnly(ctx, entries)
 	n := p.noteRead(parts, heads, entries, readOwn)
 	b := &batch{entries: entries, events: make([]engine.Event, 0, n), polled: len(parts)}
 	for _, en := range entries {
@@ -124,6 +115,44 @@ func (p *Persister) fetch(ctx context.Context, own bool) (*batch, error) {
 		}
 	}
 	return b, nil
+}
+
+// replicatedOnly keeps, with FLASHHOLD_REDIS_WAIT_REPLICAS, the entries of the partitions
+// whose node's replicas have them: the others stay pending, to be read again (only what the
+// replicas have reaches the ledger; see Engine.WaitReplicated). A node without replicas holds
+// back its own partitions, not the others'.
+func (p *Persister) replicatedOnly(ctx context.Context, entries []engine.GroupEntries) []engine.GroupEntries {
+	var read []int
+	for _, en := range entries {
+		if len(en.Messages) > 0 {
+			read = append(read, en.Partition)
+		}
+	}
+	behind := p.eng.WaitReplicated(ctx, read)
+	if len(behind) == 0 {
+		return entries
+	}
+	p.failed()
+	kept := entries[:0:0]
+	for _, en := range entries {
+		if _, held := behind[en.Partition]; !held {
+			kept = append(kept, en)
+		}
+	}
+	p.mu.Lock()
+	warn := time.Since(p.lastBehindLog) > 10*time.Second
+	if warn {
+		p.lastBehindLog = time.Now()
+	}
+	p.mu.Unlock()
+	if warn {
+		for part, err := range behind {
+			p.log.Warn().Err(err).Int("partition", part).Int("partitions_held_back", len(behind)).
+				Msg("events held back from the ledger until the replicas have them")
+			break
+		}
+	}
+	return kept
 }
 
 // write stores a fetched batch, acknowledges it, handles forks and trims. Partitions found

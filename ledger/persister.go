@@ -56,8 +56,10 @@ type Persister struct {
 
 	// beforeCommit and beforeAck let tests stop a pass at its most delicate points.
 	beforeCommit func() error
-	beforeAck    func() error
-	afterAck     func() error
+	// lastBehindLog: when events were last reported held back for want of replicas.
+	lastBehindLog time.Time
+	beforeAck     func() error
+	afterAck      func() error
 
 	tracer trace.Tracer // nil: tracing off (see persist_trace.go)
 

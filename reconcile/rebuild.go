@@ -91,6 +91,10 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		return st
 	}
 	res := &rebuildResult{forkFrom: forkFrom}
+	others, err := r.store.TransfersWith(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	var state *engine.Replay
 	if forkFrom > 0 || snap.Seq < ledgerSeq {
 		if err := r.store.SaveForked(ctx, run, forked); err != nil {
@@ -113,6 +117,13 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		if rb.Pending, err = r.pendingTransfers(ctx, p, ledgerEvs); err != nil {
 			return nil, err
 		}
+		for _, t := range others {
+			if t.Type == engine.EventTransferOut && !hasTransfer(ledgerEvs, engine.EventTransferIn, t.Idem) {
+				// p gets these units below (mendTransfers): the record that it applied the
+				// transfer keeps the source's completion of it from giving them again.
+				rb.Received[t.Idem] = time.Now().UnixMilli()
+			}
+		}
 		if err := r.eng.RebuildPartition(ctx, p, rb); err != nil {
 			return nil, err
 		}
@@ -124,69 +135,81 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	if err := r.carryForked(ctx, p, run, snap, state, opts, res); err != nil {
 		return nil, err
 	}
-	if _, err := r.eng.Unfence(ctx, p); err != nil {
+	if err := r.mendTransfers(ctx, p, ledgerEvs, others, res); err != nil {
 		return nil, err
 	}
-	if err := r.mendTransfers(ctx, p, ledgerEvs, res); err != nil {
+	if _, err := r.eng.Unfence(ctx, p); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// mendTransfers completes the transfers between partition p, just rebuilt from its ledger,
-// and other partitions that kept their writes, whose one side the ledger holds and whose
-// other side p lost:
-//   - another partition's TRANSFER_OUT to p with no TRANSFER_IN in p's ledger: the source
-//     settled it, p lost the units; they are given to p (the destination's part of the
-//     transfer, once: transfer_in is idempotent by transfer id);
-//   - another partition's TRANSFER_IN from p with no TRANSFER_OUT in p's ledger: the
-//     destination has the units, p never gave them; they are taken out of p. When p no
-//     longer has them (sold meanwhile), it is a conflict: reported, like a forked sale that
-//     cannot be carried over.
-func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs []engine.Event, res *rebuildResult) error {
-	others, err := r.store.TransfersWith(ctx, p)
-	if err != nil {
-		return err
+// hasTransfer reports whether evs hold a transfer event of type typ with transfer id id.
+func hasTransfer(evs []engine.Event, typ, id string) bool {
+	for i := range evs {
+		if evs[i].Type == typ && evs[i].Idem == id {
+			return true
+		}
 	}
+	return false
+}
+
+// mendTransfers completes, while partition p is still fenced, the transfers between p (just
+// rebuilt from its ledger) and other partitions that kept their writes (others: their
+// transfer events naming p), whose one side the ledger holds and whose other side p lost:
+//   - another partition's TRANSFER_OUT to p with no TRANSFER_IN in p's account: p lost the
+//     units; they are carried in as a TRANSFER_IN (the rebase wrote the record that p applied
+//     the transfer, so the source's own completion of it gives nothing twice);
+//   - another partition's TRANSFER_IN from p with no TRANSFER_OUT in p's account: the
+//     destination has the units, p never gave them; they are carried out as a TRANSFER_OUT.
+//     When p no longer has them (sold meanwhile), it is a conflict: reported, like a forked
+//     sale that cannot be carried over.
+//
+// p's account is its ledger and what its stream holds past it (carried forked events, and the
+// mends of an earlier run that stopped before lifting the fence). Each mend is carried with an
+// id of its own, so a repeated run changes nothing more; the new event names the other side
+// as transfer events do.
+func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs, others []engine.Event, res *rebuildResult) error {
 	if len(others) == 0 {
 		return nil
 	}
-	here := map[string]bool{} // type and transfer id of p's own transfer events
-	for _, ev := range ledgerEvs {
-		if ev.Type == engine.EventTransferOut || ev.Type == engine.EventTransferIn {
-			here[ev.Type+" "+ev.Idem] = true
-		}
+	var after int64
+	if n := len(ledgerEvs); n > 0 {
+		after = ledgerEvs[n-1].Seq
 	}
+	beyond, err := r.streamFrom(ctx, p, after, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+	account := append(append([]engine.Event{}, ledgerEvs...), beyond...)
 	for _, ev := range others {
 		_, shard, ok := ev.TransferPeer()
 		if !ok {
 			continue
 		}
+		c := engine.Carried{Location: ev.Location, SKU: ev.SKU, Shard: shard, Qty: ev.Qty, Token: ev.Idem, Actor: "reconcile",
+			Reason: fmt.Sprintf("%d/%d", ev.Partition, ev.Shard)}
 		switch {
-		case ev.Type == engine.EventTransferOut && !here[engine.EventTransferIn+" "+ev.Idem]:
-			t := engine.PendingTransfer{ID: ev.Idem, Location: ev.Location, SKU: ev.SKU, FromShard: ev.Shard,
-				FromPartition: ev.Partition, Qty: ev.Qty, ToPartition: p, ToShard: shard, TakenAt: ev.TS}
-			if err := r.eng.FinishTransfer(ctx, t, "reconcile"); err != nil {
-				return fmt.Errorf("give transfer %s to partition %d: %w", ev.Idem, p, err)
-			}
-			res.mended++
-		case ev.Type == engine.EventTransferIn && !here[engine.EventTransferOut+" "+ev.Idem]:
-			t := engine.PendingTransfer{ID: ev.Idem, Location: ev.Location, SKU: ev.SKU, FromShard: shard,
-				FromPartition: p, Qty: ev.Qty, ToPartition: ev.Partition, ToShard: ev.Shard, TakenAt: ev.TS}
-			err := r.eng.Withdraw(ctx, t, "reconcile")
-			var short *engine.InsufficientError
-			if errors.As(err, &short) {
-				res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
-					Shard: shard, Amount: ev.Qty,
-					Detail: fmt.Sprintf("transfer %s gave %d units to shard %d on partition %d; the rebuilt shard %d never gave them and has %d left",
-						ev.Idem, ev.Qty, ev.Shard, ev.Partition, shard, short.Available)})
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("take transfer %s out of partition %d: %w", ev.Idem, p, err)
-			}
-			res.mended++
+		case ev.Type == engine.EventTransferOut && !hasTransfer(account, engine.EventTransferIn, ev.Idem):
+			c.ID, c.Type, c.Available = "mend-in-"+ev.Idem, engine.EventTransferIn, ev.Qty
+		case ev.Type == engine.EventTransferIn && !hasTransfer(account, engine.EventTransferOut, ev.Idem):
+			c.ID, c.Type, c.Available = "mend-out-"+ev.Idem, engine.EventTransferOut, -ev.Qty
+		default:
+			continue
 		}
+		_, _, err := r.eng.Carry(ctx, p, c)
+		var cc *engine.CarryConflict
+		if errors.As(err, &cc) {
+			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
+				Shard: shard, Amount: ev.Qty,
+				Detail: fmt.Sprintf("transfer %s gave %d units to shard %d on partition %d; the rebuilt shard %d never gave them: %s",
+					ev.Idem, ev.Qty, ev.Shard, ev.Partition, shard, cc.Why)})
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mend transfer %s on partition %d: %w", ev.Idem, p, err)
+		}
+		res.mended++
 	}
 	return nil
 }
@@ -262,6 +285,9 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 		c.ID = "carry-" + ev.Hash
 		c.Actor = "reconcile"
 		c.Reason = fmt.Sprintf("carried over from forked seq %d by reconcile run %d", ev.Seq, run)
+		if _, _, ok := ev.TransferPeer(); ok {
+			c.Reason = ev.Reason // a transfer event names its other side (rebuilds of that side look it up)
+		}
 		if skip != "" {
 			res.skipped++
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
