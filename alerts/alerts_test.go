@@ -346,3 +346,64 @@ func TestVoidedPairsRaiseNothing(t *testing.T) {
 		t.Fatalf("a settled sell-out raised %v", got)
 	}
 }
+
+// TestAnomaly: a pool that loses more than the share of its stock to spoilage and downward
+// adjustments within the window raises one ANOMALY, saying how much; sales, however fast, do
+// not; losses spread over more than the window do not; the pool's stock-level alerts go on
+// as before (an ANOMALY is not a level).
+func TestAnomaly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.AnomalyWindow, cfg.AnomalyShare, cfg.AnomalyMinUnits = time.Minute, 0.2, 5
+	f := setup(t, cfg)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "milk", Shards: 2, LowStock: 10}, 100)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "sold", Shards: 1, LowStock: 10}, 100)
+	f.detect(t)
+	change := func(sku, kind string, qty int64, tx string) {
+		t.Helper()
+		if _, err := f.e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: sku, Kind: kind, Qty: qty, TransactionID: tx,
+			Actor: "vendor", Reason: "count"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 60 of 100 sold in a minute: sales explain it.
+	for i := range 6 {
+		h := f.reserve(t, "sold", 10, fmt.Sprint("s", i))
+		if err := f.e.Commit(ctx, h, "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 12 spoiled, then 10 adjusted away: 22 of 100 within the minute.
+	change("milk", engine.Spoilage, 12, "t1")
+	if got := f.detect(t); len(got) != 0 {
+		t.Fatalf("12 of 100 lost: %v", got)
+	}
+	change("milk", engine.Adjustment, -10, "t2")
+	raised, err := f.det.RunOnce(ctx)
+	if err != nil || len(raised) != 1 || raised[0].Type != Anomaly || raised[0].SKU != "milk" ||
+		!strings.Contains(raised[0].Detail, "22 units") || !strings.Contains(raised[0].Detail, "of the 100") {
+		t.Fatalf("22 of 100 lost within the window: %+v, %v", raised, err)
+	}
+	// More losses in the same window raise nothing more; after the window, a slow trickle
+	// (one window's worth below the share) raises nothing.
+	change("milk", engine.Spoilage, 10, "t3")
+	if got := f.detect(t); len(got) != 0 {
+		t.Fatalf("again within the window: %v", got)
+	}
+	f.clk.Advance(2 * time.Minute)
+	change("milk", engine.Spoilage, 5, "t4")
+	if got := f.detect(t); len(got) != 0 {
+		t.Fatalf("5 of 68 after the window: %v", got)
+	}
+	// A SET from 63 down to 3 is a loss too (a new window: one more ANOMALY), and the level
+	// alerts still follow the counts: 3 is LOW_STOCK.
+	change("milk", engine.Set, 3, "t5")
+	if got := f.detect(t); strings.Join(got, ",") != "ANOMALY,LOW_STOCK" {
+		t.Fatalf("set to 3: %v", got)
+	}
+	list, err := f.store.Alerts(ctx, "", 0, 100)
+	if err != nil || len(list) < 2 || list[0].Type != Anomaly || list[0].Detail == "" {
+		t.Fatalf("stored alerts %+v, %v", list, err)
+	}
+}

@@ -38,6 +38,13 @@ type Config struct {
 	BackoffMax  time.Duration
 	// MaxSubscriptions caps each vendor's active subscriptions (Store, WithMaxSubscriptions).
 	MaxSubscriptions int
+	// Anomaly: a pool that loses, within AnomalyWindow, more than AnomalyShare of the units it
+	// had available when the losses began (and at least AnomalyMinUnits) to spoilage and
+	// downward adjustments — losses its sales do not explain — raises an ANOMALY alert, at
+	// most one a window. AnomalyWindow 0 turns it off.
+	AnomalyWindow   time.Duration
+	AnomalyShare    float64
+	AnomalyMinUnits int64
 }
 
 // DefaultConfig is the alerts' configuration when the environment sets nothing.
@@ -54,6 +61,9 @@ func DefaultConfig() Config {
 		BackoffBase:      time.Second,
 		BackoffMax:       5 * time.Minute,
 		MaxSubscriptions: 100,
+		AnomalyWindow:    10 * time.Minute,
+		AnomalyShare:     0.2,
+		AnomalyMinUnits:  5,
 	}
 }
 
@@ -66,6 +76,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_SUBSCRIPTIONS must be at least 1, got %d", c.MaxSubscriptions)
 	case c.Interval <= 0 || c.Batch < 1:
 		return fmt.Errorf("FLASHHOLD_ALERT_INTERVAL must be positive and FLASHHOLD_ALERT_BATCH at least 1, got %s and %d", c.Interval, c.Batch)
+	case c.AnomalyWindow < 0 || c.AnomalyWindow > 0 && (c.AnomalyShare <= 0 || c.AnomalyShare > 1 || c.AnomalyMinUnits < 1):
+		return fmt.Errorf("FLASHHOLD_ANOMALY_WINDOW must not be negative; with it, FLASHHOLD_ANOMALY_SHARE must be in (0, 1] and FLASHHOLD_ANOMALY_MIN_UNITS at least 1, got %s, %g and %d",
+			c.AnomalyWindow, c.AnomalyShare, c.AnomalyMinUnits)
 	case c.MaxAttempts < 1 || c.Timeout <= 0:
 		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_ATTEMPTS must be at least 1 and FLASHHOLD_WEBHOOK_TIMEOUT positive, got %d and %s", c.MaxAttempts, c.Timeout)
 	}
@@ -128,6 +141,9 @@ type poolState struct {
 	current   level
 	lastAlert time.Time
 	since     int64 // when (ms) current first differed from alerted; 0 while they agree
+	// The losses sales do not explain (spoilage, downward adjustments) since lossStart (ms),
+	// the units available just before the first of them, and the last ANOMALY (ms).
+	lossStart, lossBase, lost, lastAnomaly int64
 }
 
 func (ps *poolState) available() int64 {
@@ -157,7 +173,7 @@ type Detector struct {
 // NewDetector builds a detector.
 func NewDetector(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logger, now func() time.Time) *Detector {
 	counter := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_alerts_total", Help: "Stock alerts raised, by type."}, []string{"type"})
-	for _, t := range []string{LowStock, OutOfStock, BackInStock} {
+	for _, t := range Types {
 		counter.WithLabelValues(t)
 	}
 	return &Detector{eng: eng, store: store, cfg: cfg, log: log, now: now,
@@ -216,9 +232,11 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 		if err != nil {
 			return nil, err
 		}
+		before := ps.available()
 		if ev.Shard < len(ps.shards) {
 			ps.shards[ev.Shard] = ev.After
 		}
+		raised = d.anomaly(ps, ev, before, raised)
 		ps.current = classify(ps.available(), ps.cfg.LowStock, ps.alerted, d.cfg.Hysteresis)
 		switch {
 		case ps.current == ps.alerted:
@@ -240,6 +258,29 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 		}
 	}
 	return raised, d.eng.AckGroup(ctx, d.cfg.Group, entries)
+}
+
+// anomaly counts ev against its pool's losses that sales do not explain (see
+// Config.AnomalyWindow), and raises an ANOMALY when they pass the share of what the pool had.
+// before is the pool's available count just before ev.
+func (d *Detector) anomaly(ps *poolState, ev *engine.Event, before int64, raised []Alert) []Alert {
+	window := d.cfg.AnomalyWindow.Milliseconds()
+	if window <= 0 || ev.Delta >= 0 || ev.Type != engine.EventSpoiled && ev.Type != engine.EventAdjusted {
+		return raised
+	}
+	if ps.lossStart == 0 || ev.TS-ps.lossStart > window {
+		ps.lossStart, ps.lossBase, ps.lost = ev.TS, before, 0
+	}
+	ps.lost += -ev.Delta
+	if ps.lost < d.cfg.AnomalyMinUnits || float64(ps.lost) <= d.cfg.AnomalyShare*float64(max(ps.lossBase, 1)) ||
+		ps.lastAnomaly != 0 && ev.TS-ps.lastAnomaly <= window {
+		return raised
+	}
+	ps.lastAnomaly = ev.TS
+	return append(raised, Alert{Type: Anomaly, Vendor: ps.cfg.Vendor, Location: ps.cfg.Location, SKU: ps.cfg.SKU,
+		Available: ps.available(), Threshold: ps.cfg.LowStock, TS: ev.TS,
+		Detail: fmt.Sprintf("%d units spoiled or adjusted away within %s, more than %.0f%% of the %d available before: not sales",
+			ps.lost, d.cfg.AnomalyWindow, 100*d.cfg.AnomalyShare, ps.lossBase)})
 }
 
 // due raises the alert for a pool whose level differs from the last one alerted and has for

@@ -23,10 +23,12 @@ const (
 	LowStock    = "LOW_STOCK"
 	OutOfStock  = "OUT_OF_STOCK"
 	BackInStock = "BACK_IN_STOCK"
+	// Anomaly: stock fell faster than sales explain (see Config.AnomalyWindow); Detail says how.
+	Anomaly = "ANOMALY"
 )
 
 // Types lists every alert type a subscription may ask for.
-var Types = []string{LowStock, OutOfStock, BackInStock}
+var Types = []string{LowStock, OutOfStock, BackInStock, Anomaly}
 
 // ErrNotFound: no such subscription (for this vendor).
 var ErrNotFound = errors.New("subscription not found")
@@ -49,6 +51,8 @@ type Alert struct {
 	Available int64  `json:"available"`
 	Threshold int64  `json:"threshold"`
 	TS        int64  `json:"ts"`
+	// Detail explains an ANOMALY.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Subscription is a vendor's webhook.
@@ -197,14 +201,14 @@ func (s *Store) Deliveries(ctx context.Context, vendor, status string, limit int
 
 // Alerts lists alerts after id afterID (all vendors when vendor is ""), oldest first.
 func (s *Store) Alerts(ctx context.Context, vendor string, afterID int64, limit int) ([]Alert, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, type, vendor_id, location, sku, available, threshold, ts FROM stock_alerts
+	rows, err := s.pool.Query(ctx, `SELECT id, type, vendor_id, location, sku, available, threshold, ts, detail FROM stock_alerts
 		WHERE id > $1 AND ($2 = '' OR vendor_id = $2) ORDER BY id LIMIT $3`, afterID, vendor, limit)
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) {
 		var a Alert
-		err := r.Scan(&a.ID, &a.Type, &a.Vendor, &a.Location, &a.SKU, &a.Available, &a.Threshold, &a.TS)
+		err := r.Scan(&a.ID, &a.Type, &a.Vendor, &a.Location, &a.SKU, &a.Available, &a.Threshold, &a.TS, &a.Detail)
 		a.EventID = eventID(a.ID)
 		return a, err
 	})
@@ -221,8 +225,8 @@ func (s *Store) record(ctx context.Context, alerts []Alert) error {
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	for i := range alerts {
 		a := &alerts[i]
-		if err := tx.QueryRow(ctx, `INSERT INTO stock_alerts (vendor_id, location, sku, type, available, threshold, ts)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, a.Vendor, a.Location, a.SKU, a.Type, a.Available, a.Threshold, a.TS).Scan(&a.ID); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO stock_alerts (vendor_id, location, sku, type, available, threshold, ts, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`, a.Vendor, a.Location, a.SKU, a.Type, a.Available, a.Threshold, a.TS, a.Detail).Scan(&a.ID); err != nil {
 			return fmt.Errorf("record alert: %w", err)
 		}
 		a.EventID = eventID(a.ID)
@@ -239,7 +243,8 @@ func (s *Store) record(ctx context.Context, alerts []Alert) error {
 
 // lastLevels reads the level each pool was last alerted at.
 func (s *Store) lastLevels(ctx context.Context) (map[engine.PoolKey]level, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (location, sku) location, sku, type FROM stock_alerts ORDER BY location, sku, id DESC`)
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (location, sku) location, sku, type FROM stock_alerts
+		WHERE type <> 'ANOMALY' ORDER BY location, sku, id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("last alert levels: %w", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,13 +51,12 @@ type Option func(*Runner)
 // WithClock makes the runner read the time from now (tests).
 func WithClock(now func() time.Time) Option { return func(r *Runner) { r.now = now } }
 
-// WithOwner names the runner in its lease (default: host and pid).
+// WithOwner names the runner in its lease (default: this instance's id).
 func WithOwner(owner string) Option { return func(r *Runner) { r.owner = owner } }
 
 // NewRunner returns a runner of store's schedules on eng.
 func NewRunner(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logger, opts ...Option) *Runner {
-	host, _ := os.Hostname()
-	r := &Runner{eng: eng, store: store, cfg: cfg, log: log, owner: host + ":" + strconv.Itoa(os.Getpid()), now: time.Now,
+	r := &Runner{eng: eng, store: store, cfg: cfg, log: log, owner: loop.InstanceID(), now: time.Now,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_schedule_runs_total",
 			Help: "Occurrences of vendors' stock schedules dealt with, by result (applied, replayed, failed)."}, []string{"result"})}
 	for _, o := range opts {
