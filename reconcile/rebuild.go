@@ -117,8 +117,9 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		if rb.Pending, err = r.pendingTransfers(ctx, p, ledgerEvs); err != nil {
 			return nil, err
 		}
+		have := transfers(ledgerEvs)
 		for _, t := range others {
-			if t.Type == engine.EventTransferOut && !hasTransfer(ledgerEvs, engine.EventTransferIn, t.Idem) {
+			if t.Type == engine.EventTransferOut && !have[engine.EventTransferIn+" "+t.Idem] {
 				// p gets these units below (mendTransfers): the record that it applied the
 				// transfer keeps the source's completion of it from giving them again.
 				rb.Received[t.Idem] = time.Now().UnixMilli()
@@ -144,14 +145,17 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	return res, nil
 }
 
-// hasTransfer reports whether evs hold a transfer event of type typ with transfer id id.
-func hasTransfer(evs []engine.Event, typ, id string) bool {
-	for i := range evs {
-		if evs[i].Type == typ && evs[i].Idem == id {
-			return true
+// transfers is the set of transfer events in evs, by type and transfer id ("TRANSFER_IN x").
+func transfers(evs ...[]engine.Event) map[string]bool {
+	out := map[string]bool{}
+	for _, list := range evs {
+		for i := range list {
+			if list[i].Type == engine.EventTransferIn || list[i].Type == engine.EventTransferOut {
+				out[list[i].Type+" "+list[i].Idem] = true
+			}
 		}
 	}
-	return false
+	return out
 }
 
 // mendTransfers completes, while partition p is still fenced, the transfers between p (just
@@ -181,7 +185,7 @@ func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs, others
 	if err != nil {
 		return err
 	}
-	account := append(append([]engine.Event{}, ledgerEvs...), beyond...)
+	account := transfers(ledgerEvs, beyond)
 	for _, ev := range others {
 		_, shard, ok := ev.TransferPeer()
 		if !ok {
@@ -190,9 +194,9 @@ func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs, others
 		c := engine.Carried{Location: ev.Location, SKU: ev.SKU, Shard: shard, Qty: ev.Qty, Token: ev.Idem, Actor: "reconcile",
 			Reason: fmt.Sprintf("%d/%d", ev.Partition, ev.Shard)}
 		switch {
-		case ev.Type == engine.EventTransferOut && !hasTransfer(account, engine.EventTransferIn, ev.Idem):
+		case ev.Type == engine.EventTransferOut && !account[engine.EventTransferIn+" "+ev.Idem]:
 			c.ID, c.Type, c.Available = "mend-in-"+ev.Idem, engine.EventTransferIn, ev.Qty
-		case ev.Type == engine.EventTransferIn && !hasTransfer(account, engine.EventTransferOut, ev.Idem):
+		case ev.Type == engine.EventTransferIn && !account[engine.EventTransferOut+" "+ev.Idem]:
 			c.ID, c.Type, c.Available = "mend-out-"+ev.Idem, engine.EventTransferOut, -ev.Qty
 		default:
 			continue
