@@ -42,6 +42,16 @@ func setUp(t *testing.T, s *Service) []Pool {
 }
 
 // during runs traffic for d and, after wait, the fault.
+// heavySlots bounds the tests that drive a service with a dozen clients through faults to two
+// at a time, whatever go test's -parallel: more at once on two cores starves them.
+var heavySlots = make(chan struct{}, 2)
+
+// heavy takes one of the slots for the rest of the test.
+func heavy(t *testing.T) {
+	heavySlots <- struct{}{}
+	t.Cleanup(func() { <-heavySlots })
+}
+
 func during(w *Workload, clients int, d, wait time.Duration, fault func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(context.Background(), clients, d) })
@@ -95,8 +105,8 @@ func nothingHeld(s *Service) bool {
 // (flashhold reconcile --repair). On the test's Redis Cluster: serve killed and Postgres cut.
 func TestClientView(t *testing.T) {
 	t.Parallel() // its own servers, prefix and database; the overload tests run alone before it
-	t.Run("standalone", func(t *testing.T) { t.Parallel(); clientView(t, false) })
-	t.Run("cluster", func(t *testing.T) { t.Parallel(); clientView(t, true) })
+	t.Run("standalone", func(t *testing.T) { t.Parallel(); heavy(t); clientView(t, false) })
+	t.Run("cluster", func(t *testing.T) { t.Parallel(); heavy(t); clientView(t, true) })
 }
 
 func clientView(t *testing.T, cluster bool) {

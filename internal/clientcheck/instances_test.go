@@ -17,6 +17,7 @@ import (
 // each event persisted once, none dropped (Check, with a reconciliation).
 func TestInstances(t *testing.T) {
 	t.Parallel() // its own servers, prefix and database; the overload tests run alone before it
+	heavy(t)
 	a := Start(t, false, "FLASHHOLD_RECONCILE_EVERY=2s")
 	b := a.Another()
 	pools := setUp(t, a)

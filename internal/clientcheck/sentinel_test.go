@@ -28,10 +28,12 @@ func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	t.Run("wait", func(t *testing.T) {
 		t.Parallel()
+		heavy(t)
 		sentinelFailover(t)
 	})
 	t.Run("no-wait", func(t *testing.T) {
 		t.Parallel()
+		heavy(t)
 		sentinelLoss(t, false)
 	})
 	// The same, but the repair comes only once the clients have given up (after 15 s of 503s
@@ -57,6 +59,7 @@ func TestClusterFailover(t *testing.T) {
 	t.Parallel()
 	t.Run("wait", func(t *testing.T) {
 		t.Parallel()
+		heavy(t)
 		c := StartCluster(t, "FLASHHOLD_REDIS_WAIT_REPLICAS=1", "FLASHHOLD_REDIS_WAIT_TIMEOUT=200ms")
 		failoverKeeps(t, c, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -70,6 +73,7 @@ func TestClusterFailover(t *testing.T) {
 	})
 	t.Run("no-wait", func(t *testing.T) {
 		t.Parallel()
+		heavy(t)
 		failoverLoss(t, StartCluster(t), false)
 	})
 }
