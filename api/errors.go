@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/schedules"
 )
 
@@ -49,6 +50,8 @@ func toError(err error) *Error {
 		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
 		{alerts.ErrTooManySubscriptions, http.StatusConflict, "too_many_subscriptions"},
 		{schedules.ErrNotFound, http.StatusNotFound, "schedule_not_found"},
+		{guardrails.ErrNotFound, http.StatusNotFound, "quarantine_not_found"},
+		{guardrails.ErrDecided, http.StatusConflict, "already_decided"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},

@@ -24,6 +24,11 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/deliveries", vendors, s.deliveries)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/guardrails", vendors, s.getGuardrails)
+	r.add(http.MethodPut, "/v1/vendors/{vendor}/guardrails", vendors, s.putGuardrails)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/quarantine", vendors, s.listQuarantine)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/quarantine/{id}/approve", vendors, s.decideQuarantine(true)).class = finishing
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/quarantine/{id}/reject", vendors, s.decideQuarantine(false)).class = finishing
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/schedules", vendors, s.createSchedule)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules", vendors, s.listSchedules)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules/{id}", vendors, s.getSchedule)

@@ -1,14 +1,11 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 
-	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
-	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/schedules"
 )
 
@@ -16,10 +13,7 @@ import (
 // answered with the field at fault and stores nothing.
 func TestSchedulesAPI(t *testing.T) {
 	t.Parallel()
-	pool, _ := testpg.Schema(t)
-	if _, err := ledger.Migrate(context.Background(), pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := ledgerSchema(t)
 	rdb := testredis.Standalone(t)
 	ts := startServer(t, rdb, nil, WithSchedules(schedules.NewStore(pool)))
 	good := map[string]any{"location": "berlin", "sku": "sneaker", "kind": "RESTOCK", "qty": 5, "cron": "0 6 * * *", "time_zone": "Europe/Berlin"}

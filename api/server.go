@@ -90,6 +90,8 @@ type Server struct {
 	webhooks Webhooks
 	// schedules: the vendors' stock schedules (nil: off, without Postgres)
 	schedules Schedules
+	// guard: the vendors' limits on stock changes and their quarantine (nil: off)
+	guard Guardrails
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time

@@ -97,6 +97,15 @@ func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (
 	if p.Vendor != vendor {
 		return nil, fmt.Errorf("%w: vendor %s has no %s at %s", engine.ErrUnknownPool, vendor, req.SKU, req.Location)
 	}
+	if s.guard != nil {
+		held, err := s.hold(c, vendor, req)
+		if err != nil {
+			return nil, err
+		}
+		if held != nil {
+			return nil, &quarantined{*held}
+		}
+	}
 	return s.eng.Adjust(c.ctx, req)
 }
 
@@ -124,6 +133,11 @@ func (s *Server) vendorUpdate(c *call) error {
 		return err
 	}
 	res, err := s.applyChange(c, vendor, req)
+	var q *quarantined
+	if errors.As(err, &q) {
+		return c.json(http.StatusAccepted, map[string]any{"vendor_id": vendor, "location": req.Location, "sku": req.SKU,
+			"transaction_id": req.TransactionID, "status": "quarantined", "quarantine": q.item})
+	}
 	if err != nil {
 		return err
 	}
@@ -301,15 +315,18 @@ func (s *Server) vendorBulk(c *call) error {
 	close(work)
 	wg.Wait()
 	results = append(results, out...)
-	updated := 0
+	updated, held := 0, 0
 	for _, r := range results {
-		if r.Status == "updated" {
+		switch r.Status {
+		case "updated":
 			updated++
+		case "quarantined":
+			held++
 		}
 	}
 	sortResults(results)
-	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "updated_items": updated,
-		"rejected_items": len(results) - updated, "results": results})
+	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "updated_items": updated, "quarantined_items": held,
+		"rejected_items": len(results) - updated - held, "results": results})
 }
 
 func (s *Server) bulkOne(c *call, vendor, key string, row bulkRow) rowResult {
@@ -324,6 +341,12 @@ func (s *Server) bulkOne(c *call, vendor, key string, row bulkRow) rowResult {
 		return rejected(row.Row, err)
 	}
 	res, err := s.applyChange(c, vendor, req)
+	var q *quarantined
+	if errors.As(err, &q) {
+		r := rejected(row.Row, errorf(http.StatusAccepted, "quarantined", "held back by a guardrail (quarantine %d): %s", q.item.ID, q.item.Rule))
+		r.Location, r.SKU, r.Status = req.Location, req.SKU, "quarantined"
+		return r
+	}
 	if err != nil {
 		r := rejected(row.Row, err)
 		r.Location, r.SKU = req.Location, req.SKU

@@ -5,17 +5,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/internal/testpg"
 	"github.com/flashhold/flashhold/internal/testredis"
 	"github.com/flashhold/flashhold/ledger"
 )
 
-func webhookStore(t *testing.T, allow []string) *alerts.Store {
+// ledgerSchema is a fresh schema with the ledger's migrations applied.
+func ledgerSchema(t *testing.T) *pgxpool.Pool {
+	t.Helper()
 	pool, _ := testpg.Schema(t)
 	if _, err := ledger.Migrate(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
+	return pool
+}
+
+func webhookStore(t *testing.T, allow []string) *alerts.Store {
+	pool := ledgerSchema(t)
 	policy, err := alerts.NewURLPolicy(allow)
 	if err != nil {
 		t.Fatal(err)

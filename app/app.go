@@ -20,6 +20,7 @@ import (
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/schedules"
@@ -212,6 +213,7 @@ func (a *App) openLedger(ctx context.Context) error {
 		a.services = append(a.services, alerts.NewDetector(a.Engine, hooks, a.cfg.Alerts, a.log, time.Now),
 			alerts.NewDeliverer(hooks, a.cfg.Alerts, a.log))
 	}
+	a.apiOpts = append(a.apiOpts, api.WithGuardrails(guardrails.NewStore(a.pg, a.cfg.Guard)))
 	sched := schedules.NewStore(a.pg)
 	a.apiOpts = append(a.apiOpts, api.WithSchedules(sched))
 	if a.cfg.SchedulesOn {

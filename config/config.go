@@ -18,6 +18,7 @@ import (
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/schedules"
@@ -43,6 +44,8 @@ type Config struct {
 	// (with a ledger).
 	Schedule    schedules.Config
 	SchedulesOn bool
+	// Guard is the limits of a vendor's stock changes for vendors without their own (0: off).
+	Guard guardrails.Limits
 	// MigrateOnStart applies the ledger migrations when serve starts.
 	MigrateOnStart bool
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
@@ -75,7 +78,7 @@ func Default() Config {
 
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule} {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule, c.Guard} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

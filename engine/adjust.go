@@ -146,6 +146,22 @@ func (e *Engine) claimTransaction(ctx context.Context, vendor, id, fp string) er
 	return nil
 }
 
+// TransactionKnown reports whether vendor's transaction id names a change already sent (made,
+// or being made), within the idempotency retention: its retry gets that change's answer.
+func (e *Engine) TransactionKnown(ctx context.Context, vendor, id string) (bool, error) {
+	kp := e.keyPartition(vendor + ":" + id)
+	get := redis.NewStringCmd(ctx, "get", e.ks.txKey(kp, vendor, id))
+	if err := e.plain(ctx, get); err != nil {
+		return false, err
+	}
+	if err := get.Err(); errors.Is(err, redis.Nil) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("transaction %s: %w", id, redisErr(err))
+	}
+	return true, nil
+}
+
 // poolChange is what a change to a sharded pool does to the whole pool: its record carries
 // it, so a retry answers with the change its first attempt made.
 type poolChange struct {
