@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
@@ -73,7 +78,19 @@ func toError(err error) *Error {
 			return &Error{m.status, m.code, msg}
 		}
 	}
+	if postgresDown(err) {
+		return &Error{http.StatusServiceUnavailable, "postgres_unavailable", "the ledger database did not answer; send the request again"}
+	}
 	return &Error{http.StatusInternalServerError, "internal", "internal error"}
+}
+
+// postgresDown reports an error of a Postgres that could not be reached or did not answer (the
+// ledger holds subscriptions, schedules, guardrails): the request may be sent again.
+func postgresDown(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || pgconn.Timeout(err) || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, puddle.ErrClosedPool)
 }
 
 type errorBody struct {

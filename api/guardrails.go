@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
@@ -22,7 +24,47 @@ type Guardrails interface {
 }
 
 // WithGuardrails enables the vendors' limits on stock changes and their quarantine.
-func WithGuardrails(g Guardrails) Option { return func(s *Server) { s.guard = g } }
+func WithGuardrails(g Guardrails) Option {
+	return func(s *Server) { s.guard, s.guardLimits = g, &limitsCache{byVendor: map[string]cachedLimits{}} }
+}
+
+// limitsCache keeps each vendor's limits as last read, so that a change does not read
+// Postgres every time, and a vendor's changes go on while Postgres is away.
+type limitsCache struct {
+	mu       sync.Mutex
+	byVendor map[string]cachedLimits
+}
+
+type cachedLimits struct {
+	l  guardrails.Limits
+	at time.Time
+}
+
+// limitsTTL is how long read limits are used before they are read again.
+const limitsTTL = 5 * time.Second
+
+// limits reads vendor's limits, through the cache: fresh for limitsTTL, and past it while
+// Postgres cannot be read.
+func (s *Server) limits(ctx context.Context, vendor string) (guardrails.Limits, error) {
+	c := s.guardLimits
+	c.mu.Lock()
+	got, ok := c.byVendor[vendor]
+	c.mu.Unlock()
+	if ok && time.Since(got.at) < limitsTTL {
+		return got.l, nil
+	}
+	l, _, err := s.guard.Limits(ctx, vendor)
+	if err != nil {
+		if ok {
+			return got.l, nil
+		}
+		return guardrails.Limits{}, err
+	}
+	c.mu.Lock()
+	c.byVendor[vendor] = cachedLimits{l: l, at: time.Now()}
+	c.mu.Unlock()
+	return l, nil
+}
 
 // quarantined is the answer to a change a guardrail held back.
 type quarantined struct{ item guardrails.Item }
@@ -44,12 +86,12 @@ func afterChange(req engine.AdjustRequest, before int64) int64 {
 // returns the quarantined change; nil when the change may be applied. A change the engine has
 // seen already (a retry) is left to it: its answer stands.
 func (s *Server) hold(c *call, vendor string, req engine.AdjustRequest) (*guardrails.Item, error) {
-	if prior, err := s.guard.Find(c.ctx, vendor, req.TransactionID); err != nil || prior != nil {
-		return prior, err
-	}
-	limits, _, err := s.guard.Limits(c.ctx, vendor)
+	limits, err := s.limits(c.ctx, vendor)
 	if err != nil || limits.Off() {
 		return nil, err
+	}
+	if prior, err := s.guard.Find(c.ctx, vendor, req.TransactionID); err != nil || prior != nil {
+		return prior, err
 	}
 	if known, err := s.eng.TransactionKnown(c.ctx, vendor, req.TransactionID); err != nil || known {
 		return nil, err
@@ -107,6 +149,9 @@ func (s *Server) putGuardrails(c *call) error {
 	if err := s.guard.SetLimits(c.ctx, vendor, l); err != nil {
 		return err
 	}
+	s.guardLimits.mu.Lock()
+	s.guardLimits.byVendor[vendor] = cachedLimits{l: l, at: time.Now()}
+	s.guardLimits.mu.Unlock()
 	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "limits": l, "defaults": false})
 }
 

@@ -80,3 +80,24 @@ func TestGuardrails(t *testing.T) {
 	ts.do("POST", "/v1/vendors/acme/quarantine/999999/approve", acmeKey, nil).want(t, 404, "quarantine_not_found")
 	ts.do("GET", "/v1/vendors/acme/quarantine?status=odd", acmeKey, nil).want(t, 422, "invalid")
 }
+
+// TestGuardrailsWithoutPostgres: with the ledger gone, a vendor change that needs the
+// guardrails answers 503 with Retry-After (never 500); a vendor whose limits were read
+// before goes on with what was read.
+func TestGuardrailsWithoutPostgres(t *testing.T) {
+	t.Parallel()
+	pool := ledgerSchema(t)
+	st := guardrails.NewStore(pool, guardrails.Limits{})
+	ts := startServer(t, testredis.Standalone(t), nil, WithGuardrails(st))
+	ts.do("PUT", "/v1/vendors/bistro/guardrails", bistroKey, map[string]any{"max_change": 100}).want(t, 200, "")
+	ts.do("POST", "/v1/vendors/acme/inventory/sneaker/update", acmeKey,
+		map[string]any{"location": "berlin", "change_type": "RESTOCK", "quantity_change": 5, "transaction_id": "before"}).want(t, 200, "")
+	pool.Close()
+	r := ts.do("POST", "/v1/vendors/bistro/inventory/meal/update", bistroKey,
+		map[string]any{"location": "lyon", "change_type": "RESTOCK", "quantity_change": 5, "transaction_id": "down"}).want(t, 503, "postgres_unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatalf("503 without Retry-After: %v", r.header)
+	}
+	ts.do("POST", "/v1/vendors/acme/inventory/sneaker/update", acmeKey,
+		map[string]any{"location": "berlin", "change_type": "RESTOCK", "quantity_change": 5, "transaction_id": "during"}).want(t, 200, "")
+}

@@ -118,7 +118,7 @@ func newMetrics(eng *engine.Engine) *metrics {
 		Name: "flashhold_http_errors_total", Help: "Error answers by their code (the error body's code: insufficient_stock, partition_fenced, redis_unavailable, overloaded ...).",
 	}, []string{"code"})
 	// The codes alerts watch exist from the start, so rate() sees their first increase.
-	for _, c := range []string{"insufficient_stock", "partition_fenced", "redis_unavailable", "timeout", "overloaded", "internal"} {
+	for _, c := range []string{"insufficient_stock", "partition_fenced", "redis_unavailable", "postgres_unavailable", "timeout", "overloaded", "internal"} {
 		m.errors.WithLabelValues(c)
 	}
 	st := eng.Stats()

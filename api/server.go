@@ -91,7 +91,8 @@ type Server struct {
 	// schedules: the vendors' stock schedules (nil: off, without Postgres)
 	schedules Schedules
 	// guard: the vendors' limits on stock changes and their quarantine (nil: off)
-	guard Guardrails
+	guard       Guardrails
+	guardLimits *limitsCache
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time
