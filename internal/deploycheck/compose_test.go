@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flashhold/flashhold/internal/repo"
 )
 
 // composeFile is the part of a compose file these checks read.
@@ -91,7 +93,7 @@ var oneShots = map[string]string{
 
 func readCompose(t *testing.T) composeFile {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root(t), "deploy/compose/compose.yaml"))
+	b, err := os.ReadFile(filepath.Join(repo.TestRoot(t), "deploy/compose/compose.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +210,7 @@ func TestComposePorts(t *testing.T) {
 // later: logged), and Prometheus scrapes exactly the serve instances.
 func TestComposeFiles(t *testing.T) {
 	f := readCompose(t)
-	dir := filepath.Join(root(t), "deploy/compose")
+	dir := filepath.Join(repo.TestRoot(t), "deploy/compose")
 	for name, s := range f.Services {
 		for _, v := range s.Volumes {
 			src, _, _ := strings.Cut(v, ":")
@@ -220,7 +222,7 @@ func TestComposeFiles(t *testing.T) {
 			}
 			path := filepath.Join(dir, src)
 			if _, err := os.Stat(path); err != nil {
-				rel, _ := filepath.Rel(root(t), path)
+				rel, _ := filepath.Rel(repo.TestRoot(t), path)
 				if strings.HasPrefix(rel, "deploy/observability/") {
 					t.Logf("%s mounts %s, not in this tree yet", name, rel)
 					continue

@@ -10,18 +10,7 @@ import (
 	"testing"
 
 	"github.com/flashhold/flashhold/config"
-	"github.com/flashhold/flashhold/internal/repo"
 )
-
-// root is the repository's top directory.
-func root(t *testing.T) string {
-	t.Helper()
-	dir, err := repo.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // known is every variable of config/variables.txt.
 func known() map[string]config.Var {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flashhold/flashhold/internal/repo"
 )
 
 // object is the part of a Kubernetes object these checks read.
@@ -148,7 +150,7 @@ func render(t *testing.T, dir string) rendered {
 	}
 	var out, errOut bytes.Buffer
 	cmd := exec.Command(kubectl, "kustomize", dir)
-	cmd.Dir = root(t)
+	cmd.Dir = repo.TestRoot(t)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, errOut.String())

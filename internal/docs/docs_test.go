@@ -13,16 +13,6 @@ import (
 	"github.com/flashhold/flashhold/internal/repo"
 )
 
-// root is the repository's top directory.
-func root(t *testing.T) string {
-	t.Helper()
-	dir, err := repo.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // pages lists README.md and every Markdown file under docs/, relative to the root.
 func pages(t *testing.T, top string) []string {
 	t.Helper()
@@ -45,7 +35,7 @@ var link = regexp.MustCompile(`\]\(([^)\s]+)\)|src="([^"]+)"`)
 // TestLinksResolve: every relative link in README.md and docs/ names a file that exists, and
 // none leads outside the repository.
 func TestLinksResolve(t *testing.T) {
-	top := root(t)
+	top := repo.TestRoot(t)
 	for _, page := range pages(t, top) {
 		raw, err := os.ReadFile(filepath.Join(top, page))
 		if err != nil {
@@ -74,7 +64,7 @@ func TestLinksResolve(t *testing.T) {
 
 // TestIndexListsEveryPage: docs/README.md links to every Markdown page under docs/.
 func TestIndexListsEveryPage(t *testing.T) {
-	top := root(t)
+	top := repo.TestRoot(t)
 	index, err := os.ReadFile(filepath.Join(top, "docs", "README.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 )
 
 // Root is the directory holding go.mod, found from the working directory upwards.
@@ -24,4 +25,14 @@ func Root() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// TestRoot is Root for a test: the test fails when there is none.
+func TestRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
