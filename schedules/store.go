@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -125,12 +124,4 @@ func (st *Store) Runs(ctx context.Context, vendor string, id int64, limit int) (
 		return nil, fmt.Errorf("schedules: runs of %d: %w", id, err)
 	}
 	return out, nil
-}
-
-// withNext fills in the next run of each schedule.
-func withNext(list []Schedule, now time.Time) []Schedule {
-	for i := range list {
-		list[i].NextRun = list[i].Next(now)
-	}
-	return list
 }
