@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -25,17 +24,12 @@ func (e *Engine) WaitReplicated(ctx context.Context, parts []int) map[int]error 
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	wait := func(c redis.Cmdable, p int) error {
-		pipe := c.Pipeline()
-		pipe.Set(ctx, e.ks.waitKey(p), e.nowMs(), 10*time.Second)
-		n := pipe.Do(ctx, "wait", e.cfg.RedisWaitReplicas, e.cfg.RedisWaitTimeout.Milliseconds())
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("wait for replicas: %w", redisErr(err))
+		set := redis.NewStatusCmd(ctx, "set", e.ks.waitKey(p), e.nowMs(), "px", 10000)
+		waited := e.pipeline(ctx, c, []redis.Cmder{set}, nil, nil) // the write, then WAIT, as a round trip of calls
+		if err := set.Err(); err != nil {
+			return fmt.Errorf("wait for replicas of partition %d: %w", p, redisErr(err))
 		}
-		if got, _ := n.Int64(); got < int64(e.cfg.RedisWaitReplicas) {
-			return fmt.Errorf("%w: %d of %d replicas have partition %d's writes after %s", errNotReplicated, got,
-				e.cfg.RedisWaitReplicas, p, e.cfg.RedisWaitTimeout)
-		}
-		return nil
+		return waited
 	}
 	behind := map[int]error{}
 	cc, cluster := e.rdb.(*redis.ClusterClient)
@@ -62,8 +56,8 @@ func (e *Engine) WaitReplicated(ctx context.Context, parts []int) map[int]error 
 	for node, ps := range nodes {
 		wg.Go(func() {
 			if err := wait(node, ps[0]); err != nil {
-				if topologyChanged(err) {
-					cc.ReloadState(ctx)
+				if !errors.Is(err, errNotReplicated) {
+					cc.ReloadState(ctx) // the node failed the write: it may be gone, or serve the slot no more
 				}
 				mu.Lock()
 				for _, p := range ps {
