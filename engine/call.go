@@ -228,18 +228,15 @@ func (e *Engine) pipeline(ctx context.Context, c redis.Cmdable, natives []redis.
 }
 
 // movedOrDown reports whether a command sent straight to a cluster node found it gone or no
-// longer serving the slot.
+// longer serving the slot (topologyChanged, the cluster client hook's rule).
 func movedOrDown(natives []redis.Cmder, cmds []*redis.Cmd, todo []int) bool {
-	bad := func(err error) bool {
-		return err != nil && (errors.Is(redisErr(err), ErrUnavailable) || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK"))
-	}
 	for _, n := range natives {
-		if bad(n.Err()) {
+		if topologyChanged(n.Err()) {
 			return true
 		}
 	}
 	for _, i := range todo {
-		if bad(cmds[i].Err()) {
+		if topologyChanged(cmds[i].Err()) {
 			return true
 		}
 	}
