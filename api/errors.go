@@ -15,6 +15,7 @@ import (
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/schedules"
+	"github.com/flashhold/flashhold/stockfile"
 )
 
 // Error is an API error: an HTTP status, a stable code and a message for people.
@@ -36,6 +37,10 @@ func toError(err error) *Error {
 	var ae *Error
 	if errors.As(err, &ae) {
 		return ae
+	}
+	var fe *stockfile.Error
+	if errors.As(err, &fe) {
+		return &Error{fe.Status, fe.Code, fe.Message}
 	}
 	var ve *engine.ValidationError
 	if errors.As(err, &ve) {

@@ -3,90 +3,17 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/stockfile"
 )
-
-// change is one vendor stock change as the API accepts it: either a new absolute
-// stock_quantity, or a change_type with a signed quantity_change.
-type change struct {
-	Location       string `json:"location"`
-	SKU            string `json:"sku"`
-	ItemID         string `json:"item_id"` // another name for sku
-	StockQuantity  *int64 `json:"stock_quantity"`
-	ChangeType     string `json:"change_type"`
-	QuantityChange *int64 `json:"quantity_change"`
-	TransactionID  string `json:"transaction_id"`
-	Reason         string `json:"reason"`
-}
-
-// toAdjust checks a change and turns it into an engine request. Signs follow the vendor's
-// view: PURCHASE and SPOILAGE take units away (negative), RESTOCK adds (positive),
-// ADJUSTMENT corrects either way.
-func (ch change) toAdjust(actor string) (engine.AdjustRequest, error) {
-	sku := ch.SKU
-	if sku == "" {
-		sku = ch.ItemID
-	} else if ch.ItemID != "" && ch.ItemID != sku {
-		return engine.AdjustRequest{}, errorf(http.StatusUnprocessableEntity, "invalid", "sku and item_id differ")
-	}
-	req := engine.AdjustRequest{Location: ch.Location, SKU: sku, TransactionID: ch.TransactionID, Actor: actor, Reason: ch.Reason}
-	if ch.Location == "" {
-		return req, errorf(http.StatusUnprocessableEntity, "invalid", "location is required")
-	}
-	if ch.StockQuantity != nil {
-		if ch.ChangeType != "" || ch.QuantityChange != nil {
-			return req, errorf(http.StatusUnprocessableEntity, "invalid", "give stock_quantity or change_type with quantity_change, not both")
-		}
-		req.Kind, req.Qty = engine.Set, *ch.StockQuantity
-		return req, nil
-	}
-	if ch.QuantityChange == nil {
-		return req, errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change (or stock_quantity) is required")
-	}
-	q := *ch.QuantityChange
-	sign := func(want int, what string) error {
-		if (want < 0 && q >= 0) || (want > 0 && q <= 0) {
-			return errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change: %s needs a %s quantity, got %d", ch.ChangeType, what, q)
-		}
-		return nil
-	}
-	var err error
-	switch ch.ChangeType {
-	case "PURCHASE":
-		err = sign(-1, "negative")
-		req.Kind, req.Qty = engine.Adjustment, q
-		if req.Reason == "" {
-			req.Reason = "PURCHASE"
-		}
-	case "RESTOCK":
-		err = sign(1, "positive")
-		req.Kind, req.Qty = engine.Restock, q
-	case "SPOILAGE":
-		err = sign(-1, "negative")
-		req.Kind, req.Qty = engine.Spoilage, -q
-	case "ADJUSTMENT":
-		if q == 0 {
-			err = errorf(http.StatusUnprocessableEntity, "invalid", "quantity_change: ADJUSTMENT needs a non-zero quantity")
-		}
-		req.Kind, req.Qty = engine.Adjustment, q
-	case "":
-		err = errorf(http.StatusUnprocessableEntity, "invalid", "change_type is required with quantity_change")
-	default:
-		err = errorf(http.StatusUnprocessableEntity, "invalid", "change_type must be PURCHASE, RESTOCK, SPOILAGE or ADJUSTMENT, got %q", ch.ChangeType)
-	}
-	return req, err
-}
 
 // applyChange checks the pool belongs to the vendor and applies the change.
 func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (*engine.AdjustResult, error) {
@@ -114,7 +41,7 @@ func (s *Server) vendorUpdate(c *call) error {
 	if err := c.vendorScope(vendor); err != nil {
 		return err
 	}
-	var ch change
+	var ch stockfile.Change
 	if err := decodeJSON(c.rc.PostBody(), &ch); err != nil {
 		return err
 	}
@@ -128,7 +55,7 @@ func (s *Server) vendorUpdate(c *call) error {
 	if ch.TransactionID == "" {
 		return errorf(http.StatusBadRequest, "missing_transaction_id", "give transaction_id in the body or an Idempotency-Key header")
 	}
-	req, err := ch.toAdjust(c.actor())
+	req, err := ch.ToAdjust(c.actor())
 	if err != nil {
 		return err
 	}
@@ -145,22 +72,15 @@ func (s *Server) vendorUpdate(c *call) error {
 		c.rc.Response.Header.Set("Idempotent-Replayed", "true")
 	}
 	return c.json(http.StatusOK, map[string]any{"vendor_id": vendor, "location": req.Location, "sku": req.SKU,
-		"item_id": req.SKU, "change_type": changeTypeOf(ch), "previous_stock": res.Before, "new_stock": res.After,
+		"item_id": req.SKU, "change_type": ch.Type(), "previous_stock": res.Before, "new_stock": res.After,
 		"transaction_id": req.TransactionID, "replayed": res.Replayed})
-}
-
-func changeTypeOf(ch change) string {
-	if ch.StockQuantity != nil {
-		return "SET"
-	}
-	return ch.ChangeType
 }
 
 // bulkRow is one row of a bulk update, numbered as the caller sees it (JSON: 1-based index;
 // CSV: line number, the header being line 1).
 type bulkRow struct {
 	Row int
-	change
+	stockfile.Change
 }
 
 type rowResult struct {
@@ -191,11 +111,13 @@ func rejected(row int, err error) rowResult {
 // the columns). Rows that cannot be read come back as rejected results; an error means the
 // body as a whole could not be read.
 func decodeBulk(contentType string, body []byte, maxRows int) ([]bulkRow, []rowResult, error) {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	switch mt {
-	case "application/json", "":
+	format, err := stockfile.Format(contentType)
+	if err != nil {
+		return nil, nil, err
+	}
+	if format == stockfile.JSON {
 		var b struct {
-			Items []change `json:"items"`
+			Items []stockfile.Change `json:"items"`
 		}
 		if err := decodeJSON(body, &b); err != nil {
 			return nil, nil, err
@@ -205,86 +127,33 @@ func decodeBulk(contentType string, body []byte, maxRows int) ([]bulkRow, []rowR
 		}
 		rows := make([]bulkRow, len(b.Items))
 		for i, it := range b.Items {
-			rows[i] = bulkRow{Row: i + 1, change: it}
+			rows[i] = bulkRow{Row: i + 1, Change: it}
 		}
 		return rows, nil, nil
-	case "text/csv":
-		return decodeBulkCSV(body, maxRows)
 	}
-	return nil, nil, errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json or text/csv, not %q", mt)
-}
-
-var bulkColumns = map[string]bool{"location": true, "sku": true, "item_id": true, "stock_quantity": true,
-	"change_type": true, "quantity_change": true, "transaction_id": true, "reason": true}
-
-func decodeBulkCSV(body []byte, maxRows int) ([]bulkRow, []rowResult, error) {
-	r := csv.NewReader(bytes.NewReader(body))
-	r.FieldsPerRecord = -1
-	r.TrimLeadingSpace = true
-	header, err := r.Read()
+	r, err := stockfile.NewReader(format, bytes.NewReader(body))
 	if err != nil {
-		return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: %v", err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		name := strings.ToLower(strings.TrimSpace(h))
-		if !bulkColumns[name] {
-			return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: unknown column %q", h)
-		}
-		if _, dup := col[name]; dup {
-			return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: column %q twice", h)
-		}
-		col[name] = i
-	}
-	if _, ok := col["location"]; !ok {
-		return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV header: a location column is required")
+		return nil, nil, err
 	}
 	var rows []bulkRow
 	var bad []rowResult
-	for line := 2; ; line++ {
-		rec, err := r.Read()
+	for {
+		row, err := r.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return rows, bad, nil
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		if len(rows)+len(bad) >= maxRows {
 			return nil, nil, errorf(http.StatusRequestEntityTooLarge, "too_many_rows", "more than %d rows; at most %d per request", maxRows, maxRows)
 		}
-		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return nil, nil, errorf(http.StatusBadRequest, "bad_request", "CSV: %v", err)
-			}
-			bad = append(bad, rejected(line, errorf(http.StatusBadRequest, "bad_request", "CSV: %v", pe.Err)))
+		if row.Err != nil {
+			bad = append(bad, rejected(row.N, row.Err))
 			continue
 		}
-		get := func(name string) string {
-			if i, ok := col[name]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		ch := change{Location: get("location"), SKU: get("sku"), ItemID: get("item_id"), ChangeType: get("change_type"),
-			TransactionID: get("transaction_id"), Reason: get("reason")}
-		var numErr error
-		num := func(name string) *int64 {
-			s := get(name)
-			if s == "" {
-				return nil
-			}
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil && numErr == nil {
-				numErr = errorf(http.StatusUnprocessableEntity, "invalid", "%s: %q is not a whole number", name, s)
-			}
-			return &n
-		}
-		ch.StockQuantity, ch.QuantityChange = num("stock_quantity"), num("quantity_change")
-		if numErr != nil {
-			bad = append(bad, rejected(line, numErr))
-			continue
-		}
-		rows = append(rows, bulkRow{Row: line, change: ch})
+		rows = append(rows, bulkRow{Row: row.N, Change: row.Change})
 	}
-	return rows, bad, nil
 }
 
 func (s *Server) vendorBulk(c *call) error {
@@ -336,7 +205,7 @@ func (s *Server) bulkOne(c *call, vendor, key string, row bulkRow) rowResult {
 	if row.TransactionID == "" {
 		return rejected(row.Row, errorf(http.StatusBadRequest, "missing_transaction_id", "give the row a transaction_id, or send an Idempotency-Key header"))
 	}
-	req, err := row.toAdjust(c.actor())
+	req, err := row.ToAdjust(c.actor())
 	if err != nil {
 		return rejected(row.Row, err)
 	}
