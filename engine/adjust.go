@@ -179,6 +179,12 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 	if err != nil {
 		return nil, err
 	}
+	return e.adjustReply(ctx, p, s, qty, req.TransactionID, r)
+}
+
+// adjustReply reads adjust's reply (or one of adjust_batch's) for a change of qty units of p's
+// shard s with transaction id tx.
+func (e *Engine) adjustReply(ctx context.Context, p *pool, s int, qty int64, tx string, r reply) (*AdjustResult, error) {
 	switch r.code() {
 	case "OK":
 		res := &AdjustResult{Before: r.int(1), After: r.int(2), Replayed: r.str(3) == "replay"}
@@ -191,11 +197,11 @@ func (e *Engine) adjustShard(ctx context.Context, p *pool, s int, kind string, q
 	case "TOO_MANY":
 		return nil, tooMany(p, r.int(1))
 	case "IDEM_MISMATCH":
-		return nil, fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, req.TransactionID)
+		return nil, fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, tx)
 	case "UNKNOWN_POOL":
 		return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
 	case "FENCED":
-		return nil, fencedErr(part, r)
+		return nil, fencedErr(p.partitions[s], r)
 	}
 	return nil, fmt.Errorf("adjust: unexpected reply %v", []any(r))
 }

@@ -231,6 +231,35 @@ func (e *Engine) VendorPools(ctx context.Context, vendor, after string, limit in
 	return out, more, err
 }
 
+// VendorPoolCount is how many pools vendor has.
+func (e *Engine) VendorPoolCount(ctx context.Context, vendor string) (int64, error) {
+	if !idPattern.MatchString(vendor) {
+		return 0, invalid("vendor", "must match %s", idPattern)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	n, err := e.rdb.SCard(ctx, e.ks.vendorKey(vendor)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count pools of %s: %w", vendor, redisErr(err))
+	}
+	return n, nil
+}
+
+// PoolsOf reads the configurations of many pools in one round trip; pools that do not exist
+// are left out.
+func (e *Engine) PoolsOf(ctx context.Context, keys []PoolKey) ([]PoolConfig, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.String()
+	}
+	return e.loadPools(ctx, names)
+}
+
 // loadPools reads the configurations of the pools named by keys ("location|sku"); keys with
 // no configuration are left out.
 func (e *Engine) loadPools(ctx context.Context, keys []string) ([]PoolConfig, error) {

@@ -50,8 +50,10 @@ local SEQ, HEAD
 local BATCH
 local STOCK       -- counter field -> number, or false when it does not exist
 local STOCK_DIRTY -- counter fields to write (or delete, when false) at flush
-local NEW_HOLDS, NEW_EXP -- HSET and ZADD arguments of the parts placed
+local NEW_HOLDS, NEW_EXP -- HSET and ZADD arguments of the parts placed (and transactions made)
 local PLACED      -- part -> record, for a part placed earlier in this call
+local NEW_GC      -- ZADD arguments of the gc index, for the records made in this call
+local TXS         -- transaction field -> record, or false: read at the start, made since
 
 -- begin starts a call: it binds the call's keys and arguments and resets the per-call state.
 local function begin(keys, args)
@@ -62,6 +64,7 @@ local function begin(keys, args)
   NOW = tonumber(NOW_S)
   SEQ, HEAD, BATCH = nil, nil, false
   STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED = {}, {}, {}, {}, {}
+  NEW_GC, TXS = {}, {}
 end
 
 -- call_chunked calls cmd key with args in slices (Lua's unpack has a stack limit).
@@ -85,6 +88,7 @@ local function flush()
     call_chunked('HDEL', K_STOCK, del)
     call_chunked('HSET', K_HOLDS, NEW_HOLDS)
     call_chunked('ZADD', K_EXP, NEW_EXP)
+    call_chunked('ZADD', K_GC, NEW_GC)
   end
   if SEQ then
     redis.call('HSET', K_META, 'seq', SEQ, 'head', HEAD)
@@ -430,9 +434,9 @@ local function place_one(r)
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
   local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp, r.owner)
   if BATCH then
-    local n = #NEW_HOLDS
+    local n, m = #NEW_HOLDS, #NEW_EXP
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
-    NEW_EXP[n + 1], NEW_EXP[n + 2] = r.exp_s, r.part
+    NEW_EXP[m + 1], NEW_EXP[m + 2] = r.exp_s, r.part
     PLACED[r.part] = rec
   else
     redis.call('HSET', K_HOLDS, r.part, rec)
@@ -556,4 +560,142 @@ local function batch_begin()
     return {'FENCED', fence}
   end
   BATCH = true
+end
+
+-- ADJ_WIDTH: the values of one change in adjust's ARGV (ARGV[3..15]), and in adjust_batch's.
+local ADJ_WIDTH = 13
+
+-- read_adjust checks the change whose values start at ARGV[i] (in the order of adjust.lua's
+-- ARGV[3..15]) and returns it; create allows CREATE (not in a batch).
+local function read_adjust(op, i, create)
+  local a = {loc = need_text(op, i, 'location'), sku = need_text(op, i + 1, 'sku'),
+    shard = need_int(op, i + 2, 'shard', 0, 1023), kind = ARGV[i + 3]}
+  if a.kind == 'CREATE' then
+    if not create then
+      bad(op, 'kind', a.kind)
+    end
+    return a
+  end
+  a.n = need_int(op, i + 4, 'n', -MAX_QTY, MAX_COUNT)
+  a.tx, a.fp = need_text(op, i + 5, 'transaction id'), need_text(op, i + 6, 'fingerprint')
+  a.actor, a.reason = need_text(op, i + 7, 'actor'), need_text(op, i + 8, 'reason')
+  a.keep_ms, a.ceiling = need_int(op, i + 9, 'keep', 0, MAX_MS), need_int(op, i + 10, 'ceiling', 0, MAX_COUNT)
+  a.whole_before, a.whole_delta = ARGV[i + 11] or '', ARGV[i + 12] or ''
+  if a.whole_before ~= '' then
+    need_int(op, i + 11, 'pool before', 0, MAX_COUNT)
+    need_int(op, i + 12, 'whole change', -MAX_COUNT, MAX_COUNT)
+  end
+  return a
+end
+
+-- tx_record is the record of transaction field tf, or nil: in a batch from TXS (see
+-- prefetch_adjust), else from Redis.
+local function tx_record(tf)
+  if not BATCH then
+    return redis.call('HGET', K_HOLDS, tf)
+  end
+  local v = TXS[tf]
+  if v == nil then
+    v = redis.call('HGET', K_HOLDS, tf)
+    TXS[tf] = v
+  end
+  return v or nil
+end
+
+-- tx_write makes transaction field tf's record, forgotten after keep_ms; in a batch it is
+-- written with the others at flush.
+local function tx_write(tf, record, keep_ms)
+  if not BATCH then
+    redis.call('HSET', K_HOLDS, tf, record)
+    forget_at('h:' .. tf, keep_ms)
+    return
+  end
+  TXS[tf] = record
+  local n, m = #NEW_HOLDS, #NEW_GC
+  NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = tf, record
+  NEW_GC[m + 1], NEW_GC[m + 2] = NOW + keep_ms, 'h:' .. tf
+end
+
+-- prefetch_adjust reads, for a batch of changes, every transaction record and counter they
+-- read, with one HMGET per thousand fields instead of one HGET each.
+local function prefetch_adjust(changes)
+  local tfs, fs = {}, {}
+  for _, a in ipairs(changes) do
+    local f = field(a.loc, a.sku, a.shard)
+    tfs[#tfs + 1] = 'i:tx:' .. a.tx
+    fs[#fs + 1], fs[#fs + 2] = f, f .. '|r'
+  end
+  for i = 1, #tfs, 1000 do
+    local vals = redis.call('HMGET', K_HOLDS, unpack(tfs, i, math.min(i + 999, #tfs)))
+    for j = 1, #vals do
+      TXS[tfs[i + j - 1]] = vals[j]
+    end
+  end
+  for i = 1, #fs, 1000 do
+    local vals = redis.call('HMGET', K_STOCK, unpack(fs, i, math.min(i + 999, #fs)))
+    for j = 1, #vals do
+      STOCK[fs[i + j - 1]] = tonumber(vals[j]) or false
+    end
+  end
+end
+
+-- adjust_one applies a change read by read_adjust to its shard and returns adjust's reply.
+local function adjust_one(a)
+  local f = field(a.loc, a.sku, a.shard)
+  if a.kind == 'CREATE' then
+    local cur = redis.call('HGET', K_STOCK, f)
+    if not cur then
+      cur = 0
+      redis.call('HSET', K_STOCK, f, 0, f .. '|h', 0, f .. '|c', 0, f .. '|r', 0, f .. '|t', 0)
+    end
+    return {'OK', tonumber(cur), tonumber(cur), 'new'}
+  end
+  local tf = 'i:tx:' .. a.tx
+  local prior = tx_record(tf)
+  if prior then
+    local r = split(prior)
+    if r[1] ~= a.fp then
+      return {'IDEM_MISMATCH'}
+    end
+    return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay', r[4] or '', r[5] or ''}
+  end
+  local before = stock_get(f)
+  if not before then
+    return {'UNKNOWN_POOL'}
+  end
+  local n, kind, reason = a.n, a.kind, a.reason
+  local delta, typ = 0, 'ADJUSTED'
+  if kind == 'RESTOCK' then
+    delta, typ = n, 'RESTOCKED'
+  elseif kind == 'SPOILAGE' then
+    delta, typ = -n, 'SPOILED'
+  elseif kind == 'ADJUSTMENT' then
+    delta = n
+  elseif kind == 'SET' then
+    delta = n - before
+    if reason == '' then
+      reason = 'SET'
+    end
+  elseif kind == 'WRITEOFF' then
+    delta, typ = -before, 'SPOILED'
+  else
+    return redis.error_reply('ERR adjust: unknown kind ' .. kind)
+  end
+  if before + delta < 0 then
+    return {'INSUFFICIENT', before}
+  end
+  if delta > 0 and before + delta > a.ceiling then
+    return {'TOO_MANY', before}
+  end
+  local after = before
+  if delta ~= 0 then
+    after = avail_incr(f, delta)
+    emit(typ, a.loc, a.sku, a.shard, delta, after, 0, '', 0, '', a.tx, a.actor, reason, 0)
+  end
+  local record = a.fp .. '|' .. before .. '|' .. after
+  if a.whole_before ~= '' then
+    record = record .. '|' .. a.whole_before .. '|' .. a.whole_delta
+  end
+  tx_write(tf, record, a.keep_ms)
+  return {'OK', before, after, 'new', a.whole_before, a.whole_delta}
 end

@@ -20,7 +20,7 @@ var files embed.FS
 // Names lists every operation script.
 var Names = []string{
 	"reserve", "reserve_batch", "commit", "release", "end_batch", "extend", "void", "claim", "settle",
-	"hold_end", "sweep", "adjust", "transfer_out", "transfer_in", "transfer_settle", "transfer_done",
+	"hold_end", "sweep", "adjust", "adjust_batch", "transfer_out", "transfer_in", "transfer_settle", "transfer_done",
 	"fence", "snapshot", "lease", "repair", "rebase", "carry", "trim",
 }
 

@@ -1,0 +1,174 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// AdjustOutcome is what became of one change of AdjustMany: its result, or the error Adjust
+// would have given.
+type AdjustOutcome struct {
+	Result *AdjustResult
+	Err    error
+}
+
+// AdjustMany applies vendor's changes, each as Adjust would apply it alone, and the changes of
+// any one pool in the order given; it is how an import applies a batch of rows without a
+// round trip per row. The pools are read in one round trip, the transaction ids claimed in
+// another, then the changes of single-shard pools go as one adjust_batch call per partition,
+// all in one pipeline; changes of sharded pools go through Adjust, one at a time in order.
+// A change of a pool that is not vendor's is refused as ErrUnknownPool. A change whose call
+// Redis did not answer gets ErrUnavailable: it may or may not have been made, and sending it
+// again with the same transaction id makes it at most once.
+func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustRequest) []AdjustOutcome {
+	out := make([]AdjustOutcome, len(reqs))
+	pools := e.poolsFor(ctx, reqs, out)
+	for i := range reqs {
+		if out[i].Err == nil && pools[i].Vendor != vendor {
+			out[i].Err = fmt.Errorf("%w: vendor %s has no %s at %s", ErrUnknownPool, vendor, reqs[i].SKU, reqs[i].Location)
+		}
+	}
+	fps := make([]string, len(reqs))
+	claims := make([]*redis.StringCmd, len(reqs))
+	var cmds []redis.Cmder
+	for i, r := range reqs {
+		if out[i].Err != nil {
+			continue
+		}
+		fps[i] = fingerprint(r.Location, r.SKU, r.Kind, strconv.FormatInt(r.Qty, 10), r.Reason)
+		v := pools[i].Vendor
+		claims[i] = redis.NewStringCmd(ctx, "set", e.ks.txKey(e.keyPartition(v+":"+r.TransactionID), v, r.TransactionID), fps[i],
+			"nx", "get", "px", e.cfg.IdempotencyTTL.Milliseconds())
+		cmds = append(cmds, claims[i])
+	}
+	if len(cmds) > 0 {
+		_ = e.plain(ctx, cmds...)
+	}
+	// The single-shard changes, by partition, in order; a pool with a sharded change is left
+	// to Adjust, in order.
+	byPart := map[int][]int{}
+	var parts []int
+	var sharded []int
+	for i, r := range reqs {
+		if out[i].Err != nil {
+			continue
+		}
+		if err := nativeErr(claims[i]); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if prior := claims[i].Val(); prior != "" && prior != fps[i] {
+			out[i].Err = fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, r.TransactionID)
+			continue
+		}
+		if pools[i].Shards > 1 {
+			sharded = append(sharded, i)
+			continue
+		}
+		p := pools[i].partitions[0]
+		if _, seen := byPart[p]; !seen {
+			parts = append(parts, p)
+		}
+		byPart[p] = append(byPart[p], i)
+	}
+	e.adjustBatches(ctx, reqs, pools, fps, parts, byPart, out)
+	for _, i := range sharded {
+		res, err := e.adjustSharded(ctx, pools[i], reqs[i], pools[i].Vendor+":"+reqs[i].TransactionID, fps[i])
+		out[i] = AdjustOutcome{Result: res, Err: err}
+	}
+	return out
+}
+
+// poolsFor validates reqs and finds each one's pool (from the cache, the others in one round
+// trip), setting out[i].Err for a change that is invalid or names no pool.
+func (e *Engine) poolsFor(ctx context.Context, reqs []AdjustRequest, out []AdjustOutcome) []*pool {
+	pools := make([]*pool, len(reqs))
+	var missing []string
+	want := map[PoolKey][]int{}
+	for i := range reqs {
+		if err := validateAdjust(&reqs[i]); err != nil {
+			out[i].Err = err
+			continue
+		}
+		k := PoolKey{reqs[i].Location, reqs[i].SKU}
+		if p := e.pools.get(k); p != nil {
+			pools[i] = p
+			continue
+		}
+		if _, seen := want[k]; !seen {
+			missing = append(missing, k.String())
+		}
+		want[k] = append(want[k], i)
+	}
+	if len(missing) == 0 {
+		return pools
+	}
+	lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	configs, err := e.loadPools(lctx, missing)
+	cancel()
+	for _, c := range configs {
+		p := e.newPool(c)
+		e.pools.put(p)
+		for _, i := range want[c.Key()] {
+			pools[i] = p
+		}
+	}
+	for k, idx := range want {
+		for _, i := range idx {
+			switch {
+			case err != nil:
+				out[i].Err = err
+			case pools[i] == nil:
+				out[i].Err = e.noShard(ctx, k.SKU+" at "+k.Location)
+			}
+		}
+	}
+	return pools
+}
+
+// adjustBatches sends one adjust_batch call per partition, all in one pipeline, and reads
+// each change's reply.
+func (e *Engine) adjustBatches(ctx context.Context, reqs []AdjustRequest, pools []*pool, fps []string, parts []int, byPart map[int][]int, out []AdjustOutcome) {
+	if len(parts) == 0 {
+		return
+	}
+	calls := make([]opCall, len(parts))
+	keep := e.cfg.IdempotencyTTL.Milliseconds()
+	for c, p := range parts {
+		args := make([][]any, len(byPart[p]))
+		for j, i := range byPart[p] {
+			r, pl := reqs[i], pools[i]
+			args[j] = []any{pl.Location, pl.SKU, 0, r.Kind, r.Qty, pl.Vendor + ":" + r.TransactionID, fps[i], owner(r.Actor),
+				r.Reason, keep, MaxAvailable, "", ""}
+		}
+		calls[c] = opCall{name: "adjust_batch", p: p, args: args}
+	}
+	replies, errs := e.runAll(ctx, e.nowMs(), calls)
+	for c, p := range parts {
+		idx := byPart[p]
+		if errs[c] == nil && replies[c].code() == "FENCED" {
+			errs[c] = fencedErr(p, replies[c])
+		}
+		if errs[c] == nil && len(replies[c]) != len(idx) {
+			errs[c] = fmt.Errorf("adjust_batch on partition %d: %d replies for %d changes", p, len(replies[c]), len(idx))
+		}
+		for j, i := range idx {
+			if errs[c] != nil {
+				out[i].Err = errs[c]
+				continue
+			}
+			r, ok := replies[c][j].([]any)
+			if !ok {
+				out[i].Err = fmt.Errorf("adjust_batch: unexpected reply %v", replies[c][j])
+				continue
+			}
+			out[i].Result, out[i].Err = e.adjustReply(ctx, pools[i], 0, reqs[i].Qty, reqs[i].TransactionID, reply(r))
+			if out[i].Err == nil && out[i].Result.After > out[i].Result.Before {
+				e.forgetSoldOut(pools[i].Key())
+			}
+		}
+	}
+}

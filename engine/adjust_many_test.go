@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestAdjustMany: a batch of changes gives each change the answer Adjust gives it alone, in
+// order per pool (single-shard and sharded pools, several changes of one pool, a SET to the
+// count it has, refusals of every kind), with one event per change of the count; sent again,
+// every change is replayed and nothing changes; the streams replay to the counters.
+func TestAdjustMany(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		e := newEngine(t, rdb, nil)
+		ctx := context.Background()
+		for i := range 6 {
+			makePool(t, e, PoolConfig{Location: "s", SKU: fmt.Sprint("p", i), Vendor: "acme", Shards: 1}, 10)
+		}
+		makePool(t, e, PoolConfig{Location: "s", SKU: "wide", Vendor: "acme", Shards: 4}, 40)
+		makePool(t, e, PoolConfig{Location: "s", SKU: "theirs", Vendor: "other", Shards: 1}, 10)
+		req := func(sku, kind string, qty int64, tx string) AdjustRequest {
+			return AdjustRequest{Location: "s", SKU: sku, Kind: kind, Qty: qty, TransactionID: tx, Actor: "importer"}
+		}
+		reqs := []AdjustRequest{
+			req("p0", Set, 100, "r1"),           // 10 -> 100
+			req("p0", Restock, 2, "r2"),         // 100 -> 102
+			req("p0", Spoilage, 1, "r3"),        // 102 -> 101
+			req("p1", Set, 10, "r4"),            // unchanged, no event
+			req("p2", Spoilage, 50, "r5"),       // refused: 10 available
+			req("p3", Adjustment, -4, "r6"),     // 10 -> 6
+			req("nothing", Restock, 1, "r7"),    // no such pool
+			req("theirs", Restock, 1, "r8"),     // another vendor's
+			req("p4", Restock, 0, "r9"),         // invalid
+			req("wide", Spoilage, 25, "r10"),    // sharded: 40 -> 15
+			req("wide", Restock, 5, "r11"),      // 15 -> 20
+			req("p5", Restock, 1, "initial-p5"), // the id of another change (the seed's RESTOCK 10)
+			req("p4", Set, MaxAvailable+1, "r13"),
+		}
+		want := []string{"10>100", "100>102", "102>101", "10>10", "insufficient", "10>6", "unknown_pool", "unknown_pool",
+			"invalid", "40>15", "15>20", "mismatch", "invalid"}
+		describe := func(o AdjustOutcome) string {
+			switch {
+			case o.Err == nil:
+				return fmt.Sprintf("%d>%d", o.Result.Before, o.Result.After)
+			case errors.Is(o.Err, ErrInsufficient):
+				return "insufficient"
+			case errors.Is(o.Err, ErrUnknownPool):
+				return "unknown_pool"
+			case errors.Is(o.Err, ErrInvalid):
+				return "invalid"
+			case errors.Is(o.Err, ErrIdempotencyMismatch):
+				return "mismatch"
+			}
+			return o.Err.Error()
+		}
+		check := func(replayed bool) {
+			t.Helper()
+			out := e.AdjustMany(ctx, "acme", append([]AdjustRequest(nil), reqs...))
+			for i, o := range out {
+				if got := describe(o); got != want[i] {
+					t.Errorf("change %d (%s %s %d): %s, want %s", i, reqs[i].SKU, reqs[i].Kind, reqs[i].Qty, got, want[i])
+				}
+				if o.Err == nil && o.Result.Replayed != replayed {
+					t.Errorf("change %d replayed %v, want %v", i, o.Result.Replayed, replayed)
+				}
+			}
+		}
+		check(false)
+		check(true)
+		for sku, n := range map[string]int64{"p0": 101, "p1": 10, "p2": 10, "p3": 6, "wide": 20, "theirs": 10} {
+			a, err := e.Availability(ctx, "s", sku)
+			if err != nil || a.Available != n {
+				t.Fatalf("%s: %v available (%v), want %d", sku, a, err, n)
+			}
+		}
+		// Exactly one event for each change of a count, none for the others, after both batches.
+		perTx := map[string]int{}
+		for _, evs := range checkInvariants(t, e) {
+			for _, ev := range evs {
+				perTx[ev.Idem]++
+			}
+		}
+		for i, r := range reqs {
+			n := 0
+			if w := want[i]; w != "10>10" && (w[0] >= '0' && w[0] <= '9') {
+				n = 1
+			}
+			tx := "acme:" + r.TransactionID
+			if r.SKU == "theirs" {
+				tx = "other:" + r.TransactionID
+			}
+			if r.TransactionID == "initial-p5" {
+				n = 1 // the seed's own event
+			}
+			if perTx[tx] != n {
+				t.Errorf("change %d (%s): %d events, want %d", i, tx, perTx[tx], n)
+			}
+		}
+	})
+}
