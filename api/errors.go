@@ -14,6 +14,7 @@ import (
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
+	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/schedules"
 	"github.com/flashhold/flashhold/stockfile"
 )
@@ -62,6 +63,8 @@ func toError(err error) *Error {
 		{schedules.ErrNotFound, http.StatusNotFound, "schedule_not_found"},
 		{guardrails.ErrNotFound, http.StatusNotFound, "quarantine_not_found"},
 		{guardrails.ErrDecided, http.StatusConflict, "already_decided"},
+		{imports.ErrNotFound, http.StatusNotFound, "import_not_found"},
+		{imports.ErrNotHeld, http.StatusConflict, "not_held"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},

@@ -71,40 +71,29 @@ type quarantined struct{ item guardrails.Item }
 
 func (q *quarantined) Error() string { return "quarantined: " + q.item.Rule }
 
-// afterChange is the pool's available count after req, from before.
-func afterChange(req engine.AdjustRequest, before int64) int64 {
-	switch req.Kind {
-	case engine.Set:
-		return req.Qty
-	case engine.Spoilage:
-		return before - req.Qty
-	}
-	return before + req.Qty // RESTOCK, ADJUSTMENT (signed)
-}
-
 // hold quarantines req when it breaks vendor's limits (or was quarantined before), and
 // returns the quarantined change; nil when the change may be applied. A change the engine has
 // seen already (a retry) is left to it: its answer stands.
-func (s *Server) hold(c *call, vendor string, req engine.AdjustRequest) (*guardrails.Item, error) {
-	limits, err := s.limits(c.ctx, vendor)
+func (s *Server) hold(ctx context.Context, vendor string, req engine.AdjustRequest) (*guardrails.Item, error) {
+	limits, err := s.limits(ctx, vendor)
 	if err != nil || limits.Off() {
 		return nil, err
 	}
-	if prior, err := s.guard.Find(c.ctx, vendor, req.TransactionID); err != nil || prior != nil {
+	if prior, err := s.guard.Find(ctx, vendor, req.TransactionID); err != nil || prior != nil {
 		return prior, err
 	}
-	if known, err := s.eng.TransactionKnown(c.ctx, vendor, req.TransactionID); err != nil || known {
+	if known, err := s.eng.TransactionKnown(ctx, vendor, req.TransactionID); err != nil || known {
 		return nil, err
 	}
-	a, err := s.eng.Availability(c.ctx, req.Location, req.SKU)
+	a, err := s.eng.Availability(ctx, req.Location, req.SKU)
 	if err != nil {
 		return nil, err
 	}
-	rule := limits.Check(a.Available, afterChange(req, a.Available))
+	rule := limits.Check(a.Available, guardrails.After(req.Kind, req.Qty, a.Available))
 	if rule == "" {
 		return nil, nil
 	}
-	it, err := s.guard.Quarantine(c.ctx, guardrails.Item{Vendor: vendor, Location: req.Location, SKU: req.SKU, Kind: req.Kind,
+	it, err := s.guard.Quarantine(ctx, guardrails.Item{Vendor: vendor, Location: req.Location, SKU: req.SKU, Kind: req.Kind,
 		Qty: req.Qty, TransactionID: req.TransactionID, Actor: req.Actor, Reason: req.Reason, Before: a.Available, Rule: rule})
 	return &it, err
 }

@@ -15,6 +15,9 @@ type route struct {
 	h       handler
 	segs    []string
 	class   class // how it is admitted under load
+	// streamsBody: the handler reads the body as it comes (RequestBodyStream), however large;
+	// every other handler gets it whole, at most Config.MaxBody bytes.
+	streamsBody bool
 }
 
 type router struct {

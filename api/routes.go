@@ -20,6 +20,11 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate).class = finishing
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk).class = finishing
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports", vendors, s.createImport).streamsBody = true
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/imports", vendors, s.listImports)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/imports/{id}", vendors, s.getImport)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports/{id}/approve", vendors, s.decideImport(true))
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports/{id}/reject", vendors, s.decideImport(false))
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/subscribe", vendors, s.subscribe)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)

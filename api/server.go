@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/imports"
 )
 
 // Config is the HTTP server's configuration (package config reads it from the environment).
@@ -93,6 +95,9 @@ type Server struct {
 	// guard: the vendors' limits on stock changes and their quarantine (nil: off)
 	guard       Guardrails
 	guardLimits *limitsCache
+	// imports: the vendors' asynchronous imports (nil: off, without Postgres)
+	imports   Imports
+	importCfg imports.Config
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time
@@ -142,6 +147,7 @@ func New(cfg Config, eng *engine.Engine, keys []KeySpec, opts ...Option) (*Serve
 		WriteTimeout:                 cfg.WriteTimeout,
 		IdleTimeout:                  cfg.IdleTimeout,
 		MaxRequestBodySize:           cfg.MaxBody,
+		StreamRequestBody:            true, // imports; other routes read at most MaxBody (readBody)
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		CloseOnShutdown:              true,
@@ -308,7 +314,16 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	method := string(rc.Method())
 	label := "unmatched"
 	var span trace.Span
+	// A body larger than MaxBody, or sent in chunks, is still on the connection until a handler
+	// reads it: unless it was read whole, the connection cannot carry another request.
+	bodyRead := rc.RequestBodyStream() == nil
+	if n := rc.Request.Header.ContentLength(); n >= 0 && n <= s.cfg.MaxBody {
+		bodyRead = true
+	}
 	defer func() {
+		if !bodyRead {
+			rc.SetConnectionClose()
+		}
 		if p := recover(); p != nil {
 			s.log.Error().Interface("panic", p).Str("path", string(rc.Path())).Msg("handler panicked")
 			rc.Response.Reset()
@@ -341,6 +356,13 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	if !rt.streamsBody {
+		if err := s.readBody(rc); err != nil {
+			s.writeError(rc, err)
+			return
+		}
+		bodyRead = true
+	}
 	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
 	defer cancel()
 	done, ok := s.admission.admit(ctx, rt.class)
@@ -353,6 +375,28 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	if err := rt.h(c); err != nil {
 		s.writeError(rc, err)
 	}
+}
+
+// readBody makes sure a request's body is in memory, whole and at most MaxBody bytes. The
+// server streams bodies (for imports): one that came with a Content-Length within the limit
+// was read whole before the handler; a longer one, or one sent in chunks, is read here.
+func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
+	st := rc.RequestBodyStream()
+	if st == nil {
+		return nil
+	}
+	if n := rc.Request.Header.ContentLength(); n >= 0 && n <= s.cfg.MaxBody {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(st, int64(s.cfg.MaxBody)+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "the request body could not be read")
+	}
+	if len(body) > s.cfg.MaxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody)
+	}
+	rc.Request.SetBody(body)
+	return nil
 }
 
 func (s *Server) authorize(c *call, roles []string) error {

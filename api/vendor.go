@@ -16,8 +16,8 @@ import (
 )
 
 // applyChange checks the pool belongs to the vendor and applies the change.
-func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (*engine.AdjustResult, error) {
-	p, err := s.eng.Pool(c.ctx, req.Location, req.SKU)
+func (s *Server) applyChange(ctx context.Context, vendor string, req engine.AdjustRequest) (*engine.AdjustResult, error) {
+	p, err := s.eng.Pool(ctx, req.Location, req.SKU)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +25,7 @@ func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (
 		return nil, fmt.Errorf("%w: vendor %s has no %s at %s", engine.ErrUnknownPool, vendor, req.SKU, req.Location)
 	}
 	if s.guard != nil {
-		held, err := s.hold(c, vendor, req)
+		held, err := s.hold(ctx, vendor, req)
 		if err != nil {
 			return nil, err
 		}
@@ -33,7 +33,7 @@ func (s *Server) applyChange(c *call, vendor string, req engine.AdjustRequest) (
 			return nil, &quarantined{*held}
 		}
 	}
-	return s.eng.Adjust(c.ctx, req)
+	return s.eng.Adjust(ctx, req)
 }
 
 func (s *Server) vendorUpdate(c *call) error {
@@ -59,7 +59,7 @@ func (s *Server) vendorUpdate(c *call) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.applyChange(c, vendor, req)
+	res, err := s.applyChange(c.ctx, vendor, req)
 	var q *quarantined
 	if errors.As(err, &q) {
 		return c.json(http.StatusAccepted, map[string]any{"vendor_id": vendor, "location": req.Location, "sku": req.SKU,
@@ -209,7 +209,7 @@ func (s *Server) bulkOne(c *call, vendor, key string, row bulkRow) rowResult {
 	if err != nil {
 		return rejected(row.Row, err)
 	}
-	res, err := s.applyChange(c, vendor, req)
+	res, err := s.applyChange(c.ctx, vendor, req)
 	var q *quarantined
 	if errors.As(err, &q) {
 		r := rejected(row.Row, errorf(http.StatusAccepted, "quarantined", "held back by a guardrail (quarantine %d): %s", q.item.ID, q.item.Rule))

@@ -21,6 +21,7 @@ import (
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
+	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/schedules"
@@ -51,6 +52,8 @@ type App struct {
 	pg       *pgxpool.Pool
 	ln       net.Listener
 	services []Service
+	guards   *guardrails.Store
+	imports  *imports.Store
 	apiOpts  []api.Option
 	closers  []func() // what New opened, in order
 	// traces is the tracer provider (nil: tracing off); traceOpts change how it is built.
@@ -213,7 +216,10 @@ func (a *App) openLedger(ctx context.Context) error {
 		a.services = append(a.services, alerts.NewDetector(a.Engine, hooks, a.cfg.Alerts, a.log, time.Now),
 			alerts.NewDeliverer(hooks, a.cfg.Alerts, a.log))
 	}
-	a.apiOpts = append(a.apiOpts, api.WithGuardrails(guardrails.NewStore(a.pg, a.cfg.Guard)))
+	a.guards = guardrails.NewStore(a.pg, a.cfg.Guard)
+	a.apiOpts = append(a.apiOpts, api.WithGuardrails(a.guards))
+	a.imports = imports.NewStore(a.pg)
+	a.apiOpts = append(a.apiOpts, api.WithImports(a.imports, a.cfg.Import))
 	sched := schedules.NewStore(a.pg)
 	a.apiOpts = append(a.apiOpts, api.WithSchedules(sched))
 	if a.cfg.SchedulesOn {
@@ -234,6 +240,14 @@ func (a *App) openServer() error {
 		return err
 	}
 	a.Server = srv
+	if a.imports != nil && a.cfg.ImportsOn {
+		limits := func(ctx context.Context, vendor string) (guardrails.Limits, error) {
+			l, _, err := a.guards.Limits(ctx, vendor)
+			return l, err
+		}
+		a.services = append(a.services, imports.NewRunner(a.imports, srv.ImportRows, a.cfg.Import, a.log,
+			imports.WithFileCheck(a.Engine, limits)))
+	}
 	for _, s := range a.services {
 		if err := s.Register(srv.Registry()); err != nil {
 			return err

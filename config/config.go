@@ -19,6 +19,7 @@ import (
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
+	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/ledger"
 	"github.com/flashhold/flashhold/reconcile"
 	"github.com/flashhold/flashhold/schedules"
@@ -46,6 +47,10 @@ type Config struct {
 	SchedulesOn bool
 	// Guard is the limits of a vendor's stock changes for vendors without their own (0: off).
 	Guard guardrails.Limits
+	// Import is the vendors' asynchronous imports; ImportsOn applies them inside serve (with a
+	// ledger).
+	Import    imports.Config
+	ImportsOn bool
 	// MigrateOnStart applies the ledger migrations when serve starts.
 	MigrateOnStart bool
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
@@ -70,6 +75,8 @@ func Default() Config {
 		AlertsOn:        true,
 		Schedule:        schedules.DefaultConfig(),
 		SchedulesOn:     true,
+		Import:          imports.DefaultConfig(),
+		ImportsOn:       true,
 		PostgresURL:     "postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable",
 		ShutdownTimeout: 15 * time.Second,
 		LogLevel:        "info",
@@ -78,7 +85,7 @@ func Default() Config {
 
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule, c.Guard} {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule, c.Guard, c.Import} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashhold/flashhold/engine"
 )
 
 // Limits bound what one change may do to a pool; 0 turns a limit off.
@@ -19,6 +21,34 @@ type Limits struct {
 	MaxRelative float64 `json:"max_relative"`
 	// Ceiling: the most units a change may leave available.
 	Ceiling int64 `json:"ceiling"`
+	// FileMaxShare: the largest share of the vendor's pools one import may zero (from some
+	// units to none) or multiply (by FileFactor or more); a larger one is held for approval.
+	FileMaxShare float64 `json:"file_max_share"`
+	// FileFactor: how many times its units a pool must get to count as multiplied (0: 10).
+	FileFactor float64 `json:"file_factor"`
+}
+
+// defaultFileFactor is FileFactor when it is not set.
+const defaultFileFactor = 10
+
+// Factor is FileFactor, or its default.
+func (l Limits) Factor() float64 {
+	if l.FileFactor == 0 {
+		return defaultFileFactor
+	}
+	return l.FileFactor
+}
+
+// After is a pool's available count after a change of kind and qty (as the engine takes
+// them) from before.
+func After(kind string, qty, before int64) int64 {
+	switch kind {
+	case engine.Set:
+		return qty
+	case engine.Spoilage:
+		return before - qty
+	}
+	return before + qty // RESTOCK, ADJUSTMENT (signed)
 }
 
 // ErrInvalid wraps what is wrong with limits; the message names the field.
@@ -33,11 +63,15 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("%w: max_relative must not be negative, got %g", ErrInvalid, l.MaxRelative)
 	case l.Ceiling < 0:
 		return fmt.Errorf("%w: ceiling must not be negative, got %d", ErrInvalid, l.Ceiling)
+	case l.FileMaxShare < 0 || l.FileMaxShare > 1:
+		return fmt.Errorf("%w: file_max_share must be 0..1, got %g", ErrInvalid, l.FileMaxShare)
+	case l.FileFactor != 0 && l.FileFactor <= 1:
+		return fmt.Errorf("%w: file_factor must be more than 1 (or 0 for %d), got %g", ErrInvalid, defaultFileFactor, l.FileFactor)
 	}
 	return nil
 }
 
-// Off reports whether no limit is set.
+// Off reports whether no limit on a single change is set.
 func (l Limits) Off() bool { return l.MaxChange == 0 && l.MaxRelative == 0 && l.Ceiling == 0 }
 
 // Check names the limit a change from before to after available units breaks, or "".

@@ -29,8 +29,8 @@ func NewStore(pool *pgxpool.Pool, defaults Limits) *Store {
 // Limits reads vendor's limits, and whether they are its own (not the defaults).
 func (s *Store) Limits(ctx context.Context, vendor string) (Limits, bool, error) {
 	var l Limits
-	err := s.pool.QueryRow(ctx, `SELECT max_change, max_relative, ceiling FROM vendor_guardrails WHERE vendor_id = $1`, vendor).
-		Scan(&l.MaxChange, &l.MaxRelative, &l.Ceiling)
+	err := s.pool.QueryRow(ctx, `SELECT max_change, max_relative, ceiling, file_max_share, file_factor FROM vendor_guardrails
+		WHERE vendor_id = $1`, vendor).Scan(&l.MaxChange, &l.MaxRelative, &l.Ceiling, &l.FileMaxShare, &l.FileFactor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.defaults, false, nil
 	}
@@ -45,9 +45,10 @@ func (s *Store) SetLimits(ctx context.Context, vendor string, l Limits) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO vendor_guardrails (vendor_id, max_change, max_relative, ceiling) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (vendor_id) DO UPDATE SET max_change = $2, max_relative = $3, ceiling = $4, updated_at = now()`,
-		vendor, l.MaxChange, l.MaxRelative, l.Ceiling)
+	_, err := s.pool.Exec(ctx, `INSERT INTO vendor_guardrails (vendor_id, max_change, max_relative, ceiling, file_max_share, file_factor)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (vendor_id) DO UPDATE SET max_change = $2, max_relative = $3, ceiling = $4,
+		file_max_share = $5, file_factor = $6, updated_at = now()`,
+		vendor, l.MaxChange, l.MaxRelative, l.Ceiling, l.FileMaxShare, l.FileFactor)
 	if err != nil {
 		return fmt.Errorf("guardrails of %s: %w", vendor, err)
 	}

@@ -1,0 +1,345 @@
+package imports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/guardrails"
+	"github.com/flashhold/flashhold/internal/loop"
+	"github.com/flashhold/flashhold/stockfile"
+)
+
+// Outcome is what became of one row.
+type Outcome struct {
+	Status        string // Applied, Unchanged, RowRejected or Quarantined
+	Code, Message string // why it was rejected or quarantined
+	QuarantineID  int64
+}
+
+// Apply applies a batch of vendor's changes as the vendor API would apply each (the pool must
+// be the vendor's; guardrails may quarantine a change), the changes of any one pool in the
+// order given, and says what became of each: out[i] of reqs[i]. An error means some change
+// could not be decided now (Redis unavailable, a partition fenced): the batch is sent again
+// later, and what this attempt made is then replayed.
+type Apply func(ctx context.Context, vendor string, reqs []engine.AdjustRequest) ([]Outcome, error)
+
+// Pools is what the whole-file check reads of the engine.
+type Pools interface {
+	PoolsOf(ctx context.Context, keys []engine.PoolKey) ([]engine.PoolConfig, error)
+	Availabilities(ctx context.Context, configs []engine.PoolConfig) ([]*engine.Availability, error)
+	VendorPoolCount(ctx context.Context, vendor string) (int64, error)
+}
+
+// Limits reads a vendor's guardrails (for the whole-file check).
+type Limits func(ctx context.Context, vendor string) (guardrails.Limits, error)
+
+// Runner applies queued imports, one at a time per instance, any number of instances.
+type Runner struct {
+	store  *Store
+	apply  Apply
+	pools  Pools
+	limits Limits
+	cfg    Config
+	log    zerolog.Logger
+	owner  string
+
+	rows *prometheus.CounterVec
+	// afterBatch, when set, is called after each batch is recorded (tests).
+	afterBatch func(im *Import, next int64)
+}
+
+// Option changes a Runner.
+type Option func(*Runner)
+
+// WithOwner names the runner in its leases (default: this instance's id).
+func WithOwner(owner string) Option { return func(r *Runner) { r.owner = owner } }
+
+// WithFileCheck turns on the whole-file check: an import that would zero or multiply more of a
+// vendor's pools than its guardrails allow is held for approval before anything is applied.
+func WithFileCheck(pools Pools, limits Limits) Option {
+	return func(r *Runner) { r.pools, r.limits = pools, limits }
+}
+
+// AfterBatch calls f after each batch is recorded, with the next row to apply (tests).
+func AfterBatch(f func(im *Import, next int64)) Option { return func(r *Runner) { r.afterBatch = f } }
+
+// NewRunner returns a runner of store's imports, applying rows with apply.
+func NewRunner(store *Store, apply Apply, cfg Config, log zerolog.Logger, opts ...Option) *Runner {
+	r := &Runner{store: store, apply: apply, cfg: cfg, log: log, owner: loop.InstanceID(),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_import_rows_total",
+			Help: "Rows of vendors' imports dealt with, by outcome (applied, unchanged, rejected, quarantined)."}, []string{"outcome"})}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Register adds the runner's metrics to reg.
+func (r *Runner) Register(reg prometheus.Registerer) error { return reg.Register(r.rows) }
+
+// Run applies imports as they come until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	return loop.Run(ctx, r.cfg.Poll, r.cfg.Poll/2, func(ctx context.Context) error {
+		for {
+			did, err := r.RunOnce(ctx)
+			if err != nil || !did {
+				return err
+			}
+		}
+	}, func(err error) { r.log.Warn().Err(err).Msg("import pass failed") })
+}
+
+// RunOnce takes the oldest import waiting, if any, and works on it until it is done, held or
+// failed, or until it cannot go on now; it reports whether it took one.
+func (r *Runner) RunOnce(ctx context.Context) (bool, error) {
+	im, err := r.store.claim(ctx, r.owner, r.cfg.Lease)
+	if err != nil || im == nil {
+		return false, err
+	}
+	log := r.log.With().Str("import", im.ID).Str("vendor", im.Vendor).Logger()
+	log.Info().Int64("rows", im.TotalRows).Int64("from_row", im.nextRow).Int("attempt", im.Attempts).Msg("import started")
+	err = r.run(ctx, im)
+	switch {
+	case errors.Is(err, errLostLease):
+		log.Warn().Msg("import taken over by another instance")
+		return true, nil
+	case errors.Is(err, errFile):
+		log.Warn().Err(err).Msg("import failed")
+		return true, r.store.finish(ctx, im, r.owner, Failed, err.Error())
+	case err != nil:
+		// Tried again after a pause; what was recorded stands.
+		r.store.release(context.WithoutCancel(ctx), im, r.owner, r.cfg.Poll)
+		return true, fmt.Errorf("import %s: %w", im.ID, err)
+	}
+	return true, nil
+}
+
+// errFile: the upload cannot be read (it was read whole when it came, so only a damaged
+// store gets here).
+var errFile = errors.New("the file cannot be read")
+
+func (r *Runner) run(ctx context.Context, im *Import) error {
+	if !im.fileChecked && r.limits != nil {
+		reason, err := r.checkFile(ctx, im)
+		if err != nil {
+			return err
+		}
+		if reason != "" {
+			r.log.Info().Str("import", im.ID).Str("reason", reason).Msg("import held for approval")
+			return r.store.finish(ctx, im, r.owner, Held, reason)
+		}
+		if err := r.store.markChecked(ctx, im, r.owner); err != nil {
+			return err
+		}
+	}
+	rows, err := stockfile.NewReader(im.Format, r.store.open(ctx, im.ID))
+	if err != nil {
+		return fmt.Errorf("%w: %w", errFile, err)
+	}
+	batch := make([]item, 0, r.cfg.Batch)
+	for place := int64(1); ; place++ {
+		row, err := rows.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errFile, err)
+		}
+		if place < im.nextRow {
+			continue // done before a restart
+		}
+		batch = append(batch, item{place: place, Row: row})
+		if len(batch) == r.cfg.Batch {
+			if err := r.applyBatch(ctx, im, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		if err := r.applyBatch(ctx, im, batch); err != nil {
+			return err
+		}
+	}
+	if err := r.store.finish(ctx, im, r.owner, Done, ""); err != nil {
+		return err
+	}
+	r.log.Info().Str("import", im.ID).Msg("import done")
+	return nil
+}
+
+type item struct {
+	place int64
+	stockfile.Row
+}
+
+// applyBatch applies a batch's rows and records the batch. When a row could not be decided
+// now, nothing of the batch is recorded: it is applied again later, and the rows it applied
+// this time are then replayed, not applied twice.
+func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error {
+	out := make([]Outcome, len(batch))
+	var reqs []engine.AdjustRequest
+	var at []int // at[k]: the place in batch of reqs[k]
+	for i, it := range batch {
+		req, o := r.request(im, it)
+		if o != nil {
+			out[i] = *o
+			continue
+		}
+		reqs, at = append(reqs, req), append(at, i)
+	}
+	if len(reqs) > 0 {
+		applied, err := r.apply(ctx, im.Vendor, reqs)
+		if err != nil {
+			return err
+		}
+		for k, i := range at {
+			out[i] = applied[k]
+		}
+	}
+	var c Counts
+	var reports []RowReport
+	for i, o := range out {
+		c.add(o.Status)
+		r.rows.WithLabelValues(o.Status).Inc()
+		if o.Status == RowRejected || o.Status == Quarantined {
+			rep := RowReport{Row: int64(batch[i].N), Status: o.Status, Location: batch[i].Location, SKU: batch[i].SKU,
+				Code: o.Code, Message: o.Message}
+			if rep.SKU == "" {
+				rep.SKU = batch[i].ItemID
+			}
+			if o.QuarantineID != 0 {
+				rep.QuarantineID = &o.QuarantineID
+			}
+			reports = append(reports, rep)
+		}
+	}
+	next := batch[len(batch)-1].place + 1
+	if err := r.store.checkpoint(ctx, im, r.owner, r.cfg.Lease, next, c, reports); err != nil {
+		return err
+	}
+	im.nextRow = next
+	if r.afterBatch != nil {
+		r.afterBatch(im, next)
+	}
+	return nil
+}
+
+// request makes a row's change: its transaction id, unless it has its own, is the import's id
+// and the row's number; its reason, unless it has its own, names the import and the row. A
+// row that cannot be a change is rejected here (the outcome).
+func (r *Runner) request(im *Import, it item) (engine.AdjustRequest, *Outcome) {
+	if it.Err != nil {
+		return engine.AdjustRequest{}, &Outcome{Status: RowRejected, Code: it.Err.Code, Message: it.Err.Message}
+	}
+	req, err := it.ToAdjust(im.Actor)
+	if err != nil {
+		var fe *stockfile.Error
+		errors.As(err, &fe)
+		return req, &Outcome{Status: RowRejected, Code: fe.Code, Message: fe.Message}
+	}
+	if req.TransactionID == "" {
+		req.TransactionID = im.ID + "-" + strconv.Itoa(it.N)
+	}
+	if req.Reason == "" {
+		req.Reason = "import " + im.ID + " row " + strconv.Itoa(it.N)
+	}
+	return req, nil
+}
+
+// renewEvery is how often a long whole-file check renews its lease, as a share of the lease.
+const renewEvery = 3
+
+// checkFile reads the whole file and works out, pool by pool, what it would leave: it returns
+// why it must be held when it would zero (from some units to none) or multiply (by the file
+// factor or more) a larger share of the vendor's pools than the vendor's file_max_share.
+func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
+	l, err := r.limits(ctx, im.Vendor)
+	if err != nil || l.FileMaxShare == 0 {
+		return "", err
+	}
+	total, err := r.pools.VendorPoolCount(ctx, im.Vendor)
+	if err != nil || total == 0 {
+		return "", err
+	}
+	rows, err := stockfile.NewReader(im.Format, r.store.open(ctx, im.ID))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errFile, err)
+	}
+	// The file's changes of each pool in order, then each pool's count before and after them.
+	changes := map[engine.PoolKey][]engine.AdjustRequest{}
+	var keys []engine.PoolKey
+	for {
+		row, err := rows.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", errFile, err)
+		}
+		if row.Err != nil {
+			continue
+		}
+		req, err := row.ToAdjust(im.Actor)
+		if err != nil {
+			continue
+		}
+		k := engine.PoolKey{Location: req.Location, SKU: req.SKU}
+		if _, seen := changes[k]; !seen {
+			keys = append(keys, k)
+		}
+		changes[k] = append(changes[k], req)
+	}
+	renewed := time.Now()
+	zeroed, multiplied := 0, 0
+	const page = 1000
+	for start := 0; start < len(keys); start += page {
+		configs, err := r.pools.PoolsOf(ctx, keys[start:min(start+page, len(keys))])
+		if err != nil {
+			return "", err
+		}
+		mine := configs[:0]
+		for _, c := range configs {
+			if c.Vendor == im.Vendor {
+				mine = append(mine, c)
+			}
+		}
+		avail, err := r.pools.Availabilities(ctx, mine)
+		if err != nil {
+			return "", err
+		}
+		for _, a := range avail {
+			before := a.Available
+			after := before
+			for _, req := range changes[engine.PoolKey{Location: a.Location, SKU: a.SKU}] {
+				after = guardrails.After(req.Kind, req.Qty, after)
+			}
+			switch {
+			case before > 0 && after <= 0:
+				zeroed++
+			case before > 0 && float64(after) >= l.Factor()*float64(before):
+				multiplied++
+			}
+		}
+		if time.Since(renewed) > r.cfg.Lease/renewEvery {
+			if err := r.store.checkpoint(ctx, im, r.owner, r.cfg.Lease, im.nextRow, Counts{}, nil); err != nil {
+				return "", err
+			}
+			renewed = time.Now()
+		}
+	}
+	share := float64(zeroed+multiplied) / float64(total)
+	if share <= l.FileMaxShare {
+		return "", nil
+	}
+	return fmt.Sprintf("file_max_share: it would zero %d and multiply by %g or more %d of the vendor's %d pools (%.0f%%), more than %.0f%%",
+		zeroed, l.Factor(), multiplied, total, 100*share, 100*l.FileMaxShare), nil
+}
