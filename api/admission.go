@@ -75,6 +75,9 @@ type admission struct {
 	}
 
 	onShed func(class) // counts a shed request (metrics)
+	// pressed is when requests last waited for a place, or a window's mean time passed half
+	// the target: background work (imports) yields while it is recent.
+	pressed time.Time
 }
 
 type admitWaiter struct {
@@ -103,6 +106,7 @@ func (a *admission) admit(ctx context.Context, c class) (func(), bool) {
 		return a.doneFunc(), true
 	}
 	a.window.queued = true
+	a.pressed = time.Now()
 	if a.waiting >= 2*int(a.limit) || ctx.Err() != nil {
 		a.mu.Unlock()
 		a.shedOne(c)
@@ -165,6 +169,9 @@ func (a *admission) done(took time.Duration) {
 	a.window.n++
 	if now := time.Now(); now.Sub(a.window.start) >= 100*time.Millisecond {
 		mean := a.window.sum / time.Duration(a.window.n)
+		if mean > a.cfg.Target/2 {
+			a.pressed = now
+		}
 		switch {
 		case mean > a.cfg.Target:
 			a.limit = max(float64(a.cfg.MinLimit), a.limit*0.9)
@@ -195,6 +202,21 @@ func (a *admission) next() *admitWaiter {
 	}
 	return nil
 }
+
+// pressedWithin reports whether requests waited for a place, or took more than half the
+// target on average, within d.
+func (a *admission) pressedWithin(d time.Duration) bool {
+	if !a.cfg.On {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return time.Since(a.pressed) < d
+}
+
+// UnderPressure reports whether the API's requests have lately waited for a place or been
+// slow (admission control): background work that shares Redis with them yields then.
+func (s *Server) UnderPressure() bool { return s.admission.pressedWithin(time.Second) }
 
 // state reads the limit, the requests in flight and those waiting.
 func (a *admission) state() (limit float64, inflight, waiting int) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -494,5 +495,40 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if a, _ := ts.eng.Availability(context.Background(), "berlin", "cap"); a.Available != 10+4*1500 {
 		t.Fatalf("cap has %d units after 4x1500 restocks", a.Available)
+	}
+}
+
+// TestStreamedBodies: the server streams request bodies (for imports), yet every other route
+// gets its body whole and at most MaxBody bytes, sent with a length or in chunks; a body it
+// does not read closes the connection, and the next request is served.
+func TestStreamedBodies(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testredis.Standalone(t), nil)
+	chunked := func(s string) io.Reader { return io.MultiReader(strings.NewReader(s)) } // no length: sent in chunks
+	hold := `{"location":"berlin","sku":"cap","qty":1}`
+	big := `{"location":"berlin","sku":"cap","customer_id":"` + strings.Repeat("x", 2<<20) + `"}`
+	send := func(path, key string, body io.Reader) response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", ts.url+path, body)
+		req.Header.Set("X-API-Key", key)
+		req.Header.Set("Idempotency-Key", fmt.Sprint("sb-", time.Now().UnixNano()))
+		resp, err := ts.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		out := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+		json.Unmarshal(raw, &out.body)
+		return out
+	}
+	send("/v1/holds", clientKey, chunked(hold)).want(t, 201, "")
+	send("/v1/holds", clientKey, chunked(big)).want(t, 413, "payload_too_large")
+	send("/v1/holds", clientKey, strings.NewReader(big)).want(t, 413, "payload_too_large")
+	send("/v1/holds", "", chunked(big)).want(t, 401, "missing_api_key")
+	send("/v1/vendors/acme/inventory/bulk_update", acmeKey, chunked(big)).want(t, 413, "payload_too_large")
+	send("/v1/holds", clientKey, strings.NewReader(hold)).want(t, 201, "")
+	if a, _ := ts.eng.Availability(context.Background(), "berlin", "cap"); a.Held != 2 {
+		t.Fatalf("held %d, want the 2 holds answered 201", a.Held)
 	}
 }

@@ -89,7 +89,7 @@ func (s *Server) hold(ctx context.Context, vendor string, req engine.AdjustReque
 	if err != nil {
 		return nil, err
 	}
-	rule := limits.Check(a.Available, guardrails.After(req.Kind, req.Qty, a.Available))
+	rule := limits.Check(a.Available, engine.After(req.Kind, req.Qty, a.Available))
 	if rule == "" {
 		return nil, nil
 	}

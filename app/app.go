@@ -246,7 +246,7 @@ func (a *App) openServer() error {
 			return l, err
 		}
 		a.services = append(a.services, imports.NewRunner(a.imports, srv.ImportRows, a.cfg.Import, a.log,
-			imports.WithFileCheck(a.Engine, limits)))
+			imports.WithFileCheck(a.Engine, limits), imports.WithYield(srv.UnderPressure)))
 	}
 	for _, s := range a.services {
 		if err := s.Register(srv.Registry()); err != nil {

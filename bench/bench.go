@@ -28,10 +28,11 @@ const (
 	Cart        = "cart"
 	ExpiryStorm = "expiry-storm"
 	Spike       = "spike"
+	Import      = "import"
 )
 
 // Scenarios lists every scenario in the order the standard suite runs them.
-var Scenarios = []string{FlashSale, Catalog, Cart, ExpiryStorm, Spike}
+var Scenarios = []string{FlashSale, Catalog, Cart, ExpiryStorm, Spike, Import}
 
 // Options configure a bench run. Zero values take the defaults in Defaults.
 type Options struct {
@@ -55,6 +56,11 @@ type Options struct {
 	CartSKUs int   `json:"cart_skus"`
 	// StormHolds is how many holds the expiry storm leaves to expire.
 	StormHolds int `json:"storm_holds"`
+	// ImportRows rows over ImportPools pools make the import scenario's file; checkout beside
+	// it runs at ImportCheckoutRate holds a second.
+	ImportRows         int64   `json:"import_rows"`
+	ImportPools        int     `json:"import_pools"`
+	ImportCheckoutRate float64 `json:"import_checkout_rate"`
 	// PGConns is the Postgres pool of the row-lock baseline. 0 (the default) probes pools of
 	// 1, 2, 4, … connections, up to 32 and to Clients, and measures the fastest: the
 	// baseline is the alternative at its best on this machine, not at an arbitrary size.
@@ -70,7 +76,7 @@ type Options struct {
 func Defaults() Options {
 	return Options{Scenarios: Scenarios, Duration: 20 * time.Second, BaselineDuration: 8 * time.Second, Clients: 128,
 		OpenDuration: 10 * time.Second, Stock: 100_000, Shards: 8, SKUs: 100_000, SKUStock: 100, CartSKUs: 1000,
-		StormHolds: 100_000, Seed: 1}
+		StormHolds: 100_000, ImportRows: 1_000_000, ImportPools: 100_000, ImportCheckoutRate: 500, Seed: 1}
 }
 
 func (o *Options) fill() {
@@ -90,7 +96,7 @@ func (o *Options) fill() {
 		v   *int
 		def int
 	}{{&o.Clients, d.Clients}, {&o.Shards, d.Shards}, {&o.SKUs, d.SKUs}, {&o.CartSKUs, d.CartSKUs},
-		{&o.StormHolds, d.StormHolds}} {
+		{&o.StormHolds, d.StormHolds}, {&o.ImportPools, d.ImportPools}} {
 		if *f.v <= 0 {
 			*f.v = f.def
 		}
@@ -103,6 +109,12 @@ func (o *Options) fill() {
 	}
 	if o.Seed == 0 {
 		o.Seed = d.Seed
+	}
+	if o.ImportRows <= 0 {
+		o.ImportRows = d.ImportRows
+	}
+	if o.ImportCheckoutRate <= 0 {
+		o.ImportCheckoutRate = d.ImportCheckoutRate
 	}
 }
 
@@ -125,6 +137,8 @@ func (o *Options) Validate() error {
 		return errors.New("clients: at most 4096")
 	case o.Rate < 0:
 		return errors.New("rate: must not be negative")
+	case o.ImportRows < int64(o.ImportPools):
+		return errors.New("import-rows: at least one row per import pool")
 	case o.PGConns < 0:
 		return errors.New("pg-conns: must not be negative (0 probes pool sizes)")
 	}

@@ -14,6 +14,7 @@ func (r *Report) Markdown() string {
 	names := r.mdBaselines(&b)
 	r.mdScenarios(&b)
 	r.mdSpike(&b)
+	r.mdImport(&b)
 	r.cpuTable(&b, names)
 	r.mdInvariants(&b)
 	r.mdRatios(&b)
@@ -110,6 +111,25 @@ func (r *Report) mdSpike(b *strings.Builder) {
 		fmt.Fprintf(b, "\nAfter the spike, p99 back within max(2 × %.2f ms, %.2f ms + 5 ms) for good: %s. Server up afterwards: %v.\n",
 			sp.NormalP99Ms, sp.NormalP99Ms, recovered, sp.ServerUp)
 	}
+}
+
+// mdImport writes the import scenario's figures and the checkout beside it.
+func (r *Report) mdImport(b *strings.Builder) {
+	s := r.Scenarios[Import]
+	if s == nil || s.Import == nil {
+		return
+	}
+	im := s.Import
+	fmt.Fprintf(b, "\n## Import\n\nOne asynchronous import of %d rows over %d pools (CSV streamed to the API): upload %.2f s, applied %.2f s after the 202, %.2f s in all, **%.0f rows/s**; %d rows applied, %d rejected, %d pools not as the file says.\n\n",
+		im.Rows, im.Pools, im.UploadS, im.ApplyS, im.TotalS, im.RowsPerS, im.Applied, im.Rejected, im.Wrong)
+	fmt.Fprintf(b, "Checkout on another pool, open loop at %.0f holds/s:\n\n| run | requests | ok | errors | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|---:|\n", im.CheckoutRPS)
+	for _, p := range []struct {
+		name string
+		st   Stats
+	}{{"alone", im.Baseline}, {"during the import", im.During}} {
+		fmt.Fprintf(b, "| %s | %d | %d | %d | %.2f | %.2f | %.2f |\n", p.name, p.st.Requests, p.st.OK, p.st.Errors, p.st.P50Ms, p.st.P99Ms, p.st.P999Ms)
+	}
+	fmt.Fprintf(b, "\np99 during the import / alone: %.2f.\n", im.P99Ratio)
 }
 
 // mdInvariants writes what Redis held after every scenario.

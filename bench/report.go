@@ -90,9 +90,11 @@ type Scenario struct {
 	// SweeperLagMaxS is the oldest overdue hold the sweeper had left, at worst (expiry-storm).
 	SweeperLagMaxS *float64 `json:"sweeper_lag_max_s,omitempty"`
 	// Spike is the spike scenario's account.
-	Spike  *SpikeResult `json:"spike,omitempty"`
-	Notes  []string     `json:"notes,omitempty"`
-	Series []Point      `json:"series"`
+	Spike *SpikeResult `json:"spike,omitempty"`
+	// Import is the import scenario's account.
+	Import *ImportResult `json:"import,omitempty"`
+	Notes  []string      `json:"notes,omitempty"`
+	Series []Point       `json:"series"`
 }
 
 // Phase is a named part of a scenario's run.

@@ -45,6 +45,8 @@ func Run(ctx context.Context, env Env, opts Options) (*Report, error) {
 			sc, err = b.expiryStorm(ctx)
 		case Spike:
 			sc, err = b.spike(ctx)
+		case Import:
+			sc, err = b.imports(ctx)
 		}
 		if err != nil {
 			return nil, err

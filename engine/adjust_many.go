@@ -49,8 +49,8 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 	}
 	// The single-shard changes, by partition, in order; a pool with a sharded change is left
 	// to Adjust, in order.
-	byPart := map[int][]int{}
-	var parts []int
+	byPart := map[batchKey][]int{}
+	var parts []batchKey
 	var sharded []int
 	for i, r := range reqs {
 		if out[i].Err != nil {
@@ -68,11 +68,11 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 			sharded = append(sharded, i)
 			continue
 		}
-		p := pools[i].partitions[0]
-		if _, seen := byPart[p]; !seen {
-			parts = append(parts, p)
+		k := batchKey{pools[i].partitions[0], r.Actor}
+		if _, seen := byPart[k]; !seen {
+			parts = append(parts, k)
 		}
-		byPart[p] = append(byPart[p], i)
+		byPart[k] = append(byPart[k], i)
 	}
 	e.adjustBatches(ctx, reqs, pools, fps, parts, byPart, out)
 	for _, i := range sharded {
@@ -80,6 +80,18 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 		out[i] = AdjustOutcome{Result: res, Err: err}
 	}
 	return out
+}
+
+// After is a pool's (or shard's) available count after a change of kind and qty (as Adjust
+// takes them) from before.
+func After(kind string, qty, before int64) int64 {
+	switch kind {
+	case Set:
+		return qty
+	case Spoilage:
+		return before - qty
+	}
+	return before + qty // RESTOCK, ADJUSTMENT
 }
 
 // poolsFor validates reqs and finds each one's pool (from the cache, the others in one round
@@ -129,43 +141,53 @@ func (e *Engine) poolsFor(ctx context.Context, reqs []AdjustRequest, out []Adjus
 	return pools
 }
 
-// adjustBatches sends one adjust_batch call per partition, all in one pipeline, and reads
-// each change's reply.
-func (e *Engine) adjustBatches(ctx context.Context, reqs []AdjustRequest, pools []*pool, fps []string, parts []int, byPart map[int][]int, out []AdjustOutcome) {
+// batchKey names one adjust_batch call: the changes of one partition by one actor.
+type batchKey struct {
+	p     int
+	actor string
+}
+
+// adjustBatches sends one adjust_batch call per partition and actor, all in one pipeline, and
+// reads each change's reply.
+func (e *Engine) adjustBatches(ctx context.Context, reqs []AdjustRequest, pools []*pool, fps []string, parts []batchKey, byPart map[batchKey][]int, out []AdjustOutcome) {
 	if len(parts) == 0 {
 		return
 	}
 	calls := make([]opCall, len(parts))
 	keep := e.cfg.IdempotencyTTL.Milliseconds()
-	for c, p := range parts {
-		args := make([][]any, len(byPart[p]))
-		for j, i := range byPart[p] {
+	for c, k := range parts {
+		// The actor, retention and ceiling come once (all the changes of one call share them).
+		args := make([][]any, 1, 1+len(byPart[k]))
+		args[0] = []any{owner(k.actor), keep, MaxAvailable}
+		for _, i := range byPart[k] {
 			r, pl := reqs[i], pools[i]
-			args[j] = []any{pl.Location, pl.SKU, 0, r.Kind, r.Qty, pl.Vendor + ":" + r.TransactionID, fps[i], owner(r.Actor),
-				r.Reason, keep, MaxAvailable, "", ""}
+			args = append(args, []any{pl.Location, pl.SKU, r.Kind, r.Qty, pl.Vendor + ":" + r.TransactionID, fps[i], r.Reason})
 		}
-		calls[c] = opCall{name: "adjust_batch", p: p, args: args}
+		calls[c] = opCall{name: "adjust_batch", p: k.p, args: args}
 	}
 	replies, errs := e.runAll(ctx, e.nowMs(), calls)
-	for c, p := range parts {
-		idx := byPart[p]
+	for c, k := range parts {
+		idx := byPart[k]
 		if errs[c] == nil && replies[c].code() == "FENCED" {
-			errs[c] = fencedErr(p, replies[c])
+			errs[c] = fencedErr(k.p, replies[c])
 		}
 		if errs[c] == nil && len(replies[c]) != len(idx) {
-			errs[c] = fmt.Errorf("adjust_batch on partition %d: %d replies for %d changes", p, len(replies[c]), len(idx))
+			errs[c] = fmt.Errorf("adjust_batch on partition %d: %d replies for %d changes", k.p, len(replies[c]), len(idx))
 		}
 		for j, i := range idx {
 			if errs[c] != nil {
 				out[i].Err = errs[c]
 				continue
 			}
-			r, ok := replies[c][j].([]any)
-			if !ok {
-				out[i].Err = fmt.Errorf("adjust_batch: unexpected reply %v", replies[c][j])
+			switch r := replies[c][j].(type) {
+			case int64: // made now: the count before it
+				out[i].Result = &AdjustResult{Before: r, After: After(reqs[i].Kind, reqs[i].Qty, r)}
+			case []any:
+				out[i].Result, out[i].Err = e.adjustReply(ctx, pools[i], 0, reqs[i].Qty, reqs[i].TransactionID, reply(r))
+			default:
+				out[i].Err = fmt.Errorf("adjust_batch: unexpected reply %v", r)
 				continue
 			}
-			out[i].Result, out[i].Err = e.adjustReply(ctx, pools[i], 0, reqs[i].Qty, reqs[i].TransactionID, reply(r))
 			if out[i].Err == nil && out[i].Result.After > out[i].Result.Before {
 				e.forgetSoldOut(pools[i].Key())
 			}

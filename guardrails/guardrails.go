@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/flashhold/flashhold/engine"
 )
 
 // Limits bound what one change may do to a pool; 0 turns a limit off.
@@ -37,18 +35,6 @@ func (l Limits) Factor() float64 {
 		return defaultFileFactor
 	}
 	return l.FileFactor
-}
-
-// After is a pool's available count after a change of kind and qty (as the engine takes
-// them) from before.
-func After(kind string, qty, before int64) int64 {
-	switch kind {
-	case engine.Set:
-		return qty
-	case engine.Spoilage:
-		return before - qty
-	}
-	return before + qty // RESTOCK, ADJUSTMENT (signed)
 }
 
 // ErrInvalid wraps what is wrong with limits; the message names the field.

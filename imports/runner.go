@@ -51,7 +51,11 @@ type Runner struct {
 	log    zerolog.Logger
 	owner  string
 
-	rows *prometheus.CounterVec
+	rows    *prometheus.CounterVec
+	yielded prometheus.Counter
+	// pressed, when set, says that requests the import shares Redis with are waiting: the
+	// runner then pauses between batches (WithYield).
+	pressed func() bool
 	// afterBatch, when set, is called after each batch is recorded (tests).
 	afterBatch func(im *Import, next int64)
 }
@@ -68,6 +72,13 @@ func WithFileCheck(pools Pools, limits Limits) Option {
 	return func(r *Runner) { r.pools, r.limits = pools, limits }
 }
 
+// WithYield makes the runner yield to requests: while pressed reports them waiting or slow,
+// it pauses after each batch for as long as the batch took, up to maxYield a batch.
+func WithYield(pressed func() bool) Option { return func(r *Runner) { r.pressed = pressed } }
+
+// maxYield bounds the pause after one batch, so an import always moves on.
+const maxYield = 2 * time.Second
+
 // AfterBatch calls f after each batch is recorded, with the next row to apply (tests).
 func AfterBatch(f func(im *Import, next int64)) Option { return func(r *Runner) { r.afterBatch = f } }
 
@@ -75,7 +86,9 @@ func AfterBatch(f func(im *Import, next int64)) Option { return func(r *Runner) 
 func NewRunner(store *Store, apply Apply, cfg Config, log zerolog.Logger, opts ...Option) *Runner {
 	r := &Runner{store: store, apply: apply, cfg: cfg, log: log, owner: loop.InstanceID(),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_import_rows_total",
-			Help: "Rows of vendors' imports dealt with, by outcome (applied, unchanged, rejected, quarantined)."}, []string{"outcome"})}
+			Help: "Rows of vendors' imports dealt with, by outcome (applied, unchanged, rejected, quarantined)."}, []string{"outcome"}),
+		yielded: prometheus.NewCounter(prometheus.CounterOpts{Name: "flashhold_import_yield_seconds_total",
+			Help: "Time imports paused between batches because API requests were waiting or slow."})}
 	for _, o := range opts {
 		o(r)
 	}
@@ -83,7 +96,12 @@ func NewRunner(store *Store, apply Apply, cfg Config, log zerolog.Logger, opts .
 }
 
 // Register adds the runner's metrics to reg.
-func (r *Runner) Register(reg prometheus.Registerer) error { return reg.Register(r.rows) }
+func (r *Runner) Register(reg prometheus.Registerer) error {
+	if err := reg.Register(r.rows); err != nil {
+		return err
+	}
+	return reg.Register(r.yielded)
+}
 
 // Run applies imports as they come until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
@@ -197,6 +215,7 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 		reqs, at = append(reqs, req), append(at, i)
 	}
 	if len(reqs) > 0 {
+		start := time.Now()
 		applied, err := r.apply(ctx, im.Vendor, reqs)
 		if err != nil {
 			return err
@@ -204,6 +223,7 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 		for k, i := range at {
 			out[i] = applied[k]
 		}
+		r.yield(ctx, time.Since(start))
 	}
 	var c Counts
 	var reports []RowReport
@@ -231,6 +251,20 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 		r.afterBatch(im, next)
 	}
 	return nil
+}
+
+// yield pauses, while requests are waiting or slow, for as long as the batch took (at most
+// maxYield), so that an import takes at most about half of what checkout needs.
+func (r *Runner) yield(ctx context.Context, took time.Duration) {
+	if r.pressed == nil || !r.pressed() {
+		return
+	}
+	d := min(took, maxYield)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+		r.yielded.Add(d.Seconds())
+	}
 }
 
 // request makes a row's change: its transaction id, unless it has its own, is the import's id
@@ -320,7 +354,7 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 			before := a.Available
 			after := before
 			for _, req := range changes[engine.PoolKey{Location: a.Location, SKU: a.SKU}] {
-				after = guardrails.After(req.Kind, req.Qty, after)
+				after = engine.After(req.Kind, req.Qty, after)
 			}
 			switch {
 			case before > 0 && after <= 0:

@@ -29,7 +29,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs := newFlags("bench", "[flags]", `Drive flash-sale load at an in-process flashhold and at baselines, under a key
 prefix and a Postgres schema of the run's own; write a report.
 Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
-	scenario := fs.String("scenario", "all", "flash-sale, catalog, cart, expiry-storm, spike, or all (comma-separated list allowed)")
+	scenario := fs.String("scenario", "all", "flash-sale, catalog, cart, expiry-storm, spike, import, or all (comma-separated list allowed)")
 	out := fs.String("out", "bench-report", "directory for report.json, report.md and the SVG plots")
 	opts := bench.Options{}
 	fs.DurationVar(&opts.Duration, "duration", d.Duration, "measured load per scenario")
@@ -43,6 +43,9 @@ Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
 	fs.Int64Var(&opts.SKUStock, "sku-stock", d.SKUStock, "units per catalog SKU (cart SKUs get ten times as many)")
 	fs.IntVar(&opts.CartSKUs, "cart-skus", d.CartSKUs, "SKUs in the cart scenario")
 	fs.IntVar(&opts.StormHolds, "storm-holds", d.StormHolds, "holds the expiry storm leaves to expire")
+	fs.Int64Var(&opts.ImportRows, "import-rows", d.ImportRows, "rows of the import scenario's file")
+	fs.IntVar(&opts.ImportPools, "import-pools", d.ImportPools, "pools the import scenario's file changes")
+	fs.Float64Var(&opts.ImportCheckoutRate, "import-checkout-rate", d.ImportCheckoutRate, "holds a second placed on another pool beside the import (open loop)")
 	fs.IntVar(&opts.PGConns, "pg-conns", d.PGConns, "Postgres connections of the row-lock baseline (0: probe 1, 2, 4, … 32 and keep the fastest)")
 	fs.Uint64Var(&opts.Seed, "seed", d.Seed, "seed of the request mix")
 	fs.BoolVar(&opts.NoPersister, "no-persister", false, "leave the ledger persister off (to measure its cost)")
