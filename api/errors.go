@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/feeds"
 	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/schedules"
@@ -64,6 +65,7 @@ func toError(err error) *Error {
 		{guardrails.ErrNotFound, http.StatusNotFound, "quarantine_not_found"},
 		{guardrails.ErrDecided, http.StatusConflict, "already_decided"},
 		{imports.ErrNotFound, http.StatusNotFound, "import_not_found"},
+		{feeds.ErrNotFound, http.StatusNotFound, "feed_not_found"},
 		{imports.ErrNotHeld, http.StatusConflict, "not_held"},
 		{engine.ErrInsufficient, http.StatusConflict, "insufficient_stock"},
 		{engine.ErrCustomerLimit, http.StatusConflict, "customer_limit"},

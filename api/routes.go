@@ -39,6 +39,11 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules/{id}", vendors, s.getSchedule)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/schedules/{id}", vendors, s.deleteSchedule)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/schedules/{id}/runs", vendors, s.scheduleRuns)
+	r.add(http.MethodPost, "/v1/vendors/{vendor}/feeds", vendors, s.createFeed)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/feeds", vendors, s.listFeeds)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/feeds/{id}", vendors, s.getFeed)
+	r.add(http.MethodDelete, "/v1/vendors/{vendor}/feeds/{id}", vendors, s.deleteFeed)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/feeds/{id}/runs", vendors, s.feedRuns)
 	r.add(http.MethodGet, "/v1/inventory/events", vendors, s.inventoryEvents)
 
 	r.add(http.MethodPut, "/v1/pools/{location}/{sku}", admins, s.putPool)

@@ -69,8 +69,8 @@ func (s *Server) createSchedule(c *call) error {
 	if b.Qty == nil {
 		return errorf(http.StatusUnprocessableEntity, "invalid", "qty: required")
 	}
-	sc := schedules.Schedule{Vendor: vendor, Location: b.Location, SKU: b.SKU, Kind: b.Kind, Qty: *b.Qty, Cron: b.Cron,
-		TimeZone: b.TimeZone, EndsAt: b.EndsAt}
+	sc := schedules.Schedule{Vendor: vendor, Location: b.Location, SKU: b.SKU, Kind: b.Kind, Qty: *b.Qty,
+		Timing: schedules.Timing{Cron: b.Cron, TimeZone: b.TimeZone, EndsAt: b.EndsAt}}
 	if err := sc.Validate(s.now()); err != nil {
 		return errorf(http.StatusUnprocessableEntity, "invalid", "%s", err.Error())
 	}

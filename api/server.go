@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/feeds"
 	"github.com/flashhold/flashhold/imports"
 )
 
@@ -98,6 +99,9 @@ type Server struct {
 	// imports: the vendors' asynchronous imports (nil: off, without Postgres)
 	imports   Imports
 	importCfg imports.Config
+	// feeds: the vendors' feeds (nil: off, without Postgres), their URLs checked by feedGuard
+	feeds     Feeds
+	feedGuard feeds.URLGuard
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time

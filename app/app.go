@@ -20,6 +20,7 @@ import (
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/config"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/feeds"
 	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/ledger"
@@ -220,6 +221,11 @@ func (a *App) openLedger(ctx context.Context) error {
 	a.apiOpts = append(a.apiOpts, api.WithGuardrails(a.guards))
 	a.imports = imports.NewStore(a.pg)
 	a.apiOpts = append(a.apiOpts, api.WithImports(a.imports, a.cfg.Import))
+	feedStore := feeds.NewStore(a.pg)
+	a.apiOpts = append(a.apiOpts, api.WithFeeds(feedStore, policy))
+	if a.cfg.FeedsOn {
+		a.services = append(a.services, feeds.NewRunner(a.Engine, feedStore, a.imports, policy, a.cfg.Import, a.cfg.Feed, a.log))
+	}
 	sched := schedules.NewStore(a.pg)
 	a.apiOpts = append(a.apiOpts, api.WithSchedules(sched))
 	if a.cfg.SchedulesOn {
@@ -245,8 +251,11 @@ func (a *App) openServer() error {
 			l, _, err := a.guards.Limits(ctx, vendor)
 			return l, err
 		}
-		a.services = append(a.services, imports.NewRunner(a.imports, srv.ImportRows, a.cfg.Import, a.log,
-			imports.WithFileCheck(a.Engine, limits), imports.WithYield(srv.UnderPressure)))
+		opts := []imports.Option{imports.WithFileCheck(a.Engine, limits)}
+		if a.cfg.Import.Yield {
+			opts = append(opts, imports.WithYield(srv.UnderPressure))
+		}
+		a.services = append(a.services, imports.NewRunner(a.imports, srv.ImportRows, a.cfg.Import, a.log, opts...))
 	}
 	for _, s := range a.services {
 		if err := s.Register(srv.Registry()); err != nil {

@@ -61,6 +61,9 @@ type Options struct {
 	ImportRows         int64   `json:"import_rows"`
 	ImportPools        int     `json:"import_pools"`
 	ImportCheckoutRate float64 `json:"import_checkout_rate"`
+	// ImportNoYield runs the import at full speed, not pausing while checkout waits
+	// (FLASHHOLD_IMPORT_YIELD=false).
+	ImportNoYield bool `json:"import_no_yield,omitempty"`
 	// PGConns is the Postgres pool of the row-lock baseline. 0 (the default) probes pools of
 	// 1, 2, 4, … connections, up to 32 and to Clients, and measures the fastest: the
 	// baseline is the alternative at its best on this machine, not at an arbitrary size.
@@ -183,6 +186,7 @@ func start(ctx context.Context, env Env, opts Options) (*bench, error) {
 	cfg.API.Addr = "127.0.0.1:0"
 	cfg.MigrateOnStart, cfg.Sweeper, cfg.Persister, cfg.AlertsOn = true, true, !opts.NoPersister, false
 	cfg.Reconcile.Every = 0
+	cfg.Import.Yield = !opts.ImportNoYield
 	cfg.ShutdownTimeout = 5 * time.Second
 	keys := []api.KeySpec{{ID: "bench", SHA256: api.HashKey(b.apiKey), Role: api.RoleAdmin, RateLimit: -1}}
 	a, err := app.New(ctx, cfg, env.Log, app.WithRedis(env.Redis), app.WithPostgres(env.Postgres), app.WithKeys(keys))

@@ -120,8 +120,12 @@ func (r *Report) mdImport(b *strings.Builder) {
 		return
 	}
 	im := s.Import
-	fmt.Fprintf(b, "\n## Import\n\nOne asynchronous import of %d rows over %d pools (CSV streamed to the API): upload %.2f s, applied %.2f s after the 202, %.2f s in all, **%.0f rows/s**; %d rows applied, %d rejected, %d pools not as the file says.\n\n",
-		im.Rows, im.Pools, im.UploadS, im.ApplyS, im.TotalS, im.RowsPerS, im.Applied, im.Rejected, im.Wrong)
+	yield := "yielding to checkout (FLASHHOLD_IMPORT_YIELD=true)"
+	if r.Options.ImportNoYield {
+		yield = "at full speed (FLASHHOLD_IMPORT_YIELD=false)"
+	}
+	fmt.Fprintf(b, "\n## Import\n\nOne asynchronous import, %s, of %d rows over %d pools (CSV streamed to the API): upload %.2f s, applied %.2f s after the 202, %.2f s in all, **%.0f rows/s**; %d rows applied, %d rejected, %d pools not as the file says.\n\n",
+		yield, im.Rows, im.Pools, im.UploadS, im.ApplyS, im.TotalS, im.RowsPerS, im.Applied, im.Rejected, im.Wrong)
 	fmt.Fprintf(b, "Checkout on another pool, open loop at %.0f holds/s:\n\n| run | requests | ok | errors | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|---:|\n", im.CheckoutRPS)
 	for _, p := range []struct {
 		name string

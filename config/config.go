@@ -18,6 +18,7 @@ import (
 	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/api"
 	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/feeds"
 	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/ledger"
@@ -51,6 +52,9 @@ type Config struct {
 	// ledger).
 	Import    imports.Config
 	ImportsOn bool
+	// Feed is the runner of the vendors' feeds; FeedsOn runs it inside serve (with a ledger).
+	Feed    feeds.Config
+	FeedsOn bool
 	// MigrateOnStart applies the ledger migrations when serve starts.
 	MigrateOnStart bool
 	// PostgresURL is the ledger database (also checked by /readyz); empty disables it.
@@ -77,6 +81,8 @@ func Default() Config {
 		SchedulesOn:     true,
 		Import:          imports.DefaultConfig(),
 		ImportsOn:       true,
+		Feed:            feeds.DefaultConfig(),
+		FeedsOn:         true,
 		PostgresURL:     "postgres://postgres@127.0.0.1:5432/flashhold?sslmode=disable",
 		ShutdownTimeout: 15 * time.Second,
 		LogLevel:        "info",
@@ -85,7 +91,7 @@ func Default() Config {
 
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule, c.Guard, c.Import} {
+	for _, v := range []interface{ Validate() error }{&c.Engine, c.API, c.Sweep, c.Persist, c.Alerts, c.Reconcile, c.Schedule, c.Guard, c.Import, c.Feed} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

@@ -23,6 +23,12 @@ const (
 	Rejected = "rejected" // held, then rejected: nothing was applied
 )
 
+// Modes of an import (a feed's): which rows it takes.
+const (
+	ModeSet   = "set"   // absolute counts: stock_quantity rows
+	ModeDelta = "delta" // changes: change_type with quantity_change rows
+)
+
 // Outcomes of a row.
 const (
 	Applied     = "applied"
@@ -38,7 +44,9 @@ type Import struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	Format         string `json:"format"`
 	// Source: "upload", or "feed:<id>" for a feed's run.
-	Source     string `json:"source"`
+	Source string `json:"source"`
+	// Mode: "" (any rows), set (stock_quantity rows only) or delta (change rows only).
+	Mode       string `json:"mode,omitempty"`
 	Actor      string `json:"actor"`
 	Status     string `json:"status"`
 	TotalRows  int64  `json:"total_rows"`
@@ -117,12 +125,14 @@ type Config struct {
 	MaxBytes int64
 	// UploadTimeout bounds receiving and keeping one upload.
 	UploadTimeout time.Duration
+	// Yield: pause between batches while API requests wait or run slow (WithYield).
+	Yield bool
 }
 
 // DefaultConfig is the configuration when the environment sets nothing.
 func DefaultConfig() Config {
 	return Config{Workers: 32, Batch: 2000, Lease: 30 * time.Second, Poll: time.Second, MaxRows: 1_000_000,
-		MaxBytes: 256 << 20, UploadTimeout: 5 * time.Minute}
+		MaxBytes: 256 << 20, UploadTimeout: 5 * time.Minute, Yield: true}
 }
 
 // Validate reports the first setting that cannot work.

@@ -175,7 +175,7 @@ func (r *Runner) run(ctx context.Context, im *Import) error {
 			continue // done before a restart
 		}
 		batch = append(batch, item{place: place, Row: row})
-		if len(batch) == r.cfg.Batch {
+		if len(batch) >= r.batchSize() {
 			if err := r.applyBatch(ctx, im, batch); err != nil {
 				return err
 			}
@@ -253,6 +253,18 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 	return nil
 }
 
+// pressedBatch is the batch while requests wait or run slow: a shorter burst of Redis work,
+// which checkout requests wait behind for less.
+const pressedBatch = 100
+
+// batchSize is the rows to apply before recording progress: fewer while requests are pressed.
+func (r *Runner) batchSize() int {
+	if r.pressed != nil && r.pressed() {
+		return min(r.cfg.Batch, pressedBatch)
+	}
+	return r.cfg.Batch
+}
+
 // yield pauses, while requests are waiting or slow, for as long as the batch took (at most
 // maxYield), so that an import takes at most about half of what checkout needs.
 func (r *Runner) yield(ctx context.Context, took time.Duration) {
@@ -279,6 +291,12 @@ func (r *Runner) request(im *Import, it item) (engine.AdjustRequest, *Outcome) {
 		var fe *stockfile.Error
 		errors.As(err, &fe)
 		return req, &Outcome{Status: RowRejected, Code: fe.Code, Message: fe.Message}
+	}
+	switch {
+	case im.Mode == ModeSet && req.Kind != engine.Set:
+		return req, &Outcome{Status: RowRejected, Code: "invalid", Message: "the feed's mode is set: a row gives stock_quantity"}
+	case im.Mode == ModeDelta && req.Kind == engine.Set:
+		return req, &Outcome{Status: RowRejected, Code: "invalid", Message: "the feed's mode is delta: a row gives change_type and quantity_change"}
 	}
 	if req.TransactionID == "" {
 		req.TransactionID = im.ID + "-" + strconv.Itoa(it.N)

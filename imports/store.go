@@ -31,13 +31,13 @@ func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 const importCols = `id, vendor_id, coalesce(idempotency_key, ''), format, source, actor, status, total_rows, bytes, next_row,
 	applied, unchanged, rejected, quarantined, file_checked, held_reason, error, attempts, created_at, started_at,
-	finished_at, decided_by`
+	finished_at, decided_by, mode`
 
 func scanImport(row pgx.Row) (Import, error) {
 	var im Import
 	err := row.Scan(&im.ID, &im.Vendor, &im.IdempotencyKey, &im.Format, &im.Source, &im.Actor, &im.Status, &im.TotalRows,
 		&im.Bytes, &im.nextRow, &im.Applied, &im.Unchanged, &im.Rejected, &im.Quarantined, &im.fileChecked, &im.HeldReason,
-		&im.Error, &im.Attempts, &im.Created, &im.Started, &im.Finished, &im.DecidedBy)
+		&im.Error, &im.Attempts, &im.Created, &im.Started, &im.Finished, &im.DecidedBy, &im.Mode)
 	return im, err
 }
 
@@ -49,7 +49,9 @@ type Upload struct {
 	Vendor, Actor, Format, Source string
 	// IdempotencyKey: a second upload with the same key is answered with the first import.
 	IdempotencyKey string
-	Body           io.Reader
+	// Mode: "" takes any rows; ModeSet only stock_quantity rows; ModeDelta only change rows.
+	Mode string
+	Body io.Reader
 	// MaxRows and MaxBytes bound the file.
 	MaxRows  int
 	MaxBytes int64
@@ -75,9 +77,9 @@ func (s *Store) Create(ctx context.Context, up Upload) (im Import, replayed bool
 	if up.IdempotencyKey != "" {
 		key = &up.IdempotencyKey
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO imports (id, vendor_id, idempotency_key, format, source, actor, status, total_rows, bytes)
-		VALUES ($1, $2, $3, $4, $5, $6, 'uploading', 0, 0) ON CONFLICT (vendor_id, idempotency_key) DO NOTHING`,
-		id, up.Vendor, key, up.Format, up.Source, up.Actor)
+	tag, err := tx.Exec(ctx, `INSERT INTO imports (id, vendor_id, idempotency_key, format, source, actor, status, total_rows, bytes, mode)
+		VALUES ($1, $2, $3, $4, $5, $6, 'uploading', 0, 0, $7) ON CONFLICT (vendor_id, idempotency_key) DO NOTHING`,
+		id, up.Vendor, key, up.Format, up.Source, up.Actor, up.Mode)
 	if err != nil {
 		return Import{}, false, fmt.Errorf("imports: %w", err)
 	}

@@ -114,7 +114,7 @@ func (r *Runner) apply(ctx context.Context, s *Schedule) (bool, error) {
 	if err != nil || at.IsZero() {
 		return false, err
 	}
-	run := Run{Schedule: s.ID, Occurrence: s.occurrenceKey(at), OccurredAt: at, TransactionID: s.transactionID(at)}
+	run := Run{Schedule: s.ID, Occurrence: s.OccurrenceKey(at), OccurredAt: at, TransactionID: s.transactionID(at)}
 	res, err := r.eng.Adjust(ctx, engine.AdjustRequest{Location: s.Location, SKU: s.SKU, Kind: s.Kind, Qty: s.Qty,
 		TransactionID: run.TransactionID, Actor: "schedule", Reason: fmt.Sprintf("schedule %d at %s %s", s.ID, run.Occurrence, s.TimeZone)})
 	switch {

@@ -41,7 +41,7 @@ func TestRunnerAppliesOnce(t *testing.T) {
 	}
 	st := NewStore(pool)
 	s, err := st.Create(ctx, Schedule{Vendor: "v1", Location: "s1", SKU: "cap", Kind: engine.Restock, Qty: 5,
-		Cron: "0 6 * * *", TimeZone: "Europe/Berlin"})
+		Timing: Timing{Cron: "0 6 * * *", TimeZone: "Europe/Berlin"}})
 	if err != nil {
 		t.Fatal(err)
 	}

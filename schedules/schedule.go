@@ -23,17 +23,23 @@ type Schedule struct {
 	Location string `json:"location"`
 	SKU      string `json:"sku"`
 	// Kind is SET (available := Qty) or RESTOCK (available += Qty).
-	Kind     string     `json:"kind"`
-	Qty      int64      `json:"qty"`
-	Cron     string     `json:"cron"`
-	TimeZone string     `json:"time_zone"`
-	EndsAt   *time.Time `json:"ends_at,omitempty"`
-	Created  time.Time  `json:"created_at"`
+	Kind    string    `json:"kind"`
+	Qty     int64     `json:"qty"`
+	Timing            // cron, time_zone, ends_at
+	Created time.Time `json:"created_at"`
 	// LastRun is the last occurrence dealt with, LastResult what came of it.
 	LastRun    *time.Time `json:"last_run_at,omitempty"`
 	LastResult string     `json:"last_result,omitempty"`
 	// NextRun is the next occurrence (absent once the schedule has ended).
 	NextRun *time.Time `json:"next_run_at,omitempty"`
+}
+
+// Timing is when something recurs: at each occurrence of a cron expression in a time zone,
+// until an optional end (schedules, and vendors' feeds).
+type Timing struct {
+	Cron     string     `json:"cron"`
+	TimeZone string     `json:"time_zone"`
+	EndsAt   *time.Time `json:"ends_at,omitempty"`
 }
 
 // Run is what came of one occurrence.
@@ -82,17 +88,21 @@ func (s *Schedule) Validate(now time.Time) error {
 		return invalid("qty", "RESTOCK needs at least 1 unit, got %d", s.Qty)
 	case s.Location == "" || s.SKU == "":
 		return invalid("location", "location and sku are required")
-	case s.EndsAt != nil && !s.EndsAt.After(now):
+	}
+	return s.Timing.Validate(now)
+}
+
+// Validate checks a timing as a vendor sends it, at now.
+func (s *Timing) Validate(now time.Time) error {
+	if s.EndsAt != nil && !s.EndsAt.After(now) {
 		return invalid("ends_at", "must be in the future")
 	}
-	if _, _, err := s.spec(); err != nil {
-		return err
-	}
-	return nil
+	_, _, err := s.spec()
+	return err
 }
 
 // spec parses the cron expression and loads the time zone.
-func (s *Schedule) spec() (cron.Schedule, *time.Location, error) {
+func (s *Timing) spec() (cron.Schedule, *time.Location, error) {
 	if s.TimeZone == "" {
 		return nil, nil, invalid("time_zone", "required, e.g. Europe/Berlin or UTC")
 	}
@@ -113,7 +123,7 @@ const maxSteps = 10080
 
 // Due is the latest occurrence after after and at or before now (zero: none), in the
 // schedule's zone. After downtime the missed occurrences collapse into this one.
-func (s *Schedule) Due(after, now time.Time) (time.Time, error) {
+func (s *Timing) Due(after, now time.Time) (time.Time, error) {
 	sp, loc, err := s.spec()
 	if err != nil {
 		return time.Time{}, err
@@ -132,7 +142,7 @@ func (s *Schedule) Due(after, now time.Time) (time.Time, error) {
 }
 
 // Next is the first occurrence after now (nil: none before the schedule ends).
-func (s *Schedule) Next(now time.Time) *time.Time {
+func (s *Timing) Next(now time.Time) *time.Time {
 	sp, loc, err := s.spec()
 	if err != nil {
 		return nil
@@ -144,9 +154,9 @@ func (s *Schedule) Next(now time.Time) *time.Time {
 	return &t
 }
 
-// occurrenceKey is an occurrence's wall-clock time in the schedule's zone: the hour repeated
-// when clocks go back gives two instants with one key, applied once.
-func (s *Schedule) occurrenceKey(t time.Time) string {
+// OccurrenceKey is an occurrence's wall-clock time in the zone: the hour repeated when clocks
+// go back gives two instants with one key, dealt with once.
+func (s *Timing) OccurrenceKey(t time.Time) string {
 	_, loc, _ := s.spec()
 	return t.In(loc).Format("2006-01-02T15:04")
 }
