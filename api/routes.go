@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/imports/{id}", vendors, s.getImport)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports/{id}/approve", vendors, s.decideImport(true))
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports/{id}/reject", vendors, s.decideImport(false))
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/{sku}/status", vendors, s.poolStatus)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/subscribe", vendors, s.subscribe)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory/subscriptions", vendors, s.subscriptions)
 	r.add(http.MethodDelete, "/v1/vendors/{vendor}/inventory/subscriptions/{id}", vendors, s.unsubscribe)

@@ -102,6 +102,8 @@ type Server struct {
 	// feeds: the vendors' feeds (nil: off, without Postgres), their URLs checked by feedGuard
 	feeds     Feeds
 	feedGuard feeds.URLGuard
+	// history: a pool's latest changes, for its status (nil: not shown)
+	history PoolHistory
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time

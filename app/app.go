@@ -197,6 +197,7 @@ func (a *App) openLedger(ctx context.Context) error {
 	}
 	a.Store = ledger.NewStore(a.pg)
 	a.apiOpts = append(a.apiOpts, api.WithReadiness("postgres", a.pg.Ping), api.WithEventSource(ledgerEvents{a.Store}),
+		api.WithPoolHistory(a.Store),
 		api.WithPoolStore(a.Store))
 	if a.cfg.Persister {
 		a.Persister = ledger.NewPersister(a.Engine, a.Store, a.cfg.Persist, ledger.WithPersistLogger(a.log),

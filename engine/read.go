@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -217,4 +218,67 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 		}
 	}
 	return snap, nil
+}
+
+// holdScan bounds the hold parts PoolHolds reads in each partition, earliest expiry first.
+const holdScan = 1000
+
+// PoolHolds is what holds a pool's units back beside its counters.
+type PoolHolds struct {
+	// Partitions are those its shards live in, Fences their fence reasons ("" when not
+	// fenced), by shard.
+	Partitions []int
+	Fences     []string
+	// NextExpiry (ms) is the earliest expiry of a hold part on the pool among the first
+	// holdScan parts of each partition's expiry index; 0 when none was found there.
+	NextExpiry int64
+}
+
+// Holds reads the fences of a pool's partitions and when its first hold part expires.
+func (e *Engine) Holds(ctx context.Context, location, sku string) (*PoolHolds, error) {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	fences := make([]*redis.StringCmd, p.Shards)
+	exps := make([]*redis.StringSliceCmd, p.Shards)
+	for s, part := range p.partitions {
+		keys := e.ks.partition(part)
+		fences[s] = pipe.HGet(ctx, keys[5], "fence")
+		exps[s] = pipe.ZRange(ctx, keys[2], 0, holdScan-1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read holds of %s: %w", p.Key(), redisErr(err))
+	}
+	out := &PoolHolds{Partitions: p.partitions, Fences: make([]string, p.Shards)}
+	pipe = e.rdb.Pipeline()
+	recs := make([]*redis.SliceCmd, p.Shards)
+	for s, part := range p.partitions {
+		out.Fences[s] = fences[s].Val()
+		if parts := exps[s].Val(); len(parts) > 0 {
+			recs[s] = pipe.HMGet(ctx, e.ks.partition(part)[1], parts...)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read holds of %s: %w", p.Key(), redisErr(err))
+	}
+	for _, cmd := range recs {
+		if cmd == nil {
+			continue
+		}
+		for _, v := range cmd.Val() {
+			raw, _ := v.(string)
+			h, ok := decodeHoldRecord(raw)
+			if ok && h.Location == location && h.SKU == sku {
+				if out.NextExpiry == 0 || h.ExpiresAt < out.NextExpiry {
+					out.NextExpiry = h.ExpiresAt
+				}
+				break // the index is in expiry order: the first is this shard's earliest
+			}
+		}
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -303,6 +304,9 @@ func (r *Runner) request(im *Import, it item) (engine.AdjustRequest, *Outcome) {
 	}
 	if req.Reason == "" {
 		req.Reason = "import " + im.ID + " row " + strconv.Itoa(it.N)
+		if feed, ok := strings.CutPrefix(im.Source, "feed:"); ok {
+			req.Reason = "feed " + feed + " " + req.Reason
+		}
 	}
 	return req, nil
 }

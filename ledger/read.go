@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 
 	"github.com/flashhold/flashhold/engine"
@@ -194,4 +195,26 @@ func (s *Store) PartitionEvents(ctx context.Context, p int, after int64, limit i
 		}
 	}
 	return evs, nil
+}
+
+// recentWindow bounds how far back PoolChanges looks in each partition: its last this many
+// events (the ledger has no index by pool; the primary key is walked backwards).
+const recentWindow = 50_000
+
+// PoolChanges reads the latest events of a pool, newest first, at most limit, from the
+// partitions its shards live in (parts), among each partition's last recentWindow events.
+func (s *Store) PoolChanges(ctx context.Context, location, sku string, parts []int, limit int) ([]engine.Event, error) {
+	var all []engine.Event
+	for _, p := range parts {
+		evs, err := s.queryEvents(ctx, s.pool, `SELECT `+eventSelect+` FROM inventory_events e
+			WHERE e.partition = $1 AND e.location = $2 AND e.sku = $3
+			AND e.seq > (SELECT coalesce(max(seq), 0) FROM inventory_events WHERE partition = $1) - $5
+			ORDER BY e.seq DESC LIMIT $4`, p, location, sku, limit, recentWindow)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, evs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].TS > all[j].TS })
+	return all[:min(limit, len(all))], nil
 }
