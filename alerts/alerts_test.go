@@ -407,3 +407,94 @@ func TestAnomaly(t *testing.T) {
 		t.Fatalf("stored alerts %+v, %v", list, err)
 	}
 }
+
+// TestAnomalySelloutAndCorrections: a pool that sells out at many times its usual rate raises
+// an ANOMALY (a first sell-down, with no usual rate yet, does not); so do repeated oversized
+// corrections within the window (fewer, or smaller ones, do not); both are delivered, signed,
+// to a subscriber who asked for ANOMALY only.
+func TestAnomalySelloutAndCorrections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.AnomalyWindow, cfg.AnomalyShare, cfg.AnomalyMinUnits = 30*time.Minute, 0.5, 5
+	cfg.AnomalySellout, cfg.AnomalyCorrections = 10, 3
+	cfg.Allow = []string{"127.0.0.1"}
+	f := setup(t, cfg)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "tea", Shards: 1, LowStock: 2}, 20)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "rice", Shards: 1, LowStock: 2}, 100)
+	rcv := newReceiver(t, nil)
+	sub, err := f.store.Subscribe(ctx, "v1", rcv.srv.URL+"/hook", []string{Anomaly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.detect(t)
+	anomalies := func() []string {
+		t.Helper()
+		raised, err := f.det.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range raised {
+			if a.Type == Anomaly {
+				out = append(out, a.SKU+": "+a.Detail)
+			}
+		}
+		return out
+	}
+	adjust := func(sku, kind string, qty int64, tx string) {
+		t.Helper()
+		if _, err := f.e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: sku, Kind: kind, Qty: qty, TransactionID: tx, Actor: "vendor"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Tea sells 1 unit every 5 minutes for an hour, then is restocked: that is its usual rate.
+	n := 0
+	for range 12 {
+		f.clk.Advance(5 * time.Minute)
+		f.reserve(t, "tea", 1, fmt.Sprint("slow", n))
+		n++
+	}
+	if got := anomalies(); len(got) != 0 {
+		t.Fatalf("a slow sell-down: %v", got)
+	}
+	adjust("tea", engine.Restock, 92, "delivery") // 8 -> 100
+	// Then 100 units go in two minutes: sold out at about 250 times the usual rate.
+	for i := range 10 {
+		f.clk.Advance(12 * time.Second)
+		f.reserve(t, "tea", 10, fmt.Sprint("rush", i))
+	}
+	got := anomalies()
+	if len(got) != 1 || !strings.Contains(got[0], "sold out: 100 units") {
+		t.Fatalf("a rush sell-out: %v", got)
+	}
+	// Rice: two oversized corrections raise nothing; a small one neither; the third does.
+	adjust("rice", engine.Adjustment, 60, "c1")  // 100 -> 160, 60%
+	adjust("rice", engine.Adjustment, 5, "c2")   // 160 -> 165, 3%: not oversized
+	adjust("rice", engine.Adjustment, 100, "c3") // 165 -> 265, 61%
+	if got := anomalies(); len(got) != 0 {
+		t.Fatalf("two oversized corrections: %v", got)
+	}
+	f.clk.Advance(time.Minute)
+	adjust("rice", engine.Adjustment, 200, "c4") // 265 -> 465, 75%
+	if got := anomalies(); len(got) != 1 || !strings.Contains(got[0], "rice: 3 corrections") {
+		t.Fatalf("three oversized corrections: %v", got)
+	}
+	for range 20 {
+		if n, err := f.del.RunOnce(ctx); err != nil || n == 0 {
+			break
+		}
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.got) != 2 {
+		t.Fatalf("%d deliveries, want the 2 anomalies", len(rcv.got))
+	}
+	for i, req := range rcv.got {
+		var body Alert
+		json.Unmarshal(rcv.body[i], &body)
+		if !Verify(sub.Secret, req.Header.Get(HeaderTimestamp), rcv.body[i], req.Header.Get(HeaderSignature)) || body.Type != Anomaly || body.Detail == "" {
+			t.Fatalf("delivery %d: %s", i, rcv.body[i])
+		}
+	}
+}

@@ -45,25 +45,36 @@ type Config struct {
 	AnomalyWindow   time.Duration
 	AnomalyShare    float64
 	AnomalyMinUnits int64
+	// AnomalySellout: a pool sold out (available down to 0 by holds) at more than this many
+	// times its usual rate raises an ANOMALY. The usual rate is the units held per unit of
+	// time over its earlier sell-downs (each from a rise in stock to the next), once they
+	// cover at least AnomalyWindow. 0 turns it off.
+	AnomalySellout float64
+	// AnomalyCorrections: this many downward or upward corrections (ADJUSTED, not by a hold)
+	// each larger than AnomalyShare of the units before it, within AnomalyWindow, raise an
+	// ANOMALY. 0 turns it off.
+	AnomalyCorrections int
 }
 
 // DefaultConfig is the alerts' configuration when the environment sets nothing.
 func DefaultConfig() Config {
 	return Config{
-		Group:            "alerts",
-		Interval:         200 * time.Millisecond,
-		Batch:            1000,
-		Hysteresis:       0.1,
-		Cooldown:         10 * time.Second,
-		Settle:           10 * time.Second,
-		Timeout:          5 * time.Second,
-		MaxAttempts:      8,
-		BackoffBase:      time.Second,
-		BackoffMax:       5 * time.Minute,
-		MaxSubscriptions: 100,
-		AnomalyWindow:    10 * time.Minute,
-		AnomalyShare:     0.2,
-		AnomalyMinUnits:  5,
+		Group:              "alerts",
+		Interval:           200 * time.Millisecond,
+		Batch:              1000,
+		Hysteresis:         0.1,
+		Cooldown:           10 * time.Second,
+		Settle:             10 * time.Second,
+		Timeout:            5 * time.Second,
+		MaxAttempts:        8,
+		BackoffBase:        time.Second,
+		BackoffMax:         5 * time.Minute,
+		MaxSubscriptions:   100,
+		AnomalyWindow:      10 * time.Minute,
+		AnomalyShare:       0.2,
+		AnomalyMinUnits:    5,
+		AnomalySellout:     10,
+		AnomalyCorrections: 3,
 	}
 }
 
@@ -79,6 +90,9 @@ func (c Config) Validate() error {
 	case c.AnomalyWindow < 0 || c.AnomalyWindow > 0 && (c.AnomalyShare <= 0 || c.AnomalyShare > 1 || c.AnomalyMinUnits < 1):
 		return fmt.Errorf("FLASHHOLD_ANOMALY_WINDOW must not be negative; with it, FLASHHOLD_ANOMALY_SHARE must be in (0, 1] and FLASHHOLD_ANOMALY_MIN_UNITS at least 1, got %s, %g and %d",
 			c.AnomalyWindow, c.AnomalyShare, c.AnomalyMinUnits)
+	case c.AnomalySellout < 0 || c.AnomalySellout > 0 && c.AnomalySellout <= 1 || c.AnomalyCorrections < 0:
+		return fmt.Errorf("FLASHHOLD_ANOMALY_SELLOUT must be 0 or more than 1 and FLASHHOLD_ANOMALY_CORRECTIONS not negative, got %g and %d",
+			c.AnomalySellout, c.AnomalyCorrections)
 	case c.MaxAttempts < 1 || c.Timeout <= 0:
 		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_ATTEMPTS must be at least 1 and FLASHHOLD_WEBHOOK_TIMEOUT positive, got %d and %s", c.MaxAttempts, c.Timeout)
 	}
@@ -144,6 +158,13 @@ type poolState struct {
 	// The losses sales do not explain (spoilage, downward adjustments) since lossStart (ms),
 	// the units available just before the first of them, and the last ANOMALY (ms).
 	lossStart, lossBase, lost, lastAnomaly int64
+	// The current sell-down: since when (ms; 0 before the first event) and the units held
+	// in it; the earlier sell-downs' units and length (ms), the usual rate.
+	runStart, runUnits, usualUnits, usualMs int64
+	lastSellout                             int64
+	// The oversized corrections within the window (ms), and the last ANOMALY for them.
+	corrections    []int64
+	lastCorrection int64
 }
 
 func (ps *poolState) available() int64 {
@@ -237,6 +258,8 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 			ps.shards[ev.Shard] = ev.After
 		}
 		raised = d.anomaly(ps, ev, before, raised)
+		raised = d.sellout(ps, ev, before, raised)
+		raised = d.corrections(ps, ev, before, raised)
 		ps.current = classify(ps.available(), ps.cfg.LowStock, ps.alerted, d.cfg.Hysteresis)
 		switch {
 		case ps.current == ps.alerted:
@@ -281,6 +304,72 @@ func (d *Detector) anomaly(ps *poolState, ev *engine.Event, before int64, raised
 		Available: ps.available(), Threshold: ps.cfg.LowStock, TS: ev.TS,
 		Detail: fmt.Sprintf("%d units spoiled or adjusted away within %s, more than %.0f%% of the %d available before: not sales",
 			ps.lost, d.cfg.AnomalyWindow, 100*d.cfg.AnomalyShare, ps.lossBase)})
+}
+
+// sellout follows a pool's sell-downs (from a rise in its stock to the next) and raises an
+// ANOMALY when one ends at 0 at more than AnomalySellout times the usual rate of the earlier
+// ones (which must cover AnomalyWindow).
+func (d *Detector) sellout(ps *poolState, ev *engine.Event, before int64, raised []Alert) []Alert {
+	if d.cfg.AnomalySellout == 0 {
+		return raised
+	}
+	after := ps.available()
+	switch {
+	case ps.runStart == 0:
+		ps.runStart = ev.TS
+	case ev.Type == engine.EventRestocked || ev.Type == engine.EventAdjusted && ev.Delta > 0: // stock came in: the sell-down ends
+		if ps.runUnits > 0 {
+			ps.usualUnits += ps.runUnits
+			ps.usualMs += max(ev.TS-ps.runStart, 1)
+		}
+		ps.runStart, ps.runUnits = ev.TS, 0
+		return raised
+	}
+	if ev.Type == engine.EventReserved {
+		ps.runUnits += -ev.Delta
+	} else if ev.Hold != "" && ev.Delta > 0 { // a hold given back
+		ps.runUnits = max(0, ps.runUnits-ev.Delta)
+	}
+	if after != 0 || before == 0 || ev.Type != engine.EventReserved || ps.usualMs < d.cfg.AnomalyWindow.Milliseconds() || ps.usualUnits == 0 {
+		return raised
+	}
+	span := max(ev.TS-ps.runStart, 1)
+	rate, usual := float64(ps.runUnits)/float64(span), float64(ps.usualUnits)/float64(ps.usualMs)
+	if rate <= d.cfg.AnomalySellout*usual || ps.lastSellout != 0 && ev.TS-ps.lastSellout <= d.cfg.AnomalyWindow.Milliseconds() {
+		return raised
+	}
+	ps.lastSellout = ev.TS
+	perMin := func(r float64) float64 { return r * 60_000 }
+	return append(raised, Alert{Type: Anomaly, Vendor: ps.cfg.Vendor, Location: ps.cfg.Location, SKU: ps.cfg.SKU,
+		Available: 0, Threshold: ps.cfg.LowStock, TS: ev.TS,
+		Detail: fmt.Sprintf("sold out: %d units held in %s, %.1f a minute, %.0f times the usual %.2f a minute (over %s of earlier sales)",
+			ps.runUnits, time.Duration(span)*time.Millisecond, perMin(rate), rate/usual, perMin(usual), time.Duration(ps.usualMs)*time.Millisecond)})
+}
+
+// corrections counts a pool's oversized corrections (ADJUSTED by a vendor, more than
+// AnomalyShare of the units before it either way) and raises an ANOMALY when
+// AnomalyCorrections of them fall within AnomalyWindow.
+func (d *Detector) corrections(ps *poolState, ev *engine.Event, before int64, raised []Alert) []Alert {
+	window := d.cfg.AnomalyWindow.Milliseconds()
+	if d.cfg.AnomalyCorrections == 0 || window <= 0 || ev.Type != engine.EventAdjusted || ev.Hold != "" ||
+		float64(max(ev.Delta, -ev.Delta)) <= d.cfg.AnomalyShare*float64(max(before, 1)) {
+		return raised
+	}
+	kept := ps.corrections[:0]
+	for _, ts := range ps.corrections {
+		if ev.TS-ts < window {
+			kept = append(kept, ts)
+		}
+	}
+	ps.corrections = append(kept, ev.TS)
+	if len(ps.corrections) < d.cfg.AnomalyCorrections || ps.lastCorrection != 0 && ev.TS-ps.lastCorrection <= window {
+		return raised
+	}
+	ps.lastCorrection = ev.TS
+	return append(raised, Alert{Type: Anomaly, Vendor: ps.cfg.Vendor, Location: ps.cfg.Location, SKU: ps.cfg.SKU,
+		Available: ps.available(), Threshold: ps.cfg.LowStock, TS: ev.TS,
+		Detail: fmt.Sprintf("%d corrections within %s each larger than %.0f%% of the stock before it: the counts sent keep being far off",
+			len(ps.corrections), d.cfg.AnomalyWindow, 100*d.cfg.AnomalyShare)})
 }
 
 // due raises the alert for a pool whose level differs from the last one alerted and has for
