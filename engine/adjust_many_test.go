@@ -103,3 +103,31 @@ func TestAdjustMany(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolsPaged: Pools reads every pool, in pages (no single HGETALL of them all), each once
+// and in order; PoolsVersion moves with every pool made.
+func TestPoolsPaged(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testredisStandalone(t), nil)
+	ctx := context.Background()
+	var configs []PoolConfig
+	for i := range 2*poolsPage + 100 {
+		configs = append(configs, PoolConfig{Location: "s", SKU: fmt.Sprintf("p%05d", i), Vendor: "v", Shards: 1})
+	}
+	v0, _ := e.PoolsVersion(ctx)
+	if err := e.RestorePools(ctx, configs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Pools(ctx)
+	if err != nil || len(got) != len(configs) {
+		t.Fatalf("%d pools (%v), want %d", len(got), err, len(configs))
+	}
+	for i, c := range got {
+		if c.SKU != configs[i].SKU {
+			t.Fatalf("pool %d is %s, want %s", i, c.SKU, configs[i].SKU)
+		}
+	}
+	if v1, _ := e.PoolsVersion(ctx); v1 != v0+int64(len(configs)) {
+		t.Fatalf("pools version %d, then %d after %d pools", v0, v1, len(configs))
+	}
+}

@@ -65,7 +65,10 @@ func (k keyspace) stockKey(p int) string { return k.parts[p][0] }
 func (k keyspace) holdsKey(p int) string { return k.parts[p][1] }
 func (k keyspace) logKey(p int) string   { return k.parts[p][4] }
 func (k keyspace) poolsKey() string      { return k.prefix + ":pools" }
-func (k keyspace) settingsKey() string   { return k.prefix + ":settings" }
+
+// poolsVersionKey counts changes to the pools (see PoolsVersion).
+func (k keyspace) poolsVersionKey() string { return k.prefix + ":pools:version" }
+func (k keyspace) settingsKey() string     { return k.prefix + ":settings" }
 
 // recordKey is the key record of token (see claim.lua), in partition p (keyPartition).
 func (k keyspace) recordKey(p int, token string) string {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -53,6 +54,7 @@ func (e *Engine) indexPool(ctx context.Context, c PoolConfig) error {
 	pipe := e.rdb.Pipeline()
 	k := c.Key().String()
 	pipe.SAdd(ctx, e.ks.vendorKey(c.Vendor), k)
+	pipe.Incr(ctx, e.ks.poolsVersionKey())
 	if c.Shards > 1 {
 		pipe.SAdd(ctx, e.ks.prefix+":sharded", k)
 	}
@@ -65,6 +67,21 @@ func (e *Engine) indexPool(ctx context.Context, c PoolConfig) error {
 		return fmt.Errorf("index pool %s: %w", k, redisErr(err))
 	}
 	return nil
+}
+
+// PoolsVersion counts the times a pool was made, changed or restored: the pools have not
+// changed while it stays the same.
+func (e *Engine) PoolsVersion(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	v, err := e.rdb.Get(ctx, e.ks.poolsVersionKey()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read pools version: %w", redisErr(err))
+	}
+	return v, nil
 }
 
 // ShardedPools lists the pools with more than one shard.

@@ -176,21 +176,36 @@ func (e *Engine) loadPool(ctx context.Context, k PoolKey) (PoolConfig, error) {
 	return c, nil
 }
 
+// poolsPage is how many pools Pools reads a call.
+const poolsPage = 1000
+
 // Pools lists every pool, ordered by location then SKU.
 func (e *Engine) Pools(ctx context.Context) ([]PoolConfig, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
-	all, err := e.rdb.HGetAll(ctx, e.ks.poolsKey()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list pools: %w", redisErr(err))
-	}
-	out := make([]PoolConfig, 0, len(all))
-	for k, raw := range all {
-		var c PoolConfig
-		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return nil, fmt.Errorf("decode pool %s: %w", k, err)
+	// In pages: one HGETALL of a hundred thousand pools holds Redis up for every other call.
+	seen := map[string]bool{}
+	var out []PoolConfig
+	var cursor uint64
+	for {
+		kv, next, err := e.rdb.HScan(ctx, e.ks.poolsKey(), cursor, "", poolsPage).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list pools: %w", redisErr(err))
 		}
-		out = append(out, c)
+		for i := 0; i+1 < len(kv); i += 2 {
+			if seen[kv[i]] { // HSCAN may return a field twice
+				continue
+			}
+			seen[kv[i]] = true
+			var c PoolConfig
+			if err := json.Unmarshal([]byte(kv[i+1]), &c); err != nil {
+				return nil, fmt.Errorf("decode pool %s: %w", kv[i], err)
+			}
+			out = append(out, c)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Location != out[j].Location {

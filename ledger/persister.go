@@ -43,6 +43,10 @@ type Persister struct {
 	trimmed  map[int]int64
 	forks    map[int]Fork
 	lastSync time.Time
+	// poolsVersion is the engine's PoolsVersion at the last copy of the pools (poolsSynced:
+	// there was one).
+	poolsVersion int64
+	poolsSynced  bool
 	// What a pass reads (see fetch): a partition whose head has not moved since a pass found
 	// its stream drained is left out, except in full passes.
 	drained  map[int]engine.PartitionHead

@@ -355,9 +355,16 @@ func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error 
 		return nil
 	}
 	batch := &pgx.Batch{}
+	vendors, locations := map[string]bool{}, map[[2]string]bool{}
 	for _, p := range pools {
-		batch.Queue(`INSERT INTO vendors (id) VALUES ($1) ON CONFLICT DO NOTHING`, p.Vendor)
-		batch.Queue(`INSERT INTO locations (id, vendor_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.Location, p.Vendor)
+		if !vendors[p.Vendor] {
+			vendors[p.Vendor] = true
+			batch.Queue(`INSERT INTO vendors (id) VALUES ($1) ON CONFLICT DO NOTHING`, p.Vendor)
+		}
+		if l := [2]string{p.Location, p.Vendor}; !locations[l] {
+			locations[l] = true
+			batch.Queue(`INSERT INTO locations (id, vendor_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.Location, p.Vendor)
+		}
 		batch.Queue(`INSERT INTO pools (location, sku, vendor_id, shards, low_stock, customer_limit, best_before)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (location, sku) DO UPDATE SET vendor_id = EXCLUDED.vendor_id, shards = EXCLUDED.shards,
