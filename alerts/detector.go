@@ -54,6 +54,8 @@ type Config struct {
 	// each larger than AnomalyShare of the units before it, within AnomalyWindow, raise an
 	// ANOMALY. 0 turns it off.
 	AnomalyCorrections int
+	// VendorLabels bounds the vendors with a label of their own on per-vendor metrics.
+	VendorLabels int
 }
 
 // DefaultConfig is the alerts' configuration when the environment sets nothing.
@@ -75,6 +77,7 @@ func DefaultConfig() Config {
 		AnomalyMinUnits:    5,
 		AnomalySellout:     10,
 		AnomalyCorrections: 3,
+		VendorLabels:       100,
 	}
 }
 
@@ -93,6 +96,8 @@ func (c Config) Validate() error {
 	case c.AnomalySellout < 0 || c.AnomalySellout > 0 && c.AnomalySellout <= 1 || c.AnomalyCorrections < 0:
 		return fmt.Errorf("FLASHHOLD_ANOMALY_SELLOUT must be 0 or more than 1 and FLASHHOLD_ANOMALY_CORRECTIONS not negative, got %g and %d",
 			c.AnomalySellout, c.AnomalyCorrections)
+	case c.VendorLabels < 0:
+		return fmt.Errorf("FLASHHOLD_VENDOR_LABELS must not be negative, got %d", c.VendorLabels)
 	case c.MaxAttempts < 1 || c.Timeout <= 0:
 		return fmt.Errorf("FLASHHOLD_WEBHOOK_MAX_ATTEMPTS must be at least 1 and FLASHHOLD_WEBHOOK_TIMEOUT positive, got %d and %s", c.MaxAttempts, c.Timeout)
 	}
@@ -189,6 +194,9 @@ type Detector struct {
 	levels  map[engine.PoolKey]level // last alerted, from Postgres, for pools not seen yet
 	loaded  bool
 	counter *prometheus.CounterVec
+	// vendorEvents counts events by vendor, labelled is the vendors with a label of their own.
+	vendorEvents *prometheus.CounterVec
+	labelled     map[string]bool
 }
 
 // NewDetector builds a detector.
@@ -198,11 +206,20 @@ func NewDetector(eng *engine.Engine, store *Store, cfg Config, log zerolog.Logge
 		counter.WithLabelValues(t)
 	}
 	return &Detector{eng: eng, store: store, cfg: cfg, log: log, now: now,
-		owner: loop.InstanceID(), pools: map[engine.PoolKey]*poolState{}, counter: counter}
+		owner: loop.InstanceID(), pools: map[engine.PoolKey]*poolState{}, counter: counter,
+		vendorEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashhold_vendor_events_total",
+			Help: "Inventory events by vendor (the first FLASHHOLD_VENDOR_LABELS vendors; the rest as _other), as the alert detector reads them."},
+			[]string{"vendor"}),
+		labelled: map[string]bool{}}
 }
 
 // Register adds the detector's metrics to reg.
-func (d *Detector) Register(reg prometheus.Registerer) error { return reg.Register(d.counter) }
+func (d *Detector) Register(reg prometheus.Registerer) error {
+	if err := reg.Register(d.counter); err != nil {
+		return err
+	}
+	return reg.Register(d.vendorEvents)
+}
 
 // Run detects until ctx ends.
 func (d *Detector) Run(ctx context.Context) error {
@@ -247,12 +264,18 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 	sort.SliceStable(events, func(i, j int) bool { return events[i].TS < events[j].TS })
 	now := d.now()
 	var raised []Alert
+	activity := map[string]map[int64]int64{}
 	for i := range events {
 		ev := &events[i]
 		ps, err := d.state(ctx, ev)
 		if err != nil {
 			return nil, err
 		}
+		if activity[ps.cfg.Vendor] == nil {
+			activity[ps.cfg.Vendor] = map[int64]int64{}
+		}
+		activity[ps.cfg.Vendor][ev.TS/60_000]++
+		d.vendorEvents.WithLabelValues(d.vendorLabel(ps.cfg.Vendor)).Inc()
 		before := ps.available()
 		if ev.Shard < len(ps.shards) {
 			ps.shards[ev.Shard] = ev.After
@@ -280,7 +303,26 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 			d.counter.WithLabelValues(a.Type).Inc()
 		}
 	}
+	if err := d.store.recordActivity(ctx, activity); err != nil {
+		return nil, err
+	}
 	return raised, d.eng.AckGroup(ctx, d.cfg.Group, entries)
+}
+
+// otherVendors is the label of the vendors past Config.VendorLabels.
+const otherVendors = "_other"
+
+// vendorLabel is the vendor's label on per-vendor metrics: its id for the first VendorLabels
+// vendors seen, otherVendors after them, so the series stay bounded.
+func (d *Detector) vendorLabel(vendor string) string {
+	if d.labelled[vendor] {
+		return vendor
+	}
+	if len(d.labelled) >= d.cfg.VendorLabels {
+		return otherVendors
+	}
+	d.labelled[vendor] = true
+	return vendor
 }
 
 // anomaly counts ev against its pool's losses that sales do not explain (see

@@ -266,3 +266,34 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// recordActivity adds events per vendor and minute (ms / 60,000) to vendor_activity.
+func (s *Store) recordActivity(ctx context.Context, counts map[string]map[int64]int64) error {
+	batch := &pgx.Batch{}
+	for vendor, minutes := range counts {
+		for m, n := range minutes {
+			batch.Queue(`INSERT INTO vendor_activity (vendor_id, minute, events) VALUES ($1, $2, $3)
+				ON CONFLICT (vendor_id, minute) DO UPDATE SET events = vendor_activity.events + EXCLUDED.events`,
+				vendor, time.UnixMilli(m*60_000).UTC(), n)
+		}
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record vendor activity: %w", err)
+	}
+	return nil
+}
+
+// EventsSince counts vendor's events from since on, by the minute (as the alert detector has
+// read them: a few seconds behind, and counted again if the detector read them twice).
+func (s *Store) EventsSince(ctx context.Context, vendor string, since time.Time) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(events), 0) FROM vendor_activity WHERE vendor_id = $1 AND minute >= $2`,
+		vendor, since.Truncate(time.Minute)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("vendor activity: %w", err)
+	}
+	return n, nil
+}

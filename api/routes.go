@@ -18,6 +18,7 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/availability/{sku}", checkout, s.availability)
 
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
+	r.add(http.MethodGet, "/v1/vendors/{vendor}/summary", vendors, s.vendorSummary)
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/{sku}/update", vendors, s.vendorUpdate).class = finishing
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/bulk_update", vendors, s.vendorBulk).class = finishing
 	r.add(http.MethodPost, "/v1/vendors/{vendor}/inventory/imports", vendors, s.createImport).streamsBody = true

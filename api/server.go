@@ -104,6 +104,8 @@ type Server struct {
 	feedGuard feeds.URLGuard
 	// history: a pool's latest changes, for its status (nil: not shown)
 	history PoolHistory
+	// activity: a vendor's events by the minute, for its summary (nil: not shown)
+	activity VendorActivity
 	// poolStore, when set, records pools durably (see WithPoolStore).
 	poolStore PoolStore
 	now       func() time.Time

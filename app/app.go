@@ -213,7 +213,7 @@ func (a *App) openLedger(ctx context.Context) error {
 		return err
 	}
 	hooks := alerts.NewStore(a.pg, policy, alerts.WithMaxSubscriptions(a.cfg.Alerts.MaxSubscriptions))
-	a.apiOpts = append(a.apiOpts, api.WithWebhooks(hooks))
+	a.apiOpts = append(a.apiOpts, api.WithWebhooks(hooks), api.WithVendorActivity(hooks))
 	if a.cfg.AlertsOn {
 		a.services = append(a.services, alerts.NewDetector(a.Engine, hooks, a.cfg.Alerts, a.log, time.Now),
 			alerts.NewDeliverer(hooks, a.cfg.Alerts, a.log))
