@@ -122,18 +122,7 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	var errs []error
-	for i := range list {
-		done, err := r.runFeed(ctx, &list[i])
-		if done {
-			n++
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return n, errors.Join(errs...)
+	return loop.Each(list, func(x *Feed) (bool, error) { return r.runFeed(ctx, x) })
 }
 
 // runFeed deals with f's latest occurrence due, if any: the fetch, the import, the record. An

@@ -87,18 +87,7 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	var errs []error
-	for i := range list {
-		done, err := r.apply(ctx, &list[i])
-		if done {
-			n++
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return n, errors.Join(errs...)
+	return loop.Each(list, func(x *Schedule) (bool, error) { return r.apply(ctx, x) })
 }
 
 // apply deals with s's latest occurrence due, if any: the stock change, then its record. A

@@ -81,7 +81,7 @@ Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
 	defer pg.Close()
 	if !*keep {
 		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			if err := rediskeys.DeletePrefix(cctx, rdb, cfg.Engine.Prefix); err != nil {
 				fmt.Fprintf(os.Stderr, "removing keys %s:*: %v\n", cfg.Engine.Prefix, err)

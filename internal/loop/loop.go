@@ -9,6 +9,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -95,4 +96,21 @@ func InstanceID() string {
 	b := make([]byte, 4)
 	crand.Read(b)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Each calls do for every item of list, in order, whatever the others returned, and returns
+// how many it dealt with (do's true) and every error, joined.
+func Each[T any](list []T, do func(*T) (bool, error)) (int, error) {
+	n := 0
+	var errs []error
+	for i := range list {
+		done, err := do(&list[i])
+		if done {
+			n++
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
 }

@@ -25,12 +25,25 @@ func ForEachNode(ctx context.Context, c redis.UniversalClient, f func(context.Co
 // DeletePrefix deletes every key that starts with prefix+":".
 func DeletePrefix(ctx context.Context, c redis.UniversalClient, prefix string) error {
 	return ForEachNode(ctx, c, func(ctx context.Context, node *redis.Client) error {
+		// A thousand UNLINKs a round trip (one key each: on a cluster node keys of different
+		// slots cannot share one): a run that left a million keys is gone in seconds.
 		iter := node.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		pipe := node.Pipeline()
 		for iter.Next(ctx) {
-			if err := node.Unlink(ctx, iter.Val()).Err(); err != nil {
-				return err
+			pipe.Unlink(ctx, iter.Val())
+			if pipe.Len() == 1000 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
 			}
 		}
-		return iter.Err()
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		if pipe.Len() > 0 {
+			_, err := pipe.Exec(ctx)
+			return err
+		}
+		return nil
 	})
 }
