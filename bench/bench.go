@@ -64,6 +64,8 @@ type Options struct {
 	// ImportNoYield runs the import at full speed, not pausing while checkout waits
 	// (FLASHHOLD_IMPORT_YIELD=false).
 	ImportNoYield bool `json:"import_no_yield,omitempty"`
+	// ImportBatch is FLASHHOLD_IMPORT_BATCH (0: its default).
+	ImportBatch int `json:"import_batch,omitempty"`
 	// PGConns is the Postgres pool of the row-lock baseline. 0 (the default) probes pools of
 	// 1, 2, 4, … connections, up to 32 and to Clients, and measures the fastest: the
 	// baseline is the alternative at its best on this machine, not at an arbitrary size.
@@ -187,6 +189,9 @@ func start(ctx context.Context, env Env, opts Options) (*bench, error) {
 	cfg.MigrateOnStart, cfg.Sweeper, cfg.Persister, cfg.AlertsOn = true, true, !opts.NoPersister, false
 	cfg.Reconcile.Every = 0
 	cfg.Import.Yield = !opts.ImportNoYield
+	if opts.ImportBatch > 0 {
+		cfg.Import.Batch = opts.ImportBatch
+	}
 	cfg.ShutdownTimeout = 5 * time.Second
 	keys := []api.KeySpec{{ID: "bench", SHA256: api.HashKey(b.apiKey), Role: api.RoleAdmin, RateLimit: -1}}
 	a, err := app.New(ctx, cfg, env.Log, app.WithRedis(env.Redis), app.WithPostgres(env.Postgres), app.WithKeys(keys))

@@ -140,7 +140,7 @@ func (b *bench) imports(ctx context.Context) (*Scenario, error) {
 	if res.Baseline.P99Ms > 0 {
 		res.P99Ratio = round(res.During.P99Ms/res.Baseline.P99Ms, 2)
 	}
-	wrong, err := b.checkImported(ctx, pools, importStock(int(res.Rows/int64(res.Pools))))
+	wrong, err := b.checkImported(ctx, pools, res.Rows)
 	if err != nil {
 		return nil, err
 	}
@@ -213,16 +213,22 @@ func (b *bench) waitImport(ctx context.Context, id string) (map[string]any, erro
 	}
 }
 
-// checkImported counts the pools whose stock is not want.
-func (b *bench) checkImported(ctx context.Context, pools []engine.PoolConfig, want int64) (int64, error) {
+// checkImported counts the pools whose stock is not what the file's rows make it: pool i has
+// a row in each round, and one more when i < rows mod pools.
+func (b *bench) checkImported(ctx context.Context, pools []engine.PoolConfig, rows int64) (int64, error) {
 	var wrong int64
+	n := int64(len(pools))
 	for start := 0; start < len(pools); start += 1000 {
 		avail, err := b.eng.Availabilities(ctx, pools[start:min(start+1000, len(pools))])
 		if err != nil {
 			return 0, err
 		}
-		for _, a := range avail {
-			if a.Available != want {
+		for j, a := range avail {
+			rounds := rows / n
+			if int64(start+j) < rows%n {
+				rounds++
+			}
+			if a.Available != importStock(int(rounds)) {
 				wrong++
 			}
 		}

@@ -131,7 +131,7 @@ type Config struct {
 
 // DefaultConfig is the configuration when the environment sets nothing.
 func DefaultConfig() Config {
-	return Config{Workers: 32, Batch: 2000, Lease: 30 * time.Second, Poll: time.Second, MaxRows: 1_000_000,
+	return Config{Workers: 32, Batch: 10000, Lease: 30 * time.Second, Poll: time.Second, MaxRows: 1_000_000,
 		MaxBytes: 256 << 20, UploadTimeout: 5 * time.Minute, Yield: true}
 }
 
