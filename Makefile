@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin/flashhold
 
-.PHONY: all services build test test-quick rules-test image image-test docs-config bench bench-engine bench-ledger soak run stop clean
+.PHONY: all services build test test-quick rules-test image image-test docs-config bench bench-import bench-engine bench-ledger soak run stop clean
 
 all: build
 
@@ -49,6 +49,11 @@ docs-config:
 # The standard bench suite: every scenario and baseline, report and plots in bench-report/.
 bench: services build
 	$(BIN) bench --out bench-report
+
+# One asynchronous import of 1,000,000 rows over 100,000 pools, with checkout beside it
+# (docs/bench/history.md, "A million-row import"); IMPORT_FLAGS=--import-no-yield for full speed.
+bench-import: services build
+	$(BIN) bench --scenario import --duration 20s --baseline-duration 2s --out bench-report-import $(IMPORT_FLAGS)
 
 bench-engine: services
 	$(GO) test ./engine -run '^$$' -bench 'BenchmarkReserve|BenchmarkCommit' -benchtime 5s

@@ -42,7 +42,8 @@ func testEnv(t testing.TB) Env {
 // invariants and the report's shape, not of speed.
 func smallOptions() Options {
 	return Options{Duration: 1500 * time.Millisecond, BaselineDuration: 400 * time.Millisecond, OpenDuration: time.Second,
-		Clients: 16, Stock: 400, Shards: 4, SKUs: 300, SKUStock: 5, CartSKUs: 40, StormHolds: 300}
+		Clients: 16, Stock: 400, Shards: 4, SKUs: 300, SKUStock: 5, CartSKUs: 40, StormHolds: 300,
+		ImportRows: 3000, ImportPools: 300, ImportCheckoutRate: 100}
 }
 
 func TestEveryScenarioSmoke(t *testing.T) {

@@ -93,16 +93,19 @@ func (b *bench) imports(ctx context.Context) (*Scenario, error) {
 		return nil, err
 	}
 	shop := engine.PoolConfig{Location: "bench", SKU: "import-shop", Vendor: "bench", Shards: 1}
-	if err := b.makePools(ctx, []engine.PoolConfig{shop}, 1_000_000_000); err != nil {
+	const shopStock = 1_000_000_000
+	if err := b.makePools(ctx, []engine.PoolConfig{shop}, shopStock); err != nil {
 		return nil, err
 	}
 	b.settle(ctx, 60*time.Second)
 	res := &ImportResult{Rows: o.ImportRows, Pools: o.ImportPools, CheckoutRPS: o.ImportCheckoutRate}
+	var granted []string
 	checkout := func(done func() bool, d time.Duration) Stats {
 		op := b.newReserveOp("imp"+randomHex(3), shop.Location, shop.SKU, holdTTL)
 		defer op.cl.close()
 		run := Drive(ctx, Load{Workers: o.Clients, Rate: o.ImportCheckoutRate, Duration: d, Done: done,
 			Progress: b.progress("import checkout")}, op.op)
+		granted = append(granted, op.granted()...)
 		return summarize(run.Samples, run.Elapsed, nil)
 	}
 	b.say("import: checkout alone, %.0f/s for %s", o.ImportCheckoutRate, o.Duration)
@@ -145,7 +148,15 @@ func (b *bench) imports(ctx context.Context) (*Scenario, error) {
 		return nil, err
 	}
 	res.Wrong = wrong
-	sc := &Scenario{Name: Import, ThroughputRPS: res.RowsPerS, P50Ms: res.During.P50Ms, P99Ms: res.During.P99Ms,
+	failed := b.endHolds(ctx, granted, true)
+	iv, err := b.check(ctx, []expectation{{pool: shop, stock: shopStock, committed: int64(len(granted)) - failed}}, false)
+	if err != nil {
+		return nil, err
+	}
+	if wrong > 0 {
+		iv.Violations = append(iv.Violations, fmt.Sprintf("%d imported pools not as the file says", wrong))
+	}
+	sc := &Scenario{Invariants: iv, Oversold: iv.Oversold, Undersold: iv.Undersold,Name: Import, ThroughputRPS: res.RowsPerS, P50Ms: res.During.P50Ms, P99Ms: res.During.P99Ms,
 		P999Ms: res.During.P999Ms, Errors: res.During.Errors, Import: res,
 		Phases: []Phase{{Name: "checkout alone", Stats: res.Baseline}, {Name: "checkout during the import", Stats: res.During}}}
 	b.say("import: %d rows in %.1f s (upload %.1f s), %.0f rows/s; checkout p99 %.2f ms alone, %.2f ms beside it; wrong pools %d",
