@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -530,5 +531,26 @@ func TestStreamedBodies(t *testing.T) {
 	send("/v1/holds", clientKey, strings.NewReader(hold)).want(t, 201, "")
 	if a, _ := ts.eng.Availability(context.Background(), "berlin", "cap"); a.Held != 2 {
 		t.Fatalf("held %d, want the 2 holds answered 201", a.Held)
+	}
+}
+
+// TestUnreadBodyClosesConnection: a request answered without its body being read (no key, no
+// route) closes the connection, so the rest of its body is never taken for the next request.
+func TestUnreadBodyClosesConnection(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testredis.Standalone(t), nil)
+	body := strings.Repeat("x", 20_000) + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, path := range []string{"/v1/holds", "/v1/no-such-route"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", path, 20_000, body)
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		got, _ := io.ReadAll(conn)
+		conn.Close()
+		if n := strings.Count(string(got), "HTTP/1.1 "); n != 1 || !strings.Contains(string(got), "Connection: close") {
+			t.Fatalf("%s: %d answers on one connection, want 1 and the connection closed:\n%s", path, n, got)
+		}
 	}
 }

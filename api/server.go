@@ -322,12 +322,11 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	method := string(rc.Method())
 	label := "unmatched"
 	var span trace.Span
-	// A body larger than MaxBody, or sent in chunks, is still on the connection until a handler
-	// reads it: unless it was read whole, the connection cannot carry another request.
-	bodyRead := rc.RequestBodyStream() == nil
-	if n := rc.Request.Header.ContentLength(); n >= 0 && n <= s.cfg.MaxBody {
-		bodyRead = true
-	}
+	// A body is on the connection until something reads it whole (fasthttp reads ahead at most
+	// 8 KiB): readBody for every route but the streaming ones. A request answered without its
+	// body read (no route, no key, shed, a streaming upload cut short) closes the connection,
+	// so what is left of the body is never taken for the next request.
+	bodyRead := rc.Request.Header.ContentLength() == 0
 	defer func() {
 		if !bodyRead {
 			rc.SetConnectionClose()
@@ -385,16 +384,15 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 }
 
-// readBody makes sure a request's body is in memory, whole and at most MaxBody bytes. The
-// server streams bodies (for imports): one that came with a Content-Length within the limit
-// was read whole before the handler; a longer one, or one sent in chunks, is read here.
+// readBody reads a request's body whole into memory, at most MaxBody bytes (the server
+// streams bodies, for imports; every other route gets its body whole).
 func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
 	st := rc.RequestBodyStream()
 	if st == nil {
 		return nil
 	}
-	if n := rc.Request.Header.ContentLength(); n >= 0 && n <= s.cfg.MaxBody {
-		return nil
+	if rc.Request.Header.ContentLength() > s.cfg.MaxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody)
 	}
 	body, err := io.ReadAll(io.LimitReader(st, int64(s.cfg.MaxBody)+1))
 	if err != nil {
