@@ -267,3 +267,33 @@ func TestImportResumes(t *testing.T) {
 		t.Fatalf("cap %d, want %d: a row applied twice or not at all", s, 610)
 	}
 }
+
+// TestImportSurvivesUploadReadError: an upload that cannot be read back for a moment (the
+// instance stops, Postgres does not answer) leaves the import to be taken up again, not
+// failed half-applied; the next instance finishes it, each row once.
+func TestImportSurvivesUploadReadError(t *testing.T) {
+	t.Parallel()
+	cfg := importConfig()
+	cfg.MaxRows, cfg.MaxBytes, cfg.Batch, cfg.Lease = 100_000, 4<<20, 40_000, time.Second
+	ctx, stop := context.WithCancel(context.Background())
+	e := startImports(t, cfg, imports.WithOwner("first"), imports.AfterBatch(func(*imports.Import, int64) { stop() }))
+	var b strings.Builder
+	b.WriteString("location,sku,change_type,quantity_change\n")
+	for range 60_000 { // 1.3 MB: two chunks of the upload
+		b.WriteString("berlin,cap,RESTOCK,1\n")
+	}
+	id := e.do("POST", "/v1/vendors/acme/inventory/imports", acmeKey, b.String(), "Content-Type", "text/csv").want(t, 202, "").str("id")
+	e.runner.RunOnce(ctx) // the first batch, then the second chunk cannot be read
+	if im, _ := e.importOf(t, id, ""); im["status"] != imports.Running {
+		t.Fatalf("after a read error: %v", im)
+	}
+	second := imports.NewRunner(imports.NewStore(e.pool), e.srv.ImportRows, cfg, zerolog.Nop(), imports.WithOwner("second"))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if did, err := second.RunOnce(context.Background()); err != nil || did || time.Now().After(deadline) {
+			break
+		}
+	}
+	if im, _ := e.importOf(t, id, ""); im["status"] != imports.Done || im["applied"] != 60_000.0 || e.stock(t, "berlin", "cap") != 60_010 {
+		t.Fatalf("after the resume: %v, cap %d", im, e.stock(t, "berlin", "cap"))
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -48,16 +49,23 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 		_ = e.plain(ctx, cmds...)
 	}
 	// The single-shard changes, by partition, in order; a pool with a sharded change is left
-	// to Adjust, in order.
+	// to Adjust, in order. A pool whose change could not be made now is stopped there.
 	byPart := map[batchKey][]int{}
 	var parts []batchKey
 	var sharded []int
+	stopped := map[PoolKey]bool{}
 	for i, r := range reqs {
+		k := PoolKey{r.Location, r.SKU}
+		if out[i].Err == nil && stopped[k] {
+			out[i].Err = afterFailure(r)
+		}
 		if out[i].Err != nil {
+			stopped[k] = stopped[k] || retryable(out[i].Err)
 			continue
 		}
 		if err := nativeErr(claims[i]); err != nil {
 			out[i].Err = err
+			stopped[k] = stopped[k] || retryable(err)
 			continue
 		}
 		if prior := claims[i].Val(); prior != "" && prior != fps[i] {
@@ -68,18 +76,37 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 			sharded = append(sharded, i)
 			continue
 		}
-		k := batchKey{pools[i].partitions[0], r.Actor}
-		if _, seen := byPart[k]; !seen {
-			parts = append(parts, k)
+		bk := batchKey{pools[i].partitions[0], r.Actor}
+		if _, seen := byPart[bk]; !seen {
+			parts = append(parts, bk)
 		}
-		byPart[k] = append(byPart[k], i)
+		byPart[bk] = append(byPart[bk], i)
 	}
 	e.adjustBatches(ctx, reqs, pools, fps, parts, byPart, out)
 	for _, i := range sharded {
+		k := pools[i].Key()
+		if stopped[k] {
+			out[i].Err = afterFailure(reqs[i])
+			continue
+		}
 		res, err := e.adjustSharded(ctx, pools[i], reqs[i], pools[i].Vendor+":"+reqs[i].TransactionID, fps[i])
 		out[i] = AdjustOutcome{Result: res, Err: err}
+		stopped[k] = retryable(err)
 	}
 	return out
+}
+
+// retryable reports an error that says a change could not be made now, not that it was
+// refused: sent again, it may be made.
+func retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrFenced) || errors.Is(err, ErrInProgress) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// afterFailure is the error of a change not tried because an earlier change of its pool could
+// not be made now: made out of order, a later change could change what the earlier one does.
+func afterFailure(r AdjustRequest) error {
+	return fmt.Errorf("%w: an earlier change of %s at %s in the batch could not be made now", ErrUnavailable, r.SKU, r.Location)
 }
 
 // After is a pool's (or shard's) available count after a change of kind and qty (as Adjust

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -129,5 +130,39 @@ func TestPoolsPaged(t *testing.T) {
 	}
 	if v1, _ := e.PoolsVersion(ctx); v1 != v0+int64(len(configs)) {
 		t.Fatalf("pools version %d, then %d after %d pools", v0, v1, len(configs))
+	}
+}
+
+// TestAdjustManyStopsAPoolAtItsFirstFailure: when a change cannot be made now (its shard's
+// partition fenced), the later changes of the same pool in the batch are not made either, so
+// that sending the batch again applies them in order; other pools go on.
+func TestAdjustManyStopsAPoolAtItsFirstFailure(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testredisStandalone(t), nil)
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s", SKU: "wide", Vendor: "acme", Shards: 4}, 100)
+	makePool(t, e, PoolConfig{Location: "s", SKU: "other", Vendor: "acme", Shards: 1}, 10)
+	p, err := e.pool(ctx, "s", "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two transaction ids whose changes land on different shards; the first one's is fenced.
+	first, second := "acme:f0", ""
+	for i := 1; second == ""; i++ {
+		if id := fmt.Sprint("acme:f", i); txShard(p, id) != txShard(p, first) {
+			second = id
+		}
+	}
+	if err := e.Fence(ctx, p.partitions[txShard(p, first)], "test"); err != nil {
+		t.Fatal(err)
+	}
+	out := e.AdjustMany(ctx, "acme", []AdjustRequest{
+		{Location: "s", SKU: "wide", Kind: Spoilage, Qty: 30, TransactionID: first[len("acme:"):], Actor: "imp"},
+		{Location: "s", SKU: "wide", Kind: Set, Qty: 50, TransactionID: second[len("acme:"):], Actor: "imp"},
+		{Location: "s", SKU: "other", Kind: Restock, Qty: 1, TransactionID: "o1", Actor: "imp"},
+	})
+	if out[0].Err == nil || out[2].Err != nil || !errors.Is(out[1].Err, ErrUnavailable) || !strings.Contains(out[1].Err.Error(), "an earlier change") {
+		t.Fatalf("outcomes %v / %v / %v: want the fenced change refused, the one after it not tried, the other pool's made",
+			out[0].Err, out[1].Err, out[2].Err)
 	}
 }

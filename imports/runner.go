@@ -1,6 +1,7 @@
 package imports
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,18 +160,22 @@ func (r *Runner) run(ctx context.Context, im *Import) error {
 			return err
 		}
 	}
-	rows, err := stockfile.NewReader(im.Format, r.store.open(ctx, im.ID))
+	upload := r.store.open(ctx, im.ID)
+	rows, err := stockfile.NewReader(im.Format, upload)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errFile, err)
+		return cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
 	}
 	batch := make([]item, 0, r.cfg.Batch)
 	for place := int64(1); ; place++ {
 		row, err := rows.Next()
 		if errors.Is(err, io.EOF) {
+			if place-1 != im.TotalRows {
+				return fmt.Errorf("%w: %d rows kept, %d when it came", errFile, place-1, im.TotalRows)
+			}
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %w", errFile, err)
+			return cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
 		}
 		if place < im.nextRow {
 			continue // done before a restart
@@ -326,9 +331,10 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 	if err != nil || total == 0 {
 		return "", err
 	}
-	rows, err := stockfile.NewReader(im.Format, r.store.open(ctx, im.ID))
+	upload := r.store.open(ctx, im.ID)
+	rows, err := stockfile.NewReader(im.Format, upload)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", errFile, err)
+		return "", cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
 	}
 	// The file's changes of each pool in order, then each pool's count before and after them.
 	changes := map[engine.PoolKey][]engine.AdjustRequest{}
@@ -339,7 +345,7 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", errFile, err)
+			return "", cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
 		}
 		if row.Err != nil {
 			continue

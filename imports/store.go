@@ -210,16 +210,19 @@ func (c *chunker) flush() error {
 	return nil
 }
 
-// chunkReader reads an upload back, a chunk at a time.
+// chunkReader reads an upload back, a chunk at a time. err keeps the error of a read
+// Postgres did not answer: the import is tried again, not failed (the file itself was read
+// whole when it came).
 type chunkReader struct {
 	ctx  context.Context
 	pool *pgxpool.Pool
 	id   string
 	seq  int
 	cur  bytes.Reader
+	err  error
 }
 
-func (s *Store) open(ctx context.Context, id string) io.Reader {
+func (s *Store) open(ctx context.Context, id string) *chunkReader {
 	return &chunkReader{ctx: ctx, pool: s.pool, id: id}
 }
 
@@ -231,7 +234,8 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if err != nil {
-			return 0, fmt.Errorf("imports: read upload: %w", err)
+			c.err = fmt.Errorf("imports: read upload: %w", err)
+			return 0, c.err
 		}
 		c.seq++
 		c.cur.Reset(data)
