@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/guardrails"
 	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/internal/testredis"
@@ -190,20 +191,29 @@ func TestImportFileCheck(t *testing.T) {
 	}
 	first, second := upload(), upload()
 	e.runAll(t)
-	for _, id := range []string{first, second} {
+	status := func(id string) map[string]any {
 		im, _ := e.importOf(t, id, "")
-		if im["status"] != imports.Held || !strings.Contains(fmt.Sprint(im["held_reason"]), "zero 2") {
-			t.Fatalf("import %v, want held", im)
-		}
+		return im
+	}
+	// The first is held; the second waits behind it (a vendor's imports go in order).
+	if im := status(first); im["status"] != imports.Held || !strings.Contains(fmt.Sprint(im["held_reason"]), "zero 2") {
+		t.Fatalf("import %v, want held", im)
+	}
+	if im := status(second); im["status"] != imports.Queued {
+		t.Fatalf("the second import %v, want queued behind the held one", im)
 	}
 	if e.stock(t, "berlin", "cap") != 10 || e.stock(t, "berlin", "sneaker") != 20 {
 		t.Fatal("a held import changed stock")
 	}
 	rej := e.do("POST", "/v1/vendors/acme/inventory/imports/"+first+"/reject", acmeKey, nil).want(t, 200, "")
-	ok := e.do("POST", "/v1/vendors/acme/inventory/imports/"+second+"/approve", adminKey, nil).want(t, 200, "")
 	e.do("POST", "/v1/vendors/acme/inventory/imports/"+first+"/approve", acmeKey, nil).want(t, 409, "not_held")
+	e.runAll(t) // the second now runs, and is held in its turn
+	if im := status(second); im["status"] != imports.Held {
+		t.Fatalf("the second import %v, want held", im)
+	}
+	ok := e.do("POST", "/v1/vendors/acme/inventory/imports/"+second+"/approve", adminKey, nil).want(t, 200, "")
 	e.runAll(t)
-	im, _ := e.importOf(t, second, "")
+	im := status(second)
 	if rej.str("status") != imports.Rejected || ok.str("status") != imports.Queued || im["status"] != imports.Done || im["applied"] != 2.0 {
 		t.Fatalf("rejected %s, approved %s, then %v", rej.raw, ok.raw, im)
 	}
@@ -295,5 +305,41 @@ func TestImportSurvivesUploadReadError(t *testing.T) {
 	}
 	if im, _ := e.importOf(t, id, ""); im["status"] != imports.Done || im["applied"] != 60_000.0 || e.stock(t, "berlin", "cap") != 60_010 {
 		t.Fatalf("after the resume: %v, cap %d", im, e.stock(t, "berlin", "cap"))
+	}
+}
+
+// TestImportLeaseRenewedDuringBatch: a batch that takes longer than the lease keeps its
+// import: the lease is renewed while it runs, and another instance does not take the import
+// over meanwhile.
+func TestImportLeaseRenewedDuringBatch(t *testing.T) {
+	t.Parallel()
+	cfg := importConfig()
+	cfg.Lease = time.Second
+	pool := ledgerSchema(t)
+	store := imports.NewStore(pool)
+	ts := startServer(t, testredis.Standalone(t), nil, WithImports(store, cfg))
+	slow := func(ctx context.Context, vendor string, reqs []engine.AdjustRequest) ([]imports.Outcome, error) {
+		time.Sleep(2500 * time.Millisecond)
+		return ts.srv.ImportRows(ctx, vendor, reqs)
+	}
+	first := imports.NewRunner(store, slow, cfg, zerolog.Nop(), imports.WithOwner("first"))
+	second := imports.NewRunner(store, ts.srv.ImportRows, cfg, zerolog.Nop(), imports.WithOwner("second"))
+	id := ts.do("POST", "/v1/vendors/acme/inventory/imports", acmeKey, "location,sku,change_type,quantity_change\nberlin,cap,RESTOCK,1\n",
+		"Content-Type", "text/csv").want(t, 202, "").str("id")
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.RunOnce(context.Background())
+		done <- err
+	}()
+	time.Sleep(1800 * time.Millisecond) // past the lease, within the batch
+	if did, err := second.RunOnce(context.Background()); err != nil || did {
+		t.Fatalf("another instance took the import during a long batch (%v, %v)", did, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r := ts.do("GET", "/v1/vendors/acme/inventory/imports/"+id, acmeKey, nil).want(t, 200, "")
+	if im := r.body["import"].(map[string]any); im["status"] != imports.Done || im["attempts"] != 1.0 {
+		t.Fatalf("import %v", im)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,7 +223,9 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 	}
 	if len(reqs) > 0 {
 		start := time.Now()
+		stopRenewing := r.renewWhile(ctx, im)
 		applied, err := r.apply(ctx, im.Vendor, reqs)
+		stopRenewing()
 		if err != nil {
 			return err
 		}
@@ -257,6 +260,30 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 		r.afterBatch(im, next)
 	}
 	return nil
+}
+
+// renewWhile renews im's lease every third of it until the returned function is called, so a
+// batch slower than the lease (sharded pools, guardrails, a slow Redis) keeps its import.
+func (r *Runner) renewWhile(ctx context.Context, im *Import) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(r.cfg.Lease / renewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := r.store.renew(ctx, im, r.owner, r.cfg.Lease); err != nil {
+					r.log.Warn().Err(err).Str("import", im.ID).Msg("import lease not renewed")
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // pressedBatch is the batch while requests wait or run slow: a shorter burst of Redis work,

@@ -333,11 +333,15 @@ func (s *Store) dropUpload(ctx context.Context, id string) {
 }
 
 // claim takes the oldest import waiting to be applied (queued, or running under a lease that
-// ran out: its instance stopped), for owner, until lease from now.
+// ran out: its instance stopped), for owner, until lease from now. A vendor's imports go one
+// at a time, in the order they came: one waits while an older one of its vendor is queued,
+// running or held for approval, so an older file never lands after a newer one.
 func (s *Store) claim(ctx context.Context, owner string, lease time.Duration) (*Import, error) {
 	im, err := scanImport(s.pool.QueryRow(ctx, `UPDATE imports SET status = 'running', owner = $1,
 		lease_until = now() + $2::interval, started_at = coalesce(started_at, now()), attempts = attempts + 1
-		WHERE id = (SELECT id FROM imports WHERE status IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < now())
+		WHERE id = (SELECT id FROM imports i WHERE status IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < now())
+			AND NOT EXISTS (SELECT 1 FROM imports o WHERE o.vendor_id = i.vendor_id AND o.status IN ('queued', 'running', 'held')
+				AND (o.created_at, o.id) < (i.created_at, i.id))
 			ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
 		RETURNING `+importCols, owner, lease.String()))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -406,6 +410,19 @@ func (s *Store) markChecked(ctx context.Context, im *Import, owner string) error
 	_, err := s.pool.Exec(ctx, `UPDATE imports SET file_checked = true WHERE id = $1 AND owner = $2`, im.ID, owner)
 	if err != nil {
 		return fmt.Errorf("imports: %w", err)
+	}
+	return nil
+}
+
+// renew extends owner's lease of a running import.
+func (s *Store) renew(ctx context.Context, im *Import, owner string, lease time.Duration) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE imports SET lease_until = now() + $3::interval WHERE id = $1 AND owner = $2 AND status = 'running'`,
+		im.ID, owner, lease.String())
+	if err != nil {
+		return fmt.Errorf("imports: renew: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errLostLease
 	}
 	return nil
 }
