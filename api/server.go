@@ -329,6 +329,9 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	bodyRead := rc.Request.Header.ContentLength() == 0
 	defer func() {
 		if !bodyRead {
+			if st := rc.RequestBodyStream(); st != nil {
+				_, _ = io.Copy(io.Discard, io.LimitReader(st, drainMax)) // let the client finish writing and read the answer
+			}
 			rc.SetConnectionClose()
 		}
 		if p := recover(); p != nil {
@@ -384,6 +387,11 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 }
 
+// drainMax bounds what readBody reads past MaxBody of a body it refuses: a client that sends a
+// body somewhat too large gets to finish writing it and read the 413 (a connection closed
+// while it writes is reset, and the answer lost); a larger one is cut off.
+const drainMax = 16 << 20
+
 // readBody reads a request's body whole into memory, at most MaxBody bytes (the server
 // streams bodies, for imports; every other route gets its body whole).
 func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
@@ -391,15 +399,19 @@ func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
 	if st == nil {
 		return nil
 	}
-	if rc.Request.Header.ContentLength() > s.cfg.MaxBody {
+	tooLarge := func() error {
+		_, _ = io.Copy(io.Discard, io.LimitReader(st, drainMax))
 		return errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody)
+	}
+	if rc.Request.Header.ContentLength() > s.cfg.MaxBody {
+		return tooLarge()
 	}
 	body, err := io.ReadAll(io.LimitReader(st, int64(s.cfg.MaxBody)+1))
 	if err != nil {
 		return errorf(http.StatusBadRequest, "bad_request", "the request body could not be read")
 	}
 	if len(body) > s.cfg.MaxBody {
-		return errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody)
+		return tooLarge()
 	}
 	rc.Request.SetBody(body)
 	return nil

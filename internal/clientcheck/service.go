@@ -169,6 +169,9 @@ func (s *Service) launch(redisEnv, wrap, extra []string) {
 		"FLASHHOLD_COMMIT_GRACE=2s",
 		"FLASHHOLD_PERSIST_TIMEOUT=3s",
 		"FLASHHOLD_PERSIST_BACKOFF_MAX=500ms",
+		"FLASHHOLD_SCHEDULE_INTERVAL=1s",
+		"FLASHHOLD_FEED_INTERVAL=1s",
+		"FLASHHOLD_FEED_TIMEOUT=2s",
 		"FLASHHOLD_LOG_LEVEL=warn",
 	)
 	s.env = append(s.env, extra...)
