@@ -15,8 +15,9 @@
 -- count before it alone (the caller knows the change; a table costs Redis more to send than
 -- the number), any other as adjust.lua's reply; or {'FENCED', reason} for all.
 --
--- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
--- refused before anything changes.
+-- Nothing is written before the last change is done (BATCH keeps counters, records and events
+-- and flush writes them), and a malformed batch is refused before that: a runtime error
+-- half-way leaves the partition as it was.
 local WIDTH = 7
 if #ARGV < 5 or (#ARGV - 5) % WIDTH ~= 0 then
   return redis.error_reply('ERR adjust_batch: ' .. (#ARGV - 5) .. ' change values, not a multiple of ' .. WIDTH)

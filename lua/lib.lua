@@ -53,6 +53,7 @@ local STOCK_DIRTY -- counter fields to write (or delete, when false) at flush
 local NEW_HOLDS, NEW_EXP -- HSET and ZADD arguments of the parts placed (and transactions made)
 local PLACED      -- part -> record, for a part placed earlier in this call
 local NEW_GC      -- ZADD arguments of the gc index, for the records made in this call
+local NEW_EVENTS  -- in a batch, the events made (entry id, canonical form, hash), appended at flush
 local TXS         -- transaction field -> record, or false: read at the start, made since
 
 -- begin starts a call: it binds the call's keys and arguments and resets the per-call state.
@@ -64,7 +65,7 @@ local function begin(keys, args)
   NOW = tonumber(NOW_S)
   SEQ, HEAD, BATCH = nil, nil, false
   STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED = {}, {}, {}, {}, {}
-  NEW_GC, TXS = {}, {}
+  NEW_GC, TXS, NEW_EVENTS = {}, {}, {}
 end
 
 -- call_chunked calls cmd key with args in slices (Lua's unpack has a stack limit).
@@ -76,6 +77,11 @@ end
 
 local function flush()
   if BATCH then
+    -- Events first, as a single call writes them: nothing of a batch is written before its last
+    -- request is done, so a runtime error half-way leaves the partition as it was.
+    for _, ev in ipairs(NEW_EVENTS) do
+      redis.call('XADD', K_LOG, ev[1], 'e', ev[2], 'h', ev[3])
+    end
     local set, del = {}, {}
     for f in pairs(STOCK_DIRTY) do
       if STOCK[f] then
@@ -172,8 +178,10 @@ local function emit(typ, loc, sku, shard, delta, after, hdelta, hold, qty, cust,
     .. '|' .. delta .. '|' .. after .. '|' .. hdelta .. '|' .. hold .. '|' .. qty .. '|' .. cust
     .. '|' .. idem .. '|' .. actor .. '|' .. reason .. '|' .. exp .. '|' .. NOW_S .. '|' .. HEAD
   HEAD = redis.sha1hex(canon)
-  redis.call('XADD', K_LOG, seq .. '-0', 'e', canon, 'h', HEAD)
-  if not BATCH then
+  if BATCH then
+    NEW_EVENTS[#NEW_EVENTS + 1] = {seq .. '-0', canon, HEAD}
+  else
+    redis.call('XADD', K_LOG, seq .. '-0', 'e', canon, 'h', HEAD)
     flush()
   end
   return SEQ

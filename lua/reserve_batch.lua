@@ -11,8 +11,8 @@
 -- caller knows qty and expiry, and a table costs Redis about 7,000 instructions more to send.
 -- Or {'FENCED', reason} for all.
 --
--- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
--- refused before anything changes.
+-- Nothing is written before the last request is done (BATCH keeps counters, records and
+-- events and flush writes them), and a malformed batch is refused before that.
 if (#ARGV - 2) % REQ_WIDTH ~= 0 then
   return redis.error_reply('ERR reserve_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of ' .. REQ_WIDTH)
 end
