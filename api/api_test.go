@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashhold/flashhold/imports"
 	"github.com/flashhold/flashhold/internal/testredis"
 	"github.com/flashhold/flashhold/internal/testwait"
 )
@@ -447,7 +448,9 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 // TestGracefulShutdown: requests in flight when shutdown starts complete; new connections are
 // refused afterwards.
 func TestGracefulShutdown(t *testing.T) {
-	ts := startServer(t, testredis.Standalone(t), func(c *Config) { c.BulkMaxRows = 5000; c.BulkWorkers = 1 })
+	// Each request takes seconds (1,500 rows one at a time, more under the race detector on a
+	// loaded machine): a deadline far past that, so the test sees shutdown, not RequestTimeout.
+	ts := startServer(t, testredis.Standalone(t), func(c *Config) { c.BulkMaxRows = 5000; c.BulkWorkers = 1; c.RequestTimeout = time.Minute })
 	var sb strings.Builder
 	sb.WriteString("location,sku,change_type,quantity_change,transaction_id\n")
 	for i := range 1500 {
@@ -552,5 +555,43 @@ func TestUnreadBodyClosesConnection(t *testing.T) {
 		if n := strings.Count(string(got), "HTTP/1.1 "); n != 1 || !strings.Contains(string(got), "Connection: close") {
 			t.Fatalf("%s: %d answers on one connection, want 1 and the connection closed:\n%s", path, n, got)
 		}
+	}
+}
+
+// TestTruncatedBodyRefused: a body cut short (the client stops sending before Content-Length
+// bytes) is refused whole, never taken as a shorter request: a bulk update and an import whose
+// CSV breaks off between two rows change and keep nothing.
+func TestTruncatedBodyRefused(t *testing.T) {
+	t.Parallel()
+	pool := ledgerSchema(t)
+	cfg := importConfig()
+	cfg.MaxRows = 1000
+	ts := startServer(t, testredis.Standalone(t), nil, WithImports(imports.NewStore(pool), cfg))
+	var csv strings.Builder
+	csv.WriteString("location,sku,change_type,quantity_change,transaction_id\n")
+	for i := range 400 { // past the 8 KiB fasthttp reads ahead: the rest is streamed
+		fmt.Fprintf(&csv, "berlin,cap,RESTOCK,1,tb-%d\n", i)
+	}
+	sent := csv.String()
+	for _, path := range []string{"/v1/vendors/acme/inventory/bulk_update", "/v1/vendors/acme/inventory/imports"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s",
+			path, acmeKey, len(sent)+500, sent) // 500 bytes promised and never sent
+		conn.(*net.TCPConn).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := io.ReadAll(conn)
+		conn.Close()
+		if !strings.HasPrefix(string(got), "HTTP/1.1 400") {
+			t.Errorf("%s: a body cut short answered %.200s", path, got)
+		}
+	}
+	if a, _ := ts.eng.Availability(context.Background(), "berlin", "cap"); a.Available != 10 {
+		t.Fatalf("cap %d after bodies cut short, want 10", a.Available)
+	}
+	if list := ts.do("GET", "/v1/vendors/acme/inventory/imports", acmeKey, nil).want(t, 200, "").body["imports"].([]any); len(list) != 0 {
+		t.Fatalf("an import was kept from a body cut short: %v", list)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -153,7 +152,7 @@ func (s *Server) createImport(c *call) error {
 		c.rc.SetConnectionClose()
 		return err
 	}
-	var body io.Reader = c.rc.RequestBodyStream()
+	body := bodyStream(c.rc)
 	if body == nil {
 		body = bytes.NewReader(c.rc.PostBody())
 	}

@@ -387,6 +387,32 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 }
 
+// fullBody reads a streamed request body and reports one that ends before its Content-Length
+// as cut short (fasthttp's request stream ends such a body with a plain EOF, and a shorter
+// body could read as a complete, shorter request).
+type fullBody struct {
+	r         io.Reader
+	want, got int64 // want -1: chunked (a chunked body cut short is an error already)
+}
+
+func (b *fullBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.got += int64(n)
+	if errors.Is(err, io.EOF) && b.want >= 0 && b.got < b.want {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// bodyStream is the request's body as it streams in, nil when the server did not stream it.
+func bodyStream(rc *fasthttp.RequestCtx) io.Reader {
+	st := rc.RequestBodyStream()
+	if st == nil {
+		return nil
+	}
+	return &fullBody{r: st, want: int64(rc.Request.Header.ContentLength())}
+}
+
 // drainMax bounds what readBody reads past MaxBody of a body it refuses: a client that sends a
 // body somewhat too large gets to finish writing it and read the 413 (a connection closed
 // while it writes is reset, and the answer lost); a larger one is cut off.
@@ -395,7 +421,7 @@ const drainMax = 16 << 20
 // readBody reads a request's body whole into memory, at most MaxBody bytes (the server
 // streams bodies, for imports; every other route gets its body whole).
 func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
-	st := rc.RequestBodyStream()
+	st := bodyStream(rc)
 	if st == nil {
 		return nil
 	}

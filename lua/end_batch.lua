@@ -11,8 +11,8 @@
 -- Output: one reply per request, each as commit.lua's or release.lua's reply; or
 -- {'FENCED', reason} for all.
 --
--- A runtime error half-way would leave what BATCH keeps unwritten: a malformed batch is
--- refused before anything changes.
+-- Nothing is written before the last request is done (BATCH keeps counters, records and
+-- events and flush writes them), and a malformed batch is refused before that.
 if (#ARGV - 2) % 6 ~= 0 then
   return redis.error_reply('ERR end_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of 6')
 end
