@@ -156,8 +156,8 @@ func (b *bench) imports(ctx context.Context) (*Scenario, error) {
 	if wrong > 0 {
 		iv.Violations = append(iv.Violations, fmt.Sprintf("%d imported pools not as the file says", wrong))
 	}
-	sc := &Scenario{Invariants: iv, Oversold: iv.Oversold, Undersold: iv.Undersold,Name: Import, ThroughputRPS: res.RowsPerS, P50Ms: res.During.P50Ms, P99Ms: res.During.P99Ms,
-		P999Ms: res.During.P999Ms, Errors: res.During.Errors, Import: res,
+	sc := &Scenario{Name: Import, ThroughputRPS: res.RowsPerS, P50Ms: res.During.P50Ms, P99Ms: res.During.P99Ms,
+		P999Ms: res.During.P999Ms, Errors: res.During.Errors, Import: res, Invariants: iv, Oversold: iv.Oversold, Undersold: iv.Undersold,
 		Phases: []Phase{{Name: "checkout alone", Stats: res.Baseline}, {Name: "checkout during the import", Stats: res.During}}}
 	b.say("import: %d rows in %.1f s (upload %.1f s), %.0f rows/s; checkout p99 %.2f ms alone, %.2f ms beside it; wrong pools %d",
 		res.Rows, res.TotalS, res.UploadS, res.RowsPerS, res.Baseline.P99Ms, res.During.P99Ms, wrong)
