@@ -1,7 +1,6 @@
 package imports
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +148,9 @@ var errFile = errors.New("the file cannot be read")
 
 func (r *Runner) run(ctx context.Context, im *Import) error {
 	if !im.fileChecked && r.limits != nil {
+		stopRenewing := r.renewWhile(ctx, im)
 		reason, err := r.checkFile(ctx, im)
+		stopRenewing()
 		if err != nil {
 			return err
 		}
@@ -164,7 +165,7 @@ func (r *Runner) run(ctx context.Context, im *Import) error {
 	upload := r.store.open(ctx, im.ID)
 	rows, err := stockfile.NewReader(im.Format, upload)
 	if err != nil {
-		return cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
+		return upload.blame(err)
 	}
 	batch := make([]item, 0, r.cfg.Batch)
 	for place := int64(1); ; place++ {
@@ -176,7 +177,7 @@ func (r *Runner) run(ctx context.Context, im *Import) error {
 			break
 		}
 		if err != nil {
-			return cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
+			return upload.blame(err)
 		}
 		if place < im.nextRow {
 			continue // done before a restart
@@ -263,7 +264,8 @@ func (r *Runner) applyBatch(ctx context.Context, im *Import, batch []item) error
 }
 
 // renewWhile renews im's lease every third of it until the returned function is called, so a
-// batch slower than the lease (sharded pools, guardrails, a slow Redis) keeps its import.
+// batch or a whole-file check slower than the lease (sharded pools, guardrails, a slow Redis, a
+// large file) keeps its import.
 func (r *Runner) renewWhile(ctx context.Context, im *Import) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -343,7 +345,7 @@ func (r *Runner) request(im *Import, it item) (engine.AdjustRequest, *Outcome) {
 	return req, nil
 }
 
-// renewEvery is how often a long whole-file check renews its lease, as a share of the lease.
+// renewEvery is how often renewWhile renews a lease, as a share of the lease.
 const renewEvery = 3
 
 // checkFile reads the whole file and works out, pool by pool, what it would leave: it returns
@@ -361,7 +363,7 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 	upload := r.store.open(ctx, im.ID)
 	rows, err := stockfile.NewReader(im.Format, upload)
 	if err != nil {
-		return "", cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
+		return "", upload.blame(err)
 	}
 	// The file's changes of each pool in order, then each pool's count before and after them.
 	changes := map[engine.PoolKey][]engine.AdjustRequest{}
@@ -372,7 +374,7 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", cmp.Or(upload.err, fmt.Errorf("%w: %w", errFile, err))
+			return "", upload.blame(err)
 		}
 		if row.Err != nil {
 			continue
@@ -387,7 +389,6 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 		}
 		changes[k] = append(changes[k], req)
 	}
-	renewed := time.Now()
 	zeroed, multiplied := 0, 0
 	const page = 1000
 	for start := 0; start < len(keys); start += page {
@@ -417,12 +418,6 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 			case before > 0 && float64(after) >= l.Factor()*float64(before):
 				multiplied++
 			}
-		}
-		if time.Since(renewed) > r.cfg.Lease/renewEvery {
-			if err := r.store.checkpoint(ctx, im, r.owner, r.cfg.Lease, im.nextRow, Counts{}, nil); err != nil {
-				return "", err
-			}
-			renewed = time.Now()
 		}
 	}
 	share := float64(zeroed+multiplied) / float64(total)

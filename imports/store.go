@@ -226,6 +226,15 @@ func (s *Store) open(ctx context.Context, id string) *chunkReader {
 	return &chunkReader{ctx: ctx, pool: s.pool, id: id}
 }
 
+// blame is the error of reading the upload through a file reader: Postgres's, when a read of
+// it failed (tried again later), else the file's (errFile).
+func (c *chunkReader) blame(err error) error {
+	if c.err != nil {
+		return c.err
+	}
+	return fmt.Errorf("%w: %w", errFile, err)
+}
+
 func (c *chunkReader) Read(p []byte) (int, error) {
 	for c.cur.Len() == 0 {
 		var data []byte
