@@ -111,7 +111,7 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req.Location, req.SKU, req.Kind, strconv.FormatInt(req.Qty, 10), req.Reason)
+	fp := req.fingerprint()
 	tx := p.Vendor + ":" + req.TransactionID
 	if err := e.claimTransaction(ctx, p.Vendor, req.TransactionID, fp); err != nil {
 		return nil, err
@@ -132,11 +132,28 @@ func (e *Engine) Adjust(ctx context.Context, req AdjustRequest) (*AdjustResult, 
 // claimTransaction binds a vendor's transaction id to one change (fp): the first call records
 // it; a later one with another change is refused.
 func (e *Engine) claimTransaction(ctx context.Context, vendor, id, fp string) error {
-	kp := e.keyPartition(vendor + ":" + id)
-	set := redis.NewStringCmd(ctx, "set", e.ks.txKey(kp, vendor, id), fp, "nx", "get", "px", e.cfg.IdempotencyTTL.Milliseconds())
+	set := e.claimCmd(ctx, vendor, id, fp)
 	if err := e.plain(ctx, set); err != nil {
 		return err
 	}
+	return claimed(set, id, fp)
+}
+
+// fingerprint names what a change does, so a transaction id is bound to one change.
+func (req AdjustRequest) fingerprint() string {
+	return fingerprint(req.Location, req.SKU, req.Kind, strconv.FormatInt(req.Qty, 10), req.Reason)
+}
+
+// claimCmd is the command that binds vendor's transaction id to the change fp, or reads the
+// change it is bound to already.
+func (e *Engine) claimCmd(ctx context.Context, vendor, id, fp string) *redis.StringCmd {
+	return redis.NewStringCmd(ctx, "set", e.ks.txKey(e.keyPartition(vendor+":"+id), vendor, id), fp,
+		"nx", "get", "px", e.cfg.IdempotencyTTL.Milliseconds())
+}
+
+// claimed reads claimCmd's answer: nil when the id is the change fp's, ErrIdempotencyMismatch
+// when it is another change's.
+func claimed(set *redis.StringCmd, id, fp string) error {
 	if err := nativeErr(set); err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,10 +38,8 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 		if out[i].Err != nil {
 			continue
 		}
-		fps[i] = fingerprint(r.Location, r.SKU, r.Kind, strconv.FormatInt(r.Qty, 10), r.Reason)
-		v := pools[i].Vendor
-		claims[i] = redis.NewStringCmd(ctx, "set", e.ks.txKey(e.keyPartition(v+":"+r.TransactionID), v, r.TransactionID), fps[i],
-			"nx", "get", "px", e.cfg.IdempotencyTTL.Milliseconds())
+		fps[i] = r.fingerprint()
+		claims[i] = e.claimCmd(ctx, pools[i].Vendor, r.TransactionID, fps[i])
 		cmds = append(cmds, claims[i])
 	}
 	if len(cmds) > 0 {
@@ -63,13 +60,9 @@ func (e *Engine) AdjustMany(ctx context.Context, vendor string, reqs []AdjustReq
 			stopped[k] = stopped[k] || retryable(out[i].Err)
 			continue
 		}
-		if err := nativeErr(claims[i]); err != nil {
+		if err := claimed(claims[i], r.TransactionID, fps[i]); err != nil {
 			out[i].Err = err
 			stopped[k] = stopped[k] || retryable(err)
-			continue
-		}
-		if prior := claims[i].Val(); prior != "" && prior != fps[i] {
-			out[i].Err = fmt.Errorf("%w: transaction_id %s", ErrIdempotencyMismatch, r.TransactionID)
 			continue
 		}
 		if pools[i].Shards > 1 {
