@@ -28,12 +28,9 @@ func WithFeeds(st Feeds, guard feeds.URLGuard) Option {
 // feedTarget checks the caller may act for the path's vendor and that feeds are on, and reads
 // the path's feed id when there is one.
 func (s *Server) feedTarget(c *call) (string, int64, error) {
-	vendor := c.param("vendor")
-	if err := c.vendorScope(vendor); err != nil {
+	vendor, err := c.ledgerVendor(s.feeds != nil, "feeds")
+	if err != nil {
 		return "", 0, err
-	}
-	if s.feeds == nil {
-		return "", 0, errorf(http.StatusServiceUnavailable, "feeds_unavailable", "feeds need the Postgres ledger (FLASHHOLD_POSTGRES_URL)")
 	}
 	if c.param("id") == "" {
 		return vendor, 0, nil

@@ -99,14 +99,7 @@ func (s *Server) hold(ctx context.Context, vendor string, req engine.AdjustReque
 }
 
 func (s *Server) guardCall(c *call) (string, error) {
-	vendor := c.param("vendor")
-	if err := c.vendorScope(vendor); err != nil {
-		return "", err
-	}
-	if s.guard == nil {
-		return "", errorf(http.StatusServiceUnavailable, "guardrails_unavailable", "guardrails need the Postgres ledger (FLASHHOLD_POSTGRES_URL)")
-	}
-	return vendor, nil
+	return c.ledgerVendor(s.guard != nil, "guardrails")
 }
 
 // getGuardrails serves GET /v1/vendors/{vendor}/guardrails.

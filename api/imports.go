@@ -116,14 +116,7 @@ func outcomeOf(res *engine.AdjustResult, err error) (imports.Outcome, error) {
 }
 
 func (s *Server) importCall(c *call) (string, error) {
-	vendor := c.param("vendor")
-	if err := c.vendorScope(vendor); err != nil {
-		return "", err
-	}
-	if s.imports == nil {
-		return "", errorf(http.StatusServiceUnavailable, "imports_unavailable", "imports need the Postgres ledger (FLASHHOLD_POSTGRES_URL)")
-	}
-	return vendor, nil
+	return c.ledgerVendor(s.imports != nil, "imports")
 }
 
 // importView is an import as the API shows it.

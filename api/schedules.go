@@ -23,14 +23,7 @@ func WithSchedules(st Schedules) Option { return func(s *Server) { s.schedules =
 
 // scheduleCall checks the caller may act for the path's vendor and that schedules are on.
 func (s *Server) scheduleCall(c *call) (string, error) {
-	vendor := c.param("vendor")
-	if err := c.vendorScope(vendor); err != nil {
-		return "", err
-	}
-	if s.schedules == nil {
-		return "", errorf(http.StatusServiceUnavailable, "schedules_unavailable", "schedules need the Postgres ledger (FLASHHOLD_POSTGRES_URL)")
-	}
-	return vendor, nil
+	return c.ledgerVendor(s.schedules != nil, "schedules")
 }
 
 // scheduleTarget is scheduleCall and the path's schedule id.

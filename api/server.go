@@ -470,6 +470,24 @@ func (s *Server) authorize(c *call, roles []string) error {
 	return nil
 }
 
+// ledgerOff is the answer of a feature that needs the Postgres ledger when there is none.
+func ledgerOff(feature string) error {
+	return errorf(http.StatusServiceUnavailable, feature+"_unavailable", "%s need the Postgres ledger (FLASHHOLD_POSTGRES_URL)", feature)
+}
+
+// ledgerVendor checks the caller may act for the path's vendor and that feature, which needs
+// the ledger, is on, and returns the vendor.
+func (c *call) ledgerVendor(on bool, feature string) (string, error) {
+	vendor := c.param("vendor")
+	if err := c.vendorScope(vendor); err != nil {
+		return "", err
+	}
+	if !on {
+		return "", ledgerOff(feature)
+	}
+	return vendor, nil
+}
+
 // vendorScope checks that the caller may act for vendor.
 func (c *call) vendorScope(vendor string) error {
 	if c.key.Role == RoleVendor && c.key.Vendor != vendor {

@@ -22,7 +22,7 @@ func WithWebhooks(w Webhooks) Option { return func(s *Server) { s.webhooks = w }
 
 func (s *Server) needWebhooks() error {
 	if s.webhooks == nil {
-		return errorf(http.StatusServiceUnavailable, "webhooks_unavailable", "webhooks need the Postgres ledger (FLASHHOLD_POSTGRES_URL)")
+		return ledgerOff("webhooks")
 	}
 	return nil
 }
