@@ -413,6 +413,10 @@ func bodyStream(rc *fasthttp.RequestCtx) io.Reader {
 	return &fullBody{r: st, want: int64(rc.Request.Header.ContentLength())}
 }
 
+// readAhead is what fasthttp reads of a streamed body before the handler: a body this long or
+// shorter, with a Content-Length, is whole in its buffer (one cut short fails before that).
+const readAhead = 8 << 10
+
 // drainMax bounds what readBody reads past MaxBody of a body it refuses: a client that sends a
 // body somewhat too large gets to finish writing it and read the 413 (a connection closed
 // while it writes is reset, and the answer lost); a larger one is cut off.
@@ -429,8 +433,13 @@ func (s *Server) readBody(rc *fasthttp.RequestCtx) error {
 		_, _ = io.Copy(io.Discard, io.LimitReader(st, drainMax))
 		return errorf(http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than %d bytes", s.cfg.MaxBody)
 	}
-	if rc.Request.Header.ContentLength() > s.cfg.MaxBody {
+	n := rc.Request.Header.ContentLength()
+	if n > s.cfg.MaxBody {
 		return tooLarge()
+	}
+	if n >= 0 && n <= readAhead {
+		rc.PostBody() // read ahead whole before the handler: taken from fasthttp's own buffer, no copy
+		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(st, int64(s.cfg.MaxBody)+1))
 	if err != nil {
