@@ -595,3 +595,34 @@ func TestTruncatedBodyRefused(t *testing.T) {
 		t.Fatalf("an import was kept from a body cut short: %v", list)
 	}
 }
+
+// TestRefusedUpdateStands: a vendor told its change was refused (not enough stock, or too
+// many units) gets the same refusal when it sends the change again with the same transaction
+// id, however the pool changed in between: a refused change never happens later, on a
+// single-shard pool and on a sharded one.
+func TestRefusedUpdateStands(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testredis.Standalone(t), nil)
+	up := func(sku string, body map[string]any, status int, code string) response {
+		t.Helper()
+		return ts.do("POST", "/v1/vendors/acme/inventory/"+sku+"/update", acmeKey, body).want(t, status, code)
+	}
+	for _, sku := range []string{"cap", "sneaker"} { // 10 units on 1 shard, 20 on 4
+		spoil := map[string]any{"location": "berlin", "change_type": "SPOILAGE", "quantity_change": -30, "transaction_id": "spoil-" + sku}
+		first := up(sku, spoil, 409, "insufficient_stock")
+		up(sku, map[string]any{"location": "berlin", "change_type": "RESTOCK", "quantity_change": 100, "transaction_id": "more-" + sku}, 200, "")
+		before := ts.seqs()
+		again := up(sku, spoil, 409, "insufficient_stock")
+		if fmt.Sprint(again.body["error"]) != fmt.Sprint(first.body["error"]) {
+			t.Errorf("%s: refused %s, then %s", sku, first.raw, again.raw)
+		}
+		if fmt.Sprint(ts.seqs()) != fmt.Sprint(before) {
+			t.Errorf("%s: the refused change's retry changed state", sku)
+		}
+	}
+	for sku, want := range map[string]int64{"cap": 110, "sneaker": 120} {
+		if a, err := ts.eng.Availability(context.Background(), "berlin", sku); err != nil || a.Available != want {
+			t.Errorf("%s: %+v %v, want %d available", sku, a, err, want)
+		}
+	}
+}

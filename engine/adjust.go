@@ -210,6 +210,9 @@ func (e *Engine) adjustReply(ctx context.Context, p *pool, s int, qty int64, tx 
 		}
 		return res, nil
 	case "INSUFFICIENT":
+		if len(r) > 2 {
+			qty = r.int(2) // as recorded
+		}
 		return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: qty, Available: r.int(1)}
 	case "TOO_MANY":
 		return nil, tooMany(p, r.int(1))
@@ -289,7 +292,7 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 			whole.delta = req.Qty - whole.before
 		}
 		if whole.delta > 0 && whole.before+whole.delta > MaxAvailable {
-			return nil, tooMany(p, whole.before)
+			return e.refuse(ctx, p, home, "TOO_MANY", req.Qty, whole.before, tx, fp, r)
 		}
 		if need := -whole.delta - readings[home].avail; need > 0 {
 			if total+inFlight < -whole.delta {
@@ -298,7 +301,7 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 					return nil, err
 				}
 				if proven {
-					return nil, &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: -whole.delta, Available: total + inFlight}
+					return e.refuse(ctx, p, home, "INSUFFICIENT", -whole.delta, total+inFlight, tx, fp, r)
 				}
 				continue
 			}
@@ -331,6 +334,19 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 		return res, nil
 	}
 	return nil, fmt.Errorf("%w: reservations kept taking the units being removed from %s; nothing was removed, send the change again", ErrUnavailable, p.Key())
+}
+
+// refuse records on shard s, where transaction tx's record is kept, that the change was
+// refused with code (n units asked for, the pool having available), so that a retry is
+// refused the same way, and returns the refusal. A retry racing this call may have made the
+// change meanwhile: its answer is returned instead.
+func (e *Engine) refuse(ctx context.Context, p *pool, s int, code string, n, available int64, tx, fp string, req AdjustRequest) (*AdjustResult, error) {
+	r, err := e.run(ctx, "adjust", p.partitions[s], e.nowMs(), p.Location, p.SKU, s, code, n, tx, fp,
+		owner(req.Actor), req.Reason, e.cfg.IdempotencyTTL.Milliseconds(), MaxAvailable, available, 0)
+	if err != nil {
+		return nil, err
+	}
+	return e.adjustReply(ctx, p, s, n, req.TransactionID, r)
 }
 
 // spread evens out a pool's shards after an addition landed on shard home, moving units to

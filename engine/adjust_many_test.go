@@ -166,3 +166,38 @@ func TestAdjustManyStopsAPoolAtItsFirstFailure(t *testing.T) {
 			out[0].Err, out[1].Err, out[2].Err)
 	}
 }
+
+// TestAdjustManyRetryKeepsRefusals: a batch sent again (as an import sends a batch again when
+// part of it could not be made) refuses again the changes it refused the first time, although
+// later changes of the batch added the units they lacked: the pools end as the changes applied
+// once in order leave them, on single-shard and sharded pools.
+func TestAdjustManyRetryKeepsRefusals(t *testing.T) {
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		e := newEngine(t, rdb, nil)
+		ctx := context.Background()
+		makePool(t, e, PoolConfig{Location: "s", SKU: "one", Vendor: "acme", Shards: 1}, 10)
+		makePool(t, e, PoolConfig{Location: "s", SKU: "wide", Vendor: "acme", Shards: 4}, 40)
+		reqs := []AdjustRequest{
+			{Location: "s", SKU: "one", Kind: Spoilage, Qty: 50, TransactionID: "k1", Actor: "imp"},  // refused: 10
+			{Location: "s", SKU: "one", Kind: Restock, Qty: 100, TransactionID: "k2", Actor: "imp"},  // 10 -> 110
+			{Location: "s", SKU: "wide", Kind: Spoilage, Qty: 90, TransactionID: "k3", Actor: "imp"}, // refused: 40
+			{Location: "s", SKU: "wide", Kind: Restock, Qty: 100, TransactionID: "k4", Actor: "imp"}, // 40 -> 140
+		}
+		for attempt := range 2 {
+			out := e.AdjustMany(ctx, "acme", append([]AdjustRequest(nil), reqs...))
+			for _, i := range []int{0, 2} {
+				var ie *InsufficientError
+				if !errors.As(out[i].Err, &ie) || ie.Requested != reqs[i].Qty || ie.Available != []int64{10, 0, 40}[i] {
+					t.Fatalf("attempt %d, change %d: %+v %v, want refused with %d available", attempt, i, out[i].Result, out[i].Err, []int64{10, 0, 40}[i])
+				}
+			}
+		}
+		for sku, n := range map[string]int64{"one": 110, "wide": 140} {
+			if a, err := e.Availability(ctx, "s", sku); err != nil || a.Available != n {
+				t.Fatalf("%s: %+v (%v), want %d available", sku, a, err, n)
+			}
+		}
+		checkInvariants(t, e)
+	})
+}

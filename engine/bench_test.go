@@ -170,3 +170,44 @@ func BenchmarkReserveReplicated(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAdjustMany applies an import's batches with AdjustMany: batches of 10,000 SET changes
+// over 10,000 single-shard pools of one vendor (every pool once a batch, each change new). It
+// reports changes per second, end to end (claims, pools, one adjust_batch call per partition).
+func BenchmarkAdjustMany(b *testing.B) {
+	rdb := testredis.Standalone(b)
+	e := newEngine(b, rdb, nil)
+	ctx := context.Background()
+	const pools, batch = 10_000, 10_000
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < pools; i += 8 {
+				if err := e.CreatePool(ctx, PoolConfig{Location: "bench", SKU: fmt.Sprintf("sku-%05d", i), Vendor: "v1", Shards: 1}, "test"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	round := time.Now().UnixNano()
+	reqs := make([]AdjustRequest, batch)
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(batch, b.N-done)
+		for i := range n {
+			row := done + i
+			reqs[i] = AdjustRequest{Location: "bench", SKU: fmt.Sprintf("sku-%05d", row%pools), Kind: Set, Qty: int64(row%97 + 1),
+				TransactionID: fmt.Sprintf("imp%x-%d", round, row), Actor: "bench", Reason: fmt.Sprintf("import imp%x row %d", round, row)}
+		}
+		for i, o := range e.AdjustMany(ctx, "v1", reqs[:n]) {
+			if o.Err != nil {
+				b.Fatalf("change %d: %v", done+i, o.Err)
+			}
+		}
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "changes/s")
+}

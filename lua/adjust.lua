@@ -8,7 +8,9 @@
 -- ARGV[5]  -> shard index
 -- ARGV[6]  -> kind: RESTOCK (+n), SPOILAGE (-n), ADJUSTMENT (signed n), SET (available := n),
 --             WRITEOFF (spoil every available unit; n is ignored),
---             or CREATE (make the shard with 0 units when it does not exist; never changes one)
+--             or CREATE (make the shard with 0 units when it does not exist; never changes one),
+--             or INSUFFICIENT or TOO_MANY: the caller found a sharded pool's change refused so
+--             (n units asked for, ARGV[14] the pool's available units): record the refusal
 -- ARGV[7]  -> n
 -- ARGV[8]  -> transaction id (idempotency field, unique per shard)
 -- ARGV[9]  -> request fingerprint
@@ -24,8 +26,9 @@
 --   {'OK', before, after, 'new'|'replay', pool before, whole change}
 --                                          the shard's available before and after the change,
 --                                          and (sharded pools) the pool's, as recorded
---   {'INSUFFICIENT', available}            the change would make available negative
---   {'TOO_MANY', available}                the change would make available exceed ARGV[13]
+--   {'INSUFFICIENT', available, n}         the change would make available negative
+--   {'TOO_MANY', available, n}             the change would make available exceed ARGV[13]
+--                                          (a refusal is recorded: a retry gets it again)
 --   {'UNKNOWN_POOL'}
 --   {'IDEM_MISMATCH'}                      the transaction id was used for another change
 --   {'FENCED', reason}

@@ -12,7 +12,8 @@
 --                         "d:<part>"    -> the part's tombstone (see tomb): how it ended, or
 --                                          that it was refused, sent to the slow path, or voided
 --                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after", and
---                                          for a sharded pool's change "|pool before|whole change"
+--                                          for a sharded pool's change "|pool before|whole change";
+--                                          or its refusal "fingerprint|code|available|n"
 --   KEYS[3] exp    zset   part id scored by expiry (ms): the sweeper's index
 --   KEYS[4] gc     zset   "h:<holds field>" / "x:<xfer field>" scored by when to forget it
 --   KEYS[5] log    stream the partition's events, entry id "<seq>-0", fields e (canonical) and h (hash)
@@ -573,6 +574,11 @@ end
 -- ADJ_WIDTH: the values of one change in adjust's ARGV (ARGV[3..15]), and in adjust_batch's.
 local ADJ_WIDTH = 13
 
+-- REFUSALS: the codes a change is refused with for what the pool holds. Its transaction record
+-- keeps the refusal ("fingerprint|code|available|n"), so a retry is refused the same way and
+-- the change never happens later, after the pool changed.
+local REFUSALS = {INSUFFICIENT = true, TOO_MANY = true}
+
 -- read_adjust checks the change whose values start at ARGV[i] (in the order of adjust.lua's
 -- ARGV[3..15]) and returns it; create allows CREATE (not in a batch).
 local function read_adjust(op, i, create)
@@ -589,7 +595,7 @@ local function read_adjust(op, i, create)
   a.actor, a.reason = need_text(op, i + 7, 'actor'), need_text(op, i + 8, 'reason')
   a.keep_ms, a.ceiling = need_int(op, i + 9, 'keep', 0, MAX_MS), need_int(op, i + 10, 'ceiling', 0, MAX_COUNT)
   a.whole_before, a.whole_delta = ARGV[i + 11] or '', ARGV[i + 12] or ''
-  if a.whole_before ~= '' then
+  if a.whole_before ~= '' or REFUSALS[a.kind] then
     need_int(op, i + 11, 'pool before', 0, MAX_COUNT)
     need_int(op, i + 12, 'whole change', -MAX_COUNT, MAX_COUNT)
   end
@@ -647,6 +653,13 @@ local function prefetch_adjust(changes)
   end
 end
 
+-- refuse records that change a (transaction field tf) was refused with code, the shard (or
+-- the pool) having available units, and returns the refusal: {code, available, n}.
+local function refuse(tf, a, code, available)
+  tx_write(tf, a.fp .. '|' .. code .. '|' .. string.format('%d', available) .. '|' .. string.format('%d', a.n), a.keep_ms)
+  return {code, available, a.n}
+end
+
 -- adjust_one applies a change read by read_adjust to its shard and returns adjust's reply.
 local function adjust_one(a)
   local f = field(a.loc, a.sku, a.shard)
@@ -665,7 +678,14 @@ local function adjust_one(a)
     if r[1] ~= a.fp then
       return {'IDEM_MISMATCH'}
     end
+    if REFUSALS[r[2]] then
+      return {r[2], tonumber(r[3]), tonumber(r[4])}
+    end
     return {'OK', tonumber(r[2]), tonumber(r[3]), 'replay', r[4] or '', r[5] or ''}
+  end
+  if REFUSALS[a.kind] then
+    -- A sharded pool's change the caller found refused: recorded, so a retry is refused too.
+    return refuse(tf, a, a.kind, tonumber(a.whole_before))
   end
   local before = stock_get(f)
   if not before then
@@ -690,10 +710,10 @@ local function adjust_one(a)
     return redis.error_reply('ERR adjust: unknown kind ' .. kind)
   end
   if before + delta < 0 then
-    return {'INSUFFICIENT', before}
+    return refuse(tf, a, 'INSUFFICIENT', before)
   end
   if delta > 0 and before + delta > a.ceiling then
-    return {'TOO_MANY', before}
+    return refuse(tf, a, 'TOO_MANY', before)
   end
   local after = before
   if delta ~= 0 then
