@@ -58,6 +58,7 @@ func toError(err error) *Error {
 	}{
 		{engine.ErrInvalid, http.StatusUnprocessableEntity, "invalid"},
 		{engine.ErrUnknownPool, http.StatusNotFound, "unknown_pool"},
+		{engine.ErrUnknownRegion, http.StatusNotFound, "unknown_region"},
 		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
 		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
 		{alerts.ErrTooManySubscriptions, http.StatusConflict, "too_many_subscriptions"},

@@ -8,18 +8,24 @@ import (
 )
 
 type itemBody struct {
-	Location string `json:"location"`
-	SKU      string `json:"sku"`
-	Qty      *int64 `json:"qty"`
+	Location   string `json:"location"`
+	Region     string `json:"region"`
+	SKU        string `json:"sku"`
+	Qty        *int64 `json:"qty"`
+	AllowSplit bool   `json:"allow_split"`
 }
 
 type reserveBody struct {
-	Location   string     `json:"location"`
-	SKU        string     `json:"sku"`
-	Qty        *int64     `json:"qty"`
-	Items      []itemBody `json:"items"`
-	CustomerID string     `json:"customer_id"`
-	TTLMs      *int64     `json:"ttl_ms"`
+	Location   string        `json:"location"`
+	Region     string        `json:"region"`
+	SKU        string        `json:"sku"`
+	Qty        *int64        `json:"qty"`
+	AllowSplit bool          `json:"allow_split"`
+	Items      []itemBody    `json:"items"`
+	CustomerID string        `json:"customer_id"`
+	TTLMs      *int64        `json:"ttl_ms"`
+	Strategy   string        `json:"strategy"`
+	Near       *engine.Point `json:"near"`
 }
 
 // decodeReserve turns a POST /v1/holds body into a reservation (without key and actor):
@@ -29,19 +35,19 @@ func decodeReserve(body []byte) (engine.ReserveRequest, error) {
 	if err := decodeJSON(body, &b); err != nil {
 		return engine.ReserveRequest{}, err
 	}
-	req := engine.ReserveRequest{Customer: b.CustomerID}
-	single := b.Location != "" || b.SKU != "" || b.Qty != nil
+	req := engine.ReserveRequest{Customer: b.CustomerID, Strategy: b.Strategy, Near: b.Near}
+	single := b.Location != "" || b.Region != "" || b.SKU != "" || b.Qty != nil || b.AllowSplit
 	switch {
 	case single && b.Items != nil:
-		return req, errorf(http.StatusBadRequest, "bad_request", "give either location/sku/qty or items, not both")
+		return req, errorf(http.StatusBadRequest, "bad_request", "give either location (or region)/sku/qty or items, not both")
 	case single:
-		req.Items = []engine.Item{{Location: b.Location, SKU: b.SKU, Qty: qtyOr1(b.Qty)}}
+		req.Items = []engine.Item{{Location: b.Location, Region: b.Region, SKU: b.SKU, Qty: qtyOr1(b.Qty), AllowSplit: b.AllowSplit}}
 	case len(b.Items) > 0:
 		for _, it := range b.Items {
-			req.Items = append(req.Items, engine.Item{Location: it.Location, SKU: it.SKU, Qty: qtyOr1(it.Qty)})
+			req.Items = append(req.Items, engine.Item{Location: it.Location, Region: it.Region, SKU: it.SKU, Qty: qtyOr1(it.Qty), AllowSplit: it.AllowSplit})
 		}
 	default:
-		return req, errorf(http.StatusBadRequest, "bad_request", "give location and sku (and qty), or items")
+		return req, errorf(http.StatusBadRequest, "bad_request", "give location (or region) and sku (and qty), or items")
 	}
 	if b.TTLMs != nil {
 		if *b.TTLMs <= 0 || *b.TTLMs > int64(24*time.Hour/time.Millisecond) {
@@ -174,9 +180,14 @@ func (s *Server) extendHold(c *call) error {
 }
 
 func (s *Server) availability(c *call) error {
-	loc := c.query("location")
-	if loc == "" {
-		return errorf(http.StatusBadRequest, "bad_request", "the location query parameter is required")
+	loc, region := c.query("location"), c.query("region")
+	switch {
+	case loc != "" && region != "":
+		return errorf(http.StatusBadRequest, "bad_request", "give the location or the region query parameter, not both")
+	case region != "":
+		return s.regionAvailability(c, region)
+	case loc == "":
+		return errorf(http.StatusBadRequest, "bad_request", "the location (or region) query parameter is required")
 	}
 	a, err := s.eng.Availability(c.ctx, loc, c.param("sku"))
 	if err != nil {

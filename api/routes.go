@@ -49,6 +49,11 @@ func (s *Server) routes() {
 	r.add(http.MethodGet, "/v1/inventory/events", vendors, s.inventoryEvents)
 
 	r.add(http.MethodPut, "/v1/pools/{location}/{sku}", admins, s.putPool)
+	r.add(http.MethodPut, "/v1/regions/{region}", admins, s.putRegion)
+	r.add(http.MethodDelete, "/v1/regions/{region}", admins, s.deleteRegion)
+	r.add(http.MethodGet, "/v1/regions", checkout, s.listRegions)
+	r.add(http.MethodGet, "/v1/regions/{region}", checkout, s.getRegion)
+	r.add(http.MethodGet, "/v1/regions/{region}/items", checkout, s.regionItems)
 
 	r.add(http.MethodGet, "/healthz", nil, s.healthz)
 	r.add(http.MethodGet, "/readyz", nil, s.readyz)

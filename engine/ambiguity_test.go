@@ -69,25 +69,25 @@ func ambiguityCases() []ambiguityCase {
 			}
 		}
 	}
-	cart := []Item{{"s1", "one", 2}, {"s1", "hot", 15}}
+	cart := []Item{{Location: "s1", SKU: "one", Qty: 2}, {Location: "s1", SKU: "hot", Qty: 15}}
 	return []ambiguityCase{
 		{name: "reserve one shard", setup: func(t *testing.T, e *Engine) any { pools(t, e); return nil },
-			op: reserve(Item{"s1", "one", 3}), check: holdStands(map[string]int64{"one": 3}), units: units},
+			op: reserve(Item{Location: "s1", SKU: "one", Qty: 3}), check: holdStands(map[string]int64{"one": 3}), units: units},
 		{name: "reserve gathered from shards", setup: func(t *testing.T, e *Engine) any { pools(t, e); return nil },
-			op: reserve(Item{"s1", "hot", 25}), check: holdStands(map[string]int64{"hot": 25}), units: units},
+			op: reserve(Item{Location: "s1", SKU: "hot", Qty: 25}), check: holdStands(map[string]int64{"hot": 25}), units: units},
 		{name: "reserve limited", setup: func(t *testing.T, e *Engine) any { pools(t, e); return nil },
-			op: reserve(Item{"s1", "lim", 4}), check: holdStands(map[string]int64{"lim": 4}), units: units},
+			op: reserve(Item{Location: "s1", SKU: "lim", Qty: 4}), check: holdStands(map[string]int64{"lim": 4}), units: units},
 		{name: "reserve cart", setup: func(t *testing.T, e *Engine) any { pools(t, e); return nil },
 			op: reserve(cart...), check: holdStands(map[string]int64{"one": 2, "hot": 15}), units: units},
-		{name: "commit", setup: placed(Item{"s1", "one", 3}),
+		{name: "commit", setup: placed(Item{Location: "s1", SKU: "one", Qty: 3}),
 			op: func(e *Engine, s any) (any, error) { return nil, e.Commit(ctx, s.(*Hold).ID, "shop") }, check: ended(StatusCommitted), units: units},
 		{name: "commit cart", setup: placed(cart...),
 			op: func(e *Engine, s any) (any, error) { return nil, e.Commit(ctx, s.(*Hold).ID, "shop") }, check: ended(StatusCommitted), units: units},
-		{name: "release", setup: placed(Item{"s1", "hot", 2}),
+		{name: "release", setup: placed(Item{Location: "s1", SKU: "hot", Qty: 2}),
 			op: func(e *Engine, s any) (any, error) { return nil, e.Release(ctx, s.(*Hold).ID, "shop") }, check: ended(StatusReleased), units: units},
 		{name: "release cart", setup: placed(cart...),
 			op: func(e *Engine, s any) (any, error) { return nil, e.Release(ctx, s.(*Hold).ID, "shop") }, check: ended(StatusReleased), units: units},
-		{name: "extend", setup: placed(Item{"s1", "one", 1}),
+		{name: "extend", setup: placed(Item{Location: "s1", SKU: "one", Qty: 1}),
 			op: func(e *Engine, s any) (any, error) { return e.Extend(ctx, s.(*Hold).ID, 10*time.Minute, "shop") },
 			check: func(t *testing.T, e *Engine, s, answer any) {
 				got, _ := e.GetHold(ctx, s.(*Hold).ID, "shop")

@@ -25,7 +25,7 @@ func BenchmarkReserve(b *testing.B) {
 		var seq atomic.Int64
 		reserve := func() {
 			n := seq.Add(1)
-			_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"bench", "hot", 1}},
+			_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "bench", SKU: "hot", Qty: 1}},
 				IdempotencyKey: fmt.Sprintf("b%d", n), Actor: "bench"})
 			if err != nil {
 				b.Fatal(err)
@@ -72,7 +72,7 @@ func BenchmarkCommit(b *testing.B) {
 		for w := range 64 {
 			wg.Go(func() {
 				for i := w; i < len(ids); i += 64 {
-					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"bench", "hot", 1}},
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "bench", SKU: "hot", Qty: 1}},
 						IdempotencyKey: fmt.Sprintf("b%d", i), Actor: "bench"})
 					if err != nil {
 						b.Error(err)
@@ -160,7 +160,7 @@ func BenchmarkReserveReplicated(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"bench", "rep", 1}},
+					if _, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{Location: "bench", SKU: "rep", Qty: 1}},
 						IdempotencyKey: fmt.Sprintf("r%d", seq.Add(1)), Actor: "bench"}); err != nil {
 						b.Fatal(err)
 					}

@@ -39,7 +39,7 @@ func TestRefusedAdjustChangesNothing(t *testing.T) {
 						return
 					default:
 					}
-					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "spoil", int64(1 + i%3)}}, IdempotencyKey: fmt.Sprintf("r%d-%d", g, i), Actor: "shop"})
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "spoil", Qty: int64(1 + i%3)}}, IdempotencyKey: fmt.Sprintf("r%d-%d", g, i), Actor: "shop"})
 					if err == nil && i%4 != 0 {
 						e.Release(ctx, h.ID, "shop")
 					}
@@ -116,7 +116,7 @@ func TestReplayAfterSlowPath(t *testing.T) {
 			}
 		}
 		for i := range 12 {
-			req := ReserveRequest{Items: []Item{{"s1", "lim", 1}}, Customer: fmt.Sprintf("c%d", i), IdempotencyKey: fmt.Sprintf("k%d", i), Actor: "shop"}
+			req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "lim", Qty: 1}}, Customer: fmt.Sprintf("c%d", i), IdempotencyKey: fmt.Sprintf("k%d", i), Actor: "shop"}
 			first, err := e.Reserve(ctx, req)
 			if err != nil {
 				t.Fatalf("customer %d: %v", i, err)
@@ -159,7 +159,7 @@ func TestConcurrentDuplicatesAgree(t *testing.T) {
 		for range 16 {
 			wg.Go(func() {
 				for i := range work {
-					req := ReserveRequest{Items: []Item{{"s1", "dup", int64(1 + i%4)}}, IdempotencyKey: fmt.Sprintf("trio-%d", i), Actor: "shop"}
+					req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "dup", Qty: int64(1 + i%4)}}, IdempotencyKey: fmt.Sprintf("trio-%d", i), Actor: "shop"}
 					got := make([]string, 3)
 					holds := make([]*Hold, 3)
 					var trio sync.WaitGroup
@@ -220,12 +220,12 @@ func TestSameKeyOtherBody(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "a", Shards: 1}, 10)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "b", Shards: 1}, 10)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 3}, 80)
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "a", 1}}, IdempotencyKey: "k1", Actor: "shop"})
-		_, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "b", 1}}, IdempotencyKey: "k1", Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "a", Qty: 1}}, IdempotencyKey: "k1", Actor: "shop"})
+		_, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{Location: "s1", SKU: "b", Qty: 1}}, IdempotencyKey: "k1", Actor: "shop"})
 		wantErr(t, err, ErrIdempotencyMismatch)
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "lim", 1}}, Customer: "alice", IdempotencyKey: "k2", Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "lim", Qty: 1}}, Customer: "alice", IdempotencyKey: "k2", Actor: "shop"})
 		for _, who := range []string{"bob", "carol", "dave", "erin", "frank"} {
-			_, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{"s1", "lim", 1}}, Customer: who, IdempotencyKey: "k2", Actor: "shop"})
+			_, err := e.Reserve(context.Background(), ReserveRequest{Items: []Item{{Location: "s1", SKU: "lim", Qty: 1}}, Customer: who, IdempotencyKey: "k2", Actor: "shop"})
 			wantErr(t, err, ErrIdempotencyMismatch)
 		}
 		a, _ := e.Availability(context.Background(), "s1", "b")
@@ -246,7 +246,7 @@ func TestFencedHomeShardKeepsKey(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "f", Shards: 8}, 80)
 		var held int64
 		for i, qty := range []int64{3, 15} { // on the home shard; gathered onto another
-			req := ReserveRequest{Items: []Item{{"s1", "f", qty}}, IdempotencyKey: fmt.Sprint("k", i), Actor: "shop"}
+			req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "f", Qty: qty}}, IdempotencyKey: fmt.Sprint("k", i), Actor: "shop"}
 			first := mustReserve(t, e, req)
 			held += qty
 			parts, _ := e.HoldParts(first.ID)
@@ -283,7 +283,7 @@ func TestMultiPartCommitAllOrNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A hold of several parts: ask for more than any one shard has.
-			h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 100}}, IdempotencyKey: fmt.Sprintf("big-%d", i), Actor: "shop"})
+			h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 100}}, IdempotencyKey: fmt.Sprintf("big-%d", i), Actor: "shop"})
 			if len(h.Parts) < 2 {
 				continue
 			}
@@ -319,8 +319,8 @@ func TestSoldOutForgottenWhenUnitsReturn(t *testing.T) {
 		}
 		defer b.Close()
 		makePool(t, a, PoolConfig{Location: "s1", SKU: "one", Shards: 1}, 1)
-		h := mustReserve(t, a, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: "first", Actor: "shop"})
-		_, err = a.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: "second", Actor: "shop"})
+		h := mustReserve(t, a, ReserveRequest{Items: []Item{{Location: "s1", SKU: "one", Qty: 1}}, IdempotencyKey: "first", Actor: "shop"})
+		_, err = a.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "one", Qty: 1}}, IdempotencyKey: "second", Actor: "shop"})
 		var ie *InsufficientError
 		if !errors.As(err, &ie) {
 			t.Fatalf("second reserve: %v, want insufficient", err)
@@ -328,7 +328,7 @@ func TestSoldOutForgottenWhenUnitsReturn(t *testing.T) {
 		if err := b.Release(ctx, h.ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: "third", Actor: "shop"}); err != nil {
+		if _, err := a.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "one", Qty: 1}}, IdempotencyKey: "third", Actor: "shop"}); err != nil {
 			t.Fatalf("a unit is free again, yet: %v", err)
 		}
 	})
@@ -376,7 +376,7 @@ func TestGiveBacksMarked(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "plenty", Shards: 1}, 100)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "none", Shards: 1}, 0)
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "plenty", 1}, {"s1", "none", 1}}, IdempotencyKey: "cart", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "plenty", Qty: 1}, {Location: "s1", SKU: "none", Qty: 1}}, IdempotencyKey: "cart", Actor: "shop"})
 		var ie *InsufficientError
 		if !errors.As(err, &ie) {
 			t.Fatalf("cart: %v", err)
@@ -455,7 +455,7 @@ func TestLostAnswerNotCompensated(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "b", Shards: 4}, 40)
 		storing := func(c string) bool { return strings.HasSuffix(c, "_remember") || strings.HasSuffix(c, "_settle") }
 		rule := n.Add(&faultproxy.Rule{Match: storing, Action: faultproxy.DropReply, Times: 1})
-		req := ReserveRequest{Items: []Item{{"s1", "a", 2}, {"s1", "b", 15}}, IdempotencyKey: "cart", Actor: "shop"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "a", Qty: 2}, {Location: "s1", SKU: "b", Qty: 15}}, IdempotencyKey: "cart", Actor: "shop"}
 		_, err := e.Reserve(context.Background(), req)
 		if rule.Hits() != 1 || err == nil {
 			t.Fatalf("the answer's reply was not lost (hits %d, err %v)", rule.Hits(), err)
@@ -477,7 +477,7 @@ func TestLibraryRetriesOff(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "m", Shards: 4}, 40)
 		reserving := func(c string) bool { return strings.HasSuffix(c, "_reserve") || strings.HasSuffix(c, "_reserve_batch") }
 		n.Add(&faultproxy.Rule{Match: reserving, Action: faultproxy.DropReply, Times: 1})
-		req := ReserveRequest{Items: []Item{{"s1", "m", 15}}, IdempotencyKey: "lost", Actor: "shop"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 15}}, IdempotencyKey: "lost", Actor: "shop"}
 		_, err := e.Reserve(context.Background(), req)
 		if err != nil && !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("a lost reply must answer unavailable, got %v", err)
@@ -504,7 +504,7 @@ func TestCrashedReservationTakenOver(t *testing.T) {
 		var count int
 		n.Add(&faultproxy.Rule{Match: reserving, Action: faultproxy.DropReply, Args: func([]string) bool { count++; return count == 2 },
 			Times: 1, OnHit: n.Cut})
-		req := ReserveRequest{Items: []Item{{"s1", "m", 15}}, IdempotencyKey: "crash", Actor: "shop"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 15}}, IdempotencyKey: "crash", Actor: "shop"}
 		if _, err := dead.Reserve(context.Background(), req); err == nil {
 			t.Fatal("the dying process answered")
 		}
@@ -531,7 +531,7 @@ func TestCommitReleaseRace(t *testing.T) {
 		for _, sku := range []string{"m1", "m2", "m3"} {
 			makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 2}, 100)
 		}
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m1", 5}, {"s1", "m2", 5}, {"s1", "m3", 5}}, IdempotencyKey: "cart", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m1", Qty: 5}, {Location: "s1", SKU: "m2", Qty: 5}, {Location: "s1", SKU: "m3", Qty: 5}}, IdempotencyKey: "cart", Actor: "shop"})
 		parts, _ := e.HoldParts(h.ID)
 		if len(parts) < 3 {
 			t.Fatalf("hold %s has %d parts, want several", h.ID, len(parts))
@@ -573,9 +573,9 @@ func TestWaitForReplicas(t *testing.T) {
 		c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisTimeout = 1, 200*time.Millisecond, time.Second
 	})
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "w", Shards: 2}, 100)
-	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "w", 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
 	replica.Kill()
-	req := ReserveRequest{Items: []Item{{"s1", "w", 60}}, IdempotencyKey: "unreplicated", Actor: "shop"}
+	req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: 60}}, IdempotencyKey: "unreplicated", Actor: "shop"}
 	if _, err := e.Reserve(context.Background(), req); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("with no replica: %v, want unavailable", err)
 	}
@@ -632,22 +632,22 @@ func TestWaitForReplicasOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "victim", 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "victim", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
 	replica.Kill()
 	var refused []ReserveRequest
 	elsewhere := keys(12, false)
 	for _, k := range elsewhere[:8] {
-		req := ReserveRequest{Items: []Item{{"s1", "victim", 2}}, IdempotencyKey: k, Actor: "shop"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "victim", Qty: 2}}, IdempotencyKey: k, Actor: "shop"}
 		if _, err := e.Reserve(ctx, req); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("reserve %s on the master without its replica: %v, want unavailable", k, err)
 		}
 		refused = append(refused, req)
 	}
 	for _, k := range elsewhere[8:] {
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", other, 1}}, IdempotencyKey: k, Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: other, Qty: 1}}, IdempotencyKey: k, Actor: "shop"})
 	}
 	for _, k := range keys(2, true) {
-		req := ReserveRequest{Items: []Item{{"s1", other, 1}}, IdempotencyKey: k, Actor: "shop"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: other, Qty: 1}}, IdempotencyKey: k, Actor: "shop"}
 		if _, err := e.Reserve(ctx, req); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("reserve %s, whose key record is on the master without its replica: %v, want unavailable", k, err)
 		}
@@ -680,11 +680,11 @@ func TestClusterFailoverServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "f", 1}}, IdempotencyKey: "before", Actor: "shop"})
+	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "f", Qty: 1}}, IdempotencyKey: "before", Actor: "shop"})
 	victim.Kill()
 	testwait.Until(t, 20*time.Second, "the cluster promotes the replica", func() bool { return cl.Promoted(ctx, victim) })
 	promoted := time.Now()
-	req := ReserveRequest{Items: []Item{{"s1", "f", 1}}, IdempotencyKey: "after", Actor: "shop"}
+	req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "f", Qty: 1}}, IdempotencyKey: "after", Actor: "shop"}
 	for {
 		_, err := e.Reserve(ctx, req)
 		if err == nil {
@@ -709,7 +709,7 @@ func TestCommitPastGraceNamesWhatWasSold(t *testing.T) {
 	for _, sku := range []string{"m1", "m2", "m3"} {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 2}, 40)
 	}
-	h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m1", 5}, {"s1", "m2", 5}, {"s1", "m3", 5}}, IdempotencyKey: "cart",
+	h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m1", Qty: 5}, {Location: "s1", SKU: "m2", Qty: 5}, {Location: "s1", SKU: "m3", Qty: 5}}, IdempotencyKey: "cart",
 		Actor: "shop", TTL: time.Minute})
 	hr, err := e.parseHold(ctx, h.ID, "shop")
 	if err != nil || len(hr.refs) < 3 {

@@ -39,7 +39,7 @@ func TestHotPoolConcurrency(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(g), 7))
 				for i := range 3 {
 					qty := int64(rng.IntN(5) + 1)
-					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"wh-1", "hot", qty}},
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "hot", Qty: qty}},
 						Customer: fmt.Sprintf("cust-%d", g), IdempotencyKey: fmt.Sprintf("g%d-%d", g, i), Actor: "shop"})
 					if errors.Is(err, ErrInsufficient) {
 						refused.Add(1)
@@ -130,7 +130,7 @@ func TestExactlyStockSold(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(g), 11))
 				for i := 0; ; i++ {
 					qty := int64(rng.IntN(3) + 1)
-					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"wh-1", "drop", qty}},
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "drop", Qty: qty}},
 						IdempotencyKey: fmt.Sprintf("g%d-%d", g, i), Actor: "shop"})
 					if errors.Is(err, ErrInsufficient) {
 						var ie *InsufficientError
@@ -192,7 +192,7 @@ func TestConcurrentCarts(t *testing.T) {
 					lines := rng.Perm(len(skus))[:2+rng.IntN(4)]
 					items := make([]Item, len(lines))
 					for j, k := range lines {
-						items[j] = Item{"wh-1", skus[k], int64(1 + rng.IntN(3))}
+						items[j] = Item{Location: "wh-1", SKU: skus[k], Qty: int64(1 + rng.IntN(3))}
 					}
 					h, err := e.Reserve(ctx, ReserveRequest{Items: items, IdempotencyKey: fmt.Sprintf("cart-%d-%d", g, i), Actor: "shop"})
 					if errors.Is(err, ErrInsufficient) {
@@ -280,7 +280,7 @@ func TestCustomerLimitConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"wh-1", "limited", 1}}, Customer: "alice",
+				h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "limited", Qty: 1}}, Customer: "alice",
 					IdempotencyKey: fmt.Sprintf("a-%d", i), Actor: "shop"})
 				switch {
 				case err == nil:
@@ -303,17 +303,17 @@ func TestCustomerLimitConcurrent(t *testing.T) {
 		if err := e.Release(ctx, first, "shop"); err != nil {
 			t.Fatal(err)
 		}
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"wh-1", "limited", 1}}, Customer: "alice", IdempotencyKey: "a-again", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "limited", Qty: 1}}, Customer: "alice", IdempotencyKey: "a-again", Actor: "shop"})
 		if err := e.Commit(ctx, h.ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"wh-1", "limited", 1}}, Customer: "alice", IdempotencyKey: "a-over", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "limited", Qty: 1}}, Customer: "alice", IdempotencyKey: "a-over", Actor: "shop"})
 		var le *LimitError
 		if !errors.As(err, &le) || le.Used != 3 || le.Limit != 3 {
 			t.Fatalf("want a limit error with 3 of 3 used, got %v", err)
 		}
 		// Another customer is not affected.
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"wh-1", "limited", 3}}, Customer: "bob", IdempotencyKey: "b-1", Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "wh-1", SKU: "limited", Qty: 3}}, Customer: "bob", IdempotencyKey: "b-1", Actor: "shop"})
 		n := countTypes(checkInvariants(t, e))
 		if n[EventTransferOut] == 0 || n[EventTransferOut] != n[EventTransferIn] {
 			t.Fatalf("expected completed transfers to the customers' shards, events %v", n)

@@ -24,7 +24,9 @@ type Engine struct {
 	now   func() time.Time
 	log   zerolog.Logger
 	pools *poolCache
-	stats Stats
+	// regions: the regions, cached (see region.go).
+	regions regionCache
+	stats   Stats
 
 	// lib is the Functions library of the partition operations (its name and code); fns
 	// names each operation's function in it. scripts holds the standalone scripts.

@@ -82,7 +82,7 @@ func TestEventsCarryExpiry(t *testing.T) {
 	e := newEngine(t, testredisStandalone(t), nil)
 	ctx := context.Background()
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "tee", Shards: 1}, 10)
-	h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "tee", 2}}, IdempotencyKey: "k", Actor: "c1", TTL: time.Minute})
+	h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "tee", Qty: 2}}, IdempotencyKey: "k", Actor: "c1", TTL: time.Minute})
 	to, err := e.Extend(ctx, h.ID, 10*time.Minute, "c1")
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func TestExpiryFakeClock(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "e", Shards: 1}, 3)
 		p, _ := e.pool(ctx, "s1", "e")
 
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "e", 3}}, IdempotencyKey: "e1", TTL: 10 * time.Second, Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "e", Qty: 3}}, IdempotencyKey: "e1", TTL: 10 * time.Second, Actor: "shop"})
 		if h.ExpiresAt != clock.Ms()+10_000 {
 			t.Fatalf("expires %d, want %d", h.ExpiresAt, clock.Ms()+10_000)
 		}
@@ -45,9 +45,9 @@ func TestExpiryFakeClock(t *testing.T) {
 		wantErr(t, err, ErrHoldGone)
 
 		// Inline reclaim: nothing sweeps, yet the expired units serve the next buyer.
-		h2 := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "e", 3}}, IdempotencyKey: "e2", TTL: 5 * time.Second, Actor: "shop"})
+		h2 := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "e", Qty: 3}}, IdempotencyKey: "e2", TTL: 5 * time.Second, Actor: "shop"})
 		clock.Advance(5 * time.Second)
-		h3 := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "e", 2}}, IdempotencyKey: "e3", Actor: "shop"})
+		h3 := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "e", Qty: 2}}, IdempotencyKey: "e3", Actor: "shop"})
 		if got, _ := e.GetHold(AnyOwner(ctx), h2.ID, ""); got.Status != StatusExpired {
 			t.Fatalf("reclaimed hold: %s", got.Status)
 		}
@@ -79,7 +79,7 @@ func TestCommitRacesSweep(t *testing.T) {
 		start := clock.Ms()
 		holds := make([]*Hold, 300)
 		for i := range holds {
-			holds[i] = mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "r", 1}},
+			holds[i] = mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "r", Qty: 1}},
 				IdempotencyKey: fmt.Sprintf("r%d", i), TTL: time.Second + time.Duration(i)*time.Millisecond, Actor: "shop"})
 		}
 		stop := make(chan struct{})
@@ -171,11 +171,11 @@ func TestMultiPartAndCart(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "n", Shards: 1}, 1)
 
 		// More than any one shard has: the units are gathered onto one shard first.
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 7}}, IdempotencyKey: "big", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 7}}, IdempotencyKey: "big", Actor: "shop"})
 		if len(h.Parts) != 1 || h.Parts[0].Qty != 7 {
 			t.Fatalf("a line larger than every shard: %+v", h.Parts)
 		}
-		if again := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 7}}, IdempotencyKey: "big", Actor: "shop"}); again.ID != h.ID {
+		if again := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 7}}, IdempotencyKey: "big", Actor: "shop"}); again.ID != h.ID {
 			t.Fatalf("retry of a multi-part hold: %s, want %s", again.ID, h.ID)
 		}
 		if err := e.Commit(ctx, h.ID, "shop"); err != nil {
@@ -187,7 +187,7 @@ func TestMultiPartAndCart(t *testing.T) {
 		}
 
 		// Cart: the second line cannot be served, so the first is given back.
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 1}, {Location: "s1", SKU: "n", Qty: 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
 		wantErr(t, err, ErrInsufficient)
 		a, _ := e.Availability(ctx, "s1", "m")
 		if a.Available != 1 || a.Held != 0 {
@@ -198,11 +198,11 @@ func TestMultiPartAndCart(t *testing.T) {
 		if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "n", Kind: Restock, Qty: 1, TransactionID: "n-more", Actor: "v"}); err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
+		_, err = e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 1}, {Location: "s1", SKU: "n", Qty: 2}}, IdempotencyKey: "cart-1", Actor: "shop"})
 		if !errors.As(err, new(*InsufficientError)) || !strings.Contains(err.Error(), "for n at s1") {
 			t.Fatalf("the refused cart sent again: %v, want the same refusal naming line n", err)
 		}
-		cart := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "m", 1}, {"s1", "n", 2}}, IdempotencyKey: "cart-2", Actor: "shop"})
+		cart := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 1}, {Location: "s1", SKU: "n", Qty: 2}}, IdempotencyKey: "cart-2", Actor: "shop"})
 		if len(cart.Parts) != 2 || cart.Parts[0].SKU != "m" || cart.Parts[1].SKU != "n" {
 			t.Fatalf("cart parts %+v", cart.Parts)
 		}
@@ -210,7 +210,7 @@ func TestMultiPartAndCart(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Not enough anywhere: insufficient, with the pool's count.
-		_, err = e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "m", 5}}, IdempotencyKey: "too-big", Actor: "shop"})
+		_, err = e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "m", Qty: 5}}, IdempotencyKey: "too-big", Actor: "shop"})
 		var ie *InsufficientError
 		if !errors.As(err, &ie) || ie.Available != 1 {
 			t.Fatalf("want insufficient with 1 available, got %v", err)

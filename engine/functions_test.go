@@ -71,7 +71,7 @@ func TestLibraries(t *testing.T) {
 			t.Fatalf("%s still listed after its deletion: %+v", old, l)
 		}
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "x", Shards: 1}, 5)
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "x", 1}}, IdempotencyKey: "after", Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "x", Qty: 1}}, IdempotencyKey: "after", Actor: "shop"})
 	})
 }
 

@@ -22,14 +22,14 @@ func TestIdempotentRetries(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "a", Shards: 1}, 50)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "hot", Shards: 8}, 16)
 
-		req := ReserveRequest{Items: []Item{{"s1", "a", 2}}, IdempotencyKey: "retry-1", Actor: "shop", Customer: "c1"}
+		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "a", Qty: 2}}, IdempotencyKey: "retry-1", Actor: "shop", Customer: "c1"}
 		first := mustReserve(t, e, req)
 		again := mustReserve(t, e, req)
 		if again.ID != first.ID || again.ExpiresAt != first.ExpiresAt || !again.Replayed {
 			t.Fatalf("retry answered %+v, first %+v", again, first)
 		}
 		other := req
-		other.Items = []Item{{"s1", "a", 3}}
+		other.Items = []Item{{Location: "s1", SKU: "a", Qty: 3}}
 		_, err := e.Reserve(ctx, other)
 		wantErr(t, err, ErrIdempotencyMismatch)
 		// The same key from another caller is another request.
@@ -41,7 +41,7 @@ func TestIdempotentRetries(t *testing.T) {
 
 		// 40 concurrent duplicates of one multi-part cart: each gets the one hold, or is told
 		// the request is in progress; none changes anything.
-		cart := ReserveRequest{Items: []Item{{"s1", "a", 1}, {"s1", "hot", 5}}, IdempotencyKey: "cart-dup", Actor: "shop"}
+		cart := ReserveRequest{Items: []Item{{Location: "s1", SKU: "a", Qty: 1}, {Location: "s1", SKU: "hot", Qty: 5}}, IdempotencyKey: "cart-dup", Actor: "shop"}
 		ids := make(chan string, 40)
 		var wg sync.WaitGroup
 		for range 40 {
@@ -278,7 +278,7 @@ func TestAdjustRetryAfterSales(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		sell := func(sku, key string) {
 			t.Helper()
-			h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", sku, 1}}, IdempotencyKey: key, Actor: "shop"})
+			h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: sku, Qty: 1}}, IdempotencyKey: key, Actor: "shop"})
 			if err := e.Commit(ctx, h.ID, "shop"); err != nil {
 				t.Fatal(err)
 			}

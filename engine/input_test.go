@@ -34,25 +34,25 @@ func TestBadInput(t *testing.T) {
 		ctx := context.Background()
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "ok", Shards: 2}, 10)
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "ok", 1}}, IdempotencyKey: "valid", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "ok", Qty: 1}}, IdempotencyKey: "valid", Actor: "shop"})
 		before := partitionSeqs(t, e)
-		one := func(qty int64) []Item { return []Item{{"s1", "ok", qty}} }
+		one := func(qty int64) []Item { return []Item{{Location: "s1", SKU: "ok", Qty: qty}} }
 
 		reserves := []struct {
 			name string
 			req  ReserveRequest
 			want error
 		}{
-			{"unknown pool", ReserveRequest{Items: []Item{{"s1", "nope", 1}}, IdempotencyKey: "k"}, ErrUnknownPool},
+			{"unknown pool", ReserveRequest{Items: []Item{{Location: "s1", SKU: "nope", Qty: 1}}, IdempotencyKey: "k"}, ErrUnknownPool},
 			{"qty zero", ReserveRequest{Items: one(0), IdempotencyKey: "k"}, ErrInvalid},
 			{"qty negative", ReserveRequest{Items: one(-3), IdempotencyKey: "k"}, ErrInvalid},
 			{"qty above max", ReserveRequest{Items: one(101), IdempotencyKey: "k"}, ErrInvalid},
 			{"no items", ReserveRequest{IdempotencyKey: "k"}, ErrInvalid},
 			{"too many items", ReserveRequest{Items: make([]Item, 21), IdempotencyKey: "k"}, ErrInvalid},
-			{"duplicate line", ReserveRequest{Items: []Item{{"s1", "ok", 1}, {"s1", "ok", 1}}, IdempotencyKey: "k"}, ErrInvalid},
-			{"bad sku", ReserveRequest{Items: []Item{{"s1", "a|b", 1}}, IdempotencyKey: "k"}, ErrInvalid},
-			{"empty location", ReserveRequest{Items: []Item{{"", "ok", 1}}, IdempotencyKey: "k"}, ErrInvalid},
-			{"long sku", ReserveRequest{Items: []Item{{"s1", strings.Repeat("x", 65), 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"duplicate line", ReserveRequest{Items: []Item{{Location: "s1", SKU: "ok", Qty: 1}, {Location: "s1", SKU: "ok", Qty: 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"bad sku", ReserveRequest{Items: []Item{{Location: "s1", SKU: "a|b", Qty: 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"empty location", ReserveRequest{Items: []Item{{Location: "", SKU: "ok", Qty: 1}}, IdempotencyKey: "k"}, ErrInvalid},
+			{"long sku", ReserveRequest{Items: []Item{{Location: "s1", SKU: strings.Repeat("x", 65), Qty: 1}}, IdempotencyKey: "k"}, ErrInvalid},
 			{"missing key", ReserveRequest{Items: one(1)}, ErrInvalid},
 			{"bad key", ReserveRequest{Items: one(1), IdempotencyKey: "has space"}, ErrInvalid},
 			{"bad customer", ReserveRequest{Items: one(1), IdempotencyKey: "k", Customer: "a/b"}, ErrInvalid},
@@ -144,7 +144,7 @@ func TestFence(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "multi", Shards: 4}, 60)
 		one, _ := e.pool(ctx, "s1", single)
 		multi, _ := e.pool(ctx, "s1", "multi")
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", single, 1}}, IdempotencyKey: "before", Actor: "shop"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: single, Qty: 1}}, IdempotencyKey: "before", Actor: "shop"})
 
 		if err := e.Fence(ctx, one.partitions[0], "lost writes suspected"); err != nil {
 			t.Fatal(err)
@@ -153,7 +153,7 @@ func TestFence(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := partitionSeqs(t, e)
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", single, 1}}, IdempotencyKey: "during", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: single, Qty: 1}}, IdempotencyKey: "during", Actor: "shop"})
 		wantErr(t, err, ErrFenced)
 		wantErr(t, e.Commit(ctx, h.ID, "shop"), ErrFenced)
 		_, err = e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: single, Kind: Restock, Qty: 1, TransactionID: "t1"})
@@ -176,7 +176,7 @@ func TestFence(t *testing.T) {
 			if homeShard(multi, token, 0, "") != 1 && !slices.Contains(fenced, e.keyPartition(token)) {
 				want++
 			}
-			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 1}}, IdempotencyKey: key, Actor: "shop"})
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "multi", Qty: 1}}, IdempotencyKey: key, Actor: "shop"})
 			if errors.Is(err, ErrFenced) {
 				continue
 			}
@@ -192,7 +192,7 @@ func TestFence(t *testing.T) {
 		}
 		var big *Hold
 		for i := 0; big == nil; i++ {
-			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "multi", 16}}, IdempotencyKey: fmt.Sprint("big-", i), Actor: "shop"})
+			h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "multi", Qty: 16}}, IdempotencyKey: fmt.Sprint("big-", i), Actor: "shop"})
 			if err != nil && (!errors.Is(err, ErrFenced) || i > 20) {
 				t.Fatalf("multi-part hold beside a fenced shard: %v", err)
 			}
@@ -251,7 +251,7 @@ func TestScriptsReloadAfterFlush(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "f", 2}}, IdempotencyKey: fmt.Sprintf("after-flush-%d", i), Actor: "shop"}); err != nil {
+			if _, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "f", Qty: 2}}, IdempotencyKey: fmt.Sprintf("after-flush-%d", i), Actor: "shop"}); err != nil {
 				t.Errorf("reserve after the flush: %v", err)
 			}
 		}()
@@ -306,7 +306,7 @@ func TestAvailableCeiling(t *testing.T) {
 				t.Fatalf("%d shards: restock %d: %v", shards, i, err)
 			}
 		}
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", sku, 1}}, IdempotencyKey: "one-" + sku})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: sku, Qty: 1}}, IdempotencyKey: "one-" + sku})
 		before := partitionSeqs(t, e)
 		for _, a := range []AdjustRequest{
 			{Location: "s1", SKU: sku, Kind: Restock, Qty: 2, TransactionID: "over-" + sku},

@@ -159,7 +159,7 @@ func TestLinearizableHotPool(t *testing.T) {
 							}
 							q := int64(1 + rng.IntN(3))
 							call := now()
-							h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "hot", q}}, TTL: 30 * time.Minute,
+							h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "hot", Qty: q}}, TTL: 30 * time.Minute,
 								IdempotencyKey: fmt.Sprintf("r%d-c%d", round, c), Actor: "shop"})
 							var ie *InsufficientError
 							switch {

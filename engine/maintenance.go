@@ -49,7 +49,8 @@ func (e *Engine) NextExpiries(ctx context.Context) ([]int64, error) {
 	return out, nil
 }
 
-// indexPool keeps the sets of sharded and perishable pools that background work scans.
+// indexPool keeps the sets of sharded and perishable pools that background work scans, the
+// vendor's set of pools and the index of items of the pool's region.
 func (e *Engine) indexPool(ctx context.Context, c PoolConfig) error {
 	pipe := e.rdb.Pipeline()
 	k := c.Key().String()
@@ -66,7 +67,7 @@ func (e *Engine) indexPool(ctx context.Context, c PoolConfig) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("index pool %s: %w", k, redisErr(err))
 	}
-	return nil
+	return e.indexRegionItem(ctx, c)
 }
 
 // PoolsVersion counts the times a pool was made, changed or restored: the pools have not

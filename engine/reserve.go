@@ -16,11 +16,16 @@ import (
 // idemKeyPattern is the charset of idempotency keys (UUIDs and the like).
 var idemKeyPattern = namePattern{max: 128}
 
-// Item is one line of a reservation: qty units of one pool.
+// Item is one line of a reservation: qty units of one pool, or of a SKU in a region (the
+// engine picks the location; see ReserveRequest.Strategy).
 type Item struct {
 	Location string `json:"location"`
 	SKU      string `json:"sku"`
 	Qty      int64  `json:"qty"`
+	// Region, instead of Location: the line is taken from the region's locations.
+	Region string `json:"region,omitempty"`
+	// AllowSplit lets a regional line be taken from several locations.
+	AllowSplit bool `json:"allow_split,omitempty"`
 }
 
 // ReserveRequest asks for a hold on one or more pools, all or nothing.
@@ -35,6 +40,14 @@ type ReserveRequest struct {
 	// Actor is the API key id of the caller; idempotency keys are scoped to it, and only it
 	// may read, extend, commit or release the hold.
 	Actor string
+	// Strategy, for regional lines, overrides the region's (StrategyPriority,
+	// StrategyMostStock, StrategyNearest); Near is the point StrategyNearest measures from.
+	Strategy string
+	Near     *Point
+
+	// scope, when set, puts the key in a namespace of its own: an allocation's placement
+	// attempts (see allocate.go) use it, and no caller can.
+	scope string
 }
 
 // HoldPart is the share of a hold taken from one shard.
@@ -121,8 +134,14 @@ func (e *Engine) validateReserve(req *ReserveRequest) error {
 	if len(req.Items) > e.cfg.MaxCartLines {
 		return invalid("items", "at most %d items per reservation", e.cfg.MaxCartLines)
 	}
+	if req.Strategy != "" || req.Near != nil {
+		return invalid("strategy", "strategy and near apply to lines with a region")
+	}
 	seen := make(map[PoolKey]bool, len(req.Items))
 	for i, it := range req.Items {
+		if it.AllowSplit {
+			return invalid(fmt.Sprintf("items[%d].allow_split", i), "only a line with a region can be split")
+		}
 		if err := validatePoolKey(it.Location, it.SKU); err != nil {
 			var ve *ValidationError
 			errors.As(err, &ve)
@@ -154,15 +173,22 @@ func (e *Engine) validateReserve(req *ReserveRequest) error {
 
 // reserve is Reserve without its span.
 func (e *Engine) reserve(ctx context.Context, req ReserveRequest) (*Hold, error) {
+	if regional(req) {
+		return e.allocate(ctx, req)
+	}
 	if err := e.validateReserve(&req); err != nil {
 		return nil, err
 	}
 	if req.TTL == 0 {
 		req.TTL = e.cfg.DefaultTTL
 	}
+	actor := req.Actor
+	if req.scope != "" {
+		actor += "\x00" + req.scope // no actor holds a NUL
+	}
 	rs := &reservation{
 		req:   req,
-		token: e.token(req.Actor, req.IdempotencyKey),
+		token: e.token(actor, req.IdempotencyKey),
 		exp:   e.nowMs() + req.TTL.Milliseconds(),
 		pools: make([]*pool, len(req.Items)),
 		home:  make([]int, len(req.Items)),

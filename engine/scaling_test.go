@@ -45,7 +45,7 @@ func TestHotPoolSpreadsOverNodes(t *testing.T) {
 	for c := range clients {
 		wg.Go(func() {
 			for i := range each {
-				req := ReserveRequest{Items: []Item{{"s1", "hot", 1}}, IdempotencyKey: fmt.Sprint("k", c, "-", i), Actor: "shop"}
+				req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "hot", Qty: 1}}, IdempotencyKey: fmt.Sprint("k", c, "-", i), Actor: "shop"}
 				if _, err := e.Reserve(ctx, req); err != nil {
 					t.Error(err)
 					return

@@ -14,7 +14,7 @@ func TestReserveCommitRelease(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "store-1", SKU: "sku-1", Shards: 1, LowStock: 5}, 10)
 
-		h := mustReserve(t, e, ReserveRequest{Items: []Item{{"store-1", "sku-1", 3}}, IdempotencyKey: "k1", Actor: "c1"})
+		h := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "store-1", SKU: "sku-1", Qty: 3}}, IdempotencyKey: "k1", Actor: "c1"})
 		if len(h.Parts) != 1 || h.Parts[0].Qty != 3 {
 			t.Fatalf("hold parts %+v", h.Parts)
 		}
@@ -28,7 +28,7 @@ func TestReserveCommitRelease(t *testing.T) {
 		if err := e.Commit(ctx, h.ID, "c1"); err != nil {
 			t.Fatal(err)
 		}
-		h2 := mustReserve(t, e, ReserveRequest{Items: []Item{{"store-1", "sku-1", 4}}, IdempotencyKey: "k2", Actor: "c1"})
+		h2 := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "store-1", SKU: "sku-1", Qty: 4}}, IdempotencyKey: "k2", Actor: "c1"})
 		if err := e.Release(ctx, h2.ID, "c1"); err != nil {
 			t.Fatal(err)
 		}

@@ -22,9 +22,9 @@ func TestSoldOutMemory(t *testing.T) {
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "gone", Shards: 4}, 4)
 		winners := make([]*Hold, 4)
 		for i := range winners {
-			winners[i] = mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
+			winners[i] = mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gone", Qty: 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
 		}
-		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: "first-loser", Actor: "shop"})
+		_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gone", Qty: 1}}, IdempotencyKey: "first-loser", Actor: "shop"})
 		wantErr(t, err, ErrInsufficient)
 
 		before := partitionSeqs(t, e)
@@ -33,7 +33,7 @@ func TestSoldOutMemory(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("l%d", i), Actor: "shop"})
+				_, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gone", Qty: 1}}, IdempotencyKey: fmt.Sprintf("l%d", i), Actor: "shop"})
 				if err == nil || !isInsufficient(err) {
 					t.Errorf("stampede: %v", err)
 				}
@@ -51,7 +51,7 @@ func TestSoldOutMemory(t *testing.T) {
 			t.Fatalf("%d lookups in %d round trips, want at least 1000 in fewer round trips", n, trips)
 		}
 		for i, w := range winners {
-			again := mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
+			again := mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gone", Qty: 1}}, IdempotencyKey: fmt.Sprintf("w%d", i), Actor: "shop"})
 			if again.ID != w.ID || !again.Replayed {
 				t.Fatalf("retry of winner %d during sold-out memory got %+v", i, again)
 			}
@@ -63,7 +63,7 @@ func TestSoldOutMemory(t *testing.T) {
 		if err := e.Release(ctx, winners[0].ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
-		mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "gone", 1}}, IdempotencyKey: "late", Actor: "shop"})
+		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gone", Qty: 1}}, IdempotencyKey: "late", Actor: "shop"})
 		checkInvariants(t, e)
 	})
 }
@@ -88,7 +88,7 @@ func TestCoalescing(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range ids {
 				wg.Go(func() {
-					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "one", 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"})
+					h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "one", Qty: 1}}, IdempotencyKey: fmt.Sprintf("c%d", i), Actor: "shop"})
 					if err != nil {
 						t.Errorf("reserve: %v", err)
 						return
@@ -144,7 +144,7 @@ func TestCoalescedReplies(t *testing.T) {
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "many", Shards: 8}, 100_000)
 	ctx := context.Background()
 	req := func(i int) ReserveRequest {
-		return ReserveRequest{Items: []Item{{"s1", "many", int64(1 + i%3)}}, IdempotencyKey: fmt.Sprintf("r%d", i),
+		return ReserveRequest{Items: []Item{{Location: "s1", SKU: "many", Qty: int64(1 + i%3)}}, IdempotencyKey: fmt.Sprintf("r%d", i),
 			TTL: time.Duration(10+i%5) * time.Minute, Actor: "shop"}
 	}
 	check := func(i int, h *Hold) {

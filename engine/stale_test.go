@@ -24,7 +24,7 @@ func TestQueuedPastExpiry(t *testing.T) {
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "busy", Shards: 1}, 100)
 	ctx := context.Background()
 	reserve := func(key string) (*Hold, error) {
-		return e.Reserve(ctx, ReserveRequest{Items: []Item{{"s1", "busy", 1}}, IdempotencyKey: key, Actor: "shop", TTL: time.Second})
+		return e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "busy", Qty: 1}}, IdempotencyKey: key, Actor: "shop", TTL: time.Second})
 	}
 	// The first round trip is held up, so the next requests queue behind it.
 	slow := n.Add(&faultproxy.Rule{Match: faultproxy.Contains("_reserve"), Action: faultproxy.Delay, Delay: 500 * time.Millisecond, Times: 1})

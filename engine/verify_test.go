@@ -14,7 +14,7 @@ func TestVerifyCatchesDamage(t *testing.T) {
 	ctx := context.Background()
 	e := newEngine(t, rdb, nil)
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "v", Shards: 1}, 10)
-	mustReserve(t, e, ReserveRequest{Items: []Item{{"s1", "v", 2}}, IdempotencyKey: "v1", Actor: "shop"})
+	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "v", Qty: 2}}, IdempotencyKey: "v1", Actor: "shop"})
 	if _, err := e.Verify(ctx); err != nil {
 		t.Fatalf("clean state: %v", err)
 	}

@@ -1,0 +1,274 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/engine"
+	"github.com/flashhold/flashhold/internal/testredis"
+)
+
+// backends runs f against the standalone test Redis and the test Redis Cluster.
+func backends(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Run("standalone", func(t *testing.T) { f(t, testredis.Standalone(t)) })
+	t.Run("cluster", func(t *testing.T) { f(t, testredis.Cluster(t)) })
+}
+
+// stockAt sets up a pool of sku at loc with n units.
+func (ts *testServer) stockAt(loc, sku string, shards int, n int64) {
+	ts.t.Helper()
+	ctx := context.Background()
+	if err := ts.eng.CreatePool(ctx, engine.PoolConfig{Location: loc, SKU: sku, Vendor: "acme", Shards: shards}, "test"); err != nil {
+		ts.t.Fatal(err)
+	}
+	if _, err := ts.eng.Adjust(ctx, engine.AdjustRequest{Location: loc, SKU: sku, Kind: engine.Set, Qty: n,
+		TransactionID: "seed-" + loc + "-" + sku, Actor: "test"}); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
+func (r response) parts() map[string]int64 {
+	out := map[string]int64{}
+	ps, _ := r.body["parts"].([]any)
+	for _, p := range ps {
+		m := p.(map[string]any)
+		out[m["location"].(string)] += int64(m["qty"].(float64))
+	}
+	return out
+}
+
+// TestRegions: regions through HTTP — what a region holds, its availability (total and each
+// location's share), its items (all, and in stock), holds that name a region taken by each
+// strategy, split across locations when allowed, refused naming the region when no location
+// (or, split, all of them) can serve; replayed with the same key; bad input refused with the
+// field named, changing nothing.
+func TestRegions(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		ts := startServer(t, rdb, nil)
+		region := map[string]any{"strategy": "priority", "locations": []map[string]any{
+			{"location": "e1", "priority": 2, "lat": 52.52, "lon": 13.40}, // Berlin
+			{"location": "e2", "priority": 1, "lat": 53.55, "lon": 9.99},  // Hamburg
+			{"location": "e3", "priority": 3},
+		}}
+		ts.do("PUT", "/v1/regions/east", adminKey, region).want(t, 200, "")
+		ts.stockAt("e1", "tv", 1, 5)
+		ts.stockAt("e2", "tv", 1, 2)
+		ts.stockAt("e3", "tv", 4, 10)
+		ts.stockAt("e1", "radio", 1, 0)
+		ts.stockAt("berlin", "tv", 1, 50) // not in the region
+
+		r := ts.do("GET", "/v1/availability/tv?region=east", clientKey, nil).want(t, 200, "")
+		if r.num("available") != 17 || len(r.body["locations"].([]any)) != 3 {
+			t.Fatalf("availability: %s", r.raw)
+		}
+		r = ts.do("GET", "/v1/regions/east/items", clientKey, nil).want(t, 200, "")
+		if fmt.Sprint(skusOf(r)) != "[radio tv]" {
+			t.Fatalf("items: %s", r.raw)
+		}
+		r = ts.do("GET", "/v1/regions/east/items?in_stock=true&limit=1", clientKey, nil).want(t, 200, "")
+		if fmt.Sprint(skusOf(r)) != "[tv]" {
+			t.Fatalf("items in stock: %s", r.raw)
+		}
+
+		hold := func(key string, body map[string]any, status int, code string) response {
+			t.Helper()
+			return ts.do("POST", "/v1/holds", clientKey, body, "Idempotency-Key", key).want(t, status, code)
+		}
+		steps := []struct {
+			body map[string]any
+			want string
+		}{
+			{map[string]any{"region": "east", "sku": "tv", "qty": 2}, "map[e2:2]"},                             // priority: e2 first
+			{map[string]any{"region": "east", "sku": "tv", "qty": 3}, "map[e1:3]"},                             // e2 empty: e1
+			{map[string]any{"region": "east", "sku": "tv", "qty": 1, "strategy": "most_stock"}, "map[e3:1]"},   // e3 has 10
+			{map[string]any{"region": "east", "sku": "tv", "qty": 1, "strategy": "nearest", "near": map[string]any{"lat": 52.5, "lon": 13.3}}, "map[e1:1]"},
+			{map[string]any{"region": "east", "sku": "tv", "qty": 10, "allow_split": true}, "map[e1:1 e3:9]"}, // 1 at e1, 9 at e3
+		}
+		var first response
+		for i, s := range steps {
+			r := hold(fmt.Sprint("r", i), s.body, 201, "")
+			if got := fmt.Sprint(r.parts()); got != s.want {
+				t.Fatalf("step %d: parts %s, want %s: %s", i, got, s.want, r.raw)
+			}
+			if i == 0 {
+				first = r
+			}
+		}
+		// The region has nothing left: refused, naming it; the same again with the same key.
+		r = hold("none", map[string]any{"region": "east", "sku": "tv", "qty": 1}, 409, "insufficient_stock")
+		if msg := r.body["error"].(map[string]any)["message"].(string); msg != "insufficient stock: 1 requested, 0 available for tv at region east" {
+			t.Fatalf("refusal: %s", r.raw)
+		}
+		again := hold("r0", steps[0].body, 201, "")
+		if again.str("hold_id") != first.str("hold_id") || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay: %s, first %s", again.raw, first.raw)
+		}
+		hold("r0", map[string]any{"region": "east", "sku": "tv", "qty": 3}, 409, "idempotency_mismatch")
+
+		// Bad input: 4xx naming the field, nothing changed.
+		before := ts.seqs()
+		for _, c := range []struct {
+			body  map[string]any
+			field string
+		}{
+			{map[string]any{"region": "west", "sku": "tv"}, "items[0].region"},
+			{map[string]any{"region": "east", "location": "e1", "sku": "tv"}, "items[0].region"},
+			{map[string]any{"location": "e1", "sku": "tv", "allow_split": true}, "items[0].allow_split"},
+			{map[string]any{"region": "east", "sku": "tv", "strategy": "nearest"}, "near"},
+			{map[string]any{"region": "east", "sku": "tv", "strategy": "cheapest"}, "strategy"},
+			{map[string]any{"region": "east", "sku": "tv", "near": map[string]any{"lat": 91, "lon": 0}}, "near.lat"},
+			{map[string]any{"items": []map[string]any{{"region": "east", "sku": "tv"}, {"location": "e1", "sku": "tv"}}}, "items[1].sku"},
+			{map[string]any{"location": "e1", "sku": "tv", "strategy": "most_stock"}, "strategy"},
+		} {
+			r := hold("bad", c.body, 422, "invalid")
+			if msg := r.body["error"].(map[string]any)["message"].(string); msg[:len(c.field)+1] != c.field+":" {
+				t.Errorf("%v: %s, want the field %s named", c.body, r.raw, c.field)
+			}
+		}
+		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "e3"}}}).want(t, 422, "invalid")
+		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"strategy": "fastest", "locations": []map[string]any{{"location": "n1"}}}).want(t, 422, "invalid")
+		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "n1", "lat": 1}}}).want(t, 422, "invalid")
+		ts.do("PUT", "/v1/regions/north", clientKey, map[string]any{"locations": []map[string]any{{"location": "n1"}}}).want(t, 403, "forbidden")
+		ts.do("GET", "/v1/regions/west", clientKey, nil).want(t, 404, "unknown_region")
+		ts.do("GET", "/v1/availability/tv?region=west", clientKey, nil).want(t, 404, "unknown_region")
+		ts.do("GET", "/v1/regions/west/items", clientKey, nil).want(t, 404, "unknown_region")
+		if fmt.Sprint(ts.seqs()) != fmt.Sprint(before) {
+			t.Fatal("refused requests changed state")
+		}
+
+		// A location moved to another region leaves the first one's index and availability.
+		ts.do("PUT", "/v1/regions/east", adminKey, map[string]any{"locations": []map[string]any{{"location": "e1"}, {"location": "e2"}}}).want(t, 200, "")
+		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "e3"}}}).want(t, 200, "")
+		if r := ts.do("GET", "/v1/availability/tv?region=north", clientKey, nil).want(t, 200, ""); len(r.body["locations"].([]any)) != 1 {
+			t.Fatalf("north: %s", r.raw)
+		}
+		if r := ts.do("GET", "/v1/regions", clientKey, nil).want(t, 200, ""); len(r.body["regions"].([]any)) != 2 {
+			t.Fatalf("regions: %s", r.raw)
+		}
+		ts.do("DELETE", "/v1/regions/north", adminKey, nil).want(t, 200, "")
+		ts.do("GET", "/v1/regions/north", clientKey, nil).want(t, 404, "unknown_region")
+		if _, err := ts.eng.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func skusOf(r response) []string {
+	var out []string
+	items, _ := r.body["items"].([]any)
+	for _, it := range items {
+		out = append(out, it.(map[string]any)["sku"].(string))
+	}
+	return out
+}
+
+// TestRegionalCartsConcurrent: 48 shoppers send carts over a region of three small locations
+// at once (a splittable line of one SKU, a line of another that must come from one location),
+// a third of them twice at the same time with the same key. Duplicates get the same answer;
+// at every location the units held are exactly the parts granted there, nothing is negative,
+// and the region's SKU sells out only when it has less than was asked; the streams replay to
+// the counters (Verify).
+func TestRegionalCartsConcurrent(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		ts := startServer(t, rdb, nil)
+		ts.do("PUT", "/v1/regions/metro", adminKey, map[string]any{"strategy": "most_stock", "locations": []map[string]any{
+			{"location": "m1", "priority": 1}, {"location": "m2", "priority": 2}, {"location": "m3", "priority": 3}}}).want(t, 200, "")
+		initial := map[string]int64{}
+		for i, loc := range []string{"m1", "m2", "m3"} {
+			ts.stockAt(loc, "apple", 1+i, int64(7+2*i)) // 7, 9, 11
+			ts.stockAt(loc, "pear", 1, 7)
+			initial[loc+"|apple"], initial[loc+"|pear"] = int64(7+2*i), 7
+		}
+		type answer struct {
+			status int
+			id     string
+			parts  map[string]int64 // "loc|sku" -> qty
+			code   string
+		}
+		const shoppers = 48
+		answers := make([][]answer, shoppers)
+		var wg sync.WaitGroup
+		for i := range shoppers {
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			body := map[string]any{"items": []map[string]any{
+				{"region": "metro", "sku": "apple", "qty": 1 + rng.IntN(3), "allow_split": true},
+				{"region": "metro", "sku": "pear", "qty": 1},
+			}}
+			sends := 1 + i%3/2 // every third shopper sends twice at once
+			answers[i] = make([]answer, sends)
+			for n := range sends {
+				wg.Go(func() {
+					r := ts.do("POST", "/v1/holds", clientKey, body, "Idempotency-Key", fmt.Sprint("cart-", i))
+					a := answer{status: r.status, id: r.str("hold_id"), parts: map[string]int64{}}
+					if e, ok := r.body["error"].(map[string]any); ok {
+						a.code = e["code"].(string)
+					}
+					ps, _ := r.body["parts"].([]any)
+					for _, p := range ps {
+						m := p.(map[string]any)
+						a.parts[m["location"].(string)+"|"+m["sku"].(string)] += int64(m["qty"].(float64))
+					}
+					answers[i][n] = a
+				})
+			}
+		}
+		wg.Wait()
+		granted := map[string]int64{}
+		held := 0
+		for i, as := range answers {
+			for _, a := range as[1:] {
+				if a.status != as[0].status || a.id != as[0].id || a.code != as[0].code {
+					t.Errorf("shopper %d: duplicates answered %+v and %+v", i, as[0], a)
+				}
+			}
+			switch a := as[0]; {
+			case a.status == 201:
+				held++
+				for k, q := range a.parts {
+					granted[k] += q
+				}
+			case a.code != "insufficient_stock" && a.code != "redis_unavailable":
+				t.Errorf("shopper %d: %+v", i, a)
+			}
+		}
+		left := map[string]int64{} // sku -> units available in the region at the end
+		for k, n := range initial {
+			loc, sku, _ := strings.Cut(k, "|")
+			a, err := ts.eng.Availability(context.Background(), loc, sku)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Held != granted[k] || a.Available+a.Held != n || a.Available < 0 {
+				t.Errorf("%s: available %d, held %d, granted %d, initial %d", k, a.Available, a.Held, granted[k], n)
+			}
+			left[sku] += a.Available
+		}
+		t.Logf("%d of %d carts held, %v left", held, shoppers, left)
+		if held == 0 || held == shoppers {
+			t.Fatalf("%d of %d carts held: the pools were meant to run out part way", held, shoppers)
+		}
+		if pears := granted["m1|pear"] + granted["m2|pear"] + granted["m3|pear"]; pears != int64(held) {
+			t.Errorf("%d pears held for %d carts of one pear each", pears, held)
+		}
+		// Stock only went down, so what made a cart's refusal true then is true now: no pear
+		// anywhere, or fewer apples in the whole region than it asked for.
+		for i, as := range answers {
+			if as[0].code == "insufficient_stock" && left["pear"] > 0 && left["apple"] >= int64(1+rand.New(rand.NewPCG(uint64(i), 7)).IntN(3)) {
+				t.Errorf("shopper %d was told sold out, yet %v are left", i, left)
+			}
+		}
+		if _, err := ts.eng.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -1,0 +1,370 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Allocation: a cart whose lines name a region instead of a location.
+//
+// The engine reads the SKU's availability at the region's locations (one pipeline), orders
+// them by the strategy, and plans concrete lines: one location that has the whole quantity,
+// or, with AllowSplit, as many locations as it takes in that order. The plan is then reserved
+// as an ordinary cart, all or nothing, so no location is ever oversold. When racing requests
+// took the units meanwhile, the reservation is refused and the engine plans again.
+//
+// Idempotency. A plan depends on the stock when it was made, so a retry must not plan again
+// unless the plan already made was refused. The allocation record of the caller's key (in
+// Redis, kept as long as any answer) holds the request's fingerprint, the attempt n and its
+// plan; attempt n is reserved under a key of its own (scope "alloc.<n>"), so its answer —
+// a hold, or a refusal for the refusal retention — is replayed like any other. Only an attempt
+// the engine refused is followed by another: the record moves from n to n+1 by compare and
+// swap, so racing duplicates follow one plan. A refusal of the region itself (no plan
+// possible) is recorded too and answered for FLASHHOLD_REFUSAL_TTL.
+//
+// One hold per key: attempt n+1 exists only once attempt n was refused, and its refusal is
+// remembered for the refusal retention R. A request moves the record on only within R/2 of
+// seeing the refusal; a request that places attempt n afresh (possible only after R, when the
+// refusal is forgotten) reads the record afterwards and, finding it moved on, gives that hold
+// back before anyone is told of it.
+
+// regional reports whether a line of req names a region.
+func regional(req ReserveRequest) bool {
+	for _, it := range req.Items {
+		if it.Region != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// allocRecord is what an allocation key decided (see above).
+type allocRecord struct {
+	FP    string `json:"fp"`
+	N     int    `json:"n"`
+	Items []Item `json:"items,omitempty"`
+	// Refused: no plan was possible; answered so until Until (ms).
+	Refused *InsufficientError `json:"refused,omitempty"`
+	Until   int64              `json:"until,omitempty"`
+
+	raw string // as stored
+}
+
+// allocKey is the allocation record of token, beside its key record.
+func (k keyspace) allocKey(p int, token string) string {
+	return k.prefix + ":{p" + strconv.Itoa(p) + "}:a:" + token
+}
+
+// allocRounds bounds the plans one request makes before it answers that racing requests
+// keep taking the units (503: sent again, it goes on from the record).
+const allocRounds = 6
+
+func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error) {
+	if err := e.validateAllocation(ctx, &req); err != nil {
+		return nil, err
+	}
+	if req.TTL == 0 {
+		req.TTL = e.cfg.DefaultTTL
+	}
+	token := e.token(req.Actor, req.IdempotencyKey)
+	key := e.ks.allocKey(e.keyPartition(token), token)
+	fp := allocFingerprint(req)
+	rec, err := e.readAlloc(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	for range allocRounds {
+		if rec != nil && rec.FP != fp {
+			return nil, fmt.Errorf("%w: the Idempotency-Key was used for another request", ErrIdempotencyMismatch)
+		}
+		if rec != nil && rec.Refused != nil && e.nowMs() < rec.Until {
+			refused := *rec.Refused
+			return nil, &refused
+		}
+		if rec != nil && rec.Refused == nil {
+			start := time.Now()
+			h, err := e.reserve(ctx, attempt(req, rec))
+			if err == nil && !h.Replayed {
+				// Placed afresh: make sure the record still names this attempt (see above).
+				cur, rerr := e.readAlloc(ctx, key)
+				if rerr != nil {
+					return nil, rerr
+				}
+				if cur == nil || cur.N != rec.N {
+					if rerr := e.release(ctx, h.ID, req.Actor); rerr != nil && !errors.Is(rerr, ErrHoldGone) {
+						return nil, rerr
+					}
+					rec = cur
+					continue
+				}
+			}
+			if !errors.Is(err, ErrInsufficient) {
+				return h, err
+			}
+			if time.Since(start) > e.cfg.RefusalTTL/2 {
+				continue // too slow to move the record on safely: try the attempt again
+			}
+		}
+		next := &allocRecord{FP: fp}
+		if rec != nil {
+			next.N = rec.N + 1
+		}
+		items, err := e.plan(ctx, req)
+		var ie *InsufficientError
+		switch {
+		case errors.As(err, &ie):
+			next.Refused, next.Until = ie, e.nowMs()+e.cfg.RefusalTTL.Milliseconds()
+		case err != nil:
+			return nil, err
+		default:
+			next.Items = items
+		}
+		if rec, err = e.swapAlloc(ctx, key, rec, next); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: racing requests kept taking the units planned for this cart; send it again with the same Idempotency-Key", ErrUnavailable)
+}
+
+// attempt is the cart that reserves rec's plan, under the attempt's own key.
+func attempt(req ReserveRequest, rec *allocRecord) ReserveRequest {
+	c := req
+	c.Items, c.Strategy, c.Near = rec.Items, "", nil
+	c.scope = "alloc." + strconv.Itoa(rec.N)
+	return c
+}
+
+func allocFingerprint(req ReserveRequest) string {
+	parts := []string{"alloc", req.Customer, strconv.FormatInt(req.TTL.Milliseconds(), 10), req.Strategy}
+	if req.Near != nil {
+		parts = append(parts, strconv.FormatFloat(req.Near.Lat, 'g', -1, 64), strconv.FormatFloat(req.Near.Lon, 'g', -1, 64))
+	}
+	for _, it := range req.Items {
+		parts = append(parts, it.Location, it.Region, it.SKU, strconv.FormatInt(it.Qty, 10), strconv.FormatBool(it.AllowSplit))
+	}
+	return fingerprint(parts...)
+}
+
+// validateAllocation checks a cart with regional lines; the plan is checked again as a cart.
+func (e *Engine) validateAllocation(ctx context.Context, req *ReserveRequest) error {
+	if len(req.Items) > e.cfg.MaxCartLines {
+		return invalid("items", "at most %d items per reservation", e.cfg.MaxCartLines)
+	}
+	if !idemKeyPattern.MatchString(req.IdempotencyKey) {
+		return invalid("idempotency_key", "required, must match %s", idemKeyPattern)
+	}
+	if req.Actor != "" && !idPattern.MatchString(req.Actor) {
+		return invalid("actor", "must match %s", idPattern)
+	}
+	if req.Strategy != "" && !validStrategy(req.Strategy) {
+		return invalid("strategy", "must be one of %s, %s, %s", StrategyPriority, StrategyMostStock, StrategyNearest)
+	}
+	if req.Near != nil {
+		if err := validPoint("near", req.Near.Lat, req.Near.Lon); err != nil {
+			return err
+		}
+	}
+	skus := map[string]bool{}
+	for i, it := range req.Items {
+		field := fmt.Sprintf("items[%d]", i)
+		if !idPattern.MatchString(it.SKU) {
+			return invalid(field+".sku", "must match %s", idPattern)
+		}
+		if it.Qty < 1 || it.Qty > e.cfg.MaxQty {
+			return invalid(field+".qty", "must be 1..%d", e.cfg.MaxQty)
+		}
+		if skus[it.SKU] {
+			return invalid(field+".sku", "%s appears twice in a cart with regional lines; give one line per SKU", it.SKU)
+		}
+		skus[it.SKU] = true
+		switch {
+		case it.Region != "" && it.Location != "":
+			return invalid(field+".region", "give location or region, not both")
+		case it.Region == "":
+			if it.AllowSplit {
+				return invalid(field+".allow_split", "only a line with a region can be split")
+			}
+			continue
+		}
+		if !idPattern.MatchString(it.Region) {
+			return invalid(field+".region", "must match %s", idPattern)
+		}
+		r, err := e.RegionNamed(ctx, it.Region, false)
+		if errors.Is(err, ErrUnknownRegion) {
+			return invalid(field+".region", "unknown region %s", it.Region)
+		}
+		if err != nil {
+			return err
+		}
+		if cmp.Or(req.Strategy, r.Strategy) == StrategyNearest && req.Near == nil {
+			return invalid("near", "region %s allocates by nearest location: give near {lat, lon}", r.Name)
+		}
+	}
+	return nil
+}
+
+// plan picks the locations of req's regional lines from the stock now (see the top of this
+// file); a line no location can serve is refused with an InsufficientError naming its region.
+func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, error) {
+	var regions []*Region
+	var skus []string
+	for _, it := range req.Items {
+		if it.Region != "" {
+			r, err := e.RegionNamed(ctx, it.Region, false)
+			if err != nil {
+				return nil, err
+			}
+			regions, skus = append(regions, r), append(skus, it.SKU)
+		}
+	}
+	stocks, err := e.regionStocks(ctx, regions, skus)
+	if err != nil {
+		return nil, err
+	}
+	var out []Item
+	k := 0
+	for _, it := range req.Items {
+		if it.Region == "" {
+			out = append(out, it)
+			continue
+		}
+		r, st := regions[k], stocks[k]
+		k++
+		locs := order(st.Locations, r, cmp.Or(req.Strategy, r.Strategy), req.Near)
+		var best int64
+		need := it.Qty
+		for _, l := range locs {
+			if l.Available <= 0 {
+				continue
+			}
+			best = max(best, l.Available)
+			switch {
+			case !it.AllowSplit && l.Available >= need:
+				out = append(out, Item{Location: l.Location, SKU: it.SKU, Qty: need})
+				need = 0
+			case it.AllowSplit:
+				take := min(l.Available, need)
+				out = append(out, Item{Location: l.Location, SKU: it.SKU, Qty: take})
+				need -= take
+			}
+			if need == 0 {
+				break
+			}
+		}
+		if need > 0 {
+			available := best
+			if it.AllowSplit {
+				available = st.Available
+			}
+			return nil, &InsufficientError{Location: "region " + r.Name, SKU: it.SKU, Requested: it.Qty, Available: available}
+		}
+	}
+	if len(out) > e.cfg.MaxCartLines {
+		return nil, invalid("items", "the cart would take %d lines from the region's locations, more than %d", len(out), e.cfg.MaxCartLines)
+	}
+	return out, nil
+}
+
+// order sorts a region's locations by strategy: by priority; by most units available; or
+// by distance from near (locations without coordinates last). Ties go by priority, then name.
+func order(locs []LocationStock, r *Region, strategy string, near *Point) []LocationStock {
+	info := map[string]RegionLocation{}
+	for _, l := range r.Locations {
+		info[l.Location] = l
+	}
+	dist := func(loc string) float64 {
+		l := info[loc]
+		if near == nil || l.Lat == nil {
+			return math.Inf(1)
+		}
+		return haversine(*near, Point{*l.Lat, *l.Lon})
+	}
+	out := slices.Clone(locs)
+	slices.SortStableFunc(out, func(a, b LocationStock) int {
+		var c int
+		switch strategy {
+		case StrategyMostStock:
+			c = cmp.Compare(b.Available, a.Available)
+		case StrategyNearest:
+			c = cmp.Compare(dist(a.Location), dist(b.Location))
+		}
+		return cmp.Or(c, cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Location, b.Location))
+	})
+	return out
+}
+
+// haversine is the great-circle distance between two points, in kilometres.
+func haversine(a, b Point) float64 {
+	const r = 6371.0
+	rad := math.Pi / 180
+	dLat, dLon := (b.Lat-a.Lat)*rad, (b.Lon-a.Lon)*rad
+	h := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(a.Lat*rad)*math.Cos(b.Lat*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * r * math.Asin(math.Min(1, math.Sqrt(h)))
+}
+
+func (e *Engine) readAlloc(ctx context.Context, key string) (*allocRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	raw, err := e.rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read allocation: %w", ErrUnavailable, redisErr(err))
+	}
+	return decodeAlloc(raw)
+}
+
+func decodeAlloc(raw string) (*allocRecord, error) {
+	var r allocRecord
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, fmt.Errorf("decode allocation record: %w", err)
+	}
+	r.raw = raw
+	return &r, nil
+}
+
+// swapAlloc stores next in place of old (nil: none) and returns it; when another request
+// changed the record first, it returns that one instead.
+func (e *Engine) swapAlloc(ctx context.Context, key string, old, next *allocRecord) (*allocRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	raw, _ := json.Marshal(next)
+	var cur *allocRecord
+	err := e.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		now, err := tx.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil): // none yet, or forgotten meanwhile: next it is
+		case err != nil:
+			return err
+		case old == nil || now != old.raw:
+			cur, err = decodeAlloc(now)
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Set(ctx, key, raw, e.cfg.IdempotencyTTL)
+			return nil
+		})
+		return err
+	}, key)
+	if errors.Is(err, redis.TxFailedErr) {
+		return e.readAlloc(ctx, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: store allocation: %w", ErrUnavailable, redisErr(err))
+	}
+	if cur != nil {
+		return cur, nil
+	}
+	next.raw = string(raw)
+	return next, nil
+}
