@@ -86,9 +86,9 @@ func TestRegions(t *testing.T) {
 			body map[string]any
 			want string
 		}{
-			{map[string]any{"region": "east", "sku": "tv", "qty": 2}, "map[e2:2]"},                             // priority: e2 first
-			{map[string]any{"region": "east", "sku": "tv", "qty": 3}, "map[e1:3]"},                             // e2 empty: e1
-			{map[string]any{"region": "east", "sku": "tv", "qty": 1, "strategy": "most_stock"}, "map[e3:1]"},   // e3 has 10
+			{map[string]any{"region": "east", "sku": "tv", "qty": 2}, "map[e2:2]"},                           // priority: e2 first
+			{map[string]any{"region": "east", "sku": "tv", "qty": 3}, "map[e1:3]"},                           // e2 empty: e1
+			{map[string]any{"region": "east", "sku": "tv", "qty": 1, "strategy": "most_stock"}, "map[e3:1]"}, // e3 has 10
 			{map[string]any{"region": "east", "sku": "tv", "qty": 1, "strategy": "nearest", "near": map[string]any{"lat": 52.5, "lon": 13.3}}, "map[e1:1]"},
 			{map[string]any{"region": "east", "sku": "tv", "qty": 10, "allow_split": true}, "map[e1:1 e3:9]"}, // 1 at e1, 9 at e3
 		}
