@@ -21,11 +21,27 @@ func (s *Server) putRegion(c *call) error {
 	if err := s.eng.PutRegion(c.ctx, r); err != nil {
 		return err
 	}
+	s.syncRegions(c)
 	got, err := s.eng.RegionNamed(c.ctx, r.Name, true)
 	if err != nil {
 		return err
 	}
 	return c.json(http.StatusOK, got)
+}
+
+// syncRegions records the regions in the ledger at once (the persister also copies them when
+// they change), so that a Redis that loses its data can be restored with them.
+func (s *Server) syncRegions(c *call) {
+	if s.poolStore == nil {
+		return
+	}
+	rs, err := s.eng.Regions(c.ctx)
+	if err == nil {
+		err = s.poolStore.SyncRegions(c.ctx, rs)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Msg("regions not yet recorded in the ledger; the persister's next sync records them")
+	}
 }
 
 func (s *Server) getRegion(c *call) error {
@@ -48,6 +64,7 @@ func (s *Server) deleteRegion(c *call) error {
 	if err := s.eng.DeleteRegion(c.ctx, c.param("region")); err != nil {
 		return err
 	}
+	s.syncRegions(c)
 	return c.json(http.StatusOK, map[string]any{"region": c.param("region"), "status": "deleted"})
 }
 

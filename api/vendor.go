@@ -321,9 +321,10 @@ func (s *Server) putPool(c *call) error {
 	return c.json(http.StatusOK, cfg)
 }
 
-// PoolStore keeps pool configurations durably.
+// PoolStore keeps pool configurations and regions durably.
 type PoolStore interface {
 	SyncPools(ctx context.Context, pools []engine.PoolConfig) error
+	SyncRegions(ctx context.Context, regions []engine.Region) error
 }
 
 // WithPoolStore makes PUT /v1/pools record each pool in store as well.

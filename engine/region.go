@@ -105,9 +105,8 @@ func validateRegion(r *Region) error {
 
 // Region metadata lives under one hash tag, so that one transaction can change it on a
 // cluster: the regions (name -> JSON), each location's region, and each region's items.
-func (k keyspace) regionsKey() string    { return k.prefix + ":{regions}" }
-func (k keyspace) regionOfKey() string   { return k.prefix + ":{regions}:of" }
-func (k keyspace) regionsVerKey() string { return k.prefix + ":{regions}:version" }
+func (k keyspace) regionsKey() string  { return k.prefix + ":{regions}" }
+func (k keyspace) regionOfKey() string { return k.prefix + ":{regions}:of" }
 func (k keyspace) regionItemsKey(region string) string {
 	return k.prefix + ":{regions}:items:" + region
 }
@@ -153,7 +152,6 @@ func (e *Engine) PutRegion(ctx context.Context, r Region) error {
 				pipe.HSet(ctx, e.ks.regionOfKey(), l.Location, r.Name)
 			}
 			pipe.HSet(ctx, e.ks.regionsKey(), r.Name, raw)
-			pipe.Incr(ctx, e.ks.regionsVerKey())
 			return nil
 		})
 		return err
@@ -165,42 +163,78 @@ func (e *Engine) PutRegion(ctx context.Context, r Region) error {
 		}
 		return fmt.Errorf("store region %s: %w", r.Name, redisErr(err))
 	}
-	e.regions.mu.Lock()
-	e.regions.at = time.Time{}
-	e.regions.mu.Unlock()
-	return e.rebuildRegionItems(ctx, r)
+	if err := e.regionsChanged(ctx); err != nil {
+		return err
+	}
+	return e.rebuildRegionItems(ctx, []Region{r})
 }
 
-// rebuildRegionItems writes region r's index of items (the SKUs with a pool at one of its
-// locations) from the pools, into a new key that then replaces the old one.
-func (e *Engine) rebuildRegionItems(ctx context.Context, r Region) error {
-	locs := map[string]bool{}
-	for _, l := range r.Locations {
-		locs[l.Location] = true
+// rebuildRegionItems writes each region's index of items (the SKUs with a pool at one of its
+// locations) from the pools, read once, into a new key that then replaces the old one.
+func (e *Engine) rebuildRegionItems(ctx context.Context, regions []Region) error {
+	regionOf := map[string]string{}
+	for _, r := range regions {
+		for _, l := range r.Locations {
+			regionOf[l.Location] = r.Name
+		}
 	}
 	pools, err := e.Pools(ctx)
 	if err != nil {
 		return err
 	}
-	tmp := e.ks.regionItemsKey(r.Name) + ":building"
-	pipe := e.rdb.Pipeline()
-	pipe.Del(ctx, tmp)
-	n := 0
+	items := map[string][]redis.Z{}
 	for _, p := range pools {
-		if locs[p.Location] {
-			pipe.ZAdd(ctx, tmp, redis.Z{Member: p.SKU})
-			n++
+		if r, ok := regionOf[p.Location]; ok {
+			items[r] = append(items[r], redis.Z{Member: p.SKU})
 		}
 	}
-	if n > 0 {
-		pipe.Rename(ctx, tmp, e.ks.regionItemsKey(r.Name))
-	} else {
-		pipe.Del(ctx, e.ks.regionItemsKey(r.Name))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("index region %s: %w", r.Name, redisErr(err))
+	for _, r := range regions {
+		key := e.ks.regionItemsKey(r.Name)
+		pipe := e.rdb.Pipeline()
+		pipe.Del(ctx, key+":building")
+		for z := range slices.Chunk(items[r.Name], 1000) {
+			pipe.ZAdd(ctx, key+":building", z...)
+		}
+		if len(items[r.Name]) > 0 {
+			pipe.Rename(ctx, key+":building", key)
+		} else {
+			pipe.Del(ctx, key)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("index region %s: %w", r.Name, redisErr(err))
+		}
 	}
 	return nil
+}
+
+// RestoreRegions writes regions back (from the ledger's copy) in place of any Redis holds,
+// with their indexes of items (from the pools, which must be restored first).
+func (e *Engine) RestoreRegions(ctx context.Context, regions []Region) error {
+	for i := range regions {
+		if err := validateRegion(&regions[i]); err != nil {
+			return fmt.Errorf("region %s: %w", regions[i].Name, err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	_, err := e.rdb.TxPipelined(rctx, func(pipe redis.Pipeliner) error {
+		pipe.Del(rctx, e.ks.regionsKey(), e.ks.regionOfKey())
+		for _, r := range regions {
+			raw, _ := json.Marshal(r)
+			pipe.HSet(rctx, e.ks.regionsKey(), r.Name, raw)
+			for _, l := range r.Locations {
+				pipe.HSet(rctx, e.ks.regionOfKey(), l.Location, r.Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore regions: %w", redisErr(err))
+	}
+	if err := e.regionsChanged(ctx); err != nil {
+		return err
+	}
+	return e.rebuildRegionItems(ctx, regions)
 }
 
 // indexRegionItem adds a pool's SKU to the index of its location's region, if it has one.
@@ -233,15 +267,23 @@ func (e *Engine) DeleteRegion(ctx context.Context, name string) error {
 		}
 		pipe.HDel(ctx, e.ks.regionsKey(), name)
 		pipe.Del(ctx, e.ks.regionItemsKey(name))
-		pipe.Incr(ctx, e.ks.regionsVerKey())
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete region %s: %w", name, redisErr(err))
 	}
+	return e.regionsChanged(ctx)
+}
+
+// regionsChanged forgets the cached regions and moves PoolsVersion, so that the persister
+// copies the regions (with the pools) into the ledger.
+func (e *Engine) regionsChanged(ctx context.Context) error {
 	e.regions.mu.Lock()
 	e.regions.at = time.Time{}
 	e.regions.mu.Unlock()
+	if err := e.rdb.Incr(ctx, e.ks.poolsVersionKey()).Err(); err != nil {
+		return fmt.Errorf("regions changed: %w", redisErr(err))
+	}
 	return nil
 }
 

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// syncPools copies the pools into Postgres when they changed since the last copy (the
-// engine's PoolsVersion moved, or this persister has not copied them yet), at most every
-// SyncPoolsEvery.
+// syncPools copies the pools and the regions into Postgres when they changed since the last
+// copy (the engine's PoolsVersion moved, or this persister has not copied them yet), at most
+// every SyncPoolsEvery.
 func (p *Persister) syncPools(ctx context.Context) error {
 	p.mu.Lock()
 	due := p.cfg.SyncPoolsEvery > 0 && time.Since(p.lastSync) >= p.cfg.SyncPoolsEvery
@@ -28,6 +28,13 @@ func (p *Persister) syncPools(ctx context.Context) error {
 		return err
 	}
 	if err := p.store.SyncPools(ctx, pools); err != nil {
+		return err
+	}
+	regions, err := p.eng.Regions(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.store.SyncRegions(ctx, regions); err != nil {
 		return err
 	}
 	p.mu.Lock()

@@ -349,6 +349,38 @@ func (s *Store) RestoreRows(ctx context.Context, events []engine.Event) error {
 	return nil
 }
 
+// SyncRegions makes the ledger's copy of the regions the given ones (a region no longer
+// given is removed).
+func (s *Store) SyncRegions(ctx context.Context, regions []engine.Region) error {
+	names := make([]string, len(regions))
+	batch := &pgx.Batch{}
+	for i, r := range regions {
+		names[i] = r.Name
+		doc, _ := json.Marshal(r)
+		batch.Queue(`INSERT INTO regions (name, doc) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc, updated_at = now()
+			WHERE regions.doc IS DISTINCT FROM EXCLUDED.doc`, r.Name, doc)
+	}
+	batch.Queue(`DELETE FROM regions WHERE name <> ALL($1)`, names)
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("ledger: sync regions: %w", err)
+	}
+	return nil
+}
+
+// Regions lists the regions the ledger holds.
+func (s *Store) Regions(ctx context.Context) ([]engine.Region, error) {
+	rows, err := s.pool.Query(ctx, `SELECT doc FROM regions ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read regions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (engine.Region, error) {
+		var r engine.Region
+		err := row.Scan(&r)
+		return r, err
+	})
+}
+
 // SyncPools copies pool configuration (and its vendors and locations) into Postgres.
 func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error {
 	if len(pools) == 0 {

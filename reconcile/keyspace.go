@@ -46,7 +46,14 @@ func (r *Reconciler) restoreKeyspace(ctx context.Context) (*Finding, error) {
 	if err := r.eng.RestorePools(ctx, pools); err != nil {
 		return nil, err
 	}
-	f.Detail += fmt.Sprintf("; settings and %d pools restored from the ledger", len(pools))
+	regions, err := r.store.Regions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.eng.RestoreRegions(ctx, regions); err != nil {
+		return nil, err
+	}
+	f.Detail += fmt.Sprintf("; settings, %d pools and %d regions restored from the ledger", len(pools), len(regions))
 	return f, nil
 }
 

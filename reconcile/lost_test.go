@@ -41,6 +41,10 @@ func TestRedisLostEverything(t *testing.T) {
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 2}, 60)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1}, 10)
+	region := engine.Region{Name: "r1", Strategy: engine.StrategyMostStock, Locations: []engine.RegionLocation{{Location: "s1", Priority: 1}, {Location: "s2"}}}
+	if err := e.PutRegion(ctx, region); err != nil {
+		t.Fatal(err)
+	}
 	reserve := func(e *engine.Engine, sku string, qty int64, customer, key string) (*engine.Hold, error) {
 		return e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s1", SKU: sku, Qty: qty}}, Customer: customer,
 			IdempotencyKey: key, Actor: "shop"})
@@ -135,6 +139,13 @@ func TestRedisLostEverything(t *testing.T) {
 				t.Fatalf("%s after the repair: %d/%d/%d available/held/committed, before the loss %d/%d/%d", sku,
 					a.Available, a.Held, a.Committed, b.Available, b.Held, b.Committed)
 			}
+		}
+		// The regions come back, with their indexes of items.
+		if r, err := eng.RegionNamed(ctx, "r1", true); err != nil || fmt.Sprint(*r) != fmt.Sprint(region) {
+			t.Fatalf("region after the repair: %v %+v, want %+v", err, r, region)
+		}
+		if items, _, err := eng.RegionItems(ctx, "r1", "", 10, false); err != nil || len(items) != 4 {
+			t.Fatalf("region items after the repair: %v %d, want 4", err, len(items))
 		}
 		// Retries of earlier requests get their holds; customers at their limit stay there.
 		if h, err := reserve(eng, "a", 1, "", "small"); err != nil || h.ID != small.ID {
