@@ -29,10 +29,11 @@ const (
 	ExpiryStorm = "expiry-storm"
 	Spike       = "spike"
 	Import      = "import"
+	Regional    = "regional"
 )
 
 // Scenarios lists every scenario in the order the standard suite runs them.
-var Scenarios = []string{FlashSale, Catalog, Cart, ExpiryStorm, Spike, Import}
+var Scenarios = []string{FlashSale, Catalog, Cart, Regional, ExpiryStorm, Spike, Import}
 
 // Options configure a bench run. Zero values take the defaults in Defaults.
 type Options struct {

@@ -41,7 +41,7 @@ func (b *bench) makePools(ctx context.Context, pools []engine.PoolConfig, stock 
 		err := b.eng.CreatePool(ctx, c, setupActor)
 		if err == nil && stock > 0 {
 			_, err = b.eng.Adjust(ctx, engine.AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: engine.Restock, Qty: stock,
-				TransactionID: "bench-stock-" + c.SKU, Actor: setupActor, Reason: "bench stock"})
+				TransactionID: "bench-stock-" + c.Location + "-" + c.SKU, Actor: setupActor, Reason: "bench stock"})
 		}
 		if err != nil {
 			once.Do(func() { first = fmt.Errorf("create pool %s/%s: %w", c.Location, c.SKU, err) })

@@ -20,7 +20,9 @@ type shopper struct {
 	cl      *client
 	keys    *keys
 	pools   []engine.PoolConfig
-	items   [][]byte                  // per pool: its JSON item
+	index   map[engine.PoolKey]int    // pool -> its place in pools
+	items   [][]byte                  // per line: its JSON item
+	skus    []string                  // per line: its SKU
 	pick    []func(lines []int) []int // per worker: appends the pools of its next cart
 	rng     []*rand.Rand
 	pending []heldCart
@@ -34,19 +36,30 @@ type shopper struct {
 
 type heldCart struct {
 	id    string
-	lines []int
+	parts []int // the pool of each unit held
 }
 
 // picker makes, from a worker's own random source, the function choosing its carts.
 type picker func(r *rand.Rand) func(lines []int) []int
 
-func (b *bench) newShopper(tag string, pools []engine.PoolConfig, newPick picker) *shopper {
+// newShopper makes a shopper whose carts' lines are one unit of one pool each (line i is
+// pools[i]), or, with region, one unit of a SKU in that region (line i is skus[i]).
+func (b *bench) newShopper(tag string, pools []engine.PoolConfig, newPick picker, region string, skus []string) *shopper {
 	n := b.opts.Clients
 	s := &shopper{cl: newClient(b.addr, b.apiKey, n), keys: newKeys(tag, n), pools: pools, pick: make([]func([]int) []int, n),
 		rng: make([]*rand.Rand, n), pending: make([]heldCart, n), committed: make([]atomic.Int64, len(pools)),
-		lines: make([][]int, n), body: make([][]byte, n), items: make([][]byte, len(pools))}
+		lines: make([][]int, n), body: make([][]byte, n), index: map[engine.PoolKey]int{}, skus: skus}
 	for i, p := range pools {
-		s.items[i] = fmt.Appendf(nil, `{"location":%q,"sku":%q,"qty":1}`, p.Location, p.SKU)
+		s.index[p.Key()] = i
+	}
+	if region == "" {
+		for _, p := range pools {
+			s.items = append(s.items, fmt.Appendf(nil, `{"location":%q,"sku":%q,"qty":1}`, p.Location, p.SKU))
+			s.skus = append(s.skus, p.SKU)
+		}
+	}
+	for _, sku := range skus {
+		s.items = append(s.items, fmt.Appendf(nil, `{"region":%q,"sku":%q,"qty":1}`, region, sku))
 	}
 	for w := range n {
 		s.rng[w] = rand.New(rand.NewPCG(b.opts.Seed, uint64(w)))
@@ -74,7 +87,7 @@ func (s *shopper) op(_ context.Context, w int) (Outcome, Kind) {
 			return Failed, End
 		}
 		if commit {
-			for _, i := range h.lines {
+			for _, i := range h.parts {
 				s.committed[i].Add(1)
 			}
 		}
@@ -105,25 +118,34 @@ func (s *shopper) op(_ context.Context, w int) (Outcome, Kind) {
 	var h struct {
 		ID    string `json:"hold_id"`
 		Parts []struct {
-			SKU string `json:"sku"`
-			Qty int64  `json:"qty"`
+			Location string `json:"location"`
+			SKU      string `json:"sku"`
+			Qty      int64  `json:"qty"`
 		} `json:"parts"`
 	}
 	if err := json.Unmarshal(resp, &h); err != nil || h.ID == "" {
 		return Failed, Reserve
 	}
+	// Every line one unit of its SKU, from a pool of the scenario.
 	got := map[string]int64{}
+	held := heldCart{id: h.ID}
+	ok := true
 	for _, p := range h.Parts {
 		got[p.SKU] += p.Qty
+		i, known := s.index[engine.PoolKey{Location: p.Location, SKU: p.SKU}]
+		ok = ok && known
+		for range p.Qty {
+			held.parts = append(held.parts, i)
+		}
 	}
-	ok := len(got) == len(lines)
+	ok = ok && len(got) == len(lines)
 	for _, i := range lines {
-		ok = ok && got[s.pools[i].SKU] == 1
+		ok = ok && got[s.skus[i]] == 1
 	}
 	if !ok {
 		s.partial.Add(1)
 	}
-	s.pending[w] = heldCart{id: h.ID, lines: append([]int(nil), lines...)}
+	s.pending[w] = held
 	return OK, Reserve
 }
 
@@ -144,15 +166,16 @@ func (s *shopper) finish(ctx context.Context, b *bench, stock int64) ([]expectat
 	return out, failed
 }
 
-// mixScenario runs a shopper over pools and builds the scenario's result.
-func (b *bench) mixScenario(ctx context.Context, name string, pools []engine.PoolConfig, stock int64, pick picker) (*Scenario, error) {
+// mixScenario runs a shopper over pools and builds the scenario's result; with region, its
+// carts' lines are skus in that region (see newShopper).
+func (b *bench) mixScenario(ctx context.Context, name string, pools []engine.PoolConfig, stock int64, pick picker, region string, skus []string) (*Scenario, error) {
 	start := time.Now()
 	if err := b.makePools(ctx, pools, stock); err != nil {
 		return nil, err
 	}
 	b.say("%s: %d pools stocked in %s", name, len(pools), time.Since(start).Round(time.Millisecond))
 	b.settle(ctx, 60*time.Second)
-	s := b.newShopper(name, pools, pick)
+	s := b.newShopper(name, pools, pick, region, skus)
 	defer s.cl.close()
 	run := b.closedLoop(ctx, name, b.opts.Duration, s.op)
 	want, failed := s.finish(ctx, b, stock)
@@ -187,7 +210,7 @@ func (b *bench) catalog(ctx context.Context) (*Scenario, error) {
 	return b.mixScenario(ctx, Catalog, pools, b.opts.SKUStock, func(r *rand.Rand) func([]int) []int {
 		z := rand.NewZipf(r, 1.1, 1, imax)
 		return func(lines []int) []int { return append(lines, int(z.Uint64())%len(pools)) }
-	})
+	}, "", nil)
 }
 
 // cart reserves 2-4 distinct SKUs per hold, all or nothing.
@@ -196,11 +219,40 @@ func (b *bench) cart(ctx context.Context) (*Scenario, error) {
 	for i := range pools {
 		pools[i] = engine.PoolConfig{Location: "cart", SKU: fmt.Sprintf("cart-%05d", i), Vendor: "bench", Shards: 1}
 	}
-	return b.mixScenario(ctx, Cart, pools, b.opts.SKUStock*10, func(r *rand.Rand) func([]int) []int {
+	return b.mixScenario(ctx, Cart, pools, b.opts.SKUStock*10, cartPicker(len(pools)), "", nil)
+}
+
+// regionLocations is how many locations serve the regional scenario's region.
+const regionLocations = 4
+
+// regional is the cart scenario over a region: the same carts of 2-4 distinct SKUs, each line
+// naming the region, whose four locations (by priority; the engine picks by most stock) each
+// have a quarter of the cart scenario's units of every SKU.
+func (b *bench) regional(ctx context.Context) (*Scenario, error) {
+	skus := make([]string, b.opts.CartSKUs)
+	var pools []engine.PoolConfig
+	region := engine.Region{Name: "bench-region", Strategy: engine.StrategyMostStock}
+	for l := range regionLocations {
+		loc := fmt.Sprintf("region-%d", l)
+		region.Locations = append(region.Locations, engine.RegionLocation{Location: loc, Priority: l})
+		for i := range skus {
+			skus[i] = fmt.Sprintf("cart-%05d", i)
+			pools = append(pools, engine.PoolConfig{Location: loc, SKU: skus[i], Vendor: "bench", Shards: 1})
+		}
+	}
+	if err := b.eng.PutRegion(ctx, region); err != nil {
+		return nil, err
+	}
+	return b.mixScenario(ctx, Regional, pools, max(b.opts.SKUStock*10/regionLocations, 1), cartPicker(len(skus)), region.Name, skus)
+}
+
+// cartPicker picks carts of 2-4 distinct lines of count.
+func cartPicker(count int) picker {
+	return func(r *rand.Rand) func([]int) []int {
 		return func(lines []int) []int {
-			n := min(2+r.IntN(3), len(pools))
-			for len(lines) < n {
-				i := r.IntN(len(pools))
+			size := min(2+r.IntN(3), count)
+			for len(lines) < size {
+				i := r.IntN(count)
 				dup := false
 				for _, j := range lines {
 					dup = dup || i == j
@@ -211,5 +263,5 @@ func (b *bench) cart(ctx context.Context) (*Scenario, error) {
 			}
 			return lines
 		}
-	})
+	}
 }

@@ -41,6 +41,8 @@ func Run(ctx context.Context, env Env, opts Options) (*Report, error) {
 			sc, err = b.catalog(ctx)
 		case Cart:
 			sc, err = b.cart(ctx)
+		case Regional:
+			sc, err = b.regional(ctx)
 		case ExpiryStorm:
 			sc, err = b.expiryStorm(ctx)
 		case Spike:

@@ -42,7 +42,7 @@ func (b *bench) expiryStorm(ctx context.Context) (*Scenario, error) {
 	// Storm: shoppers reserve and commit while the abandoned holds expire.
 	s := b.newShopper("ss", []engine.PoolConfig{pool}, func(*rand.Rand) func([]int) []int {
 		return func(lines []int) []int { return append(lines, 0) }
-	})
+	}, "", nil)
 	defer s.cl.close()
 	var worst time.Duration
 	stopWatch := every(100*time.Millisecond, func() { worst = max(worst, b.sweeper.Lag()) })

@@ -33,9 +33,13 @@ import (
 //
 // One hold per key: attempt n+1 exists only once attempt n was refused, and its refusal is
 // remembered for the refusal retention R. A request moves the record on only within R/2 of
-// seeing the refusal; a request that places attempt n afresh (possible only after R, when the
-// refusal is forgotten) reads the record afterwards and, finding it moved on, gives that hold
-// back before anyone is told of it.
+// seeing the refusal. Placing attempt n afresh after the record moved on is possible only
+// after R, when the refusal is forgotten, so only by a request that read the record more than
+// R/2 before it placed the hold: such a request reads the record again and, finding it moved
+// on, gives that hold back before anyone is told of it.
+//
+// Round trips of a new cart: the stock of its regional lines (one pipeline), the claim of the
+// key with the plan (SET NX GET, which also reads a record already there), and the cart's.
 
 // regional reports whether a line of req names a region.
 func regional(req ReserveRequest) bool {
@@ -78,40 +82,47 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 	token := e.token(req.Actor, req.IdempotencyKey)
 	key := e.ks.allocKey(e.keyPartition(token), token)
 	fp := allocFingerprint(req)
-	rec, err := e.readAlloc(ctx, key)
-	if err != nil {
-		return nil, err
-	}
+	half := e.cfg.RefusalTTL / 2
+	// rec is the record as last read or written (at seen); known is false until it was read.
+	// A new request plans first and then claims the key with its plan, reading any record
+	// already there in the same round trip.
+	var rec *allocRecord
+	var seen time.Time
+	known := false
 	for range allocRounds {
-		if rec != nil && rec.FP != fp {
-			return nil, fmt.Errorf("%w: the Idempotency-Key was used for another request", ErrIdempotencyMismatch)
-		}
-		if rec != nil && rec.Refused != nil && e.nowMs() < rec.Until {
-			refused := *rec.Refused
-			return nil, &refused
-		}
-		if rec != nil && rec.Refused == nil {
-			start := time.Now()
-			h, err := e.reserve(ctx, attempt(req, rec))
-			if err == nil && !h.Replayed {
-				// Placed afresh: make sure the record still names this attempt (see above).
-				cur, rerr := e.readAlloc(ctx, key)
-				if rerr != nil {
-					return nil, rerr
-				}
-				if cur == nil || cur.N != rec.N {
-					if rerr := e.release(ctx, h.ID, req.Actor); rerr != nil && !errors.Is(rerr, ErrHoldGone) {
+		if known && rec != nil {
+			if rec.FP != fp {
+				return nil, fmt.Errorf("%w: the Idempotency-Key was used for another request", ErrIdempotencyMismatch)
+			}
+			if rec.Refused != nil && e.nowMs() < rec.Until {
+				refused := *rec.Refused
+				return nil, &refused
+			}
+			if rec.Refused == nil {
+				start := time.Now()
+				h, err := e.reserve(ctx, attempt(req, rec))
+				if err == nil && !h.Replayed && time.Since(seen) >= half {
+					// Placed afresh long after the record was read: make sure it still names
+					// this attempt (see the top of this file).
+					cur, rerr := e.readAlloc(ctx, key)
+					if rerr != nil {
 						return nil, rerr
 					}
-					rec = cur
+					if cur == nil || cur.N != rec.N {
+						if rerr := e.release(ctx, h.ID, req.Actor); rerr != nil && !errors.Is(rerr, ErrHoldGone) {
+							return nil, rerr
+						}
+						rec, seen = cur, time.Now()
+						continue
+					}
+				}
+				if !errors.Is(err, ErrInsufficient) {
+					return h, err
+				}
+				if time.Since(start) > half {
+					known = false // too slow to move the record on safely: read it again
 					continue
 				}
-			}
-			if !errors.Is(err, ErrInsufficient) {
-				return h, err
-			}
-			if time.Since(start) > e.cfg.RefusalTTL/2 {
-				continue // too slow to move the record on safely: try the attempt again
 			}
 		}
 		next := &allocRecord{FP: fp}
@@ -128,9 +139,15 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 		default:
 			next.Items = items
 		}
-		if rec, err = e.swapAlloc(ctx, key, rec, next); err != nil {
+		if known {
+			rec, err = e.swapAlloc(ctx, key, rec, next)
+		} else {
+			rec, err = e.claimAlloc(ctx, key, next)
+		}
+		if err != nil {
 			return nil, err
 		}
+		seen, known = time.Now(), true
 	}
 	return nil, fmt.Errorf("%w: racing requests kept taking the units planned for this cart; send it again with the same Idempotency-Key", ErrUnavailable)
 }
@@ -331,6 +348,23 @@ func decodeAlloc(raw string) (*allocRecord, error) {
 	}
 	r.raw = raw
 	return &r, nil
+}
+
+// claimAlloc stores next unless the key has a record already, and returns the one it has
+// then: next, or the record already there.
+func (e *Engine) claimAlloc(ctx context.Context, key string, next *allocRecord) (*allocRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	raw, _ := json.Marshal(next)
+	prior, err := e.rdb.SetArgs(ctx, key, raw, redis.SetArgs{Mode: "NX", Get: true, TTL: e.cfg.IdempotencyTTL}).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		next.raw = string(raw)
+		return next, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: store allocation: %w", ErrUnavailable, redisErr(err))
+	}
+	return decodeAlloc(prior)
 }
 
 // swapAlloc stores next in place of old (nil: none) and returns it; when another request

@@ -29,7 +29,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs := newFlags("bench", "[flags]", `Drive flash-sale load at an in-process flashhold and at baselines, under a key
 prefix and a Postgres schema of the run's own; write a report.
 Exit 0 clean, 1 oversold, undersold or an invariant broken, 2 could not run.`)
-	scenario := fs.String("scenario", "all", "flash-sale, catalog, cart, expiry-storm, spike, import, or all (comma-separated list allowed)")
+	scenario := fs.String("scenario", "all", "flash-sale, catalog, cart, regional, expiry-storm, spike, import, or all (comma-separated list allowed)")
 	out := fs.String("out", "bench-report", "directory for report.json, report.md and the SVG plots")
 	opts := bench.Options{}
 	fs.DurationVar(&opts.Duration, "duration", d.Duration, "measured load per scenario")
