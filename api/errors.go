@@ -25,6 +25,8 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// Alternatives, of a refusal for stock: substitutes that can be had (see engine.Alternatives).
+	Alternatives []engine.Alternative
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -42,14 +44,14 @@ func toError(err error) *Error {
 	}
 	var fe *stockfile.Error
 	if errors.As(err, &fe) {
-		return &Error{fe.Status, fe.Code, fe.Message}
+		return &Error{Status: fe.Status, Code: fe.Code, Message: fe.Message}
 	}
 	var ve *engine.ValidationError
 	if errors.As(err, &ve) {
 		if ve.Field == "hold_id" {
-			return &Error{http.StatusBadRequest, "malformed_hold_id", ve.Error()}
+			return &Error{Status: http.StatusBadRequest, Code: "malformed_hold_id", Message: ve.Error()}
 		}
-		return &Error{http.StatusUnprocessableEntity, "invalid", ve.Error()}
+		return &Error{Status: http.StatusUnprocessableEntity, Code: "invalid", Message: ve.Error()}
 	}
 	table := []struct {
 		target error
@@ -86,13 +88,13 @@ func toError(err error) *Error {
 				// The cause (addresses, timeouts) goes to the log, not to clients.
 				msg = "the inventory store did not answer in time: the request may or may not have taken effect; send it again with the same Idempotency-Key or transaction_id"
 			}
-			return &Error{m.status, m.code, msg}
+			return &Error{Status: m.status, Code: m.code, Message: msg}
 		}
 	}
 	if postgresDown(err) {
-		return &Error{http.StatusServiceUnavailable, "postgres_unavailable", "the ledger database did not answer; send the request again"}
+		return &Error{Status: http.StatusServiceUnavailable, Code: "postgres_unavailable", Message: "the ledger database did not answer; send the request again"}
 	}
-	return &Error{http.StatusInternalServerError, "internal", "internal error"}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
 }
 
 // postgresDown reports an error of a Postgres that could not be reached or did not answer (the
@@ -106,7 +108,8 @@ func postgresDown(err error) bool {
 
 type errorBody struct {
 	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+		Code         string               `json:"code"`
+		Message      string               `json:"message"`
+		Alternatives []engine.Alternative `json:"alternatives,omitempty"`
 	} `json:"error"`
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -13,6 +14,7 @@ type itemBody struct {
 	SKU        string `json:"sku"`
 	Qty        *int64 `json:"qty"`
 	AllowSplit bool   `json:"allow_split"`
+	Substitute bool   `json:"substitute"`
 }
 
 type reserveBody struct {
@@ -21,6 +23,7 @@ type reserveBody struct {
 	SKU        string        `json:"sku"`
 	Qty        *int64        `json:"qty"`
 	AllowSplit bool          `json:"allow_split"`
+	Substitute bool          `json:"substitute"`
 	Items      []itemBody    `json:"items"`
 	CustomerID string        `json:"customer_id"`
 	TTLMs      *int64        `json:"ttl_ms"`
@@ -36,15 +39,17 @@ func decodeReserve(body []byte) (engine.ReserveRequest, error) {
 		return engine.ReserveRequest{}, err
 	}
 	req := engine.ReserveRequest{Customer: b.CustomerID, Strategy: b.Strategy, Near: b.Near}
-	single := b.Location != "" || b.Region != "" || b.SKU != "" || b.Qty != nil || b.AllowSplit
+	single := b.Location != "" || b.Region != "" || b.SKU != "" || b.Qty != nil || b.AllowSplit || b.Substitute
 	switch {
 	case single && b.Items != nil:
 		return req, errorf(http.StatusBadRequest, "bad_request", "give either location (or region)/sku/qty or items, not both")
 	case single:
-		req.Items = []engine.Item{{Location: b.Location, Region: b.Region, SKU: b.SKU, Qty: qtyOr1(b.Qty), AllowSplit: b.AllowSplit}}
+		req.Items = []engine.Item{{Location: b.Location, Region: b.Region, SKU: b.SKU, Qty: qtyOr1(b.Qty), AllowSplit: b.AllowSplit,
+			Substitute: b.Substitute}}
 	case len(b.Items) > 0:
 		for _, it := range b.Items {
-			req.Items = append(req.Items, engine.Item{Location: it.Location, Region: it.Region, SKU: it.SKU, Qty: qtyOr1(it.Qty), AllowSplit: it.AllowSplit})
+			req.Items = append(req.Items, engine.Item{Location: it.Location, Region: it.Region, SKU: it.SKU, Qty: qtyOr1(it.Qty),
+				AllowSplit: it.AllowSplit, Substitute: it.Substitute})
 		}
 	default:
 		return req, errorf(http.StatusBadRequest, "bad_request", "give location (or region) and sku (and qty), or items")
@@ -74,17 +79,19 @@ type partJSON struct {
 }
 
 type holdJSON struct {
-	HoldID      string     `json:"hold_id"`
-	Status      string     `json:"status"`
-	CustomerID  string     `json:"customer_id,omitempty"`
-	ExpiresAtMs int64      `json:"expires_at_ms"`
-	ExpiresAt   string     `json:"expires_at"`
-	Parts       []partJSON `json:"parts"`
+	HoldID        string                `json:"hold_id"`
+	Status        string                `json:"status"`
+	CustomerID    string                `json:"customer_id,omitempty"`
+	ExpiresAtMs   int64                 `json:"expires_at_ms"`
+	ExpiresAt     string                `json:"expires_at"`
+	Parts         []partJSON            `json:"parts"`
+	Substitutions []engine.Substitution `json:"substitutions,omitempty"`
 }
 
 func toHoldJSON(h *engine.Hold) holdJSON {
 	out := holdJSON{HoldID: h.ID, Status: h.Status, CustomerID: h.Customer, ExpiresAtMs: h.ExpiresAt,
-		ExpiresAt: time.UnixMilli(h.ExpiresAt).UTC().Format(time.RFC3339Nano), Parts: make([]partJSON, len(h.Parts))}
+		ExpiresAt: time.UnixMilli(h.ExpiresAt).UTC().Format(time.RFC3339Nano), Parts: make([]partJSON, len(h.Parts)),
+		Substitutions: h.Substitutions}
 	for i, p := range h.Parts {
 		out.Parts[i] = partJSON{Location: p.Location, SKU: p.SKU, Qty: p.Qty, Shard: p.Shard, Status: p.Status}
 	}
@@ -103,7 +110,7 @@ func (s *Server) createHold(c *call) error {
 	req.IdempotencyKey, req.Actor = key, c.actor()
 	h, err := s.eng.Reserve(c.ctx, req)
 	if err != nil {
-		return err
+		return s.withAlternatives(c, err)
 	}
 	if h.Replayed {
 		c.rc.Response.Header.Set("Idempotent-Replayed", "true")
@@ -195,4 +202,20 @@ func (s *Server) availability(c *call) error {
 	}
 	return c.json(http.StatusOK, map[string]any{"location": a.Location, "sku": a.SKU, "available": a.Available,
 		"held": a.Held, "status": a.Status, "low_stock_threshold": a.LowStock})
+}
+
+// withAlternatives adds to a refusal for stock the substitutes of the refused pool (or of the
+// SKU in the region) that have units now; a failure to read them leaves the refusal as it is.
+func (s *Server) withAlternatives(c *call, err error) error {
+	var ie *engine.InsufficientError
+	if !errors.As(err, &ie) {
+		return err
+	}
+	alts, aerr := s.eng.Alternatives(c.ctx, ie)
+	if aerr != nil || len(alts) == 0 {
+		return err
+	}
+	ae := toError(err)
+	ae.Alternatives = alts
+	return ae
 }

@@ -272,3 +272,77 @@ func TestRegionalCartsConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestSubstitutes: a pool's substitutes (same location, in order) — refused when they name the
+// pool itself, no pool, or loop back; offered with their availability when a hold is refused
+// for stock (only those that have units); held instead, and said so, on a line that allows it,
+// by location and by region; replayed with the same key.
+func TestSubstitutes(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testredis.Standalone(t), nil)
+	ts.stockAt("berlin", "cap-blue", 1, 3)
+	ts.stockAt("berlin", "cap-green", 1, 0)
+	pool := func(sku string, subs []string, status int, code string) response {
+		t.Helper()
+		return ts.do("PUT", "/v1/pools/berlin/"+sku, adminKey, map[string]any{"vendor": "acme", "shards": 1, "low_stock": 5,
+			"substitutes": subs}).want(t, status, code)
+	}
+	pool("cap", []string{"cap"}, 422, "invalid")
+	pool("cap", []string{"nope"}, 422, "invalid")
+	pool("cap", []string{"cap-green", "cap-green"}, 422, "invalid")
+	pool("cap", []string{"cap-green", "cap-blue"}, 200, "")
+	if r := pool("cap-blue", []string{"cap"}, 422, "invalid"); !strings.Contains(string(r.raw), "loop") {
+		t.Fatalf("a loop: %s", r.raw)
+	}
+
+	hold := func(key string, body map[string]any, status int, code string) response {
+		t.Helper()
+		return ts.do("POST", "/v1/holds", clientKey, body, "Idempotency-Key", key).want(t, status, code)
+	}
+	alternatives := func(r response) string {
+		alts, _ := r.body["error"].(map[string]any)["alternatives"].([]any)
+		var out []string
+		for _, a := range alts {
+			m := a.(map[string]any)
+			out = append(out, fmt.Sprintf("%s:%v", m["sku"], m["available"]))
+		}
+		return fmt.Sprint(out)
+	}
+	// cap has 10 units.
+	if r := hold("a", map[string]any{"location": "berlin", "sku": "cap", "qty": 11}, 409, "insufficient_stock"); alternatives(r) != "[cap-blue:3]" {
+		t.Fatalf("alternatives: %s", r.raw)
+	}
+	if r := hold("b", map[string]any{"location": "berlin", "sku": "cap", "qty": 2, "substitute": true}, 201, ""); fmt.Sprint(r.parts()) != "map[berlin:2]" || r.body["substitutions"] != nil {
+		t.Fatalf("the SKU itself: %s", r.raw)
+	}
+	hold("c", map[string]any{"location": "berlin", "sku": "cap", "qty": 8}, 201, "")
+	sub := hold("d", map[string]any{"location": "berlin", "sku": "cap", "qty": 2, "substitute": true}, 201, "")
+	if got := fmt.Sprint(sub.body["substitutions"]); got != "[map[line:0 requested_sku:cap sku:cap-blue]]" {
+		t.Fatalf("substitution: %s", sub.raw)
+	}
+	if again := hold("d", map[string]any{"location": "berlin", "sku": "cap", "qty": 2, "substitute": true}, 201, ""); again.str("hold_id") != sub.str("hold_id") ||
+		fmt.Sprint(again.body["substitutions"]) != fmt.Sprint(sub.body["substitutions"]) {
+		t.Fatalf("replay: %s, first %s", again.raw, sub.raw)
+	}
+	if r := hold("e", map[string]any{"location": "berlin", "sku": "cap", "qty": 5, "substitute": true}, 409, "insufficient_stock"); alternatives(r) != "[cap-blue:1]" {
+		t.Fatalf("nothing to substitute: %s", r.raw)
+	}
+	// By region: the region's pools of the SKU name the substitutes.
+	ts.do("PUT", "/v1/regions/city", adminKey, map[string]any{"locations": []map[string]any{{"location": "berlin"}}}).want(t, 200, "")
+	r := hold("f", map[string]any{"region": "city", "sku": "cap", "substitute": true}, 201, "")
+	if fmt.Sprint(r.body["substitutions"]) != "[map[line:0 requested_sku:cap sku:cap-blue]]" {
+		t.Fatalf("regional substitution: %s", r.raw)
+	}
+	if r := hold("g", map[string]any{"region": "city", "sku": "cap"}, 409, "insufficient_stock"); alternatives(r) != "[]" {
+		t.Fatalf("all substitutes gone: %s", r.raw)
+	}
+	hold("h", map[string]any{"location": "berlin", "sku": "nope", "substitute": true}, 404, "unknown_pool")
+	for sku, want := range map[string]int64{"cap": 0, "cap-blue": 0, "cap-green": 0} {
+		if a, err := ts.eng.Availability(context.Background(), "berlin", sku); err != nil || a.Available != want {
+			t.Errorf("%s: %+v %v, want %d available", sku, a, err, want)
+		}
+	}
+	if _, err := ts.eng.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -292,7 +292,7 @@ func (s *Server) writeError(rc *fasthttp.RequestCtx, err error) {
 		}
 	}
 	var body errorBody
-	body.Error.Code, body.Error.Message = ae.Code, ae.Message
+	body.Error.Code, body.Error.Message, body.Error.Alternatives = ae.Code, ae.Message, ae.Alternatives
 	raw, _ := json.Marshal(body)
 	rc.SetStatusCode(ae.Status)
 	rc.SetContentType("application/json")

@@ -290,11 +290,12 @@ func intQuery(c *call, name string, def, lo, hi int) (int, error) {
 }
 
 type poolBody struct {
-	Vendor        string `json:"vendor"`
-	Shards        int    `json:"shards"`
-	LowStock      int64  `json:"low_stock"`
-	CustomerLimit int64  `json:"customer_limit"`
-	BestBeforeMs  int64  `json:"best_before_ms"`
+	Vendor        string   `json:"vendor"`
+	Shards        int      `json:"shards"`
+	LowStock      int64    `json:"low_stock"`
+	CustomerLimit int64    `json:"customer_limit"`
+	BestBeforeMs  int64    `json:"best_before_ms"`
+	Substitutes   []string `json:"substitutes"`
 }
 
 // putPool creates a pool (with no stock) or updates its threshold, limit and best-before date.
@@ -307,7 +308,7 @@ func (s *Server) putPool(c *call) error {
 		b.Shards = 1
 	}
 	cfg := engine.PoolConfig{Location: c.param("location"), SKU: c.param("sku"), Vendor: b.Vendor, Shards: b.Shards,
-		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs}
+		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs, Substitutes: b.Substitutes}
 	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
 		return err
 	}

@@ -41,10 +41,11 @@ import (
 // Round trips of a new cart: the stock of its regional lines (one pipeline), the claim of the
 // key with the plan (SET NX GET, which also reads a record already there), and the cart's.
 
-// regional reports whether a line of req names a region.
-func regional(req ReserveRequest) bool {
+// planned reports whether the engine must plan req's lines: a line names a region, or may be
+// held as a substitute.
+func planned(req ReserveRequest) bool {
 	for _, it := range req.Items {
-		if it.Region != "" {
+		if it.Region != "" || it.Substitute {
 			return true
 		}
 	}
@@ -56,6 +57,8 @@ type allocRecord struct {
 	FP    string `json:"fp"`
 	N     int    `json:"n"`
 	Items []Item `json:"items,omitempty"`
+	// From: the request's line each of Items serves.
+	From []int `json:"from,omitempty"`
 	// Refused: no plan was possible; answered so until Until (ms).
 	Refused *InsufficientError `json:"refused,omitempty"`
 	Until   int64              `json:"until,omitempty"`
@@ -116,6 +119,9 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 						continue
 					}
 				}
+				if err == nil {
+					h.Substitutions = substitutions(req, rec)
+				}
 				if !errors.Is(err, ErrInsufficient) {
 					return h, err
 				}
@@ -129,7 +135,7 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 		if rec != nil {
 			next.N = rec.N + 1
 		}
-		items, err := e.plan(ctx, req)
+		items, from, err := e.plan(ctx, req)
 		var ie *InsufficientError
 		switch {
 		case errors.As(err, &ie):
@@ -137,7 +143,7 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 		case err != nil:
 			return nil, err
 		default:
-			next.Items = items
+			next.Items, next.From = items, from
 		}
 		if known {
 			rec, err = e.swapAlloc(ctx, key, rec, next)
@@ -160,13 +166,27 @@ func attempt(req ReserveRequest, rec *allocRecord) ReserveRequest {
 	return c
 }
 
+// substitutions lists the lines of req that rec's plan serves with another SKU.
+func substitutions(req ReserveRequest, rec *allocRecord) []Substitution {
+	var out []Substitution
+	for j, it := range rec.Items {
+		if j < len(rec.From) {
+			if line := rec.From[j]; it.SKU != req.Items[line].SKU {
+				out = append(out, Substitution{Line: line, Requested: req.Items[line].SKU, SKU: it.SKU})
+			}
+		}
+	}
+	return out
+}
+
 func allocFingerprint(req ReserveRequest) string {
 	parts := []string{"alloc", req.Customer, strconv.FormatInt(req.TTL.Milliseconds(), 10), req.Strategy}
 	if req.Near != nil {
 		parts = append(parts, strconv.FormatFloat(req.Near.Lat, 'g', -1, 64), strconv.FormatFloat(req.Near.Lon, 'g', -1, 64))
 	}
 	for _, it := range req.Items {
-		parts = append(parts, it.Location, it.Region, it.SKU, strconv.FormatInt(it.Qty, 10), strconv.FormatBool(it.AllowSplit))
+		parts = append(parts, it.Location, it.Region, it.SKU, strconv.FormatInt(it.Qty, 10), strconv.FormatBool(it.AllowSplit),
+			strconv.FormatBool(it.Substitute))
 	}
 	return fingerprint(parts...)
 }
@@ -210,6 +230,12 @@ func (e *Engine) validateAllocation(ctx context.Context, req *ReserveRequest) er
 			if it.AllowSplit {
 				return invalid(field+".allow_split", "only a line with a region can be split")
 			}
+			if !idPattern.MatchString(it.Location) {
+				return invalid(field+".location", "must match %s", idPattern)
+			}
+			if _, err := e.pool(ctx, it.Location, it.SKU); err != nil {
+				return err // ErrUnknownPool, as any line naming no pool
+			}
 			continue
 		}
 		if !idPattern.MatchString(it.Region) {
@@ -229,64 +255,182 @@ func (e *Engine) validateAllocation(ctx context.Context, req *ReserveRequest) er
 	return nil
 }
 
-// plan picks the locations of req's regional lines from the stock now (see the top of this
-// file); a line no location can serve is refused with an InsufficientError naming its region.
-func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, error) {
+// plan makes the cart that serves req from the stock now (see the top of this file): a
+// regional line is taken from the locations the strategy orders first; a line that may be
+// substituted is served by the first of its SKU and then its pool's substitutes that can
+// serve it (a SKU another line names is not taken as a substitute). It returns the cart and,
+// for each of its lines, the request's line it serves. A line nothing can serve is refused
+// with an InsufficientError for its own SKU, naming its region or location.
+func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, []int, error) {
+	// Each planned line is served from a region: a line with a location from a region of one.
+	type target struct {
+		region *Region
+		skus   []string // the SKU, then its substitutes when allowed
+	}
+	targets := make([]*target, len(req.Items))
 	var regions []*Region
 	var skus []string
-	for _, it := range req.Items {
+	for i, it := range req.Items {
+		if it.Region == "" && !it.Substitute {
+			continue
+		}
+		r := &Region{Locations: []RegionLocation{{Location: it.Location}}}
 		if it.Region != "" {
-			r, err := e.RegionNamed(ctx, it.Region, false)
-			if err != nil {
-				return nil, err
+			var err error
+			if r, err = e.RegionNamed(ctx, it.Region, false); err != nil {
+				return nil, nil, err
 			}
-			regions, skus = append(regions, r), append(skus, it.SKU)
+		}
+		t := &target{region: r, skus: []string{it.SKU}}
+		if it.Substitute {
+			subs, err := e.substitutesIn(ctx, r, it.SKU)
+			if err != nil {
+				return nil, nil, err
+			}
+			t.skus = append(t.skus, subs...)
+		}
+		targets[i] = t
+		for _, sku := range t.skus {
+			regions, skus = append(regions, r), append(skus, sku)
 		}
 	}
 	stocks, err := e.regionStocks(ctx, regions, skus)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	named := map[string]bool{}
+	for _, it := range req.Items {
+		named[it.SKU] = true
 	}
 	var out []Item
+	var from []int
 	k := 0
-	for _, it := range req.Items {
-		if it.Region == "" {
-			out = append(out, it)
+	for i, it := range req.Items {
+		t := targets[i]
+		if t == nil {
+			out, from = append(out, it), append(from, i)
 			continue
 		}
-		r, st := regions[k], stocks[k]
-		k++
-		locs := order(st.Locations, r, cmp.Or(req.Strategy, r.Strategy), req.Near)
-		var best int64
-		need := it.Qty
-		for _, l := range locs {
-			if l.Available <= 0 {
+		var refused *InsufficientError
+		var picked []Item
+		for j, sku := range t.skus {
+			if j > 0 && named[sku] {
 				continue
 			}
-			best = max(best, l.Available)
-			switch {
-			case !it.AllowSplit && l.Available >= need:
-				out = append(out, Item{Location: l.Location, SKU: it.SKU, Qty: need})
-				need = 0
-			case it.AllowSplit:
-				take := min(l.Available, need)
-				out = append(out, Item{Location: l.Location, SKU: it.SKU, Qty: take})
-				need -= take
-			}
-			if need == 0 {
+			var ie *InsufficientError
+			picked, ie = pick(stocks[k+j], t.region, cmp.Or(req.Strategy, t.region.Strategy), req.Near, it, sku)
+			if ie == nil {
+				named[sku] = true
 				break
 			}
+			refused = cmp.Or(refused, ie)
 		}
-		if need > 0 {
-			available := best
-			if it.AllowSplit {
-				available = st.Available
-			}
-			return nil, &InsufficientError{Location: "region " + r.Name, SKU: it.SKU, Requested: it.Qty, Available: available}
+		k += len(t.skus)
+		if picked == nil {
+			return nil, nil, refused
 		}
+		for range picked {
+			from = append(from, i)
+		}
+		out = append(out, picked...)
 	}
 	if len(out) > e.cfg.MaxCartLines {
-		return nil, invalid("items", "the cart would take %d lines from the region's locations, more than %d", len(out), e.cfg.MaxCartLines)
+		return nil, nil, invalid("items", "the cart would take %d lines from the region's locations, more than %d", len(out), e.cfg.MaxCartLines)
+	}
+	return out, from, nil
+}
+
+// pick serves line it with sku from the locations of st (region r's stock of it): whole from
+// the first location, in the strategy's order, that has the quantity, or split over as many
+// as it takes when the line allows it.
+func pick(st *RegionStock, r *Region, strategy string, near *Point, it Item, sku string) ([]Item, *InsufficientError) {
+	var out []Item
+	var best int64
+	need := it.Qty
+	for _, l := range order(st.Locations, r, strategy, near) {
+		if l.Available <= 0 {
+			continue
+		}
+		best = max(best, l.Available)
+		switch {
+		case !it.AllowSplit && l.Available >= need:
+			out = append(out, Item{Location: l.Location, SKU: sku, Qty: need})
+			need = 0
+		case it.AllowSplit:
+			take := min(l.Available, need)
+			out = append(out, Item{Location: l.Location, SKU: sku, Qty: take})
+			need -= take
+		}
+		if need == 0 {
+			return out, nil
+		}
+	}
+	ie := &InsufficientError{Location: it.Location, Region: r.Name, SKU: sku, Requested: it.Qty, Available: best}
+	if it.AllowSplit {
+		ie.Available = st.Available
+	}
+	return nil, ie
+}
+
+// substitutesIn lists the substitutes of sku's pools at region r's locations, in the order
+// of the locations and of each pool's list, each once.
+func (e *Engine) substitutesIn(ctx context.Context, r *Region, sku string) ([]string, error) {
+	keys := make([]PoolKey, len(r.Locations))
+	for i, l := range r.Locations {
+		keys[i] = PoolKey{l.Location, sku}
+	}
+	configs, err := e.cachedPools(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{sku: true}
+	for _, k := range keys {
+		for _, s := range configs[k].Substitutes {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Alternative is a substitute offered when a hold is refused for stock.
+type Alternative struct {
+	SKU       string `json:"sku"`
+	Location  string `json:"location,omitempty"`
+	Region    string `json:"region,omitempty"`
+	Available int64  `json:"available"`
+}
+
+// Alternatives lists the substitutes of the pool (or of the SKU's pools in the region) a
+// refusal names that have units available there now, in the order the pools list them.
+func (e *Engine) Alternatives(ctx context.Context, refused *InsufficientError) ([]Alternative, error) {
+	r := &Region{Locations: []RegionLocation{{Location: refused.Location}}}
+	if refused.Region != "" {
+		var err error
+		if r, err = e.RegionNamed(ctx, refused.Region, false); err != nil {
+			return nil, err
+		}
+	}
+	subs, err := e.substitutesIn(ctx, r, refused.SKU)
+	if err != nil || len(subs) == 0 {
+		return nil, err
+	}
+	regions := make([]*Region, len(subs))
+	for i := range regions {
+		regions[i] = r
+	}
+	stocks, err := e.regionStocks(ctx, regions, subs)
+	if err != nil {
+		return nil, err
+	}
+	var out []Alternative
+	for _, st := range stocks {
+		if st.Available > 0 {
+			out = append(out, Alternative{SKU: st.SKU, Location: refused.Location, Region: refused.Region, Available: st.Available})
+		}
 	}
 	return out, nil
 }

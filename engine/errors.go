@@ -52,13 +52,20 @@ func invalid(field, format string, args ...any) error {
 // InsufficientError carries how many units the pool had when a reservation failed.
 type InsufficientError struct {
 	Location, SKU string
-	Requested     int64
-	Available     int64
+	// Region, instead of Location: no location of the region (or, split, not all of them
+	// together) had the units.
+	Region    string `json:",omitempty"`
+	Requested int64
+	Available int64
 }
 
 func (e *InsufficientError) Error() string {
+	at := e.Location
+	if e.Region != "" {
+		at = "region " + e.Region
+	}
 	return fmt.Sprintf("insufficient stock: %d requested, %d available for %s at %s",
-		e.Requested, e.Available, e.SKU, e.Location)
+		e.Requested, e.Available, e.SKU, at)
 }
 
 // Is makes errors.Is(err, ErrInsufficient) true.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -34,7 +35,13 @@ type PoolConfig struct {
 	CustomerLimit int64 `json:"customer_limit"`
 	// BestBefore (unix ms, 0: not perishable): after it, remaining stock is written off.
 	BestBefore int64 `json:"best_before,omitempty"`
+	// Substitutes: SKUs at the same location a shopper may take instead, in order (see
+	// allocate.go): offered when a hold is refused for stock, held instead on request.
+	Substitutes []string `json:"substitutes,omitempty"`
 }
+
+// MaxSubstitutes bounds a pool's list of substitutes.
+const MaxSubstitutes = 10
 
 // Key returns the pool's key.
 func (c PoolConfig) Key() PoolKey { return PoolKey{c.Location, c.SKU} }
@@ -64,6 +71,73 @@ func (e *Engine) validatePoolConfig(c PoolConfig) error {
 		return invalid("customer_limit", "must not be negative")
 	case c.BestBefore < 0:
 		return invalid("best_before", "must not be negative")
+	case len(c.Substitutes) > MaxSubstitutes:
+		return invalid("substitutes", "at most %d", MaxSubstitutes)
+	}
+	seen := map[string]bool{}
+	for i, sku := range c.Substitutes {
+		field := fmt.Sprintf("substitutes[%d]", i)
+		switch {
+		case !idPattern.MatchString(sku):
+			return invalid(field, "must match %s", idPattern)
+		case sku == c.SKU:
+			return invalid(field, "%s names the pool itself", sku)
+		case seen[sku]:
+			return invalid(field, "%s is listed twice", sku)
+		}
+		seen[sku] = true
+	}
+	return nil
+}
+
+// checkSubstitutes refuses substitutes of c that are no pool at its location, or that lead
+// back to c through the substitutes of the substitutes (a loop).
+func (e *Engine) checkSubstitutes(ctx context.Context, c PoolConfig) error {
+	next := map[string][]string{c.SKU: c.Substitutes}
+	todo := slices.Clone(c.Substitutes)
+	for len(todo) > 0 {
+		var keys []string
+		for _, sku := range todo {
+			if _, done := next[sku]; !done {
+				keys = append(keys, PoolKey{c.Location, sku}.String())
+			}
+		}
+		todo = nil
+		if len(keys) == 0 {
+			break
+		}
+		lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+		configs, err := e.loadPools(lctx, keys)
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, sc := range configs {
+			next[sc.SKU] = sc.Substitutes
+			todo = append(todo, sc.Substitutes...)
+		}
+		if len(next) > 1000 {
+			break // far beyond any real chain; what is there has no loop back so far
+		}
+	}
+	for i, sku := range c.Substitutes {
+		if _, ok := next[sku]; !ok {
+			return invalid(fmt.Sprintf("substitutes[%d]", i), "there is no pool %s at %s", sku, c.Location)
+		}
+	}
+	// A loop through c: c reachable from one of its substitutes.
+	seen := map[string]bool{}
+	stack := slices.Clone(c.Substitutes)
+	for len(stack) > 0 {
+		sku := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if sku == c.SKU {
+			return invalid("substitutes", "the substitutes of %s lead back to it (a loop)", c.SKU)
+		}
+		if !seen[sku] {
+			seen[sku] = true
+			stack = append(stack, next[sku]...)
+		}
 	}
 	return nil
 }
@@ -95,6 +169,11 @@ func (e *Engine) PartitionOf(location, sku string, shard int) int {
 func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) error {
 	if err := e.validatePoolConfig(c); err != nil {
 		return err
+	}
+	if len(c.Substitutes) > 0 {
+		if err := e.checkSubstitutes(ctx, c); err != nil {
+			return err
+		}
 	}
 	old, err := e.loadPool(ctx, c.Key())
 	switch {

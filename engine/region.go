@@ -380,29 +380,19 @@ func (e *Engine) RegionAvailability(ctx context.Context, region, sku string) (*R
 // regionStocks reads, for each pair regions[i] and skus[i], the SKU's availability at the
 // region's locations, all in one pipeline.
 func (e *Engine) regionStocks(ctx context.Context, regions []*Region, skus []string) ([]*RegionStock, error) {
-	var configs []PoolConfig
-	var missing []string
+	var keys []PoolKey
 	for i, r := range regions {
 		for _, l := range r.Locations {
-			k := PoolKey{l.Location, skus[i]}
-			if p := e.pools.get(k); p != nil {
-				configs = append(configs, p.PoolConfig)
-			} else {
-				missing = append(missing, k.String())
-			}
+			keys = append(keys, PoolKey{l.Location, skus[i]})
 		}
 	}
-	if len(missing) > 0 {
-		lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-		loaded, err := e.loadPools(lctx, missing)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range loaded {
-			e.pools.put(e.newPool(c))
-		}
-		configs = append(configs, loaded...)
+	found, err := e.cachedPools(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	configs := make([]PoolConfig, 0, len(found))
+	for _, c := range found {
+		configs = append(configs, c)
 	}
 	avail, err := e.Availabilities(ctx, configs)
 	if err != nil {
@@ -425,6 +415,34 @@ func (e *Engine) regionStocks(ctx context.Context, regions []*Region, skus []str
 			rs.Available += max(a.Available, 0)
 		}
 		out[i] = rs
+	}
+	return out, nil
+}
+
+// cachedPools returns the configurations of the pools among keys that exist: from the pool
+// cache, the others read in one round trip.
+func (e *Engine) cachedPools(ctx context.Context, keys []PoolKey) (map[PoolKey]PoolConfig, error) {
+	out := make(map[PoolKey]PoolConfig, len(keys))
+	var missing []string
+	for _, k := range keys {
+		if p := e.pools.get(k); p != nil {
+			out[k] = p.PoolConfig
+		} else {
+			missing = append(missing, k.String())
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	loaded, err := e.loadPools(lctx, missing)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range loaded {
+		e.pools.put(e.newPool(c))
+		out[c.Key()] = c
 	}
 	return out, nil
 }

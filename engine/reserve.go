@@ -26,6 +26,9 @@ type Item struct {
 	Region string `json:"region,omitempty"`
 	// AllowSplit lets a regional line be taken from several locations.
 	AllowSplit bool `json:"allow_split,omitempty"`
+	// Substitute: when the SKU cannot be had, hold the first of its pool's substitutes that
+	// can (see allocate.go).
+	Substitute bool `json:"substitute,omitempty"`
 }
 
 // ReserveRequest asks for a hold on one or more pools, all or nothing.
@@ -71,6 +74,15 @@ type Hold struct {
 	Status string `json:"status"`
 	// Replayed is true when the answer is that of an earlier call with the same key.
 	Replayed bool `json:"-"`
+	// Substitutions names the lines held as a substitute of the SKU asked for.
+	Substitutions []Substitution `json:"substitutions,omitempty"`
+}
+
+// Substitution is a cart line held as another SKU than the one asked for.
+type Substitution struct {
+	Line      int    `json:"line"`
+	Requested string `json:"requested_sku"`
+	SKU       string `json:"sku"`
 }
 
 // Hold statuses.
@@ -173,7 +185,7 @@ func (e *Engine) validateReserve(req *ReserveRequest) error {
 
 // reserve is Reserve without its span.
 func (e *Engine) reserve(ctx context.Context, req ReserveRequest) (*Hold, error) {
-	if regional(req) {
+	if planned(req) {
 		return e.allocate(ctx, req)
 	}
 	if err := e.validateReserve(&req); err != nil {
