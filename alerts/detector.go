@@ -295,6 +295,13 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 	for _, ps := range d.pools { // changes merged during a cooldown that has now passed
 		raised = d.due(ps, now, now.UnixMilli(), raised)
 	}
+	for i := range raised {
+		if raised[i].Type == BackInStock {
+			if raised[i].Region, err = d.eng.RegionOf(ctx, raised[i].Location); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if len(raised) > 0 {
 		if err := d.store.record(ctx, raised); err != nil {
 			return nil, err

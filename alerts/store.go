@@ -53,6 +53,9 @@ type Alert struct {
 	TS        int64  `json:"ts"`
 	// Detail explains an ANOMALY.
 	Detail string `json:"detail,omitempty"`
+	// Region is the region of the location, if it has one (BACK_IN_STOCK: for shoppers'
+	// notices).
+	Region string `json:"region,omitempty"`
 }
 
 // Subscription is a vendor's webhook.
@@ -80,9 +83,10 @@ type Delivery struct {
 
 // Store keeps subscriptions, alerts and deliveries in Postgres.
 type Store struct {
-	pool    *pgxpool.Pool
-	policy  *URLPolicy
-	maxSubs int
+	pool       *pgxpool.Pool
+	policy     *URLPolicy
+	maxSubs    int
+	noticePage int
 }
 
 // StoreOption changes how NewStore builds a Store.
@@ -100,7 +104,7 @@ func WithMaxSubscriptions(n int) StoreOption {
 
 // NewStore wraps a pool whose search_path holds the ledger schema.
 func NewStore(pool *pgxpool.Pool, policy *URLPolicy, opts ...StoreOption) *Store {
-	s := &Store{pool: pool, policy: policy, maxSubs: DefaultMaxSubscriptions}
+	s := &Store{pool: pool, policy: policy, maxSubs: DefaultMaxSubscriptions, noticePage: DefaultNoticePage}
 	for _, o := range opts {
 		o(s)
 	}
@@ -236,6 +240,11 @@ func (s *Store) record(ctx context.Context, alerts []Alert) error {
 			 WHERE vendor_id = $3 AND deleted_at IS NULL AND $4 = ANY (event_types)
 			ON CONFLICT (subscription_id, event_id) DO NOTHING`, a.EventID, payload, a.Vendor, a.Type); err != nil {
 			return fmt.Errorf("queue deliveries: %w", err)
+		}
+		if a.Type == BackInStock {
+			if err := s.queueNotices(ctx, tx, a); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit(ctx)

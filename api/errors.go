@@ -63,6 +63,7 @@ func toError(err error) *Error {
 		{engine.ErrUnknownRegion, http.StatusNotFound, "unknown_region"},
 		{engine.ErrHoldNotFound, http.StatusNotFound, "hold_not_found"},
 		{alerts.ErrNotFound, http.StatusNotFound, "subscription_not_found"},
+		{alerts.ErrNoWebhook, http.StatusConflict, "no_webhook"},
 		{alerts.ErrTooManySubscriptions, http.StatusConflict, "too_many_subscriptions"},
 		{schedules.ErrNotFound, http.StatusNotFound, "schedule_not_found"},
 		{guardrails.ErrNotFound, http.StatusNotFound, "quarantine_not_found"},

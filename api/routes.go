@@ -16,6 +16,10 @@ func (s *Server) routes() {
 	r.add(http.MethodPost, "/v1/holds/{id}/release", checkout, s.releaseHold).class = finishing
 	r.add(http.MethodPost, "/v1/holds/{id}/extend", checkout, s.extendHold).class = finishing
 	r.add(http.MethodGet, "/v1/availability/{sku}", checkout, s.availability)
+	r.add(http.MethodPut, "/v1/notify/webhook", checkout, s.putNoticeWebhook)
+	r.add(http.MethodPost, "/v1/notify", checkout, s.createInterest)
+	r.add(http.MethodGet, "/v1/notify", checkout, s.listInterests)
+	r.add(http.MethodDelete, "/v1/notify/{id}", checkout, s.cancelInterest)
 
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/inventory", vendors, s.vendorInventory)
 	r.add(http.MethodGet, "/v1/vendors/{vendor}/summary", vendors, s.vendorSummary)

@@ -15,6 +15,11 @@ type Webhooks interface {
 	Unsubscribe(ctx context.Context, vendor, id string) error
 	Deliveries(ctx context.Context, vendor, status string, limit int) ([]alerts.Delivery, error)
 	Alerts(ctx context.Context, vendor string, afterID int64, limit int) ([]alerts.Alert, error)
+	// Shoppers' back-in-stock notices (see notify.go).
+	SetNoticeWebhook(ctx context.Context, client, callback string) (*alerts.Subscription, error)
+	Interest(ctx context.Context, client string, in alerts.Interest) (*alerts.Interest, bool, error)
+	Interests(ctx context.Context, client, customer string, limit int) ([]alerts.Interest, error)
+	CancelInterest(ctx context.Context, client string, id int64) error
 }
 
 // WithWebhooks enables subscriptions and alert events.

@@ -341,6 +341,20 @@ func (e *Engine) RegionNamed(ctx context.Context, name string, fresh bool) (*Reg
 	return r, nil
 }
 
+// RegionOf is the region a location belongs to ("" for none).
+func (e *Engine) RegionOf(ctx context.Context, location string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	r, err := e.rdb.HGet(ctx, e.ks.regionOfKey(), location).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("region of %s: %w", location, redisErr(err))
+	}
+	return r, nil
+}
+
 // LocationStock is one location's share of a region's availability.
 type LocationStock struct {
 	Location  string `json:"location"`
