@@ -76,6 +76,7 @@ func toError(err error) *Error {
 		{engine.ErrIdempotencyMismatch, http.StatusConflict, "idempotency_mismatch"},
 		{engine.ErrInProgress, http.StatusConflict, "request_in_progress"},
 		{engine.ErrHoldCommitted, http.StatusConflict, "hold_committed"},
+		{engine.ErrSeveralParts, http.StatusConflict, "hold_has_several_parts"},
 		{engine.ErrPartialCommit, http.StatusConflict, "partial_commit"},
 		{engine.ErrHoldGone, http.StatusGone, "hold_gone"},
 		{engine.ErrFenced, http.StatusServiceUnavailable, "partition_fenced"},

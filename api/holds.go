@@ -138,16 +138,52 @@ func optionalEmptyBody(c *call) error {
 	return decodeJSON(c.rc.PostBody(), &endBody{})
 }
 
+// commitBody is the optional body of commit: qty sells that many of a hold of one part and
+// releases the rest.
+type commitBody struct {
+	Qty *int64 `json:"qty"`
+}
+
 func (s *Server) commitHold(c *call) error {
-	if err := optionalEmptyBody(c); err != nil {
-		return err
+	var b commitBody
+	if len(c.rc.PostBody()) > 0 {
+		if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
+			return err
+		}
 	}
 	id := c.param("id")
+	if b.Qty != nil {
+		if err := s.eng.CommitPart(c.holdCtx(), id, *b.Qty, c.actor()); err != nil {
+			return err
+		}
+		s.metrics.holds.WithLabelValues("committed").Inc()
+		return c.json(http.StatusOK, map[string]any{"hold_id": id, "status": engine.StatusCommitted, "qty": *b.Qty})
+	}
 	if err := s.eng.Commit(c.holdCtx(), id, c.actor()); err != nil {
 		return err
 	}
 	s.metrics.holds.WithLabelValues("committed").Inc()
 	return c.json(http.StatusOK, map[string]string{"hold_id": id, "status": engine.StatusCommitted})
+}
+
+type adjustHoldBody struct {
+	Qty *int64 `json:"qty"`
+}
+
+// adjustHold reduces a hold of one part to qty units; the rest are available at once.
+func (s *Server) adjustHold(c *call) error {
+	var b adjustHoldBody
+	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
+		return err
+	}
+	if b.Qty == nil {
+		return errorf(http.StatusBadRequest, "bad_request", "qty is required")
+	}
+	h, err := s.eng.ReduceHold(c.holdCtx(), c.param("id"), *b.Qty, c.actor())
+	if err != nil {
+		return err
+	}
+	return c.json(http.StatusOK, toHoldJSON(h))
 }
 
 func (s *Server) releaseHold(c *call) error {

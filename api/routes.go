@@ -15,6 +15,7 @@ func (s *Server) routes() {
 	r.add(http.MethodPost, "/v1/holds/{id}/commit", checkout, s.commitHold).class = finishing
 	r.add(http.MethodPost, "/v1/holds/{id}/release", checkout, s.releaseHold).class = finishing
 	r.add(http.MethodPost, "/v1/holds/{id}/extend", checkout, s.extendHold).class = finishing
+	r.add(http.MethodPost, "/v1/holds/{id}/adjust", checkout, s.adjustHold).class = finishing
 	r.add(http.MethodGet, "/v1/availability/{sku}", checkout, s.availability)
 	r.add(http.MethodPut, "/v1/notify/webhook", checkout, s.putNoticeWebhook)
 	r.add(http.MethodPost, "/v1/notify", checkout, s.createInterest)

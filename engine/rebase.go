@@ -187,6 +187,8 @@ const (
 	HoldOpen   HoldOp = "open"
 	HoldClose  HoldOp = "close"
 	HoldExtend HoldOp = "extend"
+	// HoldShrink takes Qty units off the part (REDUCED).
+	HoldShrink HoldOp = "shrink"
 )
 
 // Carried is one event of a forked partition applied again on the rebuilt state.

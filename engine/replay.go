@@ -117,6 +117,14 @@ func (r *Replay) Apply(ev *Event) {
 			h.ExpiresAt = ev.ExpiresAt
 			r.Open[ev.Hold] = h
 		}
+	case EventReduced:
+		if h, ok := r.Open[ev.Hold]; ok {
+			h.Qty -= ev.Qty
+			r.Open[ev.Hold] = h
+			if h.Limited {
+				r.Customers[customerField(h.HoldRecord)] -= ev.Qty
+			}
+		}
 	case EventCommitted, EventReleased, EventExpired, EventVoided:
 		if ev.Type == EventCommitted {
 			t.Committed += ev.Qty
@@ -134,8 +142,12 @@ func (r *Replay) Apply(ev *Event) {
 // end closes the part of ev as ev says.
 func (r *Replay) end(ev *Event) {
 	h, open := r.Open[ev.Hold]
-	if open && h.Limited && ev.Type != EventCommitted {
-		r.Customers[customerField(h.HoldRecord)] -= h.Qty
+	if open && h.Limited {
+		back := h.Qty
+		if ev.Type == EventCommitted {
+			back -= ev.Qty // a part committed in part gave the rest back
+		}
+		r.Customers[customerField(h.HoldRecord)] -= back
 	}
 	delete(r.Open, ev.Hold)
 	if r.Ended != nil {

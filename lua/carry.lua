@@ -19,7 +19,9 @@
 -- ARGV[13] -> customer
 -- ARGV[14] -> idempotency token (of the hold) or transaction id
 -- ARGV[15] -> change of the customer's count ('' customer: ignored)
--- ARGV[16] -> what happens to the hold part: 'open', 'close', 'extend' or ''
+-- ARGV[16] -> what happens to the hold part: 'open', 'close' (its tombstone records qty
+--             units: a part committed in part sold qty), 'extend', 'shrink' (qty units fewer)
+--             or ''
 -- ARGV[17] -> the part's record (open)
 -- ARGV[18] -> the part's expiry in ms (open, extend)
 -- ARGV[19] -> actor
@@ -63,7 +65,7 @@ end
 local active = part ~= '' and redis.call('HEXISTS', K_HOLDS, part) == 1
 if op == 'open' and active then
   return {'CONFLICT', 'hold part ' .. part .. ' is already active'}
-elseif (op == 'close' or op == 'extend') and not active then
+elseif (op == 'close' or op == 'extend' or op == 'shrink') and not active then
   return {'CONFLICT', 'hold part ' .. part .. ' is not active'}
 end
 local after = avail_incr(f, da)
@@ -77,6 +79,7 @@ if op == 'open' then
   redis.call('ZADD', K_EXP, exp, part)
 elseif op == 'close' then
   local h = dec_hold(redis.call('HGET', K_HOLDS, part))
+  h.qty = qty
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
   redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(typ, h, h.fp, h.owner))
@@ -86,6 +89,10 @@ elseif op == 'extend' then
   h.exp = exp
   redis.call('HSET', K_HOLDS, part, enc_hold(h))
   redis.call('ZADD', K_EXP, exp, part)
+elseif op == 'shrink' then
+  local h = dec_hold(redis.call('HGET', K_HOLDS, part))
+  h.qty = h.qty - qty
+  redis.call('HSET', K_HOLDS, part, enc_hold(h))
 end
 local ev_exp = 0
 if op == 'open' or op == 'extend' then

@@ -21,7 +21,7 @@ var files embed.FS
 var Names = []string{
 	"reserve", "reserve_batch", "commit", "release", "end_batch", "extend", "void", "claim", "settle",
 	"hold_end", "sweep", "adjust", "adjust_batch", "transfer_out", "transfer_in", "transfer_settle", "transfer_done",
-	"fence", "snapshot", "lease", "repair", "rebase", "carry", "trim",
+	"fence", "snapshot", "lease", "repair", "rebase", "carry", "trim", "hold_change",
 }
 
 // LibraryPrefix starts the name of every version of the library.

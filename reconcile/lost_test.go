@@ -74,6 +74,21 @@ func TestRedisLostEverything(t *testing.T) {
 			}
 		}
 	}
+	// Holds changed before the loss: one reduced from 2 to 1, one of 2 committed in part (1).
+	reduced, err := reserve(e, "lim", 2, "cr", "reduce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ReduceHold(ctx, reduced.ID, 1, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	part, err := reserve(e, "lim", 2, "cp", "part")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CommitPart(ctx, part.ID, 1, "shop"); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		pass, err := per.RunOnce(ctx)
 		if err != nil {
@@ -170,6 +185,18 @@ func TestRedisLostEverything(t *testing.T) {
 				t.Fatalf("customer %d past the limit after the repair: %v", c, err)
 			}
 		}
+	}
+	// The changed holds count what they kept: each customer may take one unit more, not two.
+	for _, c := range []string{"cr", "cp"} {
+		if _, err := reserve(later, "lim", 1, c, "again-"+c); err != nil {
+			t.Fatalf("customer %s, one more after the repair: %v", c, err)
+		}
+		if _, err := reserve(later, "lim", 1, c, "again2-"+c); !errors.Is(err, engine.ErrCustomerLimit) {
+			t.Fatalf("customer %s, two more after the repair: %v", c, err)
+		}
+	}
+	if h, err := later.GetHold(ctx, reduced.ID, "shop"); err != nil || h.Parts[0].Qty != 1 || h.Status != engine.StatusActive {
+		t.Fatalf("the reduced hold after the repair: %v %+v", err, h)
 	}
 	// And sells again.
 	if _, err := reserve(later, "lim", 2, "newcomer", "new"); err != nil {

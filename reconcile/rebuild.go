@@ -433,8 +433,11 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 		}
 	case engine.EventCommitted:
 		switch {
-		case open:
-			c.Held, c.Committed, c.Op = -h.Qty, h.Qty, engine.HoldClose
+		case open: // in whole, or in part (the rest given back)
+			c.Held, c.Committed, c.Available, c.Op = -h.Qty, ev.Qty, h.Qty-ev.Qty, engine.HoldClose
+			if h.Limited && h.Qty > ev.Qty {
+				c.CustomerDelta = ev.Qty - h.Qty
+			}
 		case isEnded && ended.Outcome == engine.EventCommitted:
 			return c, "the ledger has this sale already"
 		default: // sold on the fork only: the customer was told so
@@ -453,6 +456,17 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 			return c, "the hold is not open in the ledger's account"
 		}
 		c.Op, c.ExpiresAt = engine.HoldExtend, max(ev.ExpiresAt, h.ExpiresAt)
+	case engine.EventReduced:
+		if !open {
+			return c, "the hold is not open in the ledger's account"
+		}
+		if ev.Qty >= h.Qty {
+			return c, "the hold has no more units than the reduction gives back"
+		}
+		c.Available, c.Held, c.Op = ev.Qty, -ev.Qty, engine.HoldShrink
+		if h.Limited {
+			c.CustomerDelta = -ev.Qty
+		}
 	default: // stock changes
 		if ev.Delta == 0 {
 			return c, "it changed no available units"
@@ -483,6 +497,10 @@ func note(st *engine.Replay, ev *engine.Event, c engine.Carried) {
 	case engine.HoldExtend:
 		h := st.Open[c.Hold]
 		h.ExpiresAt = c.ExpiresAt
+		st.Open[c.Hold] = h
+	case engine.HoldShrink:
+		h := st.Open[c.Hold]
+		h.Qty -= c.Qty
 		st.Open[c.Hold] = h
 	}
 	switch ev.Type {
