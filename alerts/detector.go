@@ -297,8 +297,10 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 	}
 	for i := range raised {
 		if raised[i].Type == BackInStock {
+			// The levels moved already: an alert is never dropped for want of its region (the
+			// notices of interests in the region then wait for the next restock).
 			if raised[i].Region, err = d.eng.RegionOf(ctx, raised[i].Location); err != nil {
-				return nil, err
+				d.log.Warn().Err(err).Str("location", raised[i].Location).Msg("region of a restocked pool unknown; its region's notices wait")
 			}
 		}
 	}

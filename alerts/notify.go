@@ -92,23 +92,29 @@ func (s *Store) Interest(ctx context.Context, client string, in Interest) (*Inte
 		return nil, false, ErrNoWebhook
 	}
 	out := in
-	err := s.pool.QueryRow(ctx, `INSERT INTO notify_interests (client_id, customer_id, sku, location, region)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
-		RETURNING id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
-		client, in.Customer, in.SKU, in.Location, in.Region).Scan(&out.ID, &out.CreatedAt)
-	if err == nil {
-		return &out, true, nil
+	// The one waiting may be notified between the insert and the read: then insert again.
+	for range 3 {
+		err := s.pool.QueryRow(ctx, `INSERT INTO notify_interests (client_id, customer_id, sku, location, region)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
+			RETURNING id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
+			client, in.Customer, in.SKU, in.Location, in.Region).Scan(&out.ID, &out.CreatedAt)
+		if err == nil {
+			return &out, true, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, false, fmt.Errorf("record interest: %w", err)
+		}
+		err = s.pool.QueryRow(ctx, `SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+			FROM notify_interests WHERE client_id = $1 AND customer_id = $2 AND sku = $3 AND location = $4 AND region = $5
+			AND notified_at IS NULL`, client, in.Customer, in.SKU, in.Location, in.Region).Scan(&out.ID, &out.CreatedAt)
+		if err == nil {
+			return &out, false, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, false, fmt.Errorf("read interest: %w", err)
+		}
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, fmt.Errorf("record interest: %w", err)
-	}
-	err = s.pool.QueryRow(ctx, `SELECT id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-		FROM notify_interests WHERE client_id = $1 AND customer_id = $2 AND sku = $3 AND location = $4 AND region = $5
-		AND notified_at IS NULL`, client, in.Customer, in.SKU, in.Location, in.Region).Scan(&out.ID, &out.CreatedAt)
-	if err != nil {
-		return nil, false, fmt.Errorf("read interest: %w", err)
-	}
-	return &out, false, nil
+	return nil, false, fmt.Errorf("record interest: it kept being notified while it was recorded; send it again")
 }
 
 // Interests lists a storefront's interests still waiting, of one customer ("": all), oldest

@@ -138,14 +138,14 @@ func optionalEmptyBody(c *call) error {
 	return decodeJSON(c.rc.PostBody(), &endBody{})
 }
 
-// commitBody is the optional body of commit: qty sells that many of a hold of one part and
-// releases the rest.
-type commitBody struct {
+// qtyBody is the body of adjust (qty: the units to keep) and the optional body of commit
+// (qty: the units to sell of a hold of one part, the rest released).
+type qtyBody struct {
 	Qty *int64 `json:"qty"`
 }
 
 func (s *Server) commitHold(c *call) error {
-	var b commitBody
+	var b qtyBody
 	if len(c.rc.PostBody()) > 0 {
 		if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
 			return err
@@ -166,13 +166,9 @@ func (s *Server) commitHold(c *call) error {
 	return c.json(http.StatusOK, map[string]string{"hold_id": id, "status": engine.StatusCommitted})
 }
 
-type adjustHoldBody struct {
-	Qty *int64 `json:"qty"`
-}
-
 // adjustHold reduces a hold of one part to qty units; the rest are available at once.
 func (s *Server) adjustHold(c *call) error {
-	var b adjustHoldBody
+	var b qtyBody
 	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
 		return err
 	}

@@ -6,8 +6,9 @@ import (
 	"github.com/flashhold/flashhold/engine"
 )
 
-// regionBody is PUT /v1/regions/{region}.
+// regionBody is PUT /v1/regions/{region}: what GET answers may be sent back as it is.
 type regionBody struct {
+	Region    string                  `json:"region"`
 	Strategy  string                  `json:"strategy"`
 	Locations []engine.RegionLocation `json:"locations"`
 }
@@ -16,6 +17,9 @@ func (s *Server) putRegion(c *call) error {
 	var b regionBody
 	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
 		return err
+	}
+	if b.Region != "" && b.Region != c.param("region") {
+		return errorf(http.StatusUnprocessableEntity, "invalid", "region: the body names %s, the path %s", b.Region, c.param("region"))
 	}
 	r := engine.Region{Name: c.param("region"), Strategy: b.Strategy, Locations: b.Locations}
 	if err := s.eng.PutRegion(c.ctx, r); err != nil {
@@ -64,7 +68,12 @@ func (s *Server) deleteRegion(c *call) error {
 	if err := s.eng.DeleteRegion(c.ctx, c.param("region")); err != nil {
 		return err
 	}
-	s.syncRegions(c)
+	if s.poolStore != nil {
+		if err := s.poolStore.DeleteRegion(c.ctx, c.param("region")); err != nil {
+			// Restored by a repair after Redis lost its data, it can be deleted again.
+			s.log.Warn().Err(err).Str("region", c.param("region")).Msg("region not deleted from the ledger")
+		}
+	}
 	return c.json(http.StatusOK, map[string]any{"region": c.param("region"), "status": "deleted"})
 }
 

@@ -82,6 +82,13 @@ func TestRegions(t *testing.T) {
 			t.Helper()
 			return ts.do("POST", "/v1/holds", clientKey, body, "Idempotency-Key", key).want(t, status, code)
 		}
+		// A cart whose location line cannot be had is refused for that line at once (the
+		// regional line is not planned again and again).
+		r = hold("mixed", map[string]any{"items": []map[string]any{{"region": "east", "sku": "tv"}, {"location": "berlin", "sku": "cap", "qty": 11}}}, 409, "insufficient_stock")
+		if msg := r.body["error"].(map[string]any)["message"].(string); !strings.HasSuffix(msg, "for cap at berlin") {
+			t.Fatalf("mixed cart: %s", r.raw)
+		}
+		hold("mixed", map[string]any{"items": []map[string]any{{"region": "east", "sku": "tv"}, {"location": "berlin", "sku": "cap", "qty": 11}}}, 409, "insufficient_stock")
 		steps := []struct {
 			body map[string]any
 			want string
@@ -127,12 +134,18 @@ func TestRegions(t *testing.T) {
 			{map[string]any{"region": "east", "sku": "tv", "near": map[string]any{"lat": 91, "lon": 0}}, "near.lat"},
 			{map[string]any{"items": []map[string]any{{"region": "east", "sku": "tv"}, {"location": "e1", "sku": "tv"}}}, "items[1].sku"},
 			{map[string]any{"location": "e1", "sku": "tv", "strategy": "most_stock"}, "strategy"},
+			{map[string]any{"location": "e1", "sku": "tv", "near": map[string]any{"lat": 1, "lon": 1}}, "near"},
+			{map[string]any{"location": "e1", "sku": "tv", "substitute": true, "strategy": "priority"}, "strategy"},
+			{map[string]any{"region": "east", "sku": "tv", "customer_id": "not valid"}, "customer_id"},
+			{map[string]any{"region": "east", "sku": "tv", "ttl_ms": 1}, "ttl_ms"},
 		} {
 			r := hold("bad", c.body, 422, "invalid")
 			if msg := r.body["error"].(map[string]any)["message"].(string); msg[:len(c.field)+1] != c.field+":" {
 				t.Errorf("%v: %s, want the field %s named", c.body, r.raw, c.field)
 			}
 		}
+		// None of them claimed the key: it answers the request it is first used for.
+		hold("bad", map[string]any{"region": "east", "sku": "tv"}, 409, "insufficient_stock")
 		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "e3"}}}).want(t, 422, "invalid")
 		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"strategy": "fastest", "locations": []map[string]any{{"location": "n1"}}}).want(t, 422, "invalid")
 		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "n1", "lat": 1}}}).want(t, 422, "invalid")
@@ -144,6 +157,23 @@ func TestRegions(t *testing.T) {
 			t.Fatal("refused requests changed state")
 		}
 
+		// Concurrent changes of a region all land (the last one wins), none fails.
+		var puts sync.WaitGroup
+		for i := range 8 {
+			puts.Go(func() {
+				r := ts.do("PUT", "/v1/regions/east", adminKey, map[string]any{"locations": []map[string]any{
+					{"location": "e1", "priority": i}, {"location": "e2"}, {"location": "e3"}}})
+				if r.status != 200 {
+					t.Errorf("concurrent PUT %d: %d %s", i, r.status, r.raw)
+				}
+			})
+		}
+		puts.Wait()
+		if r := ts.do("GET", "/v1/regions/east/items", clientKey, nil).want(t, 200, ""); fmt.Sprint(skusOf(r)) != "[radio tv]" {
+			t.Fatalf("items after concurrent changes: %s", r.raw)
+		}
+		got := ts.do("GET", "/v1/regions/east", clientKey, nil).want(t, 200, "")
+		ts.do("PUT", "/v1/regions/east", adminKey, got.body).want(t, 200, "") // what GET answers goes back as it is
 		// A location moved to another region leaves the first one's index and availability.
 		ts.do("PUT", "/v1/regions/east", adminKey, map[string]any{"locations": []map[string]any{{"location": "e1"}, {"location": "e2"}}}).want(t, 200, "")
 		ts.do("PUT", "/v1/regions/north", adminKey, map[string]any{"locations": []map[string]any{{"location": "e3"}}}).want(t, 200, "")

@@ -326,6 +326,7 @@ func (s *Server) putPool(c *call) error {
 type PoolStore interface {
 	SyncPools(ctx context.Context, pools []engine.PoolConfig) error
 	SyncRegions(ctx context.Context, regions []engine.Region) error
+	DeleteRegion(ctx context.Context, name string) error
 }
 
 // WithPoolStore makes PUT /v1/pools record each pool in store as well.

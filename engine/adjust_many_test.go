@@ -201,3 +201,29 @@ func TestAdjustManyRetryKeepsRefusals(t *testing.T) {
 		checkInvariants(t, e)
 	})
 }
+
+// TestShardShareRefusalNotRecorded: a sharded pool's change applied on its home shard and
+// refused there (racing reservations took the units gathered for it) is not recorded as the
+// change's refusal: read again, the change is made.
+func TestShardShareRefusalNotRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, testredisStandalone(t), nil)
+	ctx := context.Background()
+	makePool(t, e, PoolConfig{Location: "s", SKU: "wide", Vendor: "acme", Shards: 4}, 40) // 10 a shard
+	p, err := e.pool(ctx, "s", "wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := AdjustRequest{Location: "s", SKU: "wide", Kind: Spoilage, Qty: 25, TransactionID: "sp", Actor: "imp"}
+	tx, fp := "acme:"+req.TransactionID, req.fingerprint()
+	home := txShard(p, tx)
+	// The home shard has 10 of the 25 (as if reservations took what was gathered there).
+	_, err = e.adjustShard(ctx, p, home, Spoilage, 25, tx, fp, req, &poolChange{before: 40, delta: -25})
+	if !errors.Is(err, ErrInsufficient) {
+		t.Fatalf("the home shard's share: %v, want insufficient", err)
+	}
+	res, err := e.Adjust(ctx, req)
+	if err != nil || res.Before != 40 || res.After != 15 {
+		t.Fatalf("the change read again: %+v %v, want 40 -> 15", res, err)
+	}
+}

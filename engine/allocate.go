@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -31,12 +30,10 @@ import (
 // swap, so racing duplicates follow one plan. A refusal of the region itself (no plan
 // possible) is recorded too and answered for FLASHHOLD_REFUSAL_TTL.
 //
-// One hold per key: attempt n+1 exists only once attempt n was refused, and its refusal is
-// remembered for the refusal retention R. A request moves the record on only within R/2 of
-// seeing the refusal. Placing attempt n afresh after the record moved on is possible only
-// after R, when the refusal is forgotten, so only by a request that read the record more than
-// R/2 before it placed the hold: such a request reads the record again and, finding it moved
-// on, gives that hold back before anyone is told of it.
+// One hold per key: attempt n+1 exists only once attempt n was refused, and an attempt's
+// refusal is answered for as long as any answer (FLASHHOLD_IDEMPOTENCY_TTL, not the refusal
+// retention of other requests), so a refused attempt is never placed later, by a duplicate or
+// a retry, and a placed one is never refused.
 //
 // Round trips of a new cart: the stock of its regional lines (one pipeline), the claim of the
 // key with the plan (SET NX GET, which also reads a record already there), and the cart's.
@@ -85,12 +82,10 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 	token := e.token(req.Actor, req.IdempotencyKey)
 	key := e.ks.allocKey(e.keyPartition(token), token)
 	fp := allocFingerprint(req)
-	half := e.cfg.RefusalTTL / 2
-	// rec is the record as last read or written (at seen); known is false until it was read.
-	// A new request plans first and then claims the key with its plan, reading any record
-	// already there in the same round trip.
+	// rec is the record as last read or written; known is false until it was read. A new
+	// request plans first and then claims the key with its plan, reading any record already
+	// there in the same round trip.
 	var rec *allocRecord
-	var seen time.Time
 	known := false
 	for range allocRounds {
 		if known && rec != nil {
@@ -102,32 +97,20 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 				return nil, &refused
 			}
 			if rec.Refused == nil {
-				start := time.Now()
 				h, err := e.reserve(ctx, attempt(req, rec))
-				if err == nil && !h.Replayed && time.Since(seen) >= half {
-					// Placed afresh long after the record was read: make sure it still names
-					// this attempt (see the top of this file).
-					cur, rerr := e.readAlloc(ctx, key)
-					if rerr != nil {
-						return nil, rerr
-					}
-					if cur == nil || cur.N != rec.N {
-						if rerr := e.release(ctx, h.ID, req.Actor); rerr != nil && !errors.Is(rerr, ErrHoldGone) {
-							return nil, rerr
-						}
-						rec, seen = cur, time.Now()
-						continue
-					}
-				}
-				if err == nil {
+				var ie *InsufficientError
+				switch {
+				case err == nil:
 					h.Substitutions = substitutions(req, rec)
-				}
-				if !errors.Is(err, ErrInsufficient) {
-					return h, err
-				}
-				if time.Since(start) > half {
-					known = false // too slow to move the record on safely: read it again
-					continue
+					return h, nil
+				case errors.Is(err, ErrInvalid):
+					// Refused before anything was placed (a pool that needs a customer, say):
+					// the key is free again for the corrected request.
+					return nil, errors.Join(err, e.dropAlloc(ctx, key, rec))
+				case !errors.As(err, &ie):
+					return nil, err
+				case fixedLine(req, ie):
+					return nil, err // a line the engine does not plan: planning again cannot help
 				}
 			}
 		}
@@ -140,6 +123,14 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 		switch {
 		case errors.As(err, &ie):
 			next.Refused, next.Until = ie, e.nowMs()+e.cfg.RefusalTTL.Milliseconds()
+		case err != nil && !known:
+			// A retry whose plan fails (its own hold took the units, say) follows the record.
+			cur, rerr := e.readAlloc(ctx, key)
+			if rerr != nil || cur == nil {
+				return nil, errors.Join(err, rerr)
+			}
+			rec, known = cur, true
+			continue
 		case err != nil:
 			return nil, err
 		default:
@@ -153,9 +144,23 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 		if err != nil {
 			return nil, err
 		}
-		seen, known = time.Now(), true
+		known = true
 	}
 	return nil, fmt.Errorf("%w: racing requests kept taking the units planned for this cart; send it again with the same Idempotency-Key", ErrUnavailable)
+}
+
+// fixedLine reports whether a refusal names a line of req the engine does not plan (a location
+// line that may not be substituted).
+func fixedLine(req ReserveRequest, ie *InsufficientError) bool {
+	if ie.Region != "" {
+		return false
+	}
+	for _, it := range req.Items {
+		if it.Region == "" && !it.Substitute && it.Location == ie.Location && it.SKU == ie.SKU {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt is the cart that reserves rec's plan, under the attempt's own key.
@@ -202,7 +207,20 @@ func (e *Engine) validateAllocation(ctx context.Context, req *ReserveRequest) er
 	if req.Actor != "" && !idPattern.MatchString(req.Actor) {
 		return invalid("actor", "must match %s", idPattern)
 	}
-	if req.Strategy != "" && !validStrategy(req.Strategy) {
+	// What the cart's own check refuses is refused here, before the key is claimed.
+	if req.Customer != "" && !idPattern.MatchString(req.Customer) {
+		return invalid("customer_id", "must match %s", idPattern)
+	}
+	if req.TTL != 0 && (req.TTL < e.cfg.MinTTL || req.TTL > e.cfg.MaxTTL) {
+		return invalid("ttl_ms", "must be %d..%d", e.cfg.MinTTL.Milliseconds(), e.cfg.MaxTTL.Milliseconds())
+	}
+	regional := slices.ContainsFunc(req.Items, func(it Item) bool { return it.Region != "" })
+	switch {
+	case req.Strategy != "" && !regional:
+		return invalid("strategy", "strategy applies to lines with a region")
+	case req.Near != nil && !regional:
+		return invalid("near", "near applies to lines with a region")
+	case req.Strategy != "" && !validStrategy(req.Strategy):
 		return invalid("strategy", "must be one of %s, %s, %s", StrategyPriority, StrategyMostStock, StrategyNearest)
 	}
 	if req.Near != nil {
@@ -509,6 +527,26 @@ func (e *Engine) claimAlloc(ctx context.Context, key string, next *allocRecord) 
 		return nil, fmt.Errorf("%w: store allocation: %w", ErrUnavailable, redisErr(err))
 	}
 	return decodeAlloc(prior)
+}
+
+// dropAlloc removes rec from key unless another request changed it since.
+func (e *Engine) dropAlloc(ctx context.Context, key string, rec *allocRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	err := e.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		if now, err := tx.Get(ctx, key).Result(); err != nil || now != rec.raw {
+			return nil
+		}
+		_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.Del(ctx, key)
+			return nil
+		})
+		return err
+	}, key)
+	if err != nil && !errors.Is(err, redis.TxFailedErr) {
+		return fmt.Errorf("%w: drop allocation: %w", ErrUnavailable, redisErr(err))
+	}
+	return nil
 }
 
 // swapAlloc stores next in place of old (nil: none) and returns it; when another request

@@ -159,9 +159,9 @@ func (e *Engine) endAttempt(ctx context.Context, rs *reservation, hk holdKey, pl
 	var le *LimitError
 	switch {
 	case errors.As(cause, &ie):
-		value, keep = refusedRecord(rs.fp, "INSUFFICIENT", ie.Available, line), e.cfg.RefusalTTL
+		value, keep = refusedRecord(rs.fp, "INSUFFICIENT", ie.Available, line), e.refusalKeep(rs)
 	case errors.As(cause, &le):
-		value, keep = refusedRecord(rs.fp, "LIMIT", le.Used, line), e.cfg.RefusalTTL
+		value, keep = refusedRecord(rs.fp, "LIMIT", le.Used, line), e.refusalKeep(rs)
 	}
 	r, err := e.call(ctx, "settle", rs.kp, rs.record, hk.attempt, value, keep.Milliseconds())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -130,7 +131,7 @@ func (e *Engine) PutRegion(ctx context.Context, r Region) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*e.cfg.RedisTimeout)
 	defer cancel()
 	raw, _ := json.Marshal(r)
-	err := e.rdb.Watch(ctx, func(tx *redis.Tx) error {
+	store := func(tx *redis.Tx) error {
 		of, err := tx.HGetAll(ctx, e.ks.regionOfKey()).Result()
 		if err != nil {
 			return err
@@ -155,7 +156,19 @@ func (e *Engine) PutRegion(ctx context.Context, r Region) error {
 			return nil
 		})
 		return err
-	}, e.ks.regionOfKey())
+	}
+	// Another region's change between the read and the write: read again, after a pause of
+	// up to a few milliseconds, so that racing changes do not keep colliding.
+	var err error = redis.TxFailedErr
+	for try := 0; try < 30 && errors.Is(err, redis.TxFailedErr); try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(rand.IntN(5000)) * time.Microsecond)
+		}
+		err = e.rdb.Watch(ctx, store, e.ks.regionOfKey())
+	}
+	if errors.Is(err, redis.TxFailedErr) {
+		return fmt.Errorf("%w: store region %s: other changes of the regions kept racing it; send it again", ErrUnavailable, r.Name)
+	}
 	if err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
@@ -189,14 +202,16 @@ func (e *Engine) rebuildRegionItems(ctx context.Context, regions []Region) error
 		}
 	}
 	for _, r := range regions {
+		// Built under a name of its own (two rebuilds of one region may run at once), then
+		// put in place.
 		key := e.ks.regionItemsKey(r.Name)
+		building := key + ":building:" + newAttempt()
 		pipe := e.rdb.Pipeline()
-		pipe.Del(ctx, key+":building")
 		for z := range slices.Chunk(items[r.Name], 1000) {
-			pipe.ZAdd(ctx, key+":building", z...)
+			pipe.ZAdd(ctx, building, z...)
 		}
 		if len(items[r.Name]) > 0 {
-			pipe.Rename(ctx, key+":building", key)
+			pipe.Rename(ctx, building, key)
 		} else {
 			pipe.Del(ctx, key)
 		}

@@ -146,8 +146,11 @@ func (e *Engine) validateReserve(req *ReserveRequest) error {
 	if len(req.Items) > e.cfg.MaxCartLines {
 		return invalid("items", "at most %d items per reservation", e.cfg.MaxCartLines)
 	}
-	if req.Strategy != "" || req.Near != nil {
-		return invalid("strategy", "strategy and near apply to lines with a region")
+	if req.Strategy != "" {
+		return invalid("strategy", "strategy applies to lines with a region")
+	}
+	if req.Near != nil {
+		return invalid("near", "near applies to lines with a region")
 	}
 	seen := make(map[PoolKey]bool, len(req.Items))
 	for i, it := range req.Items {
@@ -248,13 +251,23 @@ func homeShard(p *pool, token string, line int, customer string) int {
 	return int(h.Sum32() % uint32(p.Shards))
 }
 
+// refusalKeep is how long rs's refusal is answered: FLASHHOLD_REFUSAL_TTL, or, for an
+// allocation's attempt, as long as any answer, so that a refused attempt can never be placed
+// later (see allocate.go).
+func (e *Engine) refusalKeep(rs *reservation) time.Duration {
+	if rs.req.scope != "" {
+		return e.cfg.IdempotencyTTL
+	}
+	return e.cfg.RefusalTTL
+}
+
 // place asks one shard for one part (ref) of hold hk, through the coalescer when it is on;
 // plain commands natives go out in the same round trip.
 func (e *Engine) place(ctx context.Context, rs *reservation, hk holdKey, ref partRef, qty int64, mode string, natives ...redis.Cmder) (reply, error) {
 	p := rs.pools[ref.Line]
 	args := []any{hk.part(ref), p.Location, p.SKU, ref.Shard, qty, rs.exp, rs.req.Customer, p.CustomerLimit,
 		rs.token, rs.fp, mode, owner(rs.req.Actor), e.cfg.ReclaimInline, e.cfg.IdempotencyTTL.Milliseconds(),
-		e.cfg.RefusalTTL.Milliseconds()}
+		e.refusalKeep(rs).Milliseconds()}
 	if e.batchers != nil {
 		return e.batchers.call(ctx, "reserve", ref.Partition, "", args, natives...)
 	}

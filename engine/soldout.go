@@ -94,7 +94,7 @@ func (e *Engine) fromSoldOut(ctx context.Context, rs *reservation) (*Hold, error
 	}
 	// Proven: when the rises were read, the pool had at most m.total units.
 	refused := refusedRecord(rs.fp, "INSUFFICIENT", m.total, 0)
-	set := redis.NewStringCmd(ctx, "set", rs.record, refused, "nx", "get", "px", e.cfg.RefusalTTL.Milliseconds())
+	set := redis.NewStringCmd(ctx, "set", rs.record, refused, "nx", "get", "px", e.refusalKeep(rs).Milliseconds())
 	if err := e.plain(ctx, set); err != nil {
 		return nil, err, true
 	}

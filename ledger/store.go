@@ -349,21 +349,29 @@ func (s *Store) RestoreRows(ctx context.Context, events []engine.Event) error {
 	return nil
 }
 
-// SyncRegions makes the ledger's copy of the regions the given ones (a region no longer
-// given is removed).
+// SyncRegions writes the given regions into the ledger's copy. It removes none: a Redis that
+// lost its data has no regions, and its copy must survive that (DeleteRegion removes one).
 func (s *Store) SyncRegions(ctx context.Context, regions []engine.Region) error {
-	names := make([]string, len(regions))
+	if len(regions) == 0 {
+		return nil
+	}
 	batch := &pgx.Batch{}
-	for i, r := range regions {
-		names[i] = r.Name
+	for _, r := range regions {
 		doc, _ := json.Marshal(r)
 		batch.Queue(`INSERT INTO regions (name, doc) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc, updated_at = now()
 			WHERE regions.doc IS DISTINCT FROM EXCLUDED.doc`, r.Name, doc)
 	}
-	batch.Queue(`DELETE FROM regions WHERE name <> ALL($1)`, names)
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("ledger: sync regions: %w", err)
+	}
+	return nil
+}
+
+// DeleteRegion removes a region from the ledger's copy.
+func (s *Store) DeleteRegion(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM regions WHERE name = $1`, name); err != nil {
+		return fmt.Errorf("ledger: delete region: %w", err)
 	}
 	return nil
 }

@@ -709,10 +709,19 @@ local function adjust_one(a)
   else
     return redis.error_reply('ERR adjust: unknown kind ' .. kind)
   end
+  -- A single-shard pool's refusal is the pool's, and recorded; a sharded pool's share refused
+  -- on its home shard is not (racing reservations took the units gathered there: the caller
+  -- reads the shards again, and records the pool's refusal itself when it proves one).
   if before + delta < 0 then
+    if a.whole_before ~= '' then
+      return {'INSUFFICIENT', before, a.n}
+    end
     return refuse(tf, a, 'INSUFFICIENT', before)
   end
   if delta > 0 and before + delta > a.ceiling then
+    if a.whole_before ~= '' then
+      return {'TOO_MANY', before, a.n}
+    end
     return refuse(tf, a, 'TOO_MANY', before)
   end
   local after = before
