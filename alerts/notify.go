@@ -66,6 +66,10 @@ func (s *Store) SetNoticeWebhook(ctx context.Context, client, callback string) (
 	sub := &Subscription{ID: "sub_" + randomHex(12), Vendor: storefront(client), CallbackURL: callback,
 		EventTypes: []string{Notice}, Secret: randomHex(32)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One at a time per storefront, so racing calls leave one webhook, not two.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, sub.Vendor); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE webhook_subscriptions SET deleted_at = now() WHERE vendor_id = $1 AND deleted_at IS NULL`, sub.Vendor); err != nil {
 			return err
 		}
@@ -118,12 +122,12 @@ func (s *Store) Interest(ctx context.Context, client string, in Interest) (*Inte
 }
 
 // Interests lists a storefront's interests still waiting, of one customer ("": all), oldest
-// first, at most limit.
-func (s *Store) Interests(ctx context.Context, client, customer string, limit int) ([]Interest, error) {
+// first, after the one with id after, at most limit.
+func (s *Store) Interests(ctx context.Context, client, customer string, after int64, limit int) ([]Interest, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, customer_id, sku, location, region,
 		to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-		FROM notify_interests WHERE client_id = $1 AND ($2 = '' OR customer_id = $2) AND notified_at IS NULL
-		ORDER BY id LIMIT $3`, client, customer, limit)
+		FROM notify_interests WHERE client_id = $1 AND ($2 = '' OR customer_id = $2) AND notified_at IS NULL AND id > $3
+		ORDER BY id LIMIT $4`, client, customer, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read interests: %w", err)
 	}

@@ -90,14 +90,24 @@ func (s *Server) listInterests(c *call) error {
 	if err != nil {
 		return err
 	}
-	ins, err := s.webhooks.Interests(c.ctx, c.actor(), c.query("customer_id"), limit)
+	var after int64
+	if a := c.query("after"); a != "" {
+		if after, err = strconv.ParseInt(a, 10, 64); err != nil {
+			return errorf(http.StatusBadRequest, "bad_request", "after must be an interest id")
+		}
+	}
+	ins, err := s.webhooks.Interests(c.ctx, c.actor(), c.query("customer_id"), after, limit)
 	if err != nil {
 		return err
 	}
+	body := map[string]any{"interests": ins}
 	if ins == nil {
-		ins = []alerts.Interest{}
+		body["interests"] = []alerts.Interest{}
 	}
-	return c.json(http.StatusOK, map[string]any{"interests": ins})
+	if len(ins) == limit {
+		body["next_after"] = ins[len(ins)-1].ID
+	}
+	return c.json(http.StatusOK, body)
 }
 
 func (s *Server) cancelInterest(c *call) error {

@@ -18,7 +18,7 @@ type Webhooks interface {
 	// Shoppers' back-in-stock notices (see notify.go).
 	SetNoticeWebhook(ctx context.Context, client, callback string) (*alerts.Subscription, error)
 	Interest(ctx context.Context, client string, in alerts.Interest) (*alerts.Interest, bool, error)
-	Interests(ctx context.Context, client, customer string, limit int) ([]alerts.Interest, error)
+	Interests(ctx context.Context, client, customer string, after int64, limit int) ([]alerts.Interest, error)
 	CancelInterest(ctx context.Context, client string, id int64) error
 }
 

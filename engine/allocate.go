@@ -284,6 +284,9 @@ func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, []int, e
 	type target struct {
 		region *Region
 		skus   []string // the SKU, then its substitutes when allowed
+		// listed: for each substitute, the locations whose pool of the SKU lists it (only
+		// there may it be taken instead)
+		listed map[string]map[string]bool
 	}
 	targets := make([]*target, len(req.Items))
 	var regions []*Region
@@ -301,11 +304,11 @@ func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, []int, e
 		}
 		t := &target{region: r, skus: []string{it.SKU}}
 		if it.Substitute {
-			subs, err := e.substitutesIn(ctx, r, it.SKU)
+			subs, listed, err := e.substitutesIn(ctx, r, it.SKU)
 			if err != nil {
 				return nil, nil, err
 			}
-			t.skus = append(t.skus, subs...)
+			t.skus, t.listed = append(t.skus, subs...), listed
 		}
 		targets[i] = t
 		for _, sku := range t.skus {
@@ -335,8 +338,12 @@ func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, []int, e
 			if j > 0 && named[sku] {
 				continue
 			}
+			st := stocks[k+j]
+			if j > 0 {
+				st = st.at(t.listed[sku])
+			}
 			var ie *InsufficientError
-			picked, ie = pick(stocks[k+j], t.region, cmp.Or(req.Strategy, t.region.Strategy), req.Near, it, sku)
+			picked, ie = pick(st, t.region, cmp.Or(req.Strategy, t.region.Strategy), req.Near, it, sku)
 			if ie == nil {
 				named[sku] = true
 				break
@@ -391,27 +398,40 @@ func pick(st *RegionStock, r *Region, strategy string, near *Point, it Item, sku
 }
 
 // substitutesIn lists the substitutes of sku's pools at region r's locations, in the order
-// of the locations and of each pool's list, each once.
-func (e *Engine) substitutesIn(ctx context.Context, r *Region, sku string) ([]string, error) {
+// of the locations and of each pool's list, each once, with the locations that list each.
+func (e *Engine) substitutesIn(ctx context.Context, r *Region, sku string) ([]string, map[string]map[string]bool, error) {
 	keys := make([]PoolKey, len(r.Locations))
 	for i, l := range r.Locations {
 		keys[i] = PoolKey{l.Location, sku}
 	}
 	configs, err := e.cachedPools(ctx, keys)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []string
-	seen := map[string]bool{sku: true}
+	listed := map[string]map[string]bool{}
 	for _, k := range keys {
 		for _, s := range configs[k].Substitutes {
-			if !seen[s] {
-				seen[s] = true
+			if listed[s] == nil {
+				listed[s] = map[string]bool{}
 				out = append(out, s)
 			}
+			listed[s][k.Location] = true
 		}
 	}
-	return out, nil
+	return out, listed, nil
+}
+
+// at is the stock of st at the given locations only.
+func (st *RegionStock) at(locs map[string]bool) *RegionStock {
+	out := &RegionStock{Region: st.Region, SKU: st.SKU}
+	for _, l := range st.Locations {
+		if locs[l.Location] {
+			out.Locations = append(out.Locations, l)
+			out.Available += max(l.Available, 0)
+		}
+	}
+	return out
 }
 
 // Alternative is a substitute offered when a hold is refused for stock.
@@ -432,7 +452,7 @@ func (e *Engine) Alternatives(ctx context.Context, refused *InsufficientError) (
 			return nil, err
 		}
 	}
-	subs, err := e.substitutesIn(ctx, r, refused.SKU)
+	subs, listed, err := e.substitutesIn(ctx, r, refused.SKU)
 	if err != nil || len(subs) == 0 {
 		return nil, err
 	}
@@ -446,7 +466,7 @@ func (e *Engine) Alternatives(ctx context.Context, refused *InsufficientError) (
 	}
 	var out []Alternative
 	for _, st := range stocks {
-		if st.Available > 0 {
+		if st = st.at(listed[st.SKU]); st.Available > 0 {
 			out = append(out, Alternative{SKU: st.SKU, Location: refused.Location, Region: refused.Region, Available: st.Available})
 		}
 	}
