@@ -13,7 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Allocation: a cart whose lines name a region instead of a location.
+// Allocation: a cart whose lines name a region instead of a location, or may be served by a
+// substitute (a line with a location is then planned as a region of one location).
 //
 // The engine reads the SKU's availability at the region's locations (one pipeline), orders
 // them by the strategy, and plans concrete lines: one location that has the whole quantity,
@@ -25,7 +26,7 @@ import (
 // unless the plan already made was refused. The allocation record of the caller's key (in
 // Redis, kept as long as any answer) holds the request's fingerprint, the attempt n and its
 // plan; attempt n is reserved under a key of its own (scope "alloc.<n>"), so its answer —
-// a hold, or a refusal for the refusal retention — is replayed like any other. Only an attempt
+// a hold, or a refusal — is replayed like any other (see below). Only an attempt
 // the engine refused is followed by another: the record moves from n to n+1 by compare and
 // swap, so racing duplicates follow one plan. A refusal of the region itself (no plan
 // possible) is recorded too and answered for FLASHHOLD_REFUSAL_TTL.
