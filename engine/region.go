@@ -489,13 +489,13 @@ func (e *Engine) RegionItems(ctx context.Context, region, after string, limit in
 	// Reading at most 8 pages of the index per call bounds the work of a region whose items
 	// are mostly out of stock; the cursor then says where to go on.
 	for range 8 {
-		min := "-"
+		from := "-"
 		if after != "" {
-			min = "(" + after
+			from = "(" + after
 		}
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 		want := limit - len(out)
-		skus, err := e.rdb.ZRangeByLex(rctx, e.ks.regionItemsKey(r.Name), &redis.ZRangeBy{Min: min, Max: "+", Count: int64(want)}).Result()
+		skus, err := e.rdb.ZRangeByLex(rctx, e.ks.regionItemsKey(r.Name), &redis.ZRangeBy{Min: from, Max: "+", Count: int64(want)}).Result()
 		cancel()
 		if err != nil {
 			return nil, "", fmt.Errorf("read region %s items: %w", r.Name, redisErr(err))
