@@ -191,3 +191,45 @@ func (s *Store) queueNotices(ctx context.Context, tx pgx.Tx, a *Alert) error {
 	}
 	return nil
 }
+
+// HoldLost is the type of the notice to a storefront that a hold it was given is gone: Redis
+// lost it, and the partition's repair could not restore it (its units were sold again
+// meanwhile).
+const HoldLost = "HOLD_LOST"
+
+// LostHold is one hold part that a repair could not restore.
+type LostHold struct {
+	Owner    string `json:"-"`              // the API key the hold belongs to
+	HoldKey  string `json:"hold_id_prefix"` // what the hold's id starts with
+	Part     string `json:"part"`
+	Location string `json:"location"`
+	SKU      string `json:"sku"`
+	Qty      int64  `json:"qty"`
+	Customer string `json:"customer_id,omitempty"`
+}
+
+// HoldLostNotice is what a storefront's webhook receives for a hold part it lost.
+type HoldLostNotice struct {
+	Type    string `json:"type"`
+	EventID string `json:"event_id"`
+	LostHold
+	TS int64 `json:"ts"`
+}
+
+// HoldsLost queues, for each lost part whose storefront has a notice webhook, a notice to it
+// (one per part; queued again for the same part, it is not sent twice).
+func (s *Store) HoldsLost(ctx context.Context, lost []LostHold, ts int64) error {
+	for _, l := range lost {
+		if l.Owner == "" || l.Owner == "*" {
+			continue
+		}
+		n := HoldLostNotice{Type: HoldLost, EventID: "hold-lost-" + l.Part, LostHold: l, TS: ts}
+		payload, _ := json.Marshal(n)
+		if _, err := s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, event_id, payload)
+			SELECT id, $1, $2 FROM webhook_subscriptions WHERE vendor_id = $3 AND deleted_at IS NULL
+			ON CONFLICT (subscription_id, event_id) DO NOTHING`, n.EventID, payload, storefront(l.Owner)); err != nil {
+			return fmt.Errorf("queue hold-lost notice: %w", err)
+		}
+	}
+	return nil
+}
