@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flashhold/flashhold/alerts"
 	"math"
 	"strings"
 	"time"
@@ -140,36 +139,10 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 	if err := r.mendTransfers(ctx, p, ledgerEvs, others, res); err != nil {
 		return nil, err
 	}
-	if r.notices != nil {
-		// Holds Redis had open that neither the ledger nor the carried events keep: their
-		// owners were told of them and must hear they are gone. Queued before the fence is
-		// lifted, so a run interrupted here tells them when it is run again.
-		if err := r.notices.HoldsLost(ctx, lostHolds(snap, state), time.Now().UnixMilli()); err != nil {
-			return nil, err
-		}
-	}
 	if _, err := r.eng.Unfence(ctx, p); err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-// lostHolds lists the parts snap (Redis before the rebuild) had open that st (the ledger's
-// account with the carried events) has neither open nor ended.
-func lostHolds(snap *engine.Snapshot, st *engine.Replay) []alerts.LostHold {
-	var out []alerts.LostHold
-	for _, h := range snap.Holds {
-		if _, open := st.Open[h.Part]; open {
-			continue
-		}
-		if _, ended := st.Ended[h.Part]; ended {
-			continue
-		}
-		token, attempt, _ := engine.PartOf(h.Part)
-		out = append(out, alerts.LostHold{Owner: h.Record.Owner, HoldKey: token + "." + attempt, Part: h.Part,
-			Location: h.Location, SKU: h.SKU, Qty: h.Qty, Customer: h.Record.Customer})
-	}
-	return out
 }
 
 // transfers is the set of transfer events in evs, by type and transfer id ("TRANSFER_IN x").

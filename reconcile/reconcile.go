@@ -8,7 +8,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"github.com/flashhold/flashhold/alerts"
 	"sort"
 	"strings"
 	"time"
@@ -94,30 +93,13 @@ type Options struct {
 
 // Reconciler runs reconciliations.
 type Reconciler struct {
-	eng     *engine.Engine
-	store   *ledger.Store
-	notices Notices
+	eng   *engine.Engine
+	store *ledger.Store
 }
-
-// Notices tells storefronts of the holds a repair could not restore (alerts.Store).
-type Notices interface {
-	HoldsLost(ctx context.Context, lost []alerts.LostHold, ts int64) error
-}
-
-// Option changes a Reconciler.
-type Option func(*Reconciler)
-
-// WithNotices makes a repair tell the storefronts (their notice webhooks) of the holds it
-// could not restore.
-func WithNotices(n Notices) Option { return func(r *Reconciler) { r.notices = n } }
 
 // New builds a reconciler.
-func New(eng *engine.Engine, store *ledger.Store, opts ...Option) *Reconciler {
-	r := &Reconciler{eng: eng, store: store}
-	for _, o := range opts {
-		o(r)
-	}
-	return r
+func New(eng *engine.Engine, store *ledger.Store) *Reconciler {
+	return &Reconciler{eng: eng, store: store}
 }
 
 // Run reconciles every partition (or those holding opts.Pool), records the run and its findings

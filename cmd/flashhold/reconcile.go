@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flashhold/flashhold/alerts"
 	"os"
 	"strings"
 	"time"
@@ -53,9 +52,7 @@ Exit 0 clean, 1 findings, 2 could not run.`)
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		opts.Progress = func(done, total int) { fmt.Fprintf(os.Stderr, "\rreconciling: %d/%d partitions", done, total) }
 	}
-	// A repair tells storefronts of the holds it could not restore (their notice webhooks; the
-	// running service delivers them). The URL policy is not needed to queue a notice.
-	rep, err := reconcile.New(e, store, reconcile.WithNotices(alerts.NewStore(store.Pool(), nil))).Run(ctx, opts)
+	rep, err := reconcile.New(e, store).Run(ctx, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(os.Stderr)
 	}
