@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -442,6 +443,48 @@ func TestSubstitutes(t *testing.T) {
 		}
 	}
 	if _, err := ts.eng.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRegionalRefusals: a regional cart refused for its line with a location is refused the
+// same for FLASHHOLD_REFUSAL_TTL, then tried anew (and held, after a restock); a regional
+// line on a pool with a per-customer limit and no customer is refused before the key is
+// claimed, so the corrected request with the same key is held.
+func TestRegionalRefusals(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testredis.Standalone(t), nil)
+	ctx := context.Background()
+	ts.do("PUT", "/v1/regions/r", adminKey, map[string]any{"locations": []map[string]any{{"location": "l1"}}}).want(t, 200, "")
+	ts.stockAt("l1", "tv", 1, 5)
+	cart := map[string]any{"items": []map[string]any{{"region": "r", "sku": "tv"}, {"location": "berlin", "sku": "cap", "qty": 11}}}
+	for range 2 {
+		ts.do("POST", "/v1/holds", clientKey, cart, "Idempotency-Key", "k1").want(t, 409, "insufficient_stock")
+	}
+	if _, err := ts.eng.Adjust(ctx, engine.AdjustRequest{Location: "berlin", SKU: "cap", Kind: engine.Set, Qty: 20, TransactionID: "more", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	ts.do("POST", "/v1/holds", clientKey, cart, "Idempotency-Key", "k1").want(t, 409, "insufficient_stock") // within the retention
+	ts.clock.Advance(31 * time.Second)
+	r := ts.do("POST", "/v1/holds", clientKey, cart, "Idempotency-Key", "k1").want(t, 201, "")
+	if fmt.Sprint(r.parts()) != "map[berlin:11 l1:1]" {
+		t.Fatalf("tried anew: %s", r.raw)
+	}
+
+	ts.stockAt("l1", "limited-tv", 1, 5)
+	if err := ts.eng.CreatePool(ctx, engine.PoolConfig{Location: "l1", SKU: "limited-tv", Vendor: "acme", Shards: 1, CustomerLimit: 2}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	line := map[string]any{"region": "r", "sku": "limited-tv"}
+	if r := ts.do("POST", "/v1/holds", clientKey, line, "Idempotency-Key", "k2").want(t, 422, "invalid"); !strings.HasPrefix(r.body["error"].(map[string]any)["message"].(string), "customer_id:") {
+		t.Fatalf("no customer: %s", r.raw)
+	}
+	line["customer_id"] = "c1"
+	ts.do("POST", "/v1/holds", clientKey, line, "Idempotency-Key", "k2").want(t, 201, "")
+	for range 2 { // a third unit for c1: past the limit, the same answer again
+		ts.do("POST", "/v1/holds", clientKey, map[string]any{"region": "r", "sku": "limited-tv", "qty": 2, "customer_id": "c1"}, "Idempotency-Key", "k3").want(t, 409, "customer_limit")
+	}
+	if _, err := ts.eng.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

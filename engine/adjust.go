@@ -319,8 +319,10 @@ func (e *Engine) adjustSharded(ctx context.Context, p *pool, req AdjustRequest, 
 			return &AdjustResult{Before: whole.before, After: whole.before}, nil
 		}
 		res, err := e.adjustShard(ctx, p, home, k, qty, tx, fp, r, whole)
-		if errors.Is(err, ErrInsufficient) {
-			continue // reservations took units gathered there: read again
+		if errors.Is(err, ErrInsufficient) || errors.Is(err, ErrInvalid) {
+			// Reservations took units gathered there, or the shard alone would pass the
+			// ceiling the pool does not: read again (the home shard recorded nothing).
+			continue
 		}
 		if err != nil {
 			return nil, err

@@ -28,8 +28,9 @@ import (
 // plan; attempt n is reserved under a key of its own (scope "alloc.<n>"), so its answer —
 // a hold, or a refusal — is replayed like any other (see below). Only an attempt
 // the engine refused is followed by another: the record moves from n to n+1 by compare and
-// swap, so racing duplicates follow one plan. A refusal of the region itself (no plan
-// possible) is recorded too and answered for FLASHHOLD_REFUSAL_TTL.
+// swap, so racing duplicates follow one plan. A refusal planning again cannot change — no
+// plan possible, a line with a location refused, a customer's limit — is recorded on the
+// record too (moving it on) and answered for FLASHHOLD_REFUSAL_TTL, like any refusal.
 //
 // One hold per key: attempt n+1 exists only once attempt n was refused, and an attempt's
 // refusal is answered for as long as any answer (FLASHHOLD_IDEMPOTENCY_TTL, not the refusal
@@ -57,11 +58,28 @@ type allocRecord struct {
 	Items []Item `json:"items,omitempty"`
 	// From: the request's line each of Items serves.
 	From []int `json:"from,omitempty"`
-	// Refused: no plan was possible; answered so until Until (ms).
+	// Refused: no plan was possible, or a line with a location was refused; Limit: a customer's
+	// limit refused it. Answered so until Until (ms).
 	Refused *InsufficientError `json:"refused,omitempty"`
+	Limit   *LimitError        `json:"limit,omitempty"`
 	Until   int64              `json:"until,omitempty"`
 
 	raw string // as stored
+}
+
+// refusal is the refusal rec answers at now (ms), or nil.
+func (rec *allocRecord) refusal(now int64) error {
+	switch {
+	case now >= rec.Until:
+		return nil
+	case rec.Refused != nil:
+		r := *rec.Refused
+		return &r
+	case rec.Limit != nil:
+		l := *rec.Limit
+		return &l
+	}
+	return nil
 }
 
 // allocKey is the allocation record of token, beside its key record.
@@ -93,25 +111,31 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 			if rec.FP != fp {
 				return nil, fmt.Errorf("%w: the Idempotency-Key was used for another request", ErrIdempotencyMismatch)
 			}
-			if rec.Refused != nil && e.nowMs() < rec.Until {
-				refused := *rec.Refused
-				return nil, &refused
+			if refused := rec.refusal(e.nowMs()); refused != nil {
+				return nil, refused
 			}
-			if rec.Refused == nil {
+			if rec.Refused == nil && rec.Limit == nil {
 				h, err := e.reserve(ctx, attempt(req, rec))
 				var ie *InsufficientError
+				var le *LimitError
 				switch {
 				case err == nil:
 					h.Substitutions = substitutions(req, rec)
 					return h, nil
-				case errors.Is(err, ErrInvalid):
-					// Refused before anything was placed (a pool that needs a customer, say):
-					// the key is free again for the corrected request.
-					return nil, errors.Join(err, e.dropAlloc(ctx, key, rec))
-				case !errors.As(err, &ie):
+				case errors.As(err, &le) || errors.As(err, &ie) && fixedLine(req, ie):
+					// A refusal planning again cannot change (a customer's limit, a line with a
+					// location): answered so for FLASHHOLD_REFUSAL_TTL, like any refusal, then
+					// tried anew as the next attempt.
+					next := &allocRecord{FP: fp, N: rec.N + 1, Refused: ie, Limit: le, Until: e.nowMs() + e.cfg.RefusalTTL.Milliseconds()}
+					if le != nil {
+						next.Refused = nil
+					}
+					if _, serr := e.swapAlloc(ctx, key, rec, next); serr != nil {
+						return nil, serr
+					}
 					return nil, err
-				case fixedLine(req, ie):
-					return nil, err // a line the engine does not plan: planning again cannot help
+				case ie == nil:
+					return nil, err
 				}
 			}
 		}
@@ -363,6 +387,23 @@ func (e *Engine) plan(ctx context.Context, req ReserveRequest) ([]Item, []int, e
 	if len(out) > e.cfg.MaxCartLines {
 		return nil, nil, invalid("items", "the cart would take %d lines from the region's locations, more than %d", len(out), e.cfg.MaxCartLines)
 	}
+	// What the cart's own check would refuse is refused before the plan is recorded.
+	if req.Customer == "" {
+		keys := make([]PoolKey, len(out))
+		for i, it := range out {
+			keys[i] = PoolKey{it.Location, it.SKU}
+		}
+		configs, err := e.cachedPools(ctx, keys)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, k := range keys {
+			if c := configs[k]; c.CustomerLimit > 0 {
+				return nil, nil, invalid("customer_id", "%s at %s (for line %d) allows %d units per customer: name the customer",
+					k.SKU, k.Location, from[i], c.CustomerLimit)
+			}
+		}
+	}
 	return out, from, nil
 }
 
@@ -548,26 +589,6 @@ func (e *Engine) claimAlloc(ctx context.Context, key string, next *allocRecord) 
 		return nil, fmt.Errorf("%w: store allocation: %w", ErrUnavailable, redisErr(err))
 	}
 	return decodeAlloc(prior)
-}
-
-// dropAlloc removes rec from key unless another request changed it since.
-func (e *Engine) dropAlloc(ctx context.Context, key string, rec *allocRecord) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	defer cancel()
-	err := e.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		if now, err := tx.Get(ctx, key).Result(); err != nil || now != rec.raw {
-			return nil
-		}
-		_, err := tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-			pipe.Del(ctx, key)
-			return nil
-		})
-		return err
-	}, key)
-	if err != nil && !errors.Is(err, redis.TxFailedErr) {
-		return fmt.Errorf("%w: drop allocation: %w", ErrUnavailable, redisErr(err))
-	}
-	return nil
 }
 
 // swapAlloc stores next in place of old (nil: none) and returns it; when another request
