@@ -211,7 +211,10 @@ func (e *Engine) rebuildRegionItems(ctx context.Context, regions []Region) error
 			pipe.ZAdd(ctx, building, z...)
 		}
 		if len(items[r.Name]) > 0 {
+			// A build cut short leaves nothing behind for long; the index itself keeps no TTL.
+			pipe.PExpire(ctx, building, 10*time.Minute)
 			pipe.Rename(ctx, building, key)
+			pipe.Persist(ctx, key)
 		} else {
 			pipe.Del(ctx, key)
 		}
