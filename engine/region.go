@@ -206,12 +206,12 @@ func (e *Engine) rebuildRegionItems(ctx context.Context, regions []Region) error
 		// put in place.
 		key := e.ks.regionItemsKey(r.Name)
 		building := key + ":building:" + newAttempt()
-		pipe := e.rdb.Pipeline()
+		pipe := e.rdb.TxPipeline() // one hash tag: all or nothing, on a cluster too
 		for z := range slices.Chunk(items[r.Name], 1000) {
 			pipe.ZAdd(ctx, building, z...)
 		}
 		if len(items[r.Name]) > 0 {
-			// A build cut short leaves nothing behind for long; the index itself keeps no TTL.
+			// The index keeps no TTL; a build whose reply was lost leaves nothing behind for long.
 			pipe.PExpire(ctx, building, 10*time.Minute)
 			pipe.Rename(ctx, building, key)
 			pipe.Persist(ctx, key)
