@@ -211,10 +211,7 @@ func (e *Engine) rebuildRegionItems(ctx context.Context, regions []Region) error
 			pipe.ZAdd(ctx, building, z...)
 		}
 		if len(items[r.Name]) > 0 {
-			// The index keeps no TTL; a build whose reply was lost leaves nothing behind for long.
-			pipe.PExpire(ctx, building, 10*time.Minute)
 			pipe.Rename(ctx, building, key)
-			pipe.Persist(ctx, key)
 		} else {
 			pipe.Del(ctx, key)
 		}
