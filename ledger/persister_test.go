@@ -160,7 +160,7 @@ func TestPersisterCrash(t *testing.T) {
 				t.Fatal("the first persister should have died")
 			}
 			second := NewPersister(e, s, cfg, WithConsumer("second"))
-			pass := drainCaughtUp(t, second, e, s) // once the dead persister's leases lapse
+			pass := drainCaughtUp(t, second, e, s, rdb) // once the dead persister's leases lapse
 			n := checkLedger(t, e, s)
 			if point == "after commit, before ack" && pass.Duplicates == 0 {
 				t.Fatal("the replacement should have met the rows already committed")
