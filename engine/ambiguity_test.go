@@ -161,6 +161,7 @@ func lostReply(t *testing.T, rdb redis.UniversalClient, c ambiguityCase, i int) 
 		// clock moves by less between sends, so the parts the commit extended stay held.
 		cfg.CommitGrace = 1500 * time.Millisecond
 	}, clock.option())
+	testredis.CleanUpWith(t, rdb, e.Config().Prefix) // the proxy may be cut by then
 	state := c.setup(t, e)
 	var count atomic.Int64
 	n.Add(&faultproxy.Rule{Match: func(string) bool { return true }, Action: faultproxy.DropReply, Times: 1,

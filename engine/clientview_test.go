@@ -399,6 +399,7 @@ func faultyEngine(t *testing.T, rdb redis.UniversalClient, mod func(*Config)) (*
 			mod(c)
 		}
 	})
+	testredis.CleanUpWith(t, rdb, e.Config().Prefix) // the proxy may be cut by then
 	return e, n
 }
 

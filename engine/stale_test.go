@@ -19,8 +19,10 @@ import (
 func TestQueuedPastExpiry(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	fc, n := testredis.Faulty(t, testredis.Standalone(t), 5*time.Second)
+	direct := testredis.Standalone(t)
+	fc, n := testredis.Faulty(t, direct, 5*time.Second)
 	e := newEngine(t, fc, func(c *Config) { c.CoalesceWorkers, c.SoldOutMemory = 1, 0 }, clock.option())
+	testredis.CleanUpWith(t, direct, e.Config().Prefix)
 	makePool(t, e, PoolConfig{Location: "s1", SKU: "busy", Shards: 1}, 100)
 	ctx := context.Background()
 	reserve := func(key string) (*Hold, error) {

@@ -106,6 +106,21 @@ func Prefix(t testing.TB, c redis.UniversalClient) string {
 	return prefix
 }
 
+// CleanUpWith also deletes prefix's keys through c when the test ends (before its own
+// clean-up): a test whose engine reaches Redis through a connection it cuts (a fault proxy)
+// cleans up through a direct one.
+func CleanUpWith(t testing.TB, c redis.UniversalClient, prefix string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := DeletePrefix(ctx, c, prefix); err != nil {
+			t.Logf("clean up keys %s:*: %v", prefix, err)
+			return
+		}
+		c.ZRem(ctx, registryKey, prefix)
+	})
+}
+
 // sweepAbandoned deletes the keys of test prefixes registered more than an hour ago.
 func sweepAbandoned(ctx context.Context, c redis.UniversalClient) {
 	old, err := c.ZRangeByScore(ctx, registryKey, &redis.ZRangeBy{Min: "-inf",
