@@ -155,13 +155,24 @@ func lostReply(t *testing.T, rdb redis.UniversalClient, c ambiguityCase, i int) 
 	t.Helper()
 	clock := newFakeClock()
 	fc, n := testredis.Faulty(t, rdb, 300*time.Millisecond)
-	e := newEngine(t, fc, func(cfg *Config) {
-		cfg.RedisTimeout, cfg.IdempotencyLease, cfg.SoldOutMemory = 300*time.Millisecond, 300*time.Millisecond, 0
-		// A commit sent again waits (in real time) up to CommitGrace for the lost one; the fake
-		// clock moves by less between sends, so the parts the commit extended stay held.
-		cfg.CommitGrace = 1500 * time.Millisecond
-	}, clock.option())
-	testredis.CleanUpWith(t, rdb, e.Config().Prefix) // the proxy may be cut by then
+	cfg := testConfig(testredis.Prefix(t, fc))
+	cfg.RedisTimeout, cfg.IdempotencyLease, cfg.SoldOutMemory = 300*time.Millisecond, 300*time.Millisecond, 0
+	// A commit sent again waits (in real time) up to CommitGrace for the lost one; the fake
+	// clock moves by less between sends, so the parts the commit extended stay held.
+	cfg.CommitGrace = 1500 * time.Millisecond
+	testredis.CleanUpWith(t, rdb, cfg.Prefix) // the proxy may be cut by then
+	// Starting the engine is not under test: on a loaded machine its first round trips may
+	// take longer than the short timeout the lost replies need, so it is tried again.
+	var e *Engine
+	for try := 1; ; try++ {
+		var err error
+		if e, err = New(context.Background(), fc, cfg, clock.option()); err == nil {
+			break
+		} else if try == 5 {
+			t.Fatalf("new engine: %v", err)
+		}
+	}
+	t.Cleanup(e.Close)
 	state := c.setup(t, e)
 	var count atomic.Int64
 	n.Add(&faultproxy.Rule{Match: func(string) bool { return true }, Action: faultproxy.DropReply, Times: 1,
@@ -183,7 +194,7 @@ func lostReply(t *testing.T, rdb redis.UniversalClient, c ambiguityCase, i int) 
 	// What follows reads and repairs through an engine of the same keyspace on the client
 	// without the proxy and with the usual timeout: the checks must not hinge on the
 	// 300 ms that makes a lost reply show quickly, on a machine busy with other tests.
-	cfg := e.Config()
+	cfg = e.Config()
 	cfg.RedisTimeout, cfg.IdempotencyLease = 5*time.Second, 5*time.Second
 	e, err = New(context.Background(), rdb, cfg, clock.option())
 	if err != nil {

@@ -606,13 +606,31 @@ func TestWaitForReplicasOnCluster(t *testing.T) {
 		}
 		return m
 	}
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "victim", Shards: 1}, 100)
+	// Setting up is not under test: on a loaded machine a replica may take longer than the
+	// wait to acknowledge, so a pool is made again (idempotent) until it is.
+	mk := func(c PoolConfig) {
+		t.Helper()
+		var err error
+		for try := 0; try < 10; try++ {
+			if err = e.CreatePool(ctx, c, "test"); err == nil {
+				_, err = e.Adjust(ctx, AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: Restock, Qty: 100,
+					TransactionID: "initial-" + c.SKU, Actor: "test"})
+			}
+			if !errors.Is(err, ErrUnavailable) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("make pool %s: %v", c.SKU, err)
+		}
+	}
+	mk(PoolConfig{Location: "s1", SKU: "victim", Shards: 1, Vendor: "v1"})
 	victimPool, _ := e.pool(ctx, "s1", "victim")
 	victim := master(victimPool.partitions[0])
 	other := ""
 	for i := 0; other == ""; i++ {
 		sku := fmt.Sprint("other-", i)
-		makePool(t, e, PoolConfig{Location: "s1", SKU: sku, Shards: 1}, 100)
+		mk(PoolConfig{Location: "s1", SKU: sku, Shards: 1, Vendor: "v1"})
 		if p, _ := e.pool(ctx, "s1", sku); master(p.partitions[0]) != victim {
 			other = sku
 		}
@@ -633,7 +651,9 @@ func TestWaitForReplicasOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "victim", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	if _, err := retryReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "victim", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"}); err != nil {
+		t.Fatalf("reserve while replicated: %v", err)
+	}
 	replica.Kill()
 	var refused []ReserveRequest
 	elsewhere := keys(12, false)
@@ -645,7 +665,9 @@ func TestWaitForReplicasOnCluster(t *testing.T) {
 		refused = append(refused, req)
 	}
 	for _, k := range elsewhere[8:] {
-		mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: other, Qty: 1}}, IdempotencyKey: k, Actor: "shop"})
+		if _, err := retryReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: other, Qty: 1}}, IdempotencyKey: k, Actor: "shop"}); err != nil {
+			t.Fatalf("reserve %s on a master with its replica: %v", k, err)
+		}
 	}
 	for _, k := range keys(2, true) {
 		req := ReserveRequest{Items: []Item{{Location: "s1", SKU: other, Qty: 1}}, IdempotencyKey: k, Actor: "shop"}
