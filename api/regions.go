@@ -39,11 +39,7 @@ func (s *Server) syncRegions(c *call) {
 	if s.poolStore == nil {
 		return
 	}
-	rs, err := s.eng.Regions(c.ctx)
-	if err == nil {
-		err = s.poolStore.SyncRegions(c.ctx, rs)
-	}
-	if err != nil {
+	if err := s.poolStore.SyncRegions(c.ctx, s.eng.Regions); err != nil {
 		s.log.Warn().Err(err).Msg("regions not yet recorded in the ledger; the persister's next sync records them")
 	}
 }

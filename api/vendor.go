@@ -325,7 +325,7 @@ func (s *Server) putPool(c *call) error {
 // PoolStore keeps pool configurations and regions durably.
 type PoolStore interface {
 	SyncPools(ctx context.Context, pools []engine.PoolConfig) error
-	SyncRegions(ctx context.Context, regions []engine.Region) error
+	SyncRegions(ctx context.Context, read func(context.Context) ([]engine.Region, error)) error
 	DeleteRegion(ctx context.Context, name string) error
 }
 

@@ -30,11 +30,7 @@ func (p *Persister) syncPools(ctx context.Context) error {
 	if err := p.store.SyncPools(ctx, pools); err != nil {
 		return err
 	}
-	regions, err := p.eng.Regions(ctx)
-	if err != nil {
-		return err
-	}
-	if err := p.store.SyncRegions(ctx, regions); err != nil {
+	if err := p.store.SyncRegions(ctx, p.eng.Regions); err != nil {
 		return err
 	}
 	p.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -349,18 +350,26 @@ func (s *Store) RestoreRows(ctx context.Context, events []engine.Event) error {
 	return nil
 }
 
-// SyncRegions writes the given regions into the ledger's copy. It removes none: a Redis that
-// lost its data has no regions, and its copy must survive that (DeleteRegion removes one).
-func (s *Store) SyncRegions(ctx context.Context, regions []engine.Region) error {
-	if len(regions) == 0 {
-		return nil
+// SyncRegions writes the regions read reads (from Redis) into the ledger's copy. It removes
+// none: a Redis that lost its data has no regions, and its copy must survive that
+// (DeleteRegion marks one deleted). A region deleted after read began is not brought back:
+// the time is taken from Postgres before read runs.
+func (s *Store) SyncRegions(ctx context.Context, read func(context.Context) ([]engine.Region, error)) error {
+	var at time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&at); err != nil {
+		return fmt.Errorf("ledger: sync regions: %w", err)
+	}
+	regions, err := read(ctx)
+	if err != nil || len(regions) == 0 {
+		return err
 	}
 	batch := &pgx.Batch{}
 	for _, r := range regions {
 		doc, _ := json.Marshal(r)
 		batch.Queue(`INSERT INTO regions (name, doc) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc, updated_at = now()
-			WHERE regions.doc IS DISTINCT FROM EXCLUDED.doc`, r.Name, doc)
+			ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc, deleted_at = NULL, updated_at = now()
+			WHERE (regions.deleted_at IS NULL AND regions.doc IS DISTINCT FROM EXCLUDED.doc) OR regions.deleted_at < $3`,
+			r.Name, doc, at)
 	}
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("ledger: sync regions: %w", err)
@@ -368,9 +377,9 @@ func (s *Store) SyncRegions(ctx context.Context, regions []engine.Region) error 
 	return nil
 }
 
-// DeleteRegion removes a region from the ledger's copy.
+// DeleteRegion marks a region deleted in the ledger's copy.
 func (s *Store) DeleteRegion(ctx context.Context, name string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM regions WHERE name = $1`, name); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE regions SET deleted_at = clock_timestamp() WHERE name = $1`, name); err != nil {
 		return fmt.Errorf("ledger: delete region: %w", err)
 	}
 	return nil
@@ -378,7 +387,7 @@ func (s *Store) DeleteRegion(ctx context.Context, name string) error {
 
 // Regions lists the regions the ledger holds.
 func (s *Store) Regions(ctx context.Context) ([]engine.Region, error) {
-	rows, err := s.pool.Query(ctx, `SELECT doc FROM regions ORDER BY name`)
+	rows, err := s.pool.Query(ctx, `SELECT doc FROM regions WHERE deleted_at IS NULL ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read regions: %w", err)
 	}
