@@ -60,15 +60,18 @@ func (s *Server) listRegions(c *call) error {
 	return c.json(http.StatusOK, map[string]any{"regions": rs})
 }
 
+// deleteRegion marks the region deleted in the ledger first, then deletes it from Redis: a
+// ledger that cannot be written answers 503 with nothing changed, and a delete that stops
+// half-way is finished when sent again (until then the persister's copy of the regions, which
+// still holds it, brings it back in the ledger).
 func (s *Server) deleteRegion(c *call) error {
-	if err := s.eng.DeleteRegion(c.ctx, c.param("region")); err != nil {
-		return err
-	}
 	if s.poolStore != nil {
 		if err := s.poolStore.DeleteRegion(c.ctx, c.param("region")); err != nil {
-			// Restored by a repair after Redis lost its data, it can be deleted again.
-			s.log.Warn().Err(err).Str("region", c.param("region")).Msg("region not deleted from the ledger")
+			return err
 		}
+	}
+	if err := s.eng.DeleteRegion(c.ctx, c.param("region")); err != nil {
+		return err
 	}
 	return c.json(http.StatusOK, map[string]any{"region": c.param("region"), "status": "deleted"})
 }

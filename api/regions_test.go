@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/testredis"
+	"github.com/flashhold/flashhold/ledger"
 )
 
 // backends runs f against the standalone test Redis and the test Redis Cluster.
@@ -487,4 +488,35 @@ func TestRegionalRefusals(t *testing.T) {
 	if _, err := ts.eng.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRegionsInTheLedger: a region made or deleted through the API is recorded in the ledger
+// at once; a delete whose ledger cannot be written answers 503 and changes nothing.
+func TestRegionsInTheLedger(t *testing.T) {
+	t.Parallel()
+	pool := ledgerSchema(t)
+	store := ledger.NewStore(pool)
+	ts := startServer(t, testredis.Standalone(t), nil, WithPoolStore(store))
+	ctx := context.Background()
+	inLedger := func() int {
+		rs, err := store.Regions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	ts.do("PUT", "/v1/regions/r", adminKey, map[string]any{"locations": []map[string]any{{"location": "l1"}}}).want(t, 200, "")
+	if n := inLedger(); n != 1 {
+		t.Fatalf("%d regions in the ledger after PUT", n)
+	}
+	ts.do("DELETE", "/v1/regions/r", adminKey, nil).want(t, 200, "")
+	if n := inLedger(); n != 0 {
+		t.Fatalf("%d regions in the ledger after DELETE", n)
+	}
+	ts.do("PUT", "/v1/regions/r", adminKey, map[string]any{"locations": []map[string]any{{"location": "l1"}}}).want(t, 200, "")
+	pool.Close() // the ledger is gone
+	if r := ts.do("DELETE", "/v1/regions/r", adminKey, nil); r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("delete without a ledger: %d %s", r.status, r.raw)
+	}
+	ts.do("GET", "/v1/regions/r", clientKey, nil).want(t, 200, "")
 }
