@@ -573,8 +573,10 @@ func TestWaitForReplicas(t *testing.T) {
 	e := newEngine(t, primary.Client(t), func(c *Config) {
 		c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisTimeout = 1, 200*time.Millisecond, time.Second
 	})
-	makePool(t, e, PoolConfig{Location: "s1", SKU: "w", Shards: 2}, 100)
-	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"})
+	makeReplicatedPool(t, e, PoolConfig{Location: "s1", SKU: "w", Shards: 2, Vendor: "v1"}, 100)
+	if _, err := retryReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: 1}}, IdempotencyKey: "while-replicated", Actor: "shop"}); err != nil {
+		t.Fatalf("reserve while replicated: %v", err)
+	}
 	replica.Kill()
 	req := ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: 60}}, IdempotencyKey: "unreplicated", Actor: "shop"}
 	if _, err := e.Reserve(context.Background(), req); !errors.Is(err, ErrUnavailable) {
@@ -586,6 +588,28 @@ func TestWaitForReplicas(t *testing.T) {
 		t.Fatalf("retry once the replica is back: %v", err)
 	}
 	checkHoldStands(t, e, h, "s1", map[string]int64{"w": 61})
+}
+
+// makeReplicatedPool makes a pool with stock on an engine that waits for replicas. Setting up
+// is not under test: a replica just started, or on a loaded machine, may take longer than the
+// wait to acknowledge, so the pool is made again (idempotent) until it is.
+func makeReplicatedPool(t *testing.T, e *Engine, c PoolConfig, stock int64) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	for try := 0; try < 20; try++ {
+		if err = e.CreatePool(ctx, c, "test"); err == nil {
+			_, err = e.Adjust(ctx, AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: Restock, Qty: stock,
+				TransactionID: "initial-" + c.SKU, Actor: "test"})
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("make pool %s: %v", c.SKU, err)
+	}
 }
 
 // TestWaitForReplicasOnCluster: on a Redis Cluster, WAIT counts the writes of its own
@@ -606,24 +630,7 @@ func TestWaitForReplicasOnCluster(t *testing.T) {
 		}
 		return m
 	}
-	// Setting up is not under test: on a loaded machine a replica may take longer than the
-	// wait to acknowledge, so a pool is made again (idempotent) until it is.
-	mk := func(c PoolConfig) {
-		t.Helper()
-		var err error
-		for try := 0; try < 10; try++ {
-			if err = e.CreatePool(ctx, c, "test"); err == nil {
-				_, err = e.Adjust(ctx, AdjustRequest{Location: c.Location, SKU: c.SKU, Kind: Restock, Qty: 100,
-					TransactionID: "initial-" + c.SKU, Actor: "test"})
-			}
-			if !errors.Is(err, ErrUnavailable) {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("make pool %s: %v", c.SKU, err)
-		}
-	}
+	mk := func(c PoolConfig) { makeReplicatedPool(t, e, c, 100) }
 	mk(PoolConfig{Location: "s1", SKU: "victim", Shards: 1, Vendor: "v1"})
 	victimPool, _ := e.pool(ctx, "s1", "victim")
 	victim := master(victimPool.partitions[0])
