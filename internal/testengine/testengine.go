@@ -4,6 +4,7 @@ package testengine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -47,14 +48,22 @@ func Pool(t testing.TB, e *engine.Engine, c engine.PoolConfig, stock int64) {
 	if c.Vendor == "" {
 		c.Vendor = "v1"
 	}
-	if err := e.CreatePool(context.Background(), c, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if stock > 0 {
-		if _, err := e.Adjust(context.Background(), engine.AdjustRequest{Location: c.Location, SKU: c.SKU,
-			Kind: engine.Restock, Qty: stock, TransactionID: "stock-" + c.Location + "-" + c.SKU, Actor: "test"}); err != nil {
-			t.Fatal(err)
+	// Setting up is not under test: with FLASHHOLD_REDIS_WAIT_REPLICAS a replica just started,
+	// or on a loaded machine, may acknowledge later than the wait, so the pool is made again
+	// (both steps are idempotent) until it is.
+	var err error
+	for try := 0; try < 20; try++ {
+		if err = e.CreatePool(context.Background(), c, "test"); err == nil && stock > 0 {
+			_, err = e.Adjust(context.Background(), engine.AdjustRequest{Location: c.Location, SKU: c.SKU,
+				Kind: engine.Restock, Qty: stock, TransactionID: "stock-" + c.Location + "-" + c.SKU, Actor: "test"})
 		}
+		if !errors.Is(err, engine.ErrUnavailable) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
