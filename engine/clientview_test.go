@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -711,6 +712,15 @@ func TestClusterFailoverServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustReserve(t, e, ReserveRequest{Items: []Item{{Location: "s1", SKU: "f", Qty: 1}}, IdempotencyKey: "before", Actor: "shop"})
+	// What is under test is finding the promoted replica, not losing writes it never got
+	// (replication is asynchronous here): the replica catches up before its master dies.
+	replica, err := cl.ReplicaOf(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 10*time.Second, "the replica has its master's writes", func() bool {
+		return replOffset(ctx, victim.Addr) <= replOffset(ctx, replica.Addr)
+	})
 	victim.Kill()
 	testwait.Until(t, 20*time.Second, "the cluster promotes the replica", func() bool { return cl.Promoted(ctx, victim) })
 	promoted := time.Now()
@@ -726,6 +736,23 @@ func TestClusterFailoverServes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("served %s after the promotion", time.Since(promoted).Round(time.Millisecond))
+}
+
+// replOffset is the replication offset a Redis node has reached (-1 when it cannot say).
+func replOffset(ctx context.Context, addr string) int64 {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
 }
 
 // TestCommitPastGraceNamesWhatWasSold: a commit decided, then cut off after its first part
