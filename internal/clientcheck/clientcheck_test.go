@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +13,12 @@ import (
 	"github.com/flashhold/flashhold/internal/testwait"
 )
 
-func TestMain(m *testing.M) { testredis.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testredis.StopCluster()
+	removeBinary()
+	os.Exit(code)
+}
 
 // setUp creates the workload's pools and stocks them.
 func setUp(t *testing.T, s *Service) []Pool {

@@ -74,6 +74,13 @@ var build struct {
 	err  error
 }
 
+// removeBinary removes the binary Binary built, if any (TestMain, after the tests).
+func removeBinary() {
+	if build.bin != "" {
+		os.RemoveAll(filepath.Dir(build.bin))
+	}
+}
+
 // Binary builds the flashhold binary once per test process.
 func Binary(t testing.TB) string {
 	t.Helper()
