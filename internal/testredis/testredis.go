@@ -94,21 +94,13 @@ func Prefix(t testing.TB, c redis.UniversalClient) string {
 	defer cancel()
 	sweepOnce.Do(func() { sweepAbandoned(ctx, c) })
 	c.ZAdd(ctx, registryKey, redis.Z{Score: float64(time.Now().Unix()), Member: prefix})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := DeletePrefix(ctx, c, prefix); err != nil {
-			t.Logf("clean up keys %s:*: %v", prefix, err)
-			return
-		}
-		c.ZRem(ctx, registryKey, prefix)
-	})
+	CleanUpWith(t, c, prefix)
 	return prefix
 }
 
-// CleanUpWith also deletes prefix's keys through c when the test ends (before its own
-// clean-up): a test whose engine reaches Redis through a connection it cuts (a fault proxy)
-// cleans up through a direct one.
+// CleanUpWith deletes prefix's keys through c when the test ends, and forgets the prefix. Prefix
+// calls it with its own client; a test whose engine reaches Redis through a connection it cuts
+// (a fault proxy) calls it again with a direct one.
 func CleanUpWith(t testing.TB, c redis.UniversalClient, prefix string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
