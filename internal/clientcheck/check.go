@@ -14,6 +14,7 @@ import (
 // Report is what Check found.
 type Report struct {
 	Reserves, Holds, Refusals, Commits, Releases, VendorChanges int
+	Reductions, PartialCommits                                  int
 	Unanswered                                                  int // operations without a definite answer
 	Events                                                      int
 	Violations                                                  []string
@@ -34,6 +35,9 @@ type told struct {
 	released  bool // a release was answered 200
 	notSold   bool // a commit was answered 410 or 409 (not sold whole)
 	extended  int64
+	sold      int64          // a commit of some of its units (qty) was answered 200: those units
+	sent      map[int64]bool // reductions sent (to qty), answered or not
+	reduced   map[int64]bool // reductions answered 200
 }
 
 // Check checks every operation's answers against the service as it stands: the holds (as
@@ -62,6 +66,9 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 				if s.Status == http.StatusCreated {
 					var h hold
 					json.Unmarshal(s.Body, &h)
+					if len(h.Parts) == 1 {
+						h.Qty = h.Parts[0].Qty
+					}
 					a = "201 " + h.ID
 					if holds[h.ID] == nil {
 						holds[h.ID] = &told{at: s.At, owner: op.Key, hold: h}
@@ -72,16 +79,35 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 				}
 				answers[op.Key+" "+op.IdemOf] = append(answers[op.Key+" "+op.IdemOf], a)
 			}
-		case "commit", "release", "extend":
+		case "commit", "release", "extend", "adjust":
 			t := holds[op.Hold]
 			if t == nil {
 				rep.violate("%s of %s, a hold no client was given", op.Kind, op.Hold)
 				continue
 			}
+			var asked struct {
+				Qty int64 `json:"qty"`
+			}
+			json.Unmarshal(op.Body, &asked)
 			st, code := op.Final.Status, op.Final.code()
 			switch {
+			case op.Kind == "adjust":
+				if t.sent == nil {
+					t.sent, t.reduced = map[int64]bool{}, map[int64]bool{}
+				}
+				t.sent[asked.Qty] = true
+				if st == http.StatusOK {
+					t.reduced[asked.Qty] = true
+					rep.Reductions++
+				} else if st != http.StatusGone {
+					rep.violate("adjust of hold %s to %d answered %d: %s", op.Hold, asked.Qty, st, op.Final.Body)
+				}
 			case op.Kind == "commit" && st == http.StatusOK:
 				t.committed = true
+				if asked.Qty > 0 {
+					t.sold = asked.Qty
+					rep.PartialCommits++
+				}
 				rep.Commits++
 			case op.Kind == "commit" && (st == http.StatusGone || code == "partial_commit"):
 				t.notSold = true
@@ -151,14 +177,14 @@ func checkHolds(ctx context.Context, s *Service, rep *Report, holds map[string]*
 		}
 		status, body := get(ctx, s.URL+"/v1/holds/"+id, t.owner, &got)
 		if status != http.StatusOK {
-			rep.violate("hold %s, given to a client, reads %d: %s", id, status, body)
+			rep.violate("hold %s, given to a client at %s, reads %d: %s", id, t.at.Format("15:04:05.000"), status, body)
 			continue
 		}
 		switch {
 		case t.committed && got.Status != "COMMITTED":
 			rep.violate("hold %s was told committed and is %s", id, got.Status)
 		case t.released && got.Status != "RELEASED":
-			rep.violate("hold %s was told released and is %s", id, got.Status)
+			rep.violate("hold %s (given at %s) was told released and is %s", id, t.at.Format("15:04:05.000"), got.Status)
 		case t.notSold && got.Status == "COMMITTED":
 			rep.violate("hold %s was told not sold and is COMMITTED", id)
 		case !t.committed && !t.released && got.Status == "ACTIVE" && now > max(t.hold.ExpiresAt, t.extended)+2000:
@@ -215,8 +241,10 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 	}
 	rep.Events = len(evs)
 	reserved, ended := map[string]int{}, map[string][]string{}
-	made := map[string]int64{}    // vendor transaction -> the net its events made
-	moved := map[string][]event{} // transfer id -> its TRANSFER_OUT and TRANSFER_IN
+	reduced := map[string][]int64{} // part -> the units of its REDUCED events
+	sold := map[string]int64{}      // part -> the units its COMMITTED event sold
+	made := map[string]int64{}      // vendor transaction -> the net its events made
+	moved := map[string][]event{}   // transfer id -> its TRANSFER_OUT and TRANSFER_IN
 	for _, ev := range evs {
 		switch ev.Type {
 		case "RESTOCKED", "SPOILED", "ADJUSTED":
@@ -230,8 +258,13 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 		switch ev.Type {
 		case "RESERVED":
 			reserved[ev.Hold]++
+		case "REDUCED":
+			reduced[ev.Hold] = append(reduced[ev.Hold], ev.Qty)
 		case "COMMITTED", "RELEASED", "EXPIRED", "VOIDED":
 			ended[ev.Hold] = append(ended[ev.Hold], ev.Type)
+			if ev.Type == "COMMITTED" {
+				sold[ev.Hold] = ev.Qty
+			}
 		}
 	}
 	toldParts := map[string]string{} // part -> hold
@@ -250,6 +283,7 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 				}
 			}
 		}
+		checkChanges(rep, id, t, reduced, sold)
 	}
 	for part, n := range reserved {
 		if n > 1 {
@@ -293,6 +327,49 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 		vendorDelta[c.pool] += c.delta
 	}
 	return vendorDelta
+}
+
+// checkChanges checks the reductions and the sale of a hold against what its client was told:
+// one REDUCED event for each reduction told (and none beyond those sent), and a COMMITTED
+// event of the units the client was told it bought.
+func checkChanges(rep *Report, id string, t *told, reduced map[string][]int64, sold map[string]int64) {
+	parts := partsOf(id)
+	if len(parts) != 1 {
+		return // only a hold of one part can be changed
+	}
+	part := parts[0]
+	evs := reduced[part]
+	if len(evs) < len(t.reduced) || len(evs) > len(t.sent) {
+		rep.violate("hold %s: %d REDUCED events; %d reductions sent, %d told done", id, len(evs), len(t.sent), len(t.reduced))
+	}
+	left := t.hold.Qty
+	for _, n := range evs {
+		left -= n
+	}
+	for k := range t.reduced {
+		if k < left {
+			rep.violate("hold %s was told reduced to %d; its events leave %d units", id, k, left)
+		}
+	}
+	switch {
+	case !t.committed:
+	case t.sold > 0 && sold[part] != t.sold:
+		rep.violate("hold %s was told %d units sold; its COMMITTED event sold %d", id, t.sold, sold[part])
+	case t.sold == 0 && sold[part] != left:
+		rep.violate("hold %s was told sold whole; its COMMITTED event sold %d of the %d its events leave", id, sold[part], left)
+	case t.sold == 0 && len(t.reduced) == len(t.sent) && len(t.sent) > 0 && left != minKey(t.reduced):
+		rep.violate("hold %s was told reduced to %d and sold whole; %d units were sold", id, minKey(t.reduced), left)
+	}
+}
+
+func minKey(m map[int64]bool) int64 {
+	var low int64 = -1
+	for k := range m {
+		if low < 0 || k < low {
+			low = k
+		}
+	}
+	return low
 }
 
 // partsOf names the parts of a hold id: <token>.<attempt>_<p>.<line>.<shard>...
@@ -376,8 +453,8 @@ func lastLines(s string, n int) string {
 
 // Summary is a one-line account of a report.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("%d reserves (%d holds, %d refusals), %d commits, %d releases, %d vendor changes, %d events, %d unanswered, %d violations",
-		r.Reserves, r.Holds, r.Refusals, r.Commits, r.Releases, r.VendorChanges, r.Events, r.Unanswered, len(r.Violations))
+	return fmt.Sprintf("%d reserves (%d holds, %d refusals), %d commits (%d partial), %d reductions, %d releases, %d vendor changes, %d events, %d unanswered, %d violations",
+		r.Reserves, r.Holds, r.Refusals, r.Commits, r.PartialCommits, r.Reductions, r.Releases, r.VendorChanges, r.Events, r.Unanswered, len(r.Violations))
 }
 
 // sorted returns the violations in order (for stable output).

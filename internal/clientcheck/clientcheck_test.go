@@ -3,8 +3,11 @@ package clientcheck
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,11 +26,34 @@ func TestMain(m *testing.M) {
 // setUp creates the workload's pools and stocks them.
 func setUp(t *testing.T, s *Service) []Pool {
 	t.Helper()
-	pools := []Pool{
+	return stockPools(t, s, []Pool{
 		{Location: "cc-berlin", SKU: "hot", Shards: 8, Stock: 2000},
 		{Location: "cc-berlin", SKU: "limited", Shards: 4, Limit: 3, Stock: 1000},
 		{Location: "cc-lyon", SKU: "single", Shards: 1, Stock: 500},
+	})
+}
+
+// setUpRegional is setUp with a region of both locations, whose SKU "reg" the workload
+// reserves from the region (taken from either location, a line split over both when allowed).
+func setUpRegional(t *testing.T, s *Service) []Pool {
+	t.Helper()
+	pools := setUp(t, s)
+	body, _ := json.Marshal(map[string]any{"strategy": "most_stock", "locations": []map[string]any{
+		{"location": "cc-berlin", "priority": 1}, {"location": "cc-lyon", "priority": 2}}})
+	op := &Op{Kind: "setup", Key: AdminKey, Body: body}
+	NewWorkload(s.URL, nil).do(context.Background(), "PUT", "/v1/regions/cc-north", op)
+	if op.Final == nil || op.Final.Status != http.StatusOK {
+		t.Fatalf("create region: %+v", op.Sends)
 	}
+	return append(pools, stockPools(t, s, []Pool{
+		{Location: "cc-berlin", SKU: "reg", Region: "cc-north", Shards: 1, Stock: 150},
+		{Location: "cc-lyon", SKU: "reg", Region: "cc-north", Shards: 1, Stock: 150},
+	})...)
+}
+
+// stockPools creates pools and stocks them.
+func stockPools(t *testing.T, s *Service, pools []Pool) []Pool {
+	t.Helper()
 	w := NewWorkload(s.URL, pools)
 	for _, p := range pools {
 		body, _ := json.Marshal(map[string]any{"vendor": Vendor, "shards": p.Shards, "customer_limit": p.Limit})
@@ -37,7 +63,7 @@ func setUp(t *testing.T, s *Service) []Pool {
 			t.Fatalf("create pool %s: %+v", p.SKU, op.Sends)
 		}
 		body, _ = json.Marshal(map[string]any{"location": p.Location, "change_type": "RESTOCK", "quantity_change": p.Stock,
-			"transaction_id": "initial-" + p.SKU})
+			"transaction_id": "initial-" + p.Location + "-" + p.SKU})
 		op = &Op{Kind: "setup", Key: VendorKey, Body: body}
 		w.do(context.Background(), "POST", "/v1/vendors/"+Vendor+"/inventory/"+p.SKU+"/update", op)
 		if op.Final == nil || op.Final.Status != http.StatusOK {
@@ -117,7 +143,7 @@ func TestClientView(t *testing.T) {
 
 func clientView(t *testing.T, cluster bool) {
 	s := Start(t, cluster)
-	pools := setUp(t, s)
+	pools := setUpRegional(t, s)
 	w := NewWorkload(s.URL, pools)
 	const clients = 12
 	step := func(name string) { s.Logf("%s: %d operations so far", name, len(w.Ops())) }
@@ -161,8 +187,14 @@ func clientView(t *testing.T, cluster bool) {
 		if !testwait.For(10*time.Second, func() bool { return !s.Ready() }) {
 			t.Fatal("/readyz stayed ready on a Redis that lost its data")
 		}
-		if code, out := s.Flashhold(ctx, "reconcile", "--repair", "--out", "repair-report"); code == 2 {
+		code, out := s.Flashhold(ctx, "reconcile", "--repair", "--out", "repair-report")
+		if code == 2 {
 			t.Fatalf("reconcile --repair could not run: %s", lastLines(out, 20))
+		}
+		var repaired, found int
+		if _, err := fmt.Sscanf(out[strings.LastIndex(out, "repaired:"):], "repaired: %d of %d", &repaired, &found); err != nil || repaired != found {
+			findings, _ := os.ReadFile(filepath.Join(s.dir, "repair-report", "findings.csv"))
+			t.Fatalf("reconcile --repair (exit %d) left findings unrepaired:\n%s\n%s", code, out, findings)
 		}
 		if !s.WaitReady(10 * time.Second) {
 			t.Fatalf("not ready after the repair: %s", s.LogTail())
@@ -173,7 +205,7 @@ func clientView(t *testing.T, cluster bool) {
 	}
 
 	rep := settleAndCheck(t, s, pools, w)
-	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 {
+	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 || rep.Reductions == 0 || rep.PartialCommits == 0 {
 		t.Errorf("the workload proves little: %s", rep.Summary())
 	}
 	if t.Failed() {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashhold/flashhold/internal/faultproxy"
@@ -51,6 +52,7 @@ type Service struct {
 	rdb    redis.UniversalClient
 	prefix string
 	PG     *faultproxy.Proxy
+	pg     *pgxpool.Pool // straight to the schema, not through the proxy
 	schema string
 	URL    string
 	addr   string
@@ -67,6 +69,9 @@ type Service struct {
 	exited chan struct{} // closed when serve has exited
 	log    *os.File
 }
+
+// partitions is serve's FLASHHOLD_PARTITIONS.
+const partitions = 16
 
 var build struct {
 	once sync.Once
@@ -145,7 +150,7 @@ func start(t testing.TB, cluster bool, wrap, extra []string) *Service {
 func (s *Service) launch(redisEnv, wrap, extra []string) {
 	t := s.t
 	t.Helper()
-	_, s.schema = testpg.Schema(t)
+	s.pg, s.schema = testpg.Schema(t)
 	pgHost := strings.TrimPrefix(strings.SplitN(strings.TrimPrefix(testpg.URL(), "postgres://"), "/", 2)[0], "postgres@")
 	var err error
 	if s.PG, err = faultproxy.StartTCP(pgHost); err != nil {
@@ -166,7 +171,7 @@ func (s *Service) launch(redisEnv, wrap, extra []string) {
 		"FLASHHOLD_MIGRATE_ON_START=true",
 		"FLASHHOLD_API_KEYS="+strings.Join(keys, ","),
 		"FLASHHOLD_HTTP_ADDR="+s.addr,
-		"FLASHHOLD_PARTITIONS=16",
+		"FLASHHOLD_PARTITIONS="+strconv.Itoa(partitions),
 		"FLASHHOLD_RATE_LIMIT=-1",
 		"FLASHHOLD_REDIS_TIMEOUT=1s",
 		"FLASHHOLD_IDEMPOTENCY_LEASE=2s",
@@ -331,14 +336,50 @@ func (s *Service) Metric(name string) float64 {
 	return total
 }
 
-// WaitPersisted waits until the persister has copied every event into Postgres.
+// WaitPersisted waits until the ledger holds every event Redis has, with no seq missing:
+// each partition's rows are seq 1 up to its last seq in Redis (its meta). (The lag metric is
+// measured once a second, so it can read 0 while the newest events wait; and the ledger can
+// hold later events of a partition before earlier ones, which a dead persister left pending
+// until they are claimed.)
 func (s *Service) WaitPersisted(d time.Duration) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if s.Metric("flashhold_ledger_lag_entries") == 0 {
+		if s.persisted() {
 			return true
 		}
 	}
 	return false
+}
+
+func (s *Service) persisted() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ledger := map[int]int64{}
+	rows, err := s.pg.Query(ctx, "SELECT partition, max(seq), count(*) FROM inventory_events GROUP BY 1")
+	if err != nil {
+		return false
+	}
+	for rows.Next() {
+		var p int
+		var last, n int64
+		if rows.Scan(&p, &last, &n) != nil || n != last {
+			rows.Close()
+			return false
+		}
+		ledger[p] = last
+	}
+	if rows.Err() != nil {
+		return false
+	}
+	for part := range partitions {
+		seq, err := s.rdb.HGet(ctx, fmt.Sprintf("%s:{p%d}:meta", s.prefix, part), "seq").Int64()
+		if err == redis.Nil {
+			seq, err = 0, nil
+		}
+		if err != nil || seq != ledger[part] {
+			return false
+		}
+	}
+	return true
 }
 
 // Streams describes every partition's seq, stream length and consumer groups in Redis, and
@@ -348,16 +389,24 @@ func (s *Service) Streams(t testing.TB) string {
 	defer cancel()
 	rc := s.rdb
 	var b strings.Builder
-	for part := 0; part < 16; part++ {
+	for part := range partitions {
 		key := fmt.Sprintf("%s:{p%d}:log", s.prefix, part)
 		seq, _ := rc.HGet(ctx, fmt.Sprintf("%s:{p%d}:meta", s.prefix, part), "seq").Result()
 		n, _ := rc.XLen(ctx, key).Result()
 		groups, _ := rc.XInfoGroups(ctx, key).Result()
 		fmt.Fprintf(&b, "p%d: seq %s, %d entries, groups %+v\n", part, seq, n, groups)
 	}
-	out, _ := exec.Command("psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc",
-		"SELECT partition, max(seq), count(*) FROM "+s.schema+".inventory_events GROUP BY 1 ORDER BY 1").CombinedOutput()
-	fmt.Fprintf(&b, "ledger (partition|max seq|rows):\n%s", out)
+	fmt.Fprintf(&b, "ledger (partition|max seq|rows):\n")
+	if rows, err := s.pg.Query(ctx, "SELECT partition, max(seq), count(*) FROM inventory_events GROUP BY 1 ORDER BY 1"); err != nil {
+		fmt.Fprintf(&b, "%v\n", err)
+	} else {
+		for rows.Next() {
+			var p, seq, n int64
+			rows.Scan(&p, &seq, &n)
+			fmt.Fprintf(&b, "%d|%d|%d\n", p, seq, n)
+		}
+		rows.Close()
+	}
 	if resp, err := http.Get(s.URL + "/metrics"); err == nil {
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

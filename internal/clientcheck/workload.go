@@ -16,9 +16,12 @@ import (
 // Pool is a pool the workload buys from.
 type Pool struct {
 	Location, SKU string
-	Shards        int
-	Limit         int64 // per-customer limit (0: none)
-	Stock         int64 // its stock when the workload starts
+	// Region, when set, names the region the workload reserves the SKU from (allocation may
+	// take it from this location or another of the region's).
+	Region string
+	Shards int
+	Limit  int64 // per-customer limit (0: none)
+	Stock  int64 // its stock when the workload starts
 }
 
 // Send is one HTTP exchange of an operation.
@@ -42,7 +45,7 @@ func (s Send) code() string {
 // Op is one request as a client meant it: every send of it until it got a definite answer
 // (anything but no answer, 503, 429 or 409 request_in_progress), or gave up.
 type Op struct {
-	Kind   string // reserve, commit, release, extend, restock, spoil
+	Kind   string // reserve, commit, release, extend, adjust, restock, spoil
 	Key    string // API key sent with it
 	IdemOf string // reserve: its Idempotency-Key; vendor changes: the transaction id
 	Body   []byte
@@ -143,8 +146,9 @@ func (w *Workload) send(ctx context.Context, method, path string, op *Op) Send {
 	return Send{At: at, Status: resp.StatusCode, Body: body, RetryAfter: resp.Header.Get("Retry-After"), Took: time.Since(at)}
 }
 
-// hold is what a 201 answer told.
+// hold is what a 201 answer told (Qty: the units of a hold of one part, as reduced since).
 type hold struct {
+	Qty       int64  `json:"-"`
 	ID        string `json:"hold_id"`
 	ExpiresAt int64  `json:"expires_at_ms"`
 	Parts     []struct {
@@ -197,7 +201,22 @@ func (w *Workload) buyer(ctx, stop context.Context, c int) {
 			i := rng.IntN(len(mine))
 			h := mine[i]
 			mine = append(mine[:i], mine[i+1:]...)
-			switch rng.IntN(4) {
+			one := len(h.Parts) == 1 && h.Qty > 1 // a hold of one part can be changed
+			switch rng.IntN(6) {
+			case 4: // one unit fewer
+				if one {
+					body := fmt.Appendf(nil, `{"qty": %d}`, h.Qty-1)
+					if w.change(ctx, key, h.ID, "adjust", body, rng.IntN(4) == 0) {
+						h.Qty--
+					}
+				}
+				mine = append(mine, h)
+			case 5: // buy all but one of them
+				if one {
+					w.end(ctx, key, h.ID, "commit", fmt.Appendf(nil, `{"qty": %d}`, h.Qty-1))
+				} else {
+					w.end(ctx, key, h.ID, "commit", nil)
+				}
 			case 0:
 				w.end(ctx, key, h.ID, "commit", nil)
 			case 1:
@@ -214,6 +233,9 @@ func (w *Workload) buyer(ctx, stop context.Context, c int) {
 
 func (w *Workload) reserve(ctx context.Context, rng *rand.Rand, key string, c int) (hold, bool) {
 	item := func(p Pool) map[string]any {
+		if p.Region != "" {
+			return map[string]any{"region": p.Region, "sku": p.SKU, "qty": 1 + rng.IntN(3), "allow_split": rng.IntN(2) == 0}
+		}
 		return map[string]any{"location": p.Location, "sku": p.SKU, "qty": 1 + rng.IntN(3)}
 	}
 	body := map[string]any{"customer_id": fmt.Sprintf("cust-%d", rng.IntN(40)), "ttl_ms": 1000 + rng.IntN(3000)}
@@ -222,7 +244,13 @@ func (w *Workload) reserve(ctx context.Context, rng *rand.Rand, key string, c in
 		if j >= i {
 			j++
 		}
-		body["items"] = []map[string]any{item(w.Pools[i]), item(w.Pools[j])}
+		if a, b := w.Pools[i], w.Pools[j]; a.Region != "" && a.Region == b.Region && a.SKU == b.SKU {
+			j = i // one line: the region's SKU once
+		}
+		body["items"] = []map[string]any{item(w.Pools[i])}
+		if j != i {
+			body["items"] = append(body["items"].([]map[string]any), item(w.Pools[j]))
+		}
 	} else {
 		for k, v := range item(w.Pools[rng.IntN(len(w.Pools))]) {
 			body[k] = v
@@ -252,11 +280,30 @@ func (w *Workload) reserve(ctx context.Context, rng *rand.Rand, key string, c in
 	if json.Unmarshal(op.Final.Body, &h) != nil {
 		return hold{}, false
 	}
+	if len(h.Parts) == 1 {
+		h.Qty = h.Parts[0].Qty
+	}
 	return h, true
 }
 
 func (w *Workload) end(ctx context.Context, key, id, what string, body []byte) {
 	w.do(ctx, "POST", "/v1/holds/"+id+"/"+what, &Op{Kind: what, Key: key, Hold: id, Body: body})
+}
+
+// change sends a change of a hold (twice at once when twice), and says whether it was
+// answered 200.
+func (w *Workload) change(ctx context.Context, key, id, what string, body []byte, twice bool) bool {
+	op := &Op{Kind: what, Key: key, Hold: id, Body: body}
+	if twice {
+		twin := *op
+		var wg sync.WaitGroup
+		wg.Go(func() { w.do(ctx, "POST", "/v1/holds/"+id+"/"+what, &twin) })
+		w.do(ctx, "POST", "/v1/holds/"+id+"/"+what, op)
+		wg.Wait()
+	} else {
+		w.do(ctx, "POST", "/v1/holds/"+id+"/"+what, op)
+	}
+	return op.Final != nil && op.Final.Status == http.StatusOK
 }
 
 func (w *Workload) vendor(ctx, stop context.Context) {
