@@ -498,3 +498,24 @@ func TestAnomalySelloutAndCorrections(t *testing.T) {
 		}
 	}
 }
+
+// TestSafetyStockAlerts: alerts count what shoppers can hold. A pool whose units above its
+// safety stock are all held is out of stock; lowering the safety stock brings it back in
+// stock with the pool's next event.
+func TestSafetyStockAlerts(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, testConfig())
+	cfg := engine.PoolConfig{Location: "s1", SKU: "buf", Vendor: "v1", Shards: 1, SafetyStock: 3}
+	testengine.Pool(t, f.e, cfg, 10)
+	f.detect(t) // joins the streams
+	if got := strings.Join(func() []string { f.reserve(t, "buf", 7, "a"); return f.detect(t) }(), ","); got != "OUT_OF_STOCK" {
+		t.Fatalf("7 of 10 units held with a safety stock of 3: alerts %q, want OUT_OF_STOCK", got)
+	}
+	cfg.SafetyStock = 0
+	if err := f.e.CreatePool(ctx, cfg, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(func() []string { f.reserve(t, "buf", 1, "b"); return f.detect(t) }(), ","); got != "BACK_IN_STOCK" {
+		t.Fatalf("safety stock lowered to 0, then a hold of 1 of the 3 units: alerts %q, want BACK_IN_STOCK", got)
+	}
+}

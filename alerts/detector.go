@@ -172,10 +172,11 @@ type poolState struct {
 	lastCorrection int64
 }
 
+// available is what shoppers can hold: each shard's count above its safety share.
 func (ps *poolState) available() int64 {
 	var n int64
-	for _, s := range ps.shards {
-		n += s
+	for i, s := range ps.shards {
+		n += max(s-ps.cfg.SafetyShare(i), 0)
 	}
 	return n
 }
@@ -448,6 +449,10 @@ func (d *Detector) due(ps *poolState, now time.Time, ts int64, raised []Alert) [
 func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, error) {
 	k := engine.PoolKey{Location: ev.Location, SKU: ev.SKU}
 	if ps := d.pools[k]; ps != nil {
+		// The pool's threshold and safety stock as configured now (cached in process).
+		if c, err := d.eng.Pool(ctx, k.Location, k.SKU); err == nil {
+			ps.cfg = c
+		}
 		return ps, nil
 	}
 	a, err := d.eng.Availability(ctx, ev.Location, ev.SKU)

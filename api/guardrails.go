@@ -89,12 +89,12 @@ func (s *Server) hold(ctx context.Context, vendor string, req engine.AdjustReque
 	if err != nil {
 		return nil, err
 	}
-	rule := limits.Check(a.Available, engine.After(req.Kind, req.Qty, a.Available))
+	rule := limits.Check(a.Unsold(), engine.After(req.Kind, req.Qty, a.Unsold()))
 	if rule == "" {
 		return nil, nil
 	}
 	it, err := s.guard.Quarantine(ctx, guardrails.Item{Vendor: vendor, Location: req.Location, SKU: req.SKU, Kind: req.Kind,
-		Qty: req.Qty, TransactionID: req.TransactionID, Actor: req.Actor, Reason: req.Reason, Before: a.Available, Rule: rule})
+		Qty: req.Qty, TransactionID: req.TransactionID, Actor: req.Actor, Reason: req.Reason, Before: a.Unsold(), Rule: rule})
 	return &it, err
 }
 
@@ -194,11 +194,11 @@ func (s *Server) decideQuarantine(approve bool) func(*call) error {
 		if err != nil {
 			return err
 		}
-		if a.Available != it.Before {
+		if a.Unsold() != it.Before {
 			if _, err := s.guard.Decide(c.ctx, vendor, id, guardrails.Stale, c.actor(), nil); err != nil {
 				return err
 			}
-			return errorf(http.StatusConflict, "stale", "the pool has %d available, %d when the change was sent: nothing applied", a.Available, it.Before)
+			return errorf(http.StatusConflict, "stale", "the pool has %d available, %d when the change was sent: nothing applied", a.Unsold(), it.Before)
 		}
 		res, err := s.eng.Adjust(c.ctx, engine.AdjustRequest{Location: it.Location, SKU: it.SKU, Kind: it.Kind, Qty: it.Qty,
 			TransactionID: it.TransactionID, Actor: it.Actor, Reason: approvedReason(it, c.actor())})

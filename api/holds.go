@@ -233,7 +233,7 @@ func (s *Server) availability(c *call) error {
 		return err
 	}
 	return c.json(http.StatusOK, map[string]any{"location": a.Location, "sku": a.SKU, "available": a.Available,
-		"held": a.Held, "status": a.Status, "low_stock_threshold": a.LowStock})
+		"held": a.Held, "on_hand": a.OnHand, "safety_stock": a.SafetyStock, "status": a.Status, "low_stock_threshold": a.LowStock})
 }
 
 // withAlternatives adds to a refusal for stock the substitutes of the refused pool (or of the

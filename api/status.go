@@ -101,6 +101,9 @@ func (s *Server) poolStatus(c *call) error {
 		add(statusReason{Code: "PERISHABLE_EXPIRED", Message: fmt.Sprintf("best before %s: past it, no new holds are placed and the sweeper writes off what is left",
 			time.UnixMilli(a.BestBefore).UTC().Format(time.RFC3339)), UntilMs: 0})
 	}
+	if a.Available == 0 && a.Buffered > 0 {
+		add(statusReason{Code: "SAFETY_STOCK", Message: fmt.Sprintf("the %d unheld units on hand are safety stock (%d), which no hold takes", a.Buffered, a.SafetyStock)})
+	}
 	switch {
 	case a.Available == 0 && a.Held == 0:
 		add(statusReason{Code: "OUT_OF_STOCK", Message: "no units available and none held"})
@@ -132,7 +135,7 @@ func (s *Server) poolStatus(c *call) error {
 		}
 	}
 	body := map[string]any{"vendor_id": vendor, "location": loc, "sku": sku, "available": a.Available, "held": a.Held,
-		"committed": a.Committed, "status": a.Status, "sellable": a.Available > 0 && !fenced && !expired,
+		"safety_stock": a.SafetyStock, "buffered": a.Buffered, "committed": a.Committed, "status": a.Status, "sellable": a.Available > 0 && !fenced && !expired,
 		"reasons": append([]statusReason{}, reasons...)}
 	if s.history != nil {
 		evs, err := s.history.PoolChanges(c.ctx, loc, sku, holds.Partitions, 10)

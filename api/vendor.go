@@ -234,6 +234,8 @@ type inventoryItem struct {
 	SKU           string `json:"sku"`
 	ItemID        string `json:"item_id"`
 	StockQuantity int64  `json:"stock_quantity"`
+	SafetyStock   int64  `json:"safety_stock"`
+	Available     int64  `json:"available"`
 	Held          int64  `json:"held"`
 	Committed     int64  `json:"committed"`
 	Status        string `json:"status"`
@@ -263,8 +265,8 @@ func (s *Server) vendorInventory(c *call) error {
 	}
 	items := make([]inventoryItem, len(avail))
 	for i, a := range avail {
-		items[i] = inventoryItem{Location: a.Location, SKU: a.SKU, ItemID: a.SKU, StockQuantity: a.Available,
-			Held: a.Held, Committed: a.Committed, Status: a.Status, LowStock: a.LowStock,
+		items[i] = inventoryItem{Location: a.Location, SKU: a.SKU, ItemID: a.SKU, StockQuantity: a.Unsold(),
+			SafetyStock: a.SafetyStock, Available: a.Available, Held: a.Held, Committed: a.Committed, Status: a.Status, LowStock: a.LowStock,
 			CustomerLimit: a.CustomerLimit, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore}
 	}
 	body := map[string]any{"vendor_id": vendor, "items": items}
@@ -296,9 +298,11 @@ type poolBody struct {
 	CustomerLimit int64    `json:"customer_limit"`
 	BestBeforeMs  int64    `json:"best_before_ms"`
 	Substitutes   []string `json:"substitutes"`
+	SafetyStock   int64    `json:"safety_stock"`
 }
 
-// putPool creates a pool (with no stock) or updates its threshold, limit and best-before date.
+// putPool creates a pool (with no stock) or updates its threshold, limit, best-before date,
+// substitutes and safety stock.
 func (s *Server) putPool(c *call) error {
 	var b poolBody
 	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
@@ -308,7 +312,8 @@ func (s *Server) putPool(c *call) error {
 		b.Shards = 1
 	}
 	cfg := engine.PoolConfig{Location: c.param("location"), SKU: c.param("sku"), Vendor: b.Vendor, Shards: b.Shards,
-		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs, Substitutes: b.Substitutes}
+		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs, Substitutes: b.Substitutes,
+		SafetyStock: b.SafetyStock}
 	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
 		return err
 	}

@@ -174,15 +174,15 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 		}
 		exp := now + 60_000
 		for _, mode := range []string{modeFinal, modeSlow, modePart} {
-			twice("reserve", "tok.0."+mode, "s1", "x", 0, 2, exp, "", 0, "tok", "fp", mode, "shop", 8, keep, 30_000)
-			twice("reserve", "big.0."+mode, "s1", "x", 0, 100, exp, "", 0, "big", "fp", mode, "shop", 8, keep, 30_000)
+			twice("reserve", "tok.0."+mode, "s1", "x", 0, 2, exp, "", 0, "tok", "fp", mode, "shop", 8, keep, 30_000, 0)
+			twice("reserve", "big.0."+mode, "s1", "x", 0, 100, exp, "", 0, "big", "fp", mode, "shop", 8, keep, 30_000, 0)
 		}
 		twice("extend", "tok.0.F", exp+1000, "shop", keep, "shop")
 		twice("commit", "tok.0.F", "shop", keep, "shop")
 		twice("release", "tok.0.S", "shop", keep, "", "shop")
 		twice("void", "shop", keep, "test", "tok.0.P", "never.0.0")
 		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable, "", "")
-		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
+		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer", 0)
 		r := twice("sweep", 100, 100, keep)
 		if r.int(0) != 0 {
 			t.Fatalf("sweep restored %d", r.int(0))
@@ -243,7 +243,7 @@ func TestTransferInterrupted(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "y", Shards: 4}, 40)
 		p, _ := e.pool(ctx, "s1", "y")
-		r, err := e.run(ctx, "transfer_out", p.partitions[0], e.nowMs(), "s1", "y", 0, 7, "half-1", p.partitions[2], 2, "test")
+		r, err := e.run(ctx, "transfer_out", p.partitions[0], e.nowMs(), "s1", "y", 0, 7, "half-1", p.partitions[2], 2, "test", 0)
 		if err != nil || r.code() != "OK" {
 			t.Fatalf("transfer_out: %v %v", r, err)
 		}

@@ -35,6 +35,10 @@ type PoolConfig struct {
 	CustomerLimit int64 `json:"customer_limit"`
 	// BestBefore (unix ms, 0: not perishable): after it, remaining stock is written off.
 	BestBefore int64 `json:"best_before,omitempty"`
+	// SafetyStock is a buffer of units never sold: a shard keeps its share of it (see
+	// SafetyShare) out of every hold and transfer. The units are on hand, not available;
+	// lowering it makes them available at once, like a restock.
+	SafetyStock int64 `json:"safety_stock,omitempty"`
 	// Substitutes: SKUs at the same location a shopper may take instead, in order (see
 	// allocate.go): offered when a hold is refused for stock, held instead on request.
 	Substitutes []string `json:"substitutes,omitempty"`
@@ -42,6 +46,22 @@ type PoolConfig struct {
 
 // MaxSubstitutes bounds a pool's list of substitutes.
 const MaxSubstitutes = 10
+
+// maxSafetyStock bounds a pool's safety stock.
+const maxSafetyStock = 1_000_000_000
+
+// SafetyShare is the part of the pool's safety stock that shard keeps back: the buffer
+// spread over the shards as evenly as it divides, the first shards taking one more.
+func (c PoolConfig) SafetyShare(shard int) int64 {
+	if c.SafetyStock == 0 || c.Shards < 1 {
+		return 0
+	}
+	n := c.SafetyStock / int64(c.Shards)
+	if int64(shard) < c.SafetyStock%int64(c.Shards) {
+		n++
+	}
+	return n
+}
 
 // Key returns the pool's key.
 func (c PoolConfig) Key() PoolKey { return PoolKey{c.Location, c.SKU} }
@@ -71,6 +91,8 @@ func (e *Engine) validatePoolConfig(c PoolConfig) error {
 		return invalid("customer_limit", "must not be negative")
 	case c.BestBefore < 0:
 		return invalid("best_before", "must not be negative")
+	case c.SafetyStock < 0 || c.SafetyStock > maxSafetyStock:
+		return invalid("safety_stock", "must be 0..%d", maxSafetyStock)
 	case len(c.Substitutes) > MaxSubstitutes:
 		return invalid("substitutes", "at most %d", MaxSubstitutes)
 	}
@@ -209,6 +231,7 @@ func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) err
 		return err
 	}
 	e.pools.put(p)
+	e.forgetSoldOut(c.Key()) // a lower safety stock may have made units available
 	return nil
 }
 

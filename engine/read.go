@@ -29,12 +29,24 @@ const (
 // Availability is a pool's stock, summed over its shards.
 type Availability struct {
 	PoolConfig
-	Available int64        `json:"available"`
-	Held      int64        `json:"held"`
-	Committed int64        `json:"committed"`
-	Status    string       `json:"status"`
-	Shards    []ShardCount `json:"shards"`
+	// Available is what shoppers can hold: the units neither held, sold nor kept back as
+	// safety stock.
+	Available int64 `json:"available"`
+	// Buffered is the safety stock on hand: units neither held nor sold that no hold may
+	// take (at most the pool's SafetyStock). Available+Buffered is the counters' available.
+	Buffered int64 `json:"buffered"`
+	// OnHand is every unit not sold: available, buffered and held.
+	OnHand    int64  `json:"on_hand"`
+	Held      int64  `json:"held"`
+	Committed int64  `json:"committed"`
+	Status    string `json:"status"`
+	// Shards are the shards' counters as kept (their available counts include the buffer).
+	Shards []ShardCount `json:"shards"`
 }
+
+// Unsold is the units neither held nor sold, safety stock included: what the vendor's
+// stock counts and changes (SET, guardrails) work on.
+func (a *Availability) Unsold() int64 { return a.Available + a.Buffered }
 
 // shardCounts reads every shard of a pool in one pipeline (each shard is in its own
 // partition, so the reads are not one atomic cut; each shard's three counters are).
@@ -111,10 +123,13 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 func summarize(c PoolConfig, shards []ShardCount) *Availability {
 	a := &Availability{PoolConfig: c, Shards: shards}
 	for _, s := range shards {
-		a.Available += s.Available
+		share := min(c.SafetyShare(s.Shard), max(s.Available, 0))
+		a.Available += s.Available - share
+		a.Buffered += share
 		a.Held += s.Held
 		a.Committed += s.Committed
 	}
+	a.OnHand = a.Available + a.Buffered + a.Held
 	switch {
 	case a.Available <= 0:
 		a.Status = OutOfStock

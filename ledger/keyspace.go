@@ -52,14 +52,16 @@ func (s *Store) Alarm(ctx context.Context, partition int, seq int64, kind, detai
 
 // Pools lists the pool configurations the ledger holds.
 func (s *Store) Pools(ctx context.Context) ([]engine.PoolConfig, error) {
-	rows, err := s.pool.Query(ctx, `SELECT location, sku, vendor_id, shards, low_stock, customer_limit, best_before, substitutes
+	rows, err := s.pool.Query(ctx, `SELECT location, sku, vendor_id, shards, low_stock, customer_limit, best_before, substitutes,
+		  safety_stock
 		FROM pools ORDER BY location, sku`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read pools: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (engine.PoolConfig, error) {
 		var p engine.PoolConfig
-		err := row.Scan(&p.Location, &p.SKU, &p.Vendor, &p.Shards, &p.LowStock, &p.CustomerLimit, &p.BestBefore, &p.Substitutes)
+		err := row.Scan(&p.Location, &p.SKU, &p.Vendor, &p.Shards, &p.LowStock, &p.CustomerLimit, &p.BestBefore, &p.Substitutes,
+			&p.SafetyStock)
 		if len(p.Substitutes) == 0 {
 			p.Substitutes = nil
 		}

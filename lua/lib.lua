@@ -376,9 +376,11 @@ end
 -- take decrements a shard by qty if it has that many, reclaiming expired holds of the
 -- partition first when it is short. Returns available after, or nil and the available count,
 -- or false when the shard does not exist.
+-- The shard's share of the pool's safety stock (r.floor) is never taken: the returned
+-- available count, when short, is what is left above it.
 local function take(r, f)
   local after = stock_incr(f, -r.qty)
-  if after >= 0 then
+  if after >= r.floor then
     return after
   end
   stock_incr(f, r.qty)
@@ -389,17 +391,18 @@ local function take(r, f)
   -- Sweeper lag must not show as a false "sold out".
   if reclaim(r.reclaim, r.keep_ms) > 0 then
     after = stock_incr(f, -r.qty)
-    if after >= 0 then
+    if after >= r.floor then
       return after
     end
     stock_incr(f, r.qty)
   end
-  return nil, after + r.qty
+  return nil, math.max(after + r.qty - r.floor, 0)
 end
 
--- short is the reply of a shard that cannot give qty units: its available count, how often
--- units came back to it so far ("|r"), the units it has in flight to other shards ("|t") and
--- the partition's next expiry (-1: none), so the caller can later prove nothing came back.
+-- short is the reply of a shard that cannot give qty units: its available count (above its
+-- safety share), how often units came back to it so far ("|r"), the units it has in flight
+-- to other shards ("|t") and the partition's next expiry (-1: none), so the caller can later
+-- prove nothing came back.
 local function short(f, avail)
   local nxt = redis.call('ZRANGE', K_EXP, 0, 0, 'WITHSCORES')
   return {'INSUFFICIENT', avail, stock_get(f .. '|r') or 0, stock_get(f .. '|t') or 0, tonumber(nxt[2] or '-1')}
@@ -508,7 +511,7 @@ local function reserve_one(r)
 end
 
 -- REQ_WIDTH is the number of ARGV entries one reserve request takes (after partition and now).
-local REQ_WIDTH = 15
+local REQ_WIDTH = 16
 
 -- read_req reads one reserve request starting at ARGV[i] into R, checks it (raising an error
 -- before anything is written when it is malformed) and returns it. R is one table the call
@@ -517,7 +520,8 @@ local REQ_WIDTH = 15
 --   i+0 part id, i+1 location, i+2 sku, i+3 shard, i+4 qty, i+5 expires (ms), i+6 customer,
 --   i+7 per-customer limit (0: none), i+8 idempotency token, i+9 fingerprint, i+10 mode
 --   (F, S or P, see reserve_one), i+11 owner, i+12 expired holds to reclaim inline,
---   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept
+--   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept, i+15 the
+--   units the shard keeps back (its share of the pool's safety stock)
 local R = {}
 local MODES = {F = true, S = true, P = true}
 local function read_req(i)
@@ -528,8 +532,9 @@ local function read_req(i)
   r.mode, r.owner = ARGV[i + 10], text(ARGV[i + 11])
   r.qty, r.limit = int(r.qty_s, 1, MAX_QTY), int(ARGV[i + 7], 0, MAX_QTY)
   r.reclaim, r.keep_ms, r.refusal_ms = int(ARGV[i + 12], 0, 1000), int(ARGV[i + 13], 0, MAX_MS), int(ARGV[i + 14], 0, MAX_MS)
+  r.floor = int(ARGV[i + 15], 0, MAX_QTY)
   if not (r.part and r.loc and r.sku and r.cust and r.token and r.fp and r.owner and r.qty and r.limit
-      and r.reclaim and r.keep_ms and r.refusal_ms and MODES[r.mode]
+      and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and MODES[r.mode]
       and int(r.shard, 0, 1023) and int(r.exp_s, NOW + 1, MAX_MS)) then
     error({err = 'ERR reserve: malformed request at argument ' .. (i - 2) .. ': '
       .. table.concat(ARGV, ' ', i, math.min(#ARGV, i + REQ_WIDTH - 1))})

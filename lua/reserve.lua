@@ -3,18 +3,18 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..17] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
+-- ARGV[3..18] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
 --             expires (ms), customer, per-customer limit, idempotency token, fingerprint,
 --             mode (F, S or P), owner, holds to reclaim inline, tombstone and refusal
---             retention (ms)
+--             retention (ms), the shard's share of the safety stock
 --
 -- Output:
 --   {'OK', qty, expires, available_after, 'new'}       the part is held now
 --   {'OK', qty, expires, available_after, 'existing'}  the part was placed before (a retry)
 --   {'ENDED', outcome, qty, expires}   the part was placed before and has ended
 --   {'INSUFFICIENT', available, rises, in_flight, next_expiry}
---                                      the shard has fewer than qty units (after inline
---                                      reclaim); see short() in lib.lua
+--                                      the shard has fewer than qty units above its safety
+--                                      share (after inline reclaim); see short() in lib.lua
 --   {'LIMIT', used}                    the customer would pass the pool's per-customer limit
 --   {'REFUSED', code, n}               this request was refused before (code INSUFFICIENT or
 --                                      LIMIT, n as in that reply)

@@ -40,7 +40,7 @@ func TestRedisLostEverything(t *testing.T) {
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 100)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 2}, 60)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
-	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1, Substitutes: []string{"a", "empty"}}, 10)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1, Substitutes: []string{"a", "empty"}, SafetyStock: 3}, 10)
 	region := engine.Region{Name: "r1", Strategy: engine.StrategyMostStock, Locations: []engine.RegionLocation{{Location: "s1", Priority: 1}, {Location: "s2"}}}
 	if err := e.PutRegion(ctx, region); err != nil {
 		t.Fatal(err)
@@ -156,8 +156,8 @@ func TestRedisLostEverything(t *testing.T) {
 					a.Available, a.Held, a.Committed, b.Available, b.Held, b.Committed)
 			}
 		}
-		if c, err := eng.Pool(ctx, "s1", "c"); err != nil || fmt.Sprint(c.Substitutes) != "[a empty]" {
-			t.Fatalf("pool c after the repair: %v %+v, want its substitutes", err, c)
+		if c, err := eng.Pool(ctx, "s1", "c"); err != nil || fmt.Sprint(c.Substitutes) != "[a empty]" || c.SafetyStock != 3 {
+			t.Fatalf("pool c after the repair: %v %+v, want its substitutes and safety stock", err, c)
 		}
 		// The regions come back, with their indexes of items.
 		if r, err := eng.RegionNamed(ctx, "r1", true); err != nil || fmt.Sprint(*r) != fmt.Sprint(region) {

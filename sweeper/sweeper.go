@@ -344,7 +344,7 @@ func (s *Sweeper) rebalance(ctx context.Context, now time.Time, pass *Pass) erro
 	for _, a := range avail {
 		counts := make([]int64, len(a.Shards))
 		for i, sc := range a.Shards {
-			counts[i] = sc.Available
+			counts[i] = max(sc.Available-a.SafetyShare(i), 0) // a shard's safety share never moves
 		}
 		for _, mv := range planRebalance(counts, s.cfg.LowWater) {
 			id := transferID(a.PoolConfig, now, mv)
@@ -429,7 +429,7 @@ func (s *Sweeper) writeOff(ctx context.Context, now time.Time, pass *Pass) error
 		return err
 	}
 	for _, a := range avail {
-		if a.Available <= 0 {
+		if a.Unsold() <= 0 {
 			continue
 		}
 		h := fnv.New32a()
