@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -146,4 +148,69 @@ func inventoryShows(r response, sku string, stock, available, safety int64) bool
 		}
 	}
 	return false
+}
+
+// TestCustomerLimitWindow: a per-customer limit over a window through HTTP. Racing holds of
+// one customer get exactly the limit; units bought count until the window has passed (on the
+// server's clock), not a millisecond less; bad windows are refused and change nothing.
+func TestCustomerLimitWindow(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Parallel()
+		ts := startServer(t, rdb, nil)
+		const window = 1500 * time.Millisecond
+		put := func(body map[string]any) response {
+			return ts.do("PUT", "/v1/pools/s1/windowed", adminKey, body)
+		}
+		put(map[string]any{"vendor": "acme", "shards": 4, "customer_limit": 2, "customer_window_ms": window.Milliseconds()}).want(t, 200, "")
+		if _, err := ts.eng.Adjust(context.Background(), engine.AdjustRequest{Location: "s1", SKU: "windowed", Kind: engine.Set, Qty: 100,
+			TransactionID: "seed", Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		hold := func(customer string, qty int) response {
+			n++
+			return ts.do("POST", "/v1/holds", clientKey, map[string]any{"location": "s1", "sku": "windowed", "qty": qty,
+				"customer_id": customer}, "Idempotency-Key", fmt.Sprint("w", n))
+		}
+		// Racing one-unit holds of one customer: exactly two.
+		var granted atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 12 {
+			wg.Go(func() {
+				r := ts.do("POST", "/v1/holds", clientKey, map[string]any{"location": "s1", "sku": "windowed", "qty": 1,
+					"customer_id": "bob"}, "Idempotency-Key", fmt.Sprint("bob", i))
+				switch e, _ := r.body["error"].(map[string]any); {
+				case r.status == 201:
+					granted.Add(1)
+				case r.status != 409 || e["code"] != "customer_limit":
+					t.Errorf("bob's hold %d: %d %s", i, r.status, r.raw)
+				}
+			})
+		}
+		wg.Wait()
+		if granted.Load() != 2 {
+			t.Fatalf("%d of bob's racing holds granted, limit 2", granted.Load())
+		}
+
+		// Bought, then refused until the window has passed.
+		h := hold("alice", 2).want(t, 201, "")
+		ts.do("POST", "/v1/holds/"+h.str("hold_id")+"/commit", clientKey, nil).want(t, 200, "")
+		hold("alice", 1).want(t, 409, "customer_limit")
+		ts.clock.Advance(window - time.Millisecond)
+		hold("alice", 1).want(t, 409, "customer_limit")
+		ts.clock.Advance(time.Millisecond) // the window has passed
+		hold("alice", 2).want(t, 201, "")
+
+		// Bad windows change nothing.
+		put(map[string]any{"vendor": "acme", "shards": 4, "customer_window_ms": 1000}).want(t, 422, "invalid")
+		put(map[string]any{"vendor": "acme", "shards": 4, "customer_limit": 2, "customer_window_ms": -1}).want(t, 422, "invalid")
+		inv := ts.do("GET", "/v1/vendors/acme/inventory", adminKey, nil).want(t, 200, "")
+		if !strings.Contains(string(inv.raw), `"customer_window_ms":1500`) {
+			t.Fatalf("vendor inventory after refused changes: %s", inv.raw)
+		}
+		if _, err := ts.eng.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -118,7 +118,11 @@ func (s *Server) poolStatus(c *call) error {
 		add(statusReason{Code: "LOW_STOCK", Message: fmt.Sprintf("%d units available, at or below the low-stock threshold %d", a.Available, a.LowStock)})
 	}
 	if a.CustomerLimit > 0 {
-		add(statusReason{Code: "CUSTOMER_LIMIT", Message: fmt.Sprintf("each customer may hold or buy at most %d units", a.CustomerLimit)})
+		msg := fmt.Sprintf("each customer may hold or buy at most %d units", a.CustomerLimit)
+		if a.CustomerWindow > 0 {
+			msg += fmt.Sprintf(" in %s (units held now and sold in that time)", time.Duration(a.CustomerWindow)*time.Millisecond)
+		}
+		add(statusReason{Code: "CUSTOMER_LIMIT", Message: msg})
 	}
 	if s.guard != nil {
 		if pending, err := s.guard.List(c.ctx, vendor, guardrails.Pending, 1000); err == nil {

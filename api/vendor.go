@@ -241,9 +241,11 @@ type inventoryItem struct {
 	Status        string `json:"status"`
 	LowStock      int64  `json:"low_stock_threshold"`
 	CustomerLimit int64  `json:"customer_limit"`
-	Shards        int    `json:"shards"`
-	IsPerishable  bool   `json:"is_perishable"`
-	BestBeforeMs  int64  `json:"best_before_ms,omitempty"`
+	// CustomerWindowMs: the window of the per-customer limit (0: for good).
+	CustomerWindowMs int64 `json:"customer_window_ms"`
+	Shards           int   `json:"shards"`
+	IsPerishable     bool  `json:"is_perishable"`
+	BestBeforeMs     int64 `json:"best_before_ms,omitempty"`
 }
 
 func (s *Server) vendorInventory(c *call) error {
@@ -267,7 +269,7 @@ func (s *Server) vendorInventory(c *call) error {
 	for i, a := range avail {
 		items[i] = inventoryItem{Location: a.Location, SKU: a.SKU, ItemID: a.SKU, StockQuantity: a.Unsold(),
 			SafetyStock: a.SafetyStock, Available: a.Available, Held: a.Held, Committed: a.Committed, Status: a.Status, LowStock: a.LowStock,
-			CustomerLimit: a.CustomerLimit, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore}
+			CustomerLimit: a.CustomerLimit, CustomerWindowMs: a.CustomerWindow, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore}
 	}
 	body := map[string]any{"vendor_id": vendor, "items": items}
 	if more {
@@ -299,6 +301,8 @@ type poolBody struct {
 	BestBeforeMs  int64    `json:"best_before_ms"`
 	Substitutes   []string `json:"substitutes"`
 	SafetyStock   int64    `json:"safety_stock"`
+	// CustomerWindowMs makes the per-customer limit one over a sliding window (0: for good).
+	CustomerWindowMs int64 `json:"customer_window_ms"`
 }
 
 // putPool creates a pool (with no stock) or updates its threshold, limit, best-before date,
@@ -313,7 +317,7 @@ func (s *Server) putPool(c *call) error {
 	}
 	cfg := engine.PoolConfig{Location: c.param("location"), SKU: c.param("sku"), Vendor: b.Vendor, Shards: b.Shards,
 		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs, Substitutes: b.Substitutes,
-		SafetyStock: b.SafetyStock}
+		SafetyStock: b.SafetyStock, CustomerWindow: b.CustomerWindowMs}
 	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
 		return err
 	}

@@ -33,6 +33,9 @@ type PoolConfig struct {
 	LowStock int64 `json:"low_stock"`
 	// CustomerLimit caps the units one customer may hold or buy from this pool (0: none).
 	CustomerLimit int64 `json:"customer_limit"`
+	// CustomerWindow (ms; 0: for good) makes the limit one over a sliding window: units held
+	// now and units sold in the last CustomerWindow count against it.
+	CustomerWindow int64 `json:"customer_window_ms,omitempty"`
 	// BestBefore (unix ms, 0: not perishable): after it, remaining stock is written off.
 	BestBefore int64 `json:"best_before,omitempty"`
 	// SafetyStock is a buffer of units never sold: a shard keeps its share of it (see
@@ -46,6 +49,9 @@ type PoolConfig struct {
 
 // MaxSubstitutes bounds a pool's list of substitutes.
 const MaxSubstitutes = 10
+
+// maxCustomerWindow bounds the window of a per-customer limit (ms).
+const maxCustomerWindow = 366 * 24 * 3600 * 1000
 
 // maxSafetyStock bounds a pool's safety stock.
 const maxSafetyStock = 1_000_000_000
@@ -89,6 +95,10 @@ func (e *Engine) validatePoolConfig(c PoolConfig) error {
 		return invalid("low_stock", "must not be negative")
 	case c.CustomerLimit < 0:
 		return invalid("customer_limit", "must not be negative")
+	case c.CustomerWindow < 0 || c.CustomerWindow > maxCustomerWindow:
+		return invalid("customer_window_ms", "must be 0..%d (366 days)", maxCustomerWindow)
+	case c.CustomerWindow > 0 && c.CustomerLimit == 0:
+		return invalid("customer_window_ms", "a window needs a customer_limit")
 	case c.BestBefore < 0:
 		return invalid("best_before", "must not be negative")
 	case c.SafetyStock < 0 || c.SafetyStock > maxSafetyStock:

@@ -21,8 +21,10 @@ type HoldRecord struct {
 	Qty       int64
 	ExpiresAt int64 // unix ms
 	Customer  string
-	// Limited: the units count against the customer's limit on the pool.
+	// Limited: the units count against the customer's limit on the pool; Window (ms, with
+	// Limited), when set, is the limit's window: once sold, they count for that long.
 	Limited bool
+	Window  int64
 	Token   string
 	Created int64 // unix ms
 	// Fingerprint of the request that placed it; empty when restored from the ledger (which
@@ -35,7 +37,10 @@ type HoldRecord struct {
 // encode returns the record's Redis form (see enc_hold in lib.lua).
 func (h HoldRecord) encode() string {
 	limited := "0"
-	if h.Limited {
+	switch {
+	case h.Limited && h.Window > 0:
+		limited = "w" + strconv.FormatInt(h.Window, 10)
+	case h.Limited:
 		limited = "1"
 	}
 	return strings.Join([]string{h.Location, h.SKU, strconv.Itoa(h.Shard), strconv.FormatInt(h.Qty, 10),
@@ -50,11 +55,14 @@ func decodeHoldRecord(s string) (HoldRecord, bool) {
 	if len(f) != 10 && len(f) != 11 {
 		return HoldRecord{}, false
 	}
-	h := HoldRecord{Location: f[0], SKU: f[1], Customer: f[5], Limited: f[6] == "1", Token: f[7], Fingerprint: f[9]}
+	h := HoldRecord{Location: f[0], SKU: f[1], Customer: f[5], Limited: f[6] != "0" && f[6] != "", Token: f[7], Fingerprint: f[9]}
 	if len(f) == 11 {
 		h.Owner = f[10]
 	}
-	var errs [4]error
+	var errs [5]error
+	if w, ok := strings.CutPrefix(f[6], "w"); ok {
+		h.Window, errs[4] = strconv.ParseInt(w, 10, 64)
+	}
 	h.Shard, errs[0] = strconv.Atoi(f[2])
 	h.Qty, errs[1] = strconv.ParseInt(f[3], 10, 64)
 	h.ExpiresAt, errs[2] = strconv.ParseInt(f[4], 10, 64)
@@ -78,8 +86,11 @@ type Rebase struct {
 	// Drop lists active hold parts to remove; Holds the parts to (re)write.
 	Drop  []string
 	Holds map[string]HoldRecord
-	// Customers maps "location|sku|customer" to the units counting against the limit.
+	// Customers maps "location|sku|customer" to the units counting against the limit, and
+	// Sales such a count to the sales in it that count only for a window (their units are
+	// taken off the count once the window has passed).
 	Customers map[string]int64
+	Sales     map[string][]Sale
 	// Ended maps parts that ended (within the idempotency retention) to their tombstones, so
 	// a retry of the reservation, or of its commit or release, answers as before.
 	Ended map[string]Tombstone
@@ -156,8 +167,20 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 	for part, h := range st.Holds {
 		pl.Holds[part] = [2]string{h.encode(), strconv.FormatInt(h.ExpiresAt, 10)}
 	}
+	now := e.nowMs()
 	for f, n := range st.Customers {
+		var keep []string
+		for _, s := range st.Sales[f] {
+			if s.Until <= now {
+				n -= s.Qty
+			} else {
+				keep = append(keep, strconv.FormatInt(s.Until, 10)+":"+strconv.FormatInt(s.Qty, 10))
+			}
+		}
 		pl.Cust[f] = strconv.FormatInt(n, 10)
+		if len(keep) > 0 {
+			pl.Cust[f+"|w"] = strings.Join(keep, " ") // as cust_sold in lib.lua keeps them
+		}
 	}
 	js, err := json.Marshal(pl)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 )
 
 // ShardKey names one sub-counter of a pool.
@@ -43,8 +44,10 @@ type ReplayOptions struct {
 	// needs them; a checkpoint does not).
 	History bool
 	// Limited says which pools count a customer's units against a limit (nil: none);
-	// Customers is kept for those.
+	// Customers is kept for those. Window gives the window (ms) of such a pool's limit
+	// (nil or 0: sold units count for good); Sales is kept for those.
 	Limited func(PoolKey) bool
+	Window  func(PoolKey) int64
 	// MaxTTL (ms): a RESERVED event that carries no expiry (written before events carried it)
 	// is taken to expire MaxTTL after it was written, the latest it can.
 	MaxTTL int64
@@ -67,14 +70,22 @@ type Replay struct {
 	// Changes (History) holds every stock change applied.
 	Changes map[StockChange]bool
 	// Customers (with Limited) maps "location|sku|customer" to the units counting against
-	// the pool's limit, as Redis keeps them.
+	// the pool's limit, as Redis keeps them, and Sales such a count to its sales under a
+	// limit over a window, each counting until its window has passed.
 	Customers map[string]int64
+	Sales     map[string][]Sale
 	opts      ReplayOptions
+}
+
+// Sale is units sold under a per-customer limit over a window: they count until Until (ms).
+type Sale struct {
+	Until, Qty int64
 }
 
 // NewReplay starts a replay from a partition's first event.
 func NewReplay(opts ReplayOptions) *Replay {
-	r := &Replay{Shards: map[ShardKey]*ShardTotals{}, Open: map[string]OpenPart{}, Customers: map[string]int64{}, opts: opts}
+	r := &Replay{Shards: map[ShardKey]*ShardTotals{}, Open: map[string]OpenPart{}, Customers: map[string]int64{},
+		Sales: map[string][]Sale{}, opts: opts}
 	if opts.History {
 		r.Ended, r.Changes = map[string]Tombstone{}, map[StockChange]bool{}
 	}
@@ -105,6 +116,9 @@ func (r *Replay) Apply(ev *Event) {
 		}
 		h := HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: exp, Customer: ev.Customer,
 			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
+		if h.Limited && r.opts.Window != nil {
+			h.Window = r.opts.Window(k.Pool())
+		}
 		r.Open[ev.Hold] = OpenPart{HoldRecord: h, Seq: ev.Seq}
 		if h.Limited {
 			r.Customers[customerField(h)] += h.Qty
@@ -146,6 +160,10 @@ func (r *Replay) end(ev *Event) {
 		back := h.Qty
 		if ev.Type == EventCommitted {
 			back -= ev.Qty // a part committed in part gave the rest back
+			if h.Window > 0 && ev.Qty > 0 {
+				f := customerField(h.HoldRecord)
+				r.Sales[f] = append(r.Sales[f], Sale{Until: ev.TS + h.Window, Qty: ev.Qty})
+			}
 		}
 		r.Customers[customerField(h.HoldRecord)] -= back
 	}
@@ -168,7 +186,11 @@ func customerField(h HoldRecord) string { return h.Location + "|" + h.SKU + "|" 
 // Clone copies the replay (what it has added up so far).
 func (r *Replay) Clone() *Replay {
 	c := &Replay{Shards: make(map[ShardKey]*ShardTotals, len(r.Shards)), Open: maps.Clone(r.Open),
-		Customers: maps.Clone(r.Customers), Ended: maps.Clone(r.Ended), Changes: maps.Clone(r.Changes), opts: r.opts}
+		Customers: maps.Clone(r.Customers), Ended: maps.Clone(r.Ended), Changes: maps.Clone(r.Changes), opts: r.opts,
+		Sales: make(map[string][]Sale, len(r.Sales))}
+	for f, s := range r.Sales {
+		c.Sales[f] = slices.Clone(s)
+	}
 	for k, t := range r.Shards {
 		v := *t
 		c.Shards[k] = &v

@@ -53,7 +53,7 @@ func (s *Store) Alarm(ctx context.Context, partition int, seq int64, kind, detai
 // Pools lists the pool configurations the ledger holds.
 func (s *Store) Pools(ctx context.Context) ([]engine.PoolConfig, error) {
 	rows, err := s.pool.Query(ctx, `SELECT location, sku, vendor_id, shards, low_stock, customer_limit, best_before, substitutes,
-		  safety_stock
+		  safety_stock, customer_window_ms
 		FROM pools ORDER BY location, sku`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read pools: %w", err)
@@ -61,7 +61,7 @@ func (s *Store) Pools(ctx context.Context) ([]engine.PoolConfig, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (engine.PoolConfig, error) {
 		var p engine.PoolConfig
 		err := row.Scan(&p.Location, &p.SKU, &p.Vendor, &p.Shards, &p.LowStock, &p.CustomerLimit, &p.BestBefore, &p.Substitutes,
-			&p.SafetyStock)
+			&p.SafetyStock, &p.CustomerWindow)
 		if len(p.Substitutes) == 0 {
 			p.Substitutes = nil
 		}

@@ -79,6 +79,9 @@ if op == 'open' then
   redis.call('ZADD', K_EXP, exp, part)
 elseif op == 'close' then
   local h = dec_hold(redis.call('HGET', K_HOLDS, part))
+  if typ == 'COMMITTED' then
+    cust_sold(h, qty) -- a sale under a limit over a window counts for the window
+  end
   h.qty = qty
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)

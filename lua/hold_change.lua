@@ -52,7 +52,7 @@ end
 local f = field(h.loc, h.sku, h.shard)
 local back = q - n
 local after = avail_incr(f, back)
-if back > 0 and h.limited == '1' and h.cust ~= '' then
+if back > 0 and counted(h) then
   redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -back)
 end
 h.qty = n
@@ -64,6 +64,7 @@ if op == 'REDUCE' then
 end
 stock_incr(f .. '|h', -q)
 stock_incr(f .. '|c', n)
+cust_sold(h, n)
 redis.call('HDEL', K_HOLDS, part)
 redis.call('ZREM', K_EXP, part)
 redis.call('HSET', K_HOLDS, 'd:' .. part, tomb('COMMITTED', h, h.fp, h.owner))

@@ -251,7 +251,10 @@ local function tx_replay(id)
 end
 
 -- A hold part: loc|sku|shard|qty|expires|customer|limited|idem token|created|fingerprint|owner
--- (owner: the API key that placed it; only it may read, extend, commit or release the part).
+-- (owner: the API key that placed it; only it may read, extend, commit or release the part;
+-- limited: '0' when its units do not count against the customer's limit, '1' when they count
+-- while held and, once sold, for good, 'w<ms>' when they count while held and for <ms> after
+-- they were sold: a limit over a window).
 local function hold_record(loc, sku, shard, qty, exp, cust, limited, token, created, fp, owner)
   return loc .. '|' .. sku .. '|' .. shard .. '|' .. qty .. '|' .. exp .. '|' .. cust .. '|' .. limited
     .. '|' .. token .. '|' .. created .. '|' .. fp .. '|' .. owner
@@ -269,6 +272,52 @@ end
 
 local function field(loc, sku, shard)
   return loc .. '|' .. sku .. '|' .. shard
+end
+
+-- counted says whether a part's units count against its customer's limit (K_CUST).
+local function counted(h)
+  return h.limited ~= '0' and h.limited ~= '' and h.cust ~= ''
+end
+
+-- A limit over a window keeps, beside the customer's count "loc|sku|customer", the sales
+-- that still count in "loc|sku|customer|w": "<until ms>:<units>" entries, space-separated.
+
+-- cust_sold records that n units of part h were sold: with a window, they stop counting
+-- when it has passed.
+local function cust_sold(h, n)
+  if string.sub(h.limited, 1, 1) ~= 'w' or h.cust == '' or n <= 0 then
+    return
+  end
+  local f = h.loc .. '|' .. h.sku .. '|' .. h.cust .. '|w'
+  local entry = string.format('%d', NOW + tonumber(string.sub(h.limited, 2))) .. ':' .. string.format('%d', n)
+  local old = redis.call('HGET', K_CUST, f)
+  redis.call('HSET', K_CUST, f, old and (old .. ' ' .. entry) or entry)
+end
+
+-- cust_expire takes the sales whose window has passed off the customer's count cf.
+local function cust_expire(cf)
+  local f = cf .. '|w'
+  local v = redis.call('HGET', K_CUST, f)
+  if not v then
+    return
+  end
+  local keep, gone = {}, 0
+  for at, n in string.gmatch(v, '(%d+):(%d+)') do
+    if tonumber(at) <= NOW then
+      gone = gone + tonumber(n)
+    else
+      keep[#keep + 1] = at .. ':' .. n
+    end
+  end
+  if gone == 0 then
+    return
+  end
+  redis.call('HINCRBY', K_CUST, cf, -gone)
+  if #keep == 0 then
+    redis.call('HDEL', K_CUST, f)
+  else
+    redis.call('HSET', K_CUST, f, table.concat(keep, ' '))
+  end
 end
 
 -- forget_at schedules a record for removal by the sweep script's clean-up pass.
@@ -302,7 +351,8 @@ local function end_part(part, h, outcome, actor, reason, keep_ms)
   if outcome == 'COMMITTED' then
     delta = 0
     stock_incr(f .. '|c', h.qty)
-  elseif h.limited == '1' and h.cust ~= '' then
+    cust_sold(h, h.qty)
+  elseif counted(h) then
     redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
   end
   local after = avail_incr(f, delta)
@@ -417,6 +467,9 @@ local function place_one(r)
   local cf = nil
   if r.limit > 0 and r.cust ~= '' then
     cf = r.loc .. '|' .. r.sku .. '|' .. r.cust
+    if r.window > 0 then
+      cust_expire(cf)
+    end
     local used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
     if used + r.qty > r.limit then
       -- The customer's own expired holds may not have been swept yet.
@@ -441,7 +494,7 @@ local function place_one(r)
   local limited = '0'
   if cf then
     redis.call('HINCRBY', K_CUST, cf, r.qty)
-    limited = '1'
+    limited = r.window > 0 and ('w' .. r.window_s) or '1'
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
   local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp, r.owner)
@@ -511,7 +564,7 @@ local function reserve_one(r)
 end
 
 -- REQ_WIDTH is the number of ARGV entries one reserve request takes (after partition and now).
-local REQ_WIDTH = 16
+local REQ_WIDTH = 17
 
 -- read_req reads one reserve request starting at ARGV[i] into R, checks it (raising an error
 -- before anything is written when it is malformed) and returns it. R is one table the call
@@ -521,7 +574,8 @@ local REQ_WIDTH = 16
 --   i+7 per-customer limit (0: none), i+8 idempotency token, i+9 fingerprint, i+10 mode
 --   (F, S or P, see reserve_one), i+11 owner, i+12 expired holds to reclaim inline,
 --   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept, i+15 the
---   units the shard keeps back (its share of the pool's safety stock)
+--   units the shard keeps back (its share of the pool's safety stock), i+16 the window (ms)
+--   of the per-customer limit (0: sold units count for good)
 local R = {}
 local MODES = {F = true, S = true, P = true}
 local function read_req(i)
@@ -532,9 +586,10 @@ local function read_req(i)
   r.mode, r.owner = ARGV[i + 10], text(ARGV[i + 11])
   r.qty, r.limit = int(r.qty_s, 1, MAX_QTY), int(ARGV[i + 7], 0, MAX_QTY)
   r.reclaim, r.keep_ms, r.refusal_ms = int(ARGV[i + 12], 0, 1000), int(ARGV[i + 13], 0, MAX_MS), int(ARGV[i + 14], 0, MAX_MS)
-  r.floor = int(ARGV[i + 15], 0, MAX_QTY)
+  r.floor, r.window_s = int(ARGV[i + 15], 0, MAX_QTY), ARGV[i + 16]
+  r.window = int(r.window_s, 0, MAX_MS)
   if not (r.part and r.loc and r.sku and r.cust and r.token and r.fp and r.owner and r.qty and r.limit
-      and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and MODES[r.mode]
+      and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and r.window and MODES[r.mode]
       and int(r.shard, 0, 1023) and int(r.exp_s, NOW + 1, MAX_MS)) then
     error({err = 'ERR reserve: malformed request at argument ' .. (i - 2) .. ': '
       .. table.concat(ARGV, ' ', i, math.min(#ARGV, i + REQ_WIDTH - 1))})

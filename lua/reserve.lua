@@ -3,10 +3,11 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..18] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
+-- ARGV[3..19] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
 --             expires (ms), customer, per-customer limit, idempotency token, fingerprint,
 --             mode (F, S or P), owner, holds to reclaim inline, tombstone and refusal
---             retention (ms), the shard's share of the safety stock
+--             retention (ms), the shard's share of the safety stock, the window (ms) of
+--             the per-customer limit
 --
 -- Output:
 --   {'OK', qty, expires, available_after, 'new'}       the part is held now

@@ -4,7 +4,7 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..] -> requests, 16 values each, in the order of reserve.lua's ARGV[3..18]
+-- ARGV[3..] -> requests, 17 values each, in the order of reserve.lua's ARGV[3..19]
 --
 -- Output: one reply per request, each as reserve.lua's reply, except that a part placed now
 -- ({'OK', qty, expires, available_after, 'new'}) is answered with available_after alone: the

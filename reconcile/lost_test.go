@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func TestRedisLostEverything(t *testing.T) {
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "a", Shards: 4}, 100)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "lim", Shards: 8, CustomerLimit: 2}, 60)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "win", Shards: 1, CustomerLimit: 2, CustomerWindow: time.Hour.Milliseconds()}, 10)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1, Substitutes: []string{"a", "empty"}, SafetyStock: 3}, 10)
 	region := engine.Region{Name: "r1", Strategy: engine.StrategyMostStock, Locations: []engine.RegionLocation{{Location: "s1", Priority: 1}, {Location: "s2"}}}
 	if err := e.PutRegion(ctx, region); err != nil {
@@ -73,6 +75,12 @@ func TestRedisLostEverything(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+	// A sale under a limit over a window (of an hour) before the loss.
+	if h, err := reserve(e, "win", 2, "w1", "win-1"); err != nil {
+		t.Fatal(err)
+	} else if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+		t.Fatal(err)
 	}
 	// Holds changed before the loss: one reduced from 2 to 1, one of 2 committed in part (1).
 	reduced, err := reserve(e, "lim", 2, "cr", "reduce")
@@ -163,8 +171,8 @@ func TestRedisLostEverything(t *testing.T) {
 		if r, err := eng.RegionNamed(ctx, "r1", true); err != nil || fmt.Sprint(*r) != fmt.Sprint(region) {
 			t.Fatalf("region after the repair: %v %+v, want %+v", err, r, region)
 		}
-		if items, _, err := eng.RegionItems(ctx, "r1", "", 10, false); err != nil || len(items) != 4 {
-			t.Fatalf("region items after the repair: %v %d, want 4", err, len(items))
+		if items, _, err := eng.RegionItems(ctx, "r1", "", 10, false); err != nil || len(items) != 5 {
+			t.Fatalf("region items after the repair: %v %d, want 5", err, len(items))
 		}
 		// Retries of earlier requests get their holds; customers at their limit stay there.
 		if h, err := reserve(eng, "a", 1, "", "small"); err != nil || h.ID != small.ID {
@@ -186,6 +194,14 @@ func TestRedisLostEverything(t *testing.T) {
 				t.Fatalf("customer %d past the limit after the repair: %v", c, err)
 			}
 		}
+	}
+	// The sale under the window still counts, and stops counting an hour after it was made.
+	if _, err := reserve(later, "win", 1, "w1", "win-2"); !errors.Is(err, engine.ErrCustomerLimit) {
+		t.Fatalf("a customer who bought 2 of 2 in the window, after the repair: %v", err)
+	}
+	custKey := fmt.Sprintf("%s:{p%d}:cust", e.Config().Prefix, later.PartitionOf("s1", "win", 0))
+	if w, err := rdb.HGet(ctx, custKey, "s1|win|w1|w").Result(); err != nil || !strings.HasSuffix(w, ":2") || strings.Contains(w, " ") {
+		t.Fatalf("the sale's window after the repair: %q %v, want one entry of 2 units", w, err)
 	}
 	// The changed holds count what they kept: each customer may take one unit more, not two.
 	for _, c := range []string{"cr", "cp"} {

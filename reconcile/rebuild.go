@@ -74,15 +74,26 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		return nil, err
 	}
 	forkFrom, forked, continued := forkOf(stream, ledgerEvs)
-	limits := map[engine.PoolKey]bool{}
-	opts := engine.ReplayOptions{History: true, MaxTTL: r.eng.Config().MaxTTL.Milliseconds(), Limited: func(k engine.PoolKey) bool {
+	limits := map[engine.PoolKey]*engine.PoolConfig{}
+	limitOf := func(k engine.PoolKey) *engine.PoolConfig {
 		if l, ok := limits[k]; ok {
 			return l
 		}
-		pc, err := r.eng.Pool(ctx, k.Location, k.SKU)
-		limits[k] = err == nil && pc.CustomerLimit > 0
-		return limits[k]
-	}}
+		var l *engine.PoolConfig
+		if pc, err := r.eng.Pool(ctx, k.Location, k.SKU); err == nil && pc.CustomerLimit > 0 {
+			l = &pc
+		}
+		limits[k] = l
+		return l
+	}
+	opts := engine.ReplayOptions{History: true, MaxTTL: r.eng.Config().MaxTTL.Milliseconds(),
+		Limited: func(k engine.PoolKey) bool { return limitOf(k) != nil },
+		Window: func(k engine.PoolKey) int64 {
+			if l := limitOf(k); l != nil {
+				return l.CustomerWindow
+			}
+			return 0
+		}}
 	replay := func(evs []engine.Event) *engine.Replay {
 		st := engine.NewReplay(opts)
 		for i := range evs {
@@ -373,7 +384,8 @@ func (r *Reconciler) streamFrom(ctx context.Context, p int, after, upTo int64) (
 // can have had. Shards Redis has and the ledger never saw are zeroed (carried events refill them).
 func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, forkFrom int64, forked []engine.Event) engine.Rebase {
 	rb := engine.Rebase{ExpectSeq: snap.Seq, ExpectHead: snap.Head, Seq: seq, Head: head, ForkFrom: forkFrom,
-		Shards: map[engine.ShardKey]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.Customers}
+		Shards: map[engine.ShardKey]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.Customers,
+		Sales: st.Sales}
 	for _, ev := range forked {
 		rb.ForkSeqs = append(rb.ForkSeqs, ev.Seq)
 	}
@@ -393,7 +405,7 @@ func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, 
 	for part, op := range st.Open {
 		h := op.HoldRecord
 		if rec, ok := inRedis[part]; ok && rec.Location == h.Location && rec.SKU == h.SKU && rec.Shard == h.Shard && rec.Qty == h.Qty {
-			rec.Limited = h.Limited // the customer counts are rebuilt with the ledger's view
+			rec.Limited, rec.Window = h.Limited, h.Window // the customer counts are rebuilt with the ledger's view
 			h = rec
 			st.Open[part] = engine.OpenPart{HoldRecord: rec, Seq: op.Seq}
 		}
@@ -427,6 +439,9 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 			rec = one.Open[ev.Hold].HoldRecord
 		}
 		rec.Limited = ev.Customer != "" && opts.Limited(engine.KeyOf(ev).Pool())
+		if rec.Limited {
+			rec.Window = opts.Window(engine.KeyOf(ev).Pool())
+		}
 		c.Available, c.Held, c.Op, c.Record, c.ExpiresAt = -ev.Qty, ev.Qty, engine.HoldOpen, rec, rec.ExpiresAt
 		if rec.Limited {
 			c.CustomerDelta = ev.Qty
