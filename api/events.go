@@ -19,6 +19,10 @@ type EventQuery struct {
 	Limit          int
 	// Hold, when set, asks for one hold's events (its parts'), all on one page.
 	Hold []engine.PartID
+	// Follow asks for partition AfterPartition alone, after AfterSeq, never past a seq not
+	// yet there: a consumer that keeps Next misses no event that arrives late. Next is then
+	// always the cursor to continue from.
+	Follow bool
 }
 
 // EventPage is one page of events and the cursor to continue from ("" when nothing more is
@@ -48,6 +52,9 @@ func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, err
 	if len(q.Hold) > 0 {
 		return s.holdEvents(ctx, q)
 	}
+	if q.Follow {
+		return s.follow(ctx, q)
+	}
 	scanned := 0
 	p, after := q.AfterPartition, q.AfterSeq
 	for p < s.eng.Partitions() {
@@ -75,6 +82,33 @@ func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, err
 			p, after = p+1, 0
 		}
 	}
+	return page, nil
+}
+
+// follow reads one partition's stream after the cursor (a stream has no missing seqs).
+func (s *streamEvents) follow(ctx context.Context, q EventQuery) (EventPage, error) {
+	page := EventPage{Source: "redis"}
+	after := q.AfterSeq
+	for scanned := 0; scanned < maxScan; {
+		batch, err := s.eng.ReadEvents(ctx, q.AfterPartition, after, int64(q.Limit))
+		if err != nil {
+			return page, err
+		}
+		for _, ev := range batch {
+			after = ev.Seq
+			if s.vendorOwns(ctx, q.Vendor, ev) {
+				page.Events = append(page.Events, ev)
+				if len(page.Events) == q.Limit {
+					break
+				}
+			}
+		}
+		scanned += len(batch)
+		if len(batch) < q.Limit || len(page.Events) == q.Limit {
+			break
+		}
+	}
+	page.Next = fmt.Sprintf("%d:%d", q.AfterPartition, after)
 	return page, nil
 }
 
@@ -167,6 +201,18 @@ func (s *Server) inventoryEvents(c *call) error {
 		return err
 	}
 	q := EventQuery{Vendor: vendor, AfterPartition: p, AfterSeq: seq, Limit: limit}
+	if ps := c.query("partition"); ps != "" {
+		// Following one partition: after is that partition's cursor ("partition:seq", or 0
+		// or nothing from its start).
+		n, err := strconv.Atoi(ps)
+		if err != nil || n < 0 || n >= s.eng.Partitions() {
+			return errorf(http.StatusUnprocessableEntity, "invalid", "partition must be 0..%d", s.eng.Partitions()-1)
+		}
+		if c.query("after") != "" && p != n {
+			return errorf(http.StatusUnprocessableEntity, "invalid", "after %q is a cursor of partition %d, not %d", c.query("after"), p, n)
+		}
+		q.AfterPartition, q.Follow = n, true
+	}
 	if id := c.query("hold_id"); id != "" {
 		if q.Hold, err = s.eng.HoldParts(id); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/flashhold/flashhold/api"
+	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/ledger"
 )
 
@@ -54,6 +55,14 @@ func (l ledgerEvents) Events(ctx context.Context, q api.EventQuery) (api.EventPa
 	if len(q.Hold) > 0 {
 		evs, err := l.store.HoldEvents(ctx, q.Vendor, q.Hold)
 		return api.EventPage{Events: evs, Source: "postgres"}, err
+	}
+	if q.Follow {
+		evs, next, err := l.store.FollowEvents(ctx, q.Vendor, q.AfterPartition, q.AfterSeq, q.Limit)
+		if errors.Is(err, ledger.ErrUnknownCursor) {
+			return api.EventPage{}, &engine.ValidationError{Field: "after",
+				Reason: fmt.Sprintf("the ledger has no event %d:%d: continue from the next_after a page gave", q.AfterPartition, q.AfterSeq)}
+		}
+		return api.EventPage{Events: evs, Next: fmt.Sprintf("%d:%d", q.AfterPartition, next), Source: "postgres"}, err
 	}
 	evs, err := l.store.Events(ctx, q.Vendor, q.AfterPartition, q.AfterSeq, q.Limit)
 	if err != nil {

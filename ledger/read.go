@@ -218,3 +218,59 @@ func (s *Store) PoolChanges(ctx context.Context, location, sku string, parts []i
 	sort.SliceStable(all, func(i, j int) bool { return all[i].TS > all[j].TS })
 	return all[:min(limit, len(all))], nil
 }
+
+// followSpan bounds how far past its cursor one FollowEvents call looks for the first
+// missing seq, so that a consumer far behind costs each page a bounded scan.
+const followSpan = 10_000
+
+// FollowEvents reads up to limit events of partition p after seq after, never past a seq the
+// ledger lacks: a persister that died leaves its batch pending until another claims it,
+// and meanwhile later events of the partition may be in the ledger already. A consumer that
+// keeps the returned cursor (next) therefore never passes an event that arrives late. With
+// a vendor, only that vendor's pools; next then also moves over other vendors' events.
+// after must be 0 or the seq of an event the ledger holds.
+func (s *Store) FollowEvents(ctx context.Context, vendor string, p int, after int64, limit int) ([]engine.Event, int64, error) {
+	// The last seq of the run of seqs with none missing that starts at after (at seq 1 from 0).
+	var upTo int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM inventory_events WHERE partition = $1 AND seq = GREATEST($2, 1)) THEN $2
+		ELSE COALESCE((
+			SELECT e.seq FROM inventory_events e
+			 WHERE e.partition = $1 AND e.seq >= GREATEST($2, 1) AND e.seq < $2 + $3
+			   AND NOT EXISTS (SELECT 1 FROM inventory_events n WHERE n.partition = $1 AND n.seq = e.seq + 1)
+			 ORDER BY e.seq LIMIT 1), $2 + $3) END`, p, after, int64(followSpan)).Scan(&upTo)
+	if err != nil {
+		return nil, after, fmt.Errorf("ledger: follow partition %d: %w", p, err)
+	}
+	if after > 0 && upTo == after {
+		var known bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inventory_events WHERE partition = $1 AND seq = $2)`,
+			p, after).Scan(&known); err != nil {
+			return nil, after, fmt.Errorf("ledger: follow partition %d: %w", p, err)
+		}
+		if !known {
+			return nil, after, ErrUnknownCursor
+		}
+	}
+	if upTo <= after {
+		return nil, after, nil
+	}
+	q := `SELECT ` + eventSelect + ` FROM inventory_events e`
+	args := []any{p, after, upTo, limit}
+	if vendor != "" {
+		q += ` JOIN pools pl ON pl.location = e.location AND pl.sku = e.sku AND pl.vendor_id = $5`
+		args = append(args, vendor)
+	}
+	q += ` WHERE e.partition = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4`
+	evs, err := s.queryEvents(ctx, s.pool, q, args...)
+	if err != nil {
+		return nil, after, err
+	}
+	if len(evs) == limit {
+		return evs, evs[len(evs)-1].Seq, nil
+	}
+	return evs, upTo, nil // every event up to upTo was read (or is another vendor's)
+}
+
+// ErrUnknownCursor: a follow cursor names a seq the ledger does not hold.
+var ErrUnknownCursor = errors.New("no event at the cursor's seq")

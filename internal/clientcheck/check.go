@@ -216,28 +216,32 @@ type vendorChange struct {
 	delta int64
 }
 
-// checkEvents reads every event from the ledger (through the events API) and checks that
+// checkEvents reads every event from the ledger (through the events API, following each
+// partition) and checks that
 // each part was reserved once and ended at most once, that every part of a hold a client
 // was given has its RESERVED, that sales told are sold, that no part no client was told
 // of was ever sold, and that each vendor change told has events that make exactly it. It
 // returns the net of the vendor changes told that the ledger holds, by pool.
 func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]*told, vendorTold map[string]vendorChange) map[string]int64 {
+	// Each partition followed as a consumer of the feed would: until a page brings nothing.
 	var evs []event
-	for after := ""; ; {
-		var page struct {
-			Events []event `json:"events"`
-			Next   string  `json:"next_after"`
+	for part := range partitions {
+		for after := ""; ; {
+			var page struct {
+				Events []event `json:"events"`
+				Next   string  `json:"next_after"`
+			}
+			status, body := get(ctx, fmt.Sprintf("%s/v1/inventory/events?limit=1000&partition=%d&after=%s", s.URL, part, after), AdminKey, &page)
+			if status != http.StatusOK || page.Next == "" {
+				rep.violate("events API, following partition %d, answered %d: %s", part, status, body)
+				return nil
+			}
+			evs = append(evs, page.Events...)
+			if len(page.Events) == 0 {
+				break
+			}
+			after = page.Next
 		}
-		status, body := get(ctx, s.URL+"/v1/inventory/events?limit=1000&after="+after, AdminKey, &page)
-		if status != http.StatusOK {
-			rep.violate("events API answered %d: %s", status, body)
-			return nil
-		}
-		evs = append(evs, page.Events...)
-		if page.Next == "" {
-			break
-		}
-		after = page.Next
 	}
 	rep.Events = len(evs)
 	reserved, ended := map[string]int{}, map[string][]string{}
