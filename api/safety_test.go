@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,10 +14,9 @@ import (
 	"github.com/flashhold/flashhold/engine"
 )
 
-// TestSafetyStock: a pool's safety stock through HTTP. Racing holds take exactly the units
-// above it, over every shard (the slow path and transfers leave each shard's share alone);
-// availability shows it on hand but not available; lowering it frees units at once; a bad
-// value is refused and changes nothing.
+// TestSafetyStock: a pool's safety stock through HTTP. Racing holds (single items and carts)
+// take exactly the units above it; availability shows it on hand but not available; lowering
+// it frees units at once; a bad value, or one on a sharded pool, is refused and changes nothing.
 func TestSafetyStock(t *testing.T) {
 	t.Parallel()
 	backends(t, func(t *testing.T, rdb redis.UniversalClient) {
@@ -26,7 +24,7 @@ func TestSafetyStock(t *testing.T) {
 		ts := startServer(t, rdb, nil)
 		ctx := context.Background()
 		put := func(safety any) response {
-			return ts.do("PUT", "/v1/pools/s1/buffered", adminKey, map[string]any{"vendor": "acme", "shards": 4, "safety_stock": safety})
+			return ts.do("PUT", "/v1/pools/s1/buffered", adminKey, map[string]any{"vendor": "acme", "shards": 1, "safety_stock": safety})
 		}
 		put(6).want(t, 200, "")
 		if _, err := ts.eng.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "buffered", Kind: engine.Set, Qty: 20,
@@ -92,15 +90,13 @@ func TestSafetyStock(t *testing.T) {
 		if fmt.Sprint(inv.body["items"]) == "" || !inventoryShows(inv, "buffered", 6, 0, 6) {
 			t.Fatalf("vendor inventory: %s", inv.raw)
 		}
-		// A transfer never takes a shard's share: each shard holds exactly its share now.
-		for s := 1; s < 4; s++ {
-			if _, err := ts.eng.Transfer(ctx, "s1", "buffered", s, 0, 1, fmt.Sprint("xf", s), "test"); !errors.Is(err, engine.ErrInsufficient) {
-				t.Fatalf("transfer of a unit of shard %d's safety share: %v", s, err)
-			}
-		}
+		// A cart (the slow path) finds nothing either.
+		ts.do("POST", "/v1/holds", clientKey, map[string]any{"items": []map[string]any{{"location": "s1", "sku": "buffered", "qty": 1},
+			{"location": "berlin", "sku": "cap", "qty": 1}}}, "Idempotency-Key", "cart").want(t, 409, "insufficient_stock")
 
 		// Bad input changes nothing.
 		put(-1).want(t, 422, "invalid")
+		ts.do("PUT", "/v1/pools/s1/sharded", adminKey, map[string]any{"vendor": "acme", "shards": 4, "safety_stock": 2}).want(t, 422, "invalid")
 		if r := put("six"); r.status != 400 && r.status != 422 {
 			t.Fatalf("safety_stock \"six\": %d %s", r.status, r.raw)
 		}

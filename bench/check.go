@@ -107,7 +107,7 @@ func (b *bench) check(ctx context.Context, pools []expectation, refused bool) (I
 					iv.Violations = append(iv.Violations, fmt.Sprintf("%s shard %d has a negative counter: %+v", name, s.Shard, s))
 				}
 			}
-			iv.balance(name, x.stock-a.Available-a.Held-a.Committed,
+			iv.balance(name, x.stock-a.Unsold()-a.Held-a.Committed,
 				"%s: %d units neither available, held nor sold", "%s: %d units more than stocked")
 			iv.balance(name, a.Committed-x.committed,
 				"%s: %d units sold that no client was told of", "%s: clients were told of %d units the system did not sell")

@@ -239,7 +239,7 @@ func (b *bench) checkImported(ctx context.Context, pools []engine.PoolConfig, ro
 			if int64(start+j) < rows%n {
 				rounds++
 			}
-			if a.Available != importStock(int(rounds)) {
+			if a.Unsold() != importStock(int(rounds)) {
 				wrong++
 			}
 		}

@@ -182,6 +182,13 @@ func Load(ctx context.Context, e *engine.Engine, rows []Row, actor string, opts 
 		}
 		cfg := engine.PoolConfig{Location: row.Location, SKU: row.SKU, Vendor: row.Vendor, Shards: row.Shards,
 			LowStock: row.LowStock, CustomerLimit: row.CustomerLimit}
+		if old, err := e.Pool(ctx, row.Location, row.SKU); err == nil {
+			// What a stock file has no column for stays as the pool has it.
+			cfg.BestBefore, cfg.Substitutes, cfg.SafetyStock = old.BestBefore, old.Substitutes, old.SafetyStock
+			if cfg.CustomerLimit > 0 {
+				cfg.CustomerWindow = old.CustomerWindow
+			}
+		}
 		if err := e.CreatePool(ctx, cfg, actor); err != nil {
 			bad = append(bad, rowError(row.Line, err))
 			continue

@@ -84,3 +84,29 @@ func TestLoadMissingOnly(t *testing.T) {
 		t.Fatalf("after missing-only loads: a has %d (want 7: 10 less the 3 sold), b %d (want 5)", a.Available, b.Available)
 	}
 }
+
+// TestLoadKeepsWhatTheFileLacks: loading a stock file over a pool keeps the settings the file
+// has no column for (safety stock, the window of the customer limit, substitutes, best-before).
+func TestLoadKeepsWhatTheFileLacks(t *testing.T) {
+	ctx := context.Background()
+	e := testengine.New(t, testredis.Standalone(t), nil)
+	cfg := engine.PoolConfig{Location: "s1", SKU: "a", Vendor: "v1", Shards: 1, CustomerLimit: 2, CustomerWindow: 60_000,
+		SafetyStock: 3, BestBefore: 4_102_444_800_000}
+	if err := e.CreatePool(ctx, cfg, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := Parse(strings.NewReader("location,sku,vendor,stock,shards,customer_limit\ns1,a,v1,10,1,2\n"), "csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, bad := Load(ctx, e, rows, "test", LoadOptions{}); n != 1 || len(bad) != 0 {
+		t.Fatalf("load: %d, %v", n, bad)
+	}
+	got, err := e.Pool(ctx, "s1", "a")
+	if err != nil || got.SafetyStock != 3 || got.CustomerWindow != 60_000 || got.BestBefore != cfg.BestBefore {
+		t.Fatalf("after the load: %+v %v", got, err)
+	}
+	if a, _ := e.Availability(ctx, "s1", "a"); a.Available != 7 || a.Buffered != 3 {
+		t.Fatalf("after the load: %d available, %d buffered; want 7 and 3", a.Available, a.Buffered)
+	}
+}

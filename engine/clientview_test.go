@@ -345,7 +345,7 @@ func TestTransferAppliedOnce(t *testing.T) {
 		e := newEngine(t, rdb, nil, clock.option())
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "x", Shards: 2}, 20)
 		p, _ := e.pool(ctx, "s1", "x")
-		if r, err := e.run(ctx, "transfer_out", p.partitions[0], clock.Ms(), "s1", "x", 0, 5, "xf", p.partitions[1], 1, "test", 0); err != nil || r.code() != "OK" {
+		if r, err := e.run(ctx, "transfer_out", p.partitions[0], clock.Ms(), "s1", "x", 0, 5, "xf", p.partitions[1], 1, "test"); err != nil || r.code() != "OK" {
 			t.Fatalf("transfer_out: %v %v", r, err)
 		}
 		if r, err := e.run(ctx, "transfer_in", p.partitions[1], clock.Ms(), "s1", "x", 1, 5, "xf", p.partitions[0], 0, "test", e.cfg.IdempotencyTTL.Milliseconds()); err != nil || r.code() != "OK" {

@@ -182,7 +182,7 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 		twice("release", "tok.0.S", "shop", keep, "", "shop")
 		twice("void", "shop", keep, "test", "tok.0.P", "never.0.0")
 		twice("adjust", "s1", "x", 0, "RESTOCK", 5, "tx-1", "fp", "v", "", keep, MaxAvailable, "", "")
-		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer", 0)
+		twice("transfer_out", "s1", "x", 0, 2, "xf-1", p.partitions[1], 1, "rebalancer")
 		r := twice("sweep", 100, 100, keep)
 		if r.int(0) != 0 {
 			t.Fatalf("sweep restored %d", r.int(0))
@@ -243,7 +243,7 @@ func TestTransferInterrupted(t *testing.T) {
 		e := newEngine(t, rdb, nil)
 		makePool(t, e, PoolConfig{Location: "s1", SKU: "y", Shards: 4}, 40)
 		p, _ := e.pool(ctx, "s1", "y")
-		r, err := e.run(ctx, "transfer_out", p.partitions[0], e.nowMs(), "s1", "y", 0, 7, "half-1", p.partitions[2], 2, "test", 0)
+		r, err := e.run(ctx, "transfer_out", p.partitions[0], e.nowMs(), "s1", "y", 0, 7, "half-1", p.partitions[2], 2, "test")
 		if err != nil || r.code() != "OK" {
 			t.Fatalf("transfer_out: %v %v", r, err)
 		}

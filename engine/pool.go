@@ -38,9 +38,9 @@ type PoolConfig struct {
 	CustomerWindow int64 `json:"customer_window_ms,omitempty"`
 	// BestBefore (unix ms, 0: not perishable): after it, remaining stock is written off.
 	BestBefore int64 `json:"best_before,omitempty"`
-	// SafetyStock is a buffer of units never sold: a shard keeps its share of it (see
-	// SafetyShare) out of every hold and transfer. The units are on hand, not available;
-	// lowering it makes them available at once, like a restock.
+	// SafetyStock is a buffer of units never held or sold (pools of one shard only: shards
+	// that each kept a share could not keep the pool's whole buffer once their counts drift
+	// apart). The units are on hand, not available; lowering it makes them available at once.
 	SafetyStock int64 `json:"safety_stock,omitempty"`
 	// Substitutes: SKUs at the same location a shopper may take instead, in order (see
 	// allocate.go): offered when a hold is refused for stock, held instead on request.
@@ -56,17 +56,13 @@ const maxCustomerWindow = 366 * 24 * 3600 * 1000
 // maxSafetyStock bounds a pool's safety stock.
 const maxSafetyStock = 1_000_000_000
 
-// SafetyShare is the part of the pool's safety stock that shard keeps back: the buffer
-// spread over the shards as evenly as it divides, the first shards taking one more.
+// SafetyShare is the part of the pool's safety stock that shard keeps back out of every
+// hold: all of it on a pool of one shard (the only kind that has one).
 func (c PoolConfig) SafetyShare(shard int) int64 {
-	if c.SafetyStock == 0 || c.Shards < 1 {
+	if c.Shards != 1 || shard != 0 {
 		return 0
 	}
-	n := c.SafetyStock / int64(c.Shards)
-	if int64(shard) < c.SafetyStock%int64(c.Shards) {
-		n++
-	}
-	return n
+	return c.SafetyStock
 }
 
 // Key returns the pool's key.
@@ -103,6 +99,8 @@ func (e *Engine) validatePoolConfig(c PoolConfig) error {
 		return invalid("best_before", "must not be negative")
 	case c.SafetyStock < 0 || c.SafetyStock > maxSafetyStock:
 		return invalid("safety_stock", "must be 0..%d", maxSafetyStock)
+	case c.SafetyStock > 0 && c.Shards > 1:
+		return invalid("safety_stock", "needs a pool of one shard (this one has %d): shards would each keep a share, and drift apart", c.Shards)
 	case len(c.Substitutes) > MaxSubstitutes:
 		return invalid("substitutes", "at most %d", MaxSubstitutes)
 	}

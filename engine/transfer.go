@@ -30,7 +30,7 @@ func (e *Engine) Transfer(ctx context.Context, location, sku string, from, to in
 		return 0, err
 	}
 	src, dst := p.partitions[from], p.partitions[to]
-	r, err := e.run(ctx, "transfer_out", src, e.nowMs(), location, sku, from, qty, id, dst, to, actor, p.SafetyShare(from))
+	r, err := e.run(ctx, "transfer_out", src, e.nowMs(), location, sku, from, qty, id, dst, to, actor)
 	if err != nil {
 		return 0, err
 	}
@@ -118,8 +118,7 @@ func (e *Engine) BeginTransfer(ctx context.Context, location, sku string, from, 
 	if from < 0 || from >= p.Shards || to < 0 || to >= p.Shards || from == to || qty < 1 {
 		return invalid("shard", "transfer needs two different shards of %s and a positive qty", p.Key())
 	}
-	r, err := e.run(ctx, "transfer_out", p.partitions[from], e.nowMs(), location, sku, from, qty, id, p.partitions[to], to, actor,
-		p.SafetyShare(from))
+	r, err := e.run(ctx, "transfer_out", p.partitions[from], e.nowMs(), location, sku, from, qty, id, p.partitions[to], to, actor)
 	if err != nil {
 		return err
 	}

@@ -407,7 +407,7 @@ func (r *Runner) checkFile(ctx context.Context, im *Import) (string, error) {
 			return "", err
 		}
 		for _, a := range avail {
-			before := a.Available
+			before := a.Unsold() // what SET and the other changes work on
 			after := before
 			for _, req := range changes[engine.PoolKey{Location: a.Location, SKU: a.SKU}] {
 				after = engine.After(req.Kind, req.Qty, after)

@@ -14,16 +14,13 @@
 -- ARGV[8]  -> destination partition
 -- ARGV[9]  -> destination shard index
 -- ARGV[10] -> actor
--- ARGV[11] -> the units the shard keeps back (its share of the pool's safety stock): never
---             taken out
 --
 -- Output:
 --   {'OK', available_after, 'new'|'existing'}  ('existing': this transfer id was taken out before)
---   {'INSUFFICIENT', available}   fewer than qty units above the shard's safety share
+--   {'INSUFFICIENT', available}
 --   {'UNKNOWN_POOL'}
 --   {'ENDED', 'SETTLED'}          this transfer id was completed and settled before
 --   {'FENCED', reason}
-local floor = need_int('transfer_out', 11, 'safety share', 0, MAX_QTY)
 local t, reply = transfer_begin('transfer_out', 'o:')
 if reply then
   return reply
@@ -35,8 +32,8 @@ local avail = redis.call('HGET', K_STOCK, t.f)
 if not avail then
   return {'UNKNOWN_POOL'}
 end
-if tonumber(avail) - floor < t.qty then
-  return {'INSUFFICIENT', math.max(tonumber(avail) - floor, 0)}
+if tonumber(avail) < t.qty then
+  return {'INSUFFICIENT', tonumber(avail)}
 end
 local after = redis.call('HINCRBY', K_STOCK, t.f, -t.qty)
 -- Until settled, the units count as the source's in flight ("|t"), so that a reader summing

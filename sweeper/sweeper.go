@@ -344,7 +344,7 @@ func (s *Sweeper) rebalance(ctx context.Context, now time.Time, pass *Pass) erro
 	for _, a := range avail {
 		counts := make([]int64, len(a.Shards))
 		for i, sc := range a.Shards {
-			counts[i] = max(sc.Available-a.SafetyShare(i), 0) // a shard's safety share never moves
+			counts[i] = sc.Available
 		}
 		for _, mv := range planRebalance(counts, s.cfg.LowWater) {
 			id := transferID(a.PoolConfig, now, mv)

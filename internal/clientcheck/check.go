@@ -40,6 +40,18 @@ type told struct {
 	reduced   map[int64]bool // reductions answered 200
 }
 
+// sentAdjust notes a reduction sent for the hold (to the qty in its body).
+func (t *told) sentAdjust(op *Op) {
+	var asked struct {
+		Qty int64 `json:"qty"`
+	}
+	json.Unmarshal(op.Body, &asked)
+	if t.sent == nil {
+		t.sent, t.reduced = map[int64]bool{}, map[int64]bool{}
+	}
+	t.sent[asked.Qty] = true
+}
+
 // Check checks every operation's answers against the service as it stands: the holds (as
 // their owners read them), the events (admin, from the ledger), the pools' counts, and a
 // `flashhold reconcile` run. Call it with traffic stopped, once every hold has expired.
@@ -53,6 +65,9 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 			rep.Unanswered++
 			rep.violate("%s %s %s got no definite answer in %d sends (last: %d %s)", op.Kind, op.IdemOf, op.Hold,
 				len(op.Sends), op.Sends[len(op.Sends)-1].Status, op.Sends[len(op.Sends)-1].Err)
+			if t := holds[op.Hold]; t != nil && op.Kind == "adjust" {
+				t.sentAdjust(op) // it may have been made
+			}
 			continue
 		}
 		switch op.Kind {
@@ -92,10 +107,7 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 			st, code := op.Final.Status, op.Final.code()
 			switch {
 			case op.Kind == "adjust":
-				if t.sent == nil {
-					t.sent, t.reduced = map[int64]bool{}, map[int64]bool{}
-				}
-				t.sent[asked.Qty] = true
+				t.sentAdjust(op)
 				if st == http.StatusOK {
 					t.reduced[asked.Qty] = true
 					rep.Reductions++
