@@ -586,8 +586,10 @@ local function read_req(i)
   r.mode, r.owner = ARGV[i + 10], text(ARGV[i + 11])
   r.qty, r.limit = int(r.qty_s, 1, MAX_QTY), int(ARGV[i + 7], 0, MAX_QTY)
   r.reclaim, r.keep_ms, r.refusal_ms = int(ARGV[i + 12], 0, 1000), int(ARGV[i + 13], 0, MAX_MS), int(ARGV[i + 14], 0, MAX_MS)
-  r.floor, r.window_s = int(ARGV[i + 15], 0, MAX_QTY), ARGV[i + 16]
-  r.window = int(r.window_s, 0, MAX_MS)
+  -- Most pools have neither a safety stock nor a window: "0" is read without a pattern match.
+  local floor_s, window_s = ARGV[i + 15], ARGV[i + 16]
+  r.floor = floor_s == '0' and 0 or int(floor_s, 0, MAX_QTY)
+  r.window_s, r.window = window_s, window_s == '0' and 0 or int(window_s, 0, MAX_MS)
   if not (r.part and r.loc and r.sku and r.cust and r.token and r.fp and r.owner and r.qty and r.limit
       and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and r.window and MODES[r.mode]
       and int(r.shard, 0, 1023) and int(r.exp_s, NOW + 1, MAX_MS)) then
