@@ -85,7 +85,8 @@ func (s *streamEvents) Events(ctx context.Context, q EventQuery) (EventPage, err
 	return page, nil
 }
 
-// follow reads one partition's stream after the cursor (a stream has no missing seqs).
+// follow reads one partition's stream after the cursor (a stream has no missing seqs; what
+// was trimmed from it, below what the consumer groups acknowledged, is no longer there).
 func (s *streamEvents) follow(ctx context.Context, q EventQuery) (EventPage, error) {
 	page := EventPage{Source: "redis"}
 	after := q.AfterSeq
@@ -202,11 +203,14 @@ func (s *Server) inventoryEvents(c *call) error {
 	}
 	q := EventQuery{Vendor: vendor, AfterPartition: p, AfterSeq: seq, Limit: limit}
 	if ps := c.query("partition"); ps != "" {
-		// Following one partition: after is that partition's cursor ("partition:seq", or 0
-		// or nothing from its start).
+		// Following one partition: after is that partition's cursor ("partition:seq", or
+		// nothing from its start); not with hold_id.
 		n, err := strconv.Atoi(ps)
 		if err != nil || n < 0 || n >= s.eng.Partitions() {
 			return errorf(http.StatusUnprocessableEntity, "invalid", "partition must be 0..%d", s.eng.Partitions()-1)
+		}
+		if c.query("hold_id") != "" {
+			return errorf(http.StatusUnprocessableEntity, "invalid", "give partition or hold_id, not both")
 		}
 		if c.query("after") != "" && p != n {
 			return errorf(http.StatusUnprocessableEntity, "invalid", "after %q is a cursor of partition %d, not %d", c.query("after"), p, n)

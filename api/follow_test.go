@@ -32,4 +32,5 @@ func TestFollowPartition(t *testing.T) {
 		ts.do("GET", "/v1/inventory/events?partition="+bad, bistroKey, nil).want(t, 422, "invalid")
 	}
 	ts.do("GET", fmt.Sprintf("%s&after=%d:1", path, part+1), bistroKey, nil).want(t, 422, "invalid")
+	ts.do("GET", path+"&hold_id=x", bistroKey, nil).want(t, 422, "invalid")
 }

@@ -24,7 +24,7 @@ func TestCustomerLimitWindow(t *testing.T) {
 		clock := newFakeClock()
 		e := newEngine(t, rdb, nil, clock.option())
 		const window = 24 * time.Hour
-		cfg := PoolConfig{Location: "s1", SKU: "w", Shards: 4, CustomerLimit: 2, CustomerWindow: window.Milliseconds()}
+		cfg := PoolConfig{Location: "s1", SKU: "w", Vendor: "v", Shards: 4, CustomerLimit: 2, CustomerWindow: window.Milliseconds()}
 		makePool(t, e, cfg, 100)
 		n := 0
 		hold := func(qty int64) (*Hold, error) {
@@ -70,6 +70,30 @@ func TestCustomerLimitWindow(t *testing.T) {
 			t.Fatalf("1 bought half a window ago, 0 held: %v", err)
 		}
 		refused("1 bought half a window ago, 1 held")
+
+		// A sale made under the window stops counting when it has passed, even after the
+		// pool's window is removed (sales made from then on count for good).
+		carol := func(key string, qty int64) (*Hold, error) {
+			return e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "w", Qty: qty}}, Customer: "carol",
+				IdempotencyKey: key, TTL: time.Minute, Actor: "shop"})
+		}
+		if h, err := carol("c1", 2); err != nil {
+			t.Fatal(err)
+		} else if err := e.Commit(ctx, h.ID, "shop"); err != nil {
+			t.Fatal(err)
+		}
+		forGood := cfg
+		forGood.CustomerWindow = 0
+		if err := e.CreatePool(ctx, forGood, "test"); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(window)
+		if _, err := carol("c2", 2); err != nil {
+			t.Fatalf("2 bought under a window that has passed, the pool's window since removed: %v", err)
+		}
+		if err := e.CreatePool(ctx, cfg, "test"); err != nil {
+			t.Fatal(err)
+		}
 
 		// What Redis keeps of alice against what the events add up to.
 		p, _ := e.pool(ctx, "s1", "w")

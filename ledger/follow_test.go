@@ -64,3 +64,26 @@ func TestFollowEvents(t *testing.T) {
 		t.Fatalf("a cursor past the ledger: %v", err)
 	}
 }
+
+// TestFollowEventsPast2to31: a partition's seq is a bigint; following it past 2^31 works.
+func TestFollowEventsPast2to31(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	const base = int64(3_000_000_000)
+	prev := engine.GenesisHash
+	var evs []engine.Event
+	for i := range int64(3) {
+		ev := engine.Event{Version: 2, Partition: 2, Seq: base + i, Type: engine.EventRestocked, Location: "s1", SKU: "tee", Delta: 1,
+			After: i + 1, Qty: 1, Idem: fmt.Sprint("tx", i), Actor: "v", TS: 1790000000000 + i, PrevHash: prev}
+		ev.Hash = ev.ComputeHash()
+		prev = ev.Hash
+		evs = append(evs, ev)
+	}
+	if _, err := s.Append(ctx, evs, nil, ModeCopy); err != nil {
+		t.Fatal(err)
+	}
+	got, next, err := s.FollowEvents(ctx, "", 2, base, 10)
+	if err != nil || len(got) != 2 || got[1].Seq != base+2 || next != base+2 {
+		t.Fatalf("follow after %d: %d events, next %d, %v", base, len(got), next, err)
+	}
+}

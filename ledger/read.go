@@ -219,8 +219,8 @@ func (s *Store) PoolChanges(ctx context.Context, location, sku string, parts []i
 	return all[:min(limit, len(all))], nil
 }
 
-// followSpan bounds how far past its cursor one FollowEvents call looks for the first
-// missing seq, so that a consumer far behind costs each page a bounded scan.
+// followSpan bounds how far past its cursor one FollowEvents call for a vendor looks for
+// the first missing seq, so that a consumer far behind costs each page a bounded scan.
 const followSpan = 10_000
 
 // FollowEvents reads up to limit events of partition p after seq after, never past a seq the
@@ -228,17 +228,24 @@ const followSpan = 10_000
 // and meanwhile later events of the partition may be in the ledger already. A consumer that
 // keeps the returned cursor (next) therefore never passes an event that arrives late. With
 // a vendor, only that vendor's pools; next then also moves over other vendors' events.
-// after must be 0 or the seq of an event the ledger holds.
+// after must be 0 or the seq of an event the ledger holds. A seq the ledger lacks for good
+// (reconciliation reports it as a gap) holds the cursor until it is repaired.
 func (s *Store) FollowEvents(ctx context.Context, vendor string, p int, after int64, limit int) ([]engine.Event, int64, error) {
-	// The last seq of the run of seqs with none missing that starts at after (at seq 1 from 0).
+	// The last seq of the run of seqs with none missing that starts at after (at seq 1 from 0),
+	// looked for as far as one page can reach: limit seqs, or followSpan for a vendor (whose
+	// events may be few among others').
+	span := int64(limit)
+	if vendor != "" {
+		span = followSpan
+	}
 	var upTo int64
 	err := s.pool.QueryRow(ctx, `
-		SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM inventory_events WHERE partition = $1 AND seq = GREATEST($2, 1)) THEN $2
+		SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM inventory_events WHERE partition = $1 AND seq = GREATEST($2::bigint, 1)) THEN $2::bigint
 		ELSE COALESCE((
 			SELECT e.seq FROM inventory_events e
-			 WHERE e.partition = $1 AND e.seq >= GREATEST($2, 1) AND e.seq < $2 + $3
+			 WHERE e.partition = $1 AND e.seq >= GREATEST($2::bigint, 1) AND e.seq < $2::bigint + $3::bigint
 			   AND NOT EXISTS (SELECT 1 FROM inventory_events n WHERE n.partition = $1 AND n.seq = e.seq + 1)
-			 ORDER BY e.seq LIMIT 1), $2 + $3) END`, p, after, int64(followSpan)).Scan(&upTo)
+			 ORDER BY e.seq LIMIT 1), $2::bigint + $3::bigint) END`, p, after, span).Scan(&upTo)
 	if err != nil {
 		return nil, after, fmt.Errorf("ledger: follow partition %d: %w", p, err)
 	}

@@ -467,9 +467,9 @@ local function place_one(r)
   local cf = nil
   if r.limit > 0 and r.cust ~= '' then
     cf = r.loc .. '|' .. r.sku .. '|' .. r.cust
-    if r.window > 0 then
-      cust_expire(cf)
-    end
+    -- Sales made under a window come off when it has passed, whatever the pool's window is
+    -- now (a pool whose window was removed still has them).
+    cust_expire(cf)
     local used = tonumber(redis.call('HGET', K_CUST, cf) or '0')
     if used + r.qty > r.limit then
       -- The customer's own expired holds may not have been swept yet.

@@ -20,7 +20,7 @@ func (s *Service) Another() *Service {
 	addr := ln.Addr().String()
 	ln.Close()
 	o := &Service{t: s.t, bin: s.bin, dir: s.t.TempDir(), Redis: s.Redis, rdb: s.rdb, prefix: s.prefix, PG: s.PG,
-		schema: s.schema, URL: "http://" + addr, addr: addr, Remember: s.Remember,
+		pg: s.pg, schema: s.schema, URL: "http://" + addr, addr: addr, Remember: s.Remember,
 		// The last value of a variable wins (os/exec keeps the last of duplicates).
 		env: append(append([]string(nil), s.env...), "FLASHHOLD_HTTP_ADDR="+addr)}
 	o.StartServe()
