@@ -212,6 +212,9 @@ const (
 	HoldExtend HoldOp = "extend"
 	// HoldShrink takes Qty units off the part (REDUCED).
 	HoldShrink HoldOp = "shrink"
+	// HoldSold records a sale of Qty units under Record's window (a part no longer open: a
+	// sale the fork made of a hold the ledger ended otherwise).
+	HoldSold HoldOp = "sold"
 )
 
 // Carried is one event of a forked partition applied again on the rebuilt state.

@@ -156,6 +156,17 @@ func (r *Replay) Apply(ev *Event) {
 // end closes the part of ev as ev says.
 func (r *Replay) end(ev *Event) {
 	h, open := r.Open[ev.Hold]
+	if !open && ev.Type == EventCommitted && ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(KeyOf(ev).Pool()) {
+		// A sale of a part not open here: one the fork made of a hold the ledger had ended
+		// otherwise, carried over (the customer was told sold). It counts as bought.
+		f := ev.Location + "|" + ev.SKU + "|" + ev.Customer
+		r.Customers[f] += ev.Qty
+		if r.opts.Window != nil {
+			if w := r.opts.Window(KeyOf(ev).Pool()); w > 0 {
+				r.Sales[f] = append(r.Sales[f], Sale{Until: ev.TS + w, Qty: ev.Qty})
+			}
+		}
+	}
 	if open && h.Limited {
 		back := h.Qty
 		if ev.Type == EventCommitted {

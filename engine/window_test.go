@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/flashhold/flashhold/internal/testredis"
 )
 
 // TestCustomerLimitWindow: a per-customer limit over a window counts units held now and units
@@ -147,4 +149,33 @@ func sales(s []Sale) string {
 		out = append(out, fmt.Sprintf("%d:%d", x.Until, x.Qty))
 	}
 	return strings.Join(out, " ")
+}
+
+// TestCarrySoldCountsUnderWindow: carrying over a sale of a part no longer open (HoldSold)
+// raises the customer's count and records the sale under the window, so it stops counting
+// when the window has passed.
+func TestCarrySoldCountsUnderWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newFakeClock()
+	rdb := testredis.Standalone(t)
+	e := newEngine(t, rdb, nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "w", Shards: 1, CustomerLimit: 2, CustomerWindow: 60_000}, 10)
+	p := e.PartitionOf("s1", "w", 0)
+	if err := e.Fence(ctx, p, "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.Carry(ctx, p, Carried{ID: "c1", Type: EventCommitted, Location: "s1", SKU: "w", Hold: "h.0.0.0", Qty: 2,
+		Customer: "alice", Token: "h", Available: -2, Committed: 2, CustomerDelta: 2, Op: HoldSold,
+		Record: HoldRecord{Location: "s1", SKU: "w", Customer: "alice", Limited: true, Window: 60_000}, Actor: "test", Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := rdb.HGetAll(ctx, e.ks.parts[p][6]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept["s1|w|alice"] != "2" || kept["s1|w|alice|w"] != fmt.Sprintf("%d:2", clock.Ms()+60_000) {
+		t.Fatalf("alice after the carried sale: %v", kept)
+	}
 }

@@ -20,9 +20,9 @@
 -- ARGV[14] -> idempotency token (of the hold) or transaction id
 -- ARGV[15] -> change of the customer's count ('' customer: ignored)
 -- ARGV[16] -> what happens to the hold part: 'open', 'close' (its tombstone records qty
---             units: a part committed in part sold qty), 'extend', 'shrink' (qty units fewer)
---             or ''
--- ARGV[17] -> the part's record (open)
+--             units: a part committed in part sold qty), 'extend', 'shrink' (qty units fewer),
+--             'sold' (no part: qty units sold under the window of ARGV[17]'s record) or ''
+-- ARGV[17] -> the part's record (open; sold: the customer and the window)
 -- ARGV[18] -> the part's expiry in ms (open, extend)
 -- ARGV[19] -> actor
 -- ARGV[20] -> reason (names the forked event and the run)
@@ -92,6 +92,8 @@ elseif op == 'extend' then
   h.exp = exp
   redis.call('HSET', K_HOLDS, part, enc_hold(h))
   redis.call('ZADD', K_EXP, exp, part)
+elseif op == 'sold' then
+  cust_sold(dec_hold(rec), qty)
 elseif op == 'shrink' then
   local h = dec_hold(redis.call('HGET', K_HOLDS, part))
   h.qty = h.qty - qty

@@ -457,6 +457,14 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 			return c, "the ledger has this sale already"
 		default: // sold on the fork only: the customer was told so
 			c.Available, c.Committed = -ev.Qty, ev.Qty
+			if pk := engine.KeyOf(ev).Pool(); ev.Customer != "" && opts.Limited != nil && opts.Limited(pk) {
+				c.CustomerDelta = ev.Qty // bought: it counts against the customer's limit
+				if w := opts.Window(pk); w > 0 {
+					c.Op = engine.HoldSold
+					c.Record = engine.HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Customer: ev.Customer,
+						Limited: true, Window: w}
+				}
+			}
 		}
 	case engine.EventReleased, engine.EventExpired, engine.EventVoided:
 		if !open {
