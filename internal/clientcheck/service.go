@@ -234,8 +234,13 @@ func (s *Service) StartServe() {
 				return
 			}
 		}
+		select {
+		case <-s.exited:
+			s.t.Fatalf("serve exited while starting: %v\n%s", cmd.ProcessState, s.LogTail())
+		default:
+		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("serve did not come up (see %s): %v", s.log.Name(), err)
+			s.t.Fatalf("serve did not come up in 30 s: %v\n%s", err, s.LogTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
