@@ -172,11 +172,12 @@ type poolState struct {
 	lastCorrection int64
 }
 
-// available is what shoppers can hold: each shard's count above its safety share.
+// available is what shoppers can hold: the units above the safety stock (which only a pool
+// of one shard has).
 func (ps *poolState) available() int64 {
 	var n int64
-	for i, s := range ps.shards {
-		n += max(s-ps.cfg.SafetyShare(i), 0)
+	for _, s := range ps.shards {
+		n += max(s-ps.cfg.SafetyStock, 0)
 	}
 	return n
 }

@@ -53,9 +53,9 @@ func (s *Server) createInterest(c *call) error {
 	}
 	switch {
 	case !engine.ValidID(b.CustomerID):
-		return errorf(http.StatusUnprocessableEntity, "invalid", "customer_id: required, must match ^[A-Za-z0-9._:-]{1,64}$")
+		return errorf(http.StatusUnprocessableEntity, "invalid", "customer_id: required, must match %s", engine.IDPattern())
 	case !engine.ValidID(b.SKU):
-		return errorf(http.StatusUnprocessableEntity, "invalid", "sku: required, must match ^[A-Za-z0-9._:-]{1,64}$")
+		return errorf(http.StatusUnprocessableEntity, "invalid", "sku: required, must match %s", engine.IDPattern())
 	case (b.Location == "") == (b.Region == ""):
 		return errorf(http.StatusUnprocessableEntity, "invalid", "location: give location or region, one of them")
 	case b.Region != "":

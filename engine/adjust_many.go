@@ -118,44 +118,26 @@ func After(kind string, qty, before int64) int64 {
 // trip), setting out[i].Err for a change that is invalid or names no pool.
 func (e *Engine) poolsFor(ctx context.Context, reqs []AdjustRequest, out []AdjustOutcome) []*pool {
 	pools := make([]*pool, len(reqs))
-	var missing []string
-	want := map[PoolKey][]int{}
+	keys := make([]PoolKey, 0, len(reqs))
 	for i := range reqs {
 		if err := validateAdjust(&reqs[i]); err != nil {
 			out[i].Err = err
 			continue
 		}
-		k := PoolKey{reqs[i].Location, reqs[i].SKU}
-		if p := e.pools.get(k); p != nil {
-			pools[i] = p
+		keys = append(keys, PoolKey{reqs[i].Location, reqs[i].SKU})
+	}
+	found, err := e.poolsOf(ctx, keys)
+	for i := range reqs {
+		if out[i].Err != nil {
 			continue
 		}
-		if _, seen := want[k]; !seen {
-			missing = append(missing, k.String())
-		}
-		want[k] = append(want[k], i)
-	}
-	if len(missing) == 0 {
-		return pools
-	}
-	lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
-	configs, err := e.loadPools(lctx, missing)
-	cancel()
-	for _, c := range configs {
-		p := e.newPool(c)
-		e.pools.put(p)
-		for _, i := range want[c.Key()] {
-			pools[i] = p
-		}
-	}
-	for k, idx := range want {
-		for _, i := range idx {
-			switch {
-			case err != nil:
-				out[i].Err = err
-			case pools[i] == nil:
-				out[i].Err = e.noShard(ctx, k.SKU+" at "+k.Location)
-			}
+		k := PoolKey{reqs[i].Location, reqs[i].SKU}
+		switch pools[i] = found[k]; {
+		case pools[i] != nil:
+		case err != nil:
+			out[i].Err = err
+		default:
+			out[i].Err = e.noShard(ctx, k.SKU+" at "+k.Location)
 		}
 	}
 	return pools

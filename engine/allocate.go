@@ -126,10 +126,8 @@ func (e *Engine) allocate(ctx context.Context, req ReserveRequest) (*Hold, error
 					// A refusal planning again cannot change (a customer's limit, a line with a
 					// location): answered so for FLASHHOLD_REFUSAL_TTL, like any refusal, then
 					// tried anew as the next attempt.
+					// (errors.As stops at the limit: ie is set only for a refusal for stock.)
 					next := &allocRecord{FP: fp, N: rec.N + 1, Refused: ie, Limit: le, Until: e.nowMs() + e.cfg.RefusalTTL.Milliseconds()}
-					if le != nil {
-						next.Refused = nil
-					}
 					if _, serr := e.swapAlloc(ctx, key, rec, next); serr != nil {
 						return nil, serr
 					}

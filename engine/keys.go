@@ -11,6 +11,9 @@ var idPattern = namePattern{max: 64}
 // ValidID reports whether s can name a location, SKU, vendor, customer or region.
 func ValidID(s string) bool { return idPattern.MatchString(s) }
 
+// IDPattern is what ValidID accepts, as a regular expression (for error messages).
+func IDPattern() string { return idPattern.String() }
+
 // namePattern matches ^[A-Za-z0-9._:-]{1,max}$. It is checked on every reserve, where a
 // regular expression cost a tenth of the engine's own CPU.
 type namePattern struct{ max int }

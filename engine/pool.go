@@ -56,15 +56,6 @@ const maxCustomerWindow = 366 * 24 * 3600 * 1000
 // maxSafetyStock bounds a pool's safety stock.
 const maxSafetyStock = 1_000_000_000
 
-// SafetyShare is the part of the pool's safety stock that shard keeps back out of every
-// hold: all of it on a pool of one shard (the only kind that has one).
-func (c PoolConfig) SafetyShare(shard int) int64 {
-	if c.Shards != 1 || shard != 0 {
-		return 0
-	}
-	return c.SafetyStock
-}
-
 // Key returns the pool's key.
 func (c PoolConfig) Key() PoolKey { return PoolKey{c.Location, c.SKU} }
 

@@ -123,9 +123,9 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 func summarize(c PoolConfig, shards []ShardCount) *Availability {
 	a := &Availability{PoolConfig: c, Shards: shards}
 	for _, s := range shards {
-		share := min(c.SafetyShare(s.Shard), max(s.Available, 0))
-		a.Available += s.Available - share
-		a.Buffered += share
+		kept := min(c.SafetyStock, max(s.Available, 0)) // only a pool of one shard has a safety stock
+		a.Available += s.Available - kept
+		a.Buffered += kept
 		a.Held += s.Held
 		a.Committed += s.Committed
 	}

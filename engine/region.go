@@ -448,15 +448,17 @@ func (e *Engine) regionStocks(ctx context.Context, regions []*Region, skus []str
 	return out, nil
 }
 
-// cachedPools returns the configurations of the pools among keys that exist: from the pool
-// cache, the others read in one round trip.
-func (e *Engine) cachedPools(ctx context.Context, keys []PoolKey) (map[PoolKey]PoolConfig, error) {
-	out := make(map[PoolKey]PoolConfig, len(keys))
+// poolsOf returns the pools among keys that exist: from the pool cache, the others read in
+// one round trip (and cached). When that read fails it returns the cached ones and the error.
+func (e *Engine) poolsOf(ctx context.Context, keys []PoolKey) (map[PoolKey]*pool, error) {
+	out := make(map[PoolKey]*pool, len(keys))
 	var missing []string
+	asked := map[PoolKey]bool{}
 	for _, k := range keys {
 		if p := e.pools.get(k); p != nil {
-			out[k] = p.PoolConfig
-		} else {
+			out[k] = p
+		} else if !asked[k] {
+			asked[k] = true
 			missing = append(missing, k.String())
 		}
 	}
@@ -466,12 +468,23 @@ func (e *Engine) cachedPools(ctx context.Context, keys []PoolKey) (map[PoolKey]P
 	lctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	loaded, err := e.loadPools(lctx, missing)
 	cancel()
+	for _, c := range loaded {
+		p := e.newPool(c)
+		e.pools.put(p)
+		out[c.Key()] = p
+	}
+	return out, err
+}
+
+// cachedPools is poolsOf's configurations (a key with no pool: none in the map).
+func (e *Engine) cachedPools(ctx context.Context, keys []PoolKey) (map[PoolKey]PoolConfig, error) {
+	pools, err := e.poolsOf(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range loaded {
-		e.pools.put(e.newPool(c))
-		out[c.Key()] = c
+	out := make(map[PoolKey]PoolConfig, len(pools))
+	for k, p := range pools {
+		out[k] = p.PoolConfig
 	}
 	return out, nil
 }

@@ -116,8 +116,8 @@ func (r *Replay) Apply(ev *Event) {
 		}
 		h := HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: exp, Customer: ev.Customer,
 			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
-		if h.Limited && r.opts.Window != nil {
-			h.Window = r.opts.Window(k.Pool())
+		if h.Limited {
+			h.Window = r.window(k.Pool())
 		}
 		r.Open[ev.Hold] = OpenPart{HoldRecord: h, Seq: ev.Seq}
 		if h.Limited {
@@ -159,12 +159,10 @@ func (r *Replay) end(ev *Event) {
 	if !open && ev.Type == EventCommitted && ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(KeyOf(ev).Pool()) {
 		// A sale of a part not open here: one the fork made of a hold the ledger had ended
 		// otherwise, carried over (the customer was told sold). It counts as bought.
-		f := ev.Location + "|" + ev.SKU + "|" + ev.Customer
+		f := customerField(HoldRecord{Location: ev.Location, SKU: ev.SKU, Customer: ev.Customer})
 		r.Customers[f] += ev.Qty
-		if r.opts.Window != nil {
-			if w := r.opts.Window(KeyOf(ev).Pool()); w > 0 {
-				r.Sales[f] = append(r.Sales[f], Sale{Until: ev.TS + w, Qty: ev.Qty})
-			}
+		if w := r.window(KeyOf(ev).Pool()); w > 0 {
+			r.Sales[f] = append(r.Sales[f], Sale{Until: ev.TS + w, Qty: ev.Qty})
 		}
 	}
 	if open && h.Limited {
@@ -189,6 +187,14 @@ func (r *Replay) change(ev *Event, k ShardKey) {
 	if r.Changes != nil {
 		r.Changes[StockChange{ev.Type, ev.Idem, k}] = true
 	}
+}
+
+// window is the window (ms) of pool k's per-customer limit (0: for good).
+func (r *Replay) window(k PoolKey) int64 {
+	if r.opts.Window == nil {
+		return 0
+	}
+	return r.opts.Window(k)
 }
 
 // customerField is the customer's count's field in Redis.

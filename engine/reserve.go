@@ -267,7 +267,7 @@ func (e *Engine) place(ctx context.Context, rs *reservation, hk holdKey, ref par
 	p := rs.pools[ref.Line]
 	args := []any{hk.part(ref), p.Location, p.SKU, ref.Shard, qty, rs.exp, rs.req.Customer, p.CustomerLimit,
 		rs.token, rs.fp, mode, owner(rs.req.Actor), e.cfg.ReclaimInline, e.cfg.IdempotencyTTL.Milliseconds(),
-		e.refusalKeep(rs).Milliseconds(), p.SafetyShare(ref.Shard), p.CustomerWindow}
+		e.refusalKeep(rs).Milliseconds(), p.SafetyStock, p.CustomerWindow}
 	if e.batchers != nil {
 		return e.batchers.call(ctx, "reserve", ref.Partition, "", args, natives...)
 	}

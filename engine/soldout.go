@@ -168,8 +168,8 @@ func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error
 		if v[0] == nil {
 			return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
 		}
-		// What a hold could take: the units above the shard's share of the safety stock.
-		out[s] = shardReading{avail: max(toInt(v[0])-p.SafetyShare(s), 0), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1,
+		// What a hold could take: the units above the safety stock (a pool of one shard's).
+		out[s] = shardReading{avail: max(toInt(v[0])-p.SafetyStock, 0), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1,
 			fenced: fences[s].Val() != ""}
 		if z := next[s].Val(); len(z) > 0 {
 			out[s].nextExpiry = int64(z[0].Score)

@@ -426,8 +426,8 @@ end
 -- take decrements a shard by qty if it has that many, reclaiming expired holds of the
 -- partition first when it is short. Returns available after, or nil and the available count,
 -- or false when the shard does not exist.
--- The shard's share of the pool's safety stock (r.floor) is never taken: the returned
--- available count, when short, is what is left above it.
+-- The pool's safety stock (r.floor; only a pool of one shard has one) is never taken: the
+-- returned available count, when short, is what is left above it.
 local function take(r, f)
   local after = stock_incr(f, -r.qty)
   if after >= r.floor then
@@ -449,8 +449,8 @@ local function take(r, f)
   return nil, math.max(after + r.qty - r.floor, 0)
 end
 
--- short is the reply of a shard that cannot give qty units: its available count (above its
--- safety share), how often units came back to it so far ("|r"), the units it has in flight
+-- short is the reply of a shard that cannot give qty units: its available count (above the
+-- safety stock), how often units came back to it so far ("|r"), the units it has in flight
 -- to other shards ("|t") and the partition's next expiry (-1: none), so the caller can later
 -- prove nothing came back.
 local function short(f, avail)
@@ -574,7 +574,7 @@ local REQ_WIDTH = 17
 --   i+7 per-customer limit (0: none), i+8 idempotency token, i+9 fingerprint, i+10 mode
 --   (F, S or P, see reserve_one), i+11 owner, i+12 expired holds to reclaim inline,
 --   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept, i+15 the
---   units the shard keeps back (its share of the pool's safety stock), i+16 the window (ms)
+--   units the shard keeps back (the pool's safety stock), i+16 the window (ms)
 --   of the per-customer limit (0: sold units count for good)
 local R = {}
 local MODES = {F = true, S = true, P = true}

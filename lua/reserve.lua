@@ -6,7 +6,7 @@
 -- ARGV[3..19] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
 --             expires (ms), customer, per-customer limit, idempotency token, fingerprint,
 --             mode (F, S or P), owner, holds to reclaim inline, tombstone and refusal
---             retention (ms), the shard's share of the safety stock, the window (ms) of
+--             retention (ms), the pool's safety stock, the window (ms) of
 --             the per-customer limit
 --
 -- Output:
@@ -14,8 +14,8 @@
 --   {'OK', qty, expires, available_after, 'existing'}  the part was placed before (a retry)
 --   {'ENDED', outcome, qty, expires}   the part was placed before and has ended
 --   {'INSUFFICIENT', available, rises, in_flight, next_expiry}
---                                      the shard has fewer than qty units above its safety
---                                      share (after inline reclaim); see short() in lib.lua
+--                                      the shard has fewer than qty units above the safety
+--                                      stock (after inline reclaim); see short() in lib.lua
 --   {'LIMIT', used}                    the customer would pass the pool's per-customer limit
 --   {'REFUSED', code, n}               this request was refused before (code INSUFFICIENT or
 --                                      LIMIT, n as in that reply)

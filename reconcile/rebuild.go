@@ -457,7 +457,7 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 			return c, "the ledger has this sale already"
 		default: // sold on the fork only: the customer was told so
 			c.Available, c.Committed = -ev.Qty, ev.Qty
-			if pk := engine.KeyOf(ev).Pool(); ev.Customer != "" && opts.Limited != nil && opts.Limited(pk) {
+			if pk := engine.KeyOf(ev).Pool(); ev.Customer != "" && opts.Limited(pk) {
 				c.CustomerDelta = ev.Qty // bought: it counts against the customer's limit
 				if w := opts.Window(pk); w > 0 {
 					c.Op = engine.HoldSold
