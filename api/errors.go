@@ -77,6 +77,7 @@ func toError(err error) *Error {
 		{engine.ErrInProgress, http.StatusConflict, "request_in_progress"},
 		{engine.ErrHoldCommitted, http.StatusConflict, "hold_committed"},
 		{engine.ErrSeveralParts, http.StatusConflict, "hold_has_several_parts"},
+		{engine.ErrBackorderedPart, http.StatusConflict, "hold_backordered"},
 		{engine.ErrPartialCommit, http.StatusConflict, "partial_commit"},
 		{engine.ErrHoldGone, http.StatusGone, "hold_gone"},
 		{engine.ErrFenced, http.StatusServiceUnavailable, "partition_fenced"},

@@ -76,6 +76,8 @@ type partJSON struct {
 	Qty      int64  `json:"qty"`
 	Shard    int    `json:"shard"`
 	Status   string `json:"status,omitempty"`
+	// Backordered: the part's units are owed, not yet taken from stock.
+	Backordered bool `json:"backordered,omitempty"`
 }
 
 type holdJSON struct {
@@ -93,7 +95,7 @@ func toHoldJSON(h *engine.Hold) holdJSON {
 		ExpiresAt: time.UnixMilli(h.ExpiresAt).UTC().Format(time.RFC3339Nano), Parts: make([]partJSON, len(h.Parts)),
 		Substitutions: h.Substitutions}
 	for i, p := range h.Parts {
-		out.Parts[i] = partJSON{Location: p.Location, SKU: p.SKU, Qty: p.Qty, Shard: p.Shard, Status: p.Status}
+		out.Parts[i] = partJSON{Location: p.Location, SKU: p.SKU, Qty: p.Qty, Shard: p.Shard, Status: p.Status, Backordered: p.Backordered}
 	}
 	return out
 }
@@ -232,8 +234,22 @@ func (s *Server) availability(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.json(http.StatusOK, map[string]any{"location": a.Location, "sku": a.SKU, "available": a.Available,
-		"held": a.Held, "on_hand": a.OnHand, "safety_stock": a.SafetyStock, "status": a.Status, "low_stock_threshold": a.LowStock})
+	body := map[string]any{"location": a.Location, "sku": a.SKU, "available": a.Available,
+		"held": a.Held, "on_hand": a.OnHand, "safety_stock": a.SafetyStock, "status": a.Status, "low_stock_threshold": a.LowStock,
+		"sellable": a.Sellable(), "backorderable": a.Backorderable, "backordered": a.Backordered, "allotted": a.Allotted,
+		"inventory_policy": policyName(a.Policy)}
+	if a.ReleaseAt > 0 {
+		body["release_at_ms"] = a.ReleaseAt
+	}
+	return c.json(http.StatusOK, body)
+}
+
+// policyName is a pool's inventory policy as the API names it.
+func policyName(p string) string {
+	if p == "" {
+		return engine.PolicyDeny
+	}
+	return p
 }
 
 // withAlternatives adds to a refusal for stock the substitutes of the refused pool (or of the

@@ -104,6 +104,17 @@ func (s *Server) poolStatus(c *call) error {
 	if a.Available == 0 && a.Buffered > 0 {
 		add(statusReason{Code: "SAFETY_STOCK", Message: fmt.Sprintf("the %d unheld units on hand are safety stock (%d), which no hold takes", a.Buffered, a.SafetyStock)})
 	}
+	if a.Backordered > 0 {
+		add(statusReason{Code: "BACKORDERS_WAITING", Message: fmt.Sprintf("%d units are owed to backorders (%d of them on hand already, kept for them); units that come fill them first come, first served before any new hold takes one", a.Backordered, a.Allotted)})
+	}
+	if a.Backorderable > 0 {
+		msg := fmt.Sprintf("holds beyond stock are backordered (%d more units may be)", a.Backorderable)
+		if a.Policy == engine.PolicyPreorder {
+			msg = fmt.Sprintf("preorders until %s: holds beyond stock are backordered (%d more units may be)",
+				time.UnixMilli(a.ReleaseAt).UTC().Format(time.RFC3339), a.Backorderable)
+		}
+		add(statusReason{Code: "BACKORDERABLE", Message: msg, UntilMs: a.ReleaseAt})
+	}
 	switch {
 	case a.Available == 0 && a.Held == 0:
 		add(statusReason{Code: "OUT_OF_STOCK", Message: "no units available and none held"})
@@ -139,7 +150,9 @@ func (s *Server) poolStatus(c *call) error {
 		}
 	}
 	body := map[string]any{"vendor_id": vendor, "location": loc, "sku": sku, "available": a.Available, "held": a.Held,
-		"safety_stock": a.SafetyStock, "buffered": a.Buffered, "committed": a.Committed, "status": a.Status, "sellable": a.Available > 0 && !fenced && !expired,
+		"safety_stock": a.SafetyStock, "buffered": a.Buffered, "committed": a.Committed, "status": a.Status,
+		"sellable": a.Sellable() > 0 && !fenced && !expired, "backordered": a.Backordered, "backorderable": a.Backorderable,
+		"allotted": a.Allotted, "inventory_policy": policyName(a.Policy),
 		"reasons": append([]statusReason{}, reasons...)}
 	if s.history != nil {
 		evs, err := s.history.PoolChanges(c.ctx, loc, sku, holds.Partitions, 10)

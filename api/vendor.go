@@ -246,6 +246,11 @@ type inventoryItem struct {
 	Shards           int   `json:"shards"`
 	IsPerishable     bool  `json:"is_perishable"`
 	BestBeforeMs     int64 `json:"best_before_ms,omitempty"`
+	// InventoryPolicy (deny, backorder, preorder); Backordered the units owed to backorders.
+	InventoryPolicy string `json:"inventory_policy"`
+	BackorderLimit  int64  `json:"backorder_limit,omitempty"`
+	ReleaseAtMs     int64  `json:"release_at_ms,omitempty"`
+	Backordered     int64  `json:"backordered"`
 }
 
 func (s *Server) vendorInventory(c *call) error {
@@ -269,7 +274,8 @@ func (s *Server) vendorInventory(c *call) error {
 	for i, a := range avail {
 		items[i] = inventoryItem{Location: a.Location, SKU: a.SKU, ItemID: a.SKU, StockQuantity: a.Unsold(),
 			SafetyStock: a.SafetyStock, Available: a.Available, Held: a.Held, Committed: a.Committed, Status: a.Status, LowStock: a.LowStock,
-			CustomerLimit: a.CustomerLimit, CustomerWindowMs: a.CustomerWindow, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore}
+			CustomerLimit: a.CustomerLimit, CustomerWindowMs: a.CustomerWindow, Shards: a.PoolConfig.Shards, IsPerishable: a.BestBefore > 0, BestBeforeMs: a.BestBefore,
+			InventoryPolicy: policyName(a.Policy), BackorderLimit: a.BackorderLimit, ReleaseAtMs: a.ReleaseAt, Backordered: a.Backordered}
 	}
 	body := map[string]any{"vendor_id": vendor, "items": items}
 	if more {
@@ -303,10 +309,15 @@ type poolBody struct {
 	SafetyStock   int64    `json:"safety_stock"`
 	// CustomerWindowMs makes the per-customer limit one over a sliding window (0: for good).
 	CustomerWindowMs int64 `json:"customer_window_ms"`
+	// InventoryPolicy (deny, backorder or preorder), BackorderLimit and ReleaseAtMs: see
+	// engine.PoolConfig.Policy.
+	InventoryPolicy string `json:"inventory_policy"`
+	BackorderLimit  int64  `json:"backorder_limit"`
+	ReleaseAtMs     int64  `json:"release_at_ms"`
 }
 
 // putPool creates a pool (with no stock) or updates its threshold, limit, best-before date,
-// substitutes and safety stock.
+// substitutes, safety stock and inventory policy.
 func (s *Server) putPool(c *call) error {
 	var b poolBody
 	if err := decodeJSON(c.rc.PostBody(), &b); err != nil {
@@ -317,7 +328,8 @@ func (s *Server) putPool(c *call) error {
 	}
 	cfg := engine.PoolConfig{Location: c.param("location"), SKU: c.param("sku"), Vendor: b.Vendor, Shards: b.Shards,
 		LowStock: b.LowStock, CustomerLimit: b.CustomerLimit, BestBefore: b.BestBeforeMs, Substitutes: b.Substitutes,
-		SafetyStock: b.SafetyStock, CustomerWindow: b.CustomerWindowMs}
+		SafetyStock: b.SafetyStock, CustomerWindow: b.CustomerWindowMs, Policy: b.InventoryPolicy, BackorderLimit: b.BackorderLimit,
+		ReleaseAt: b.ReleaseAtMs}
 	if err := s.eng.CreatePool(c.ctx, cfg, c.actor()); err != nil {
 		return err
 	}

@@ -185,6 +185,7 @@ func Load(ctx context.Context, e *engine.Engine, rows []Row, actor string, opts 
 		if old, err := e.Pool(ctx, row.Location, row.SKU); err == nil {
 			// What a stock file has no column for stays as the pool has it.
 			cfg.BestBefore, cfg.Substitutes, cfg.SafetyStock = old.BestBefore, old.Substitutes, old.SafetyStock
+			cfg.Policy, cfg.BackorderLimit, cfg.ReleaseAt = old.Policy, old.BackorderLimit, old.ReleaseAt
 			if cfg.CustomerLimit > 0 {
 				cfg.CustomerWindow = old.CustomerWindow
 			}

@@ -86,7 +86,8 @@ func TestLoadMissingOnly(t *testing.T) {
 }
 
 // TestLoadKeepsWhatTheFileLacks: loading a stock file over a pool keeps the settings the file
-// has no column for (safety stock, the window of the customer limit, substitutes, best-before).
+// has no column for (safety stock, the window of the customer limit, substitutes, best-before,
+// the inventory policy).
 func TestLoadKeepsWhatTheFileLacks(t *testing.T) {
 	ctx := context.Background()
 	e := testengine.New(t, testredis.Standalone(t), nil)
@@ -95,12 +96,20 @@ func TestLoadKeepsWhatTheFileLacks(t *testing.T) {
 	if err := e.CreatePool(ctx, cfg, "test"); err != nil {
 		t.Fatal(err)
 	}
-	rows, _, err := Parse(strings.NewReader("location,sku,vendor,stock,shards,customer_limit\ns1,a,v1,10,1,2\n"), "csv")
+	pre := engine.PoolConfig{Location: "s1", SKU: "p", Vendor: "v1", Shards: 1, Policy: engine.PolicyPreorder, BackorderLimit: 5,
+		ReleaseAt: 4_102_444_800_000}
+	if err := e.CreatePool(ctx, pre, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := Parse(strings.NewReader("location,sku,vendor,stock,shards,customer_limit\ns1,a,v1,10,1,2\ns1,p,v1,0,1,0\n"), "csv")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, bad := Load(ctx, e, rows, "test", LoadOptions{}); n != 1 || len(bad) != 0 {
+	if n, bad := Load(ctx, e, rows, "test", LoadOptions{}); n != 2 || len(bad) != 0 {
 		t.Fatalf("load: %d, %v", n, bad)
+	}
+	if got, err := e.Pool(ctx, "s1", "p"); err != nil || got.Policy != pre.Policy || got.BackorderLimit != 5 || got.ReleaseAt != pre.ReleaseAt {
+		t.Fatalf("the preorder pool after the load: %+v %v", got, err)
 	}
 	got, err := e.Pool(ctx, "s1", "a")
 	if err != nil || got.SafetyStock != 3 || got.CustomerWindow != 60_000 || got.BestBefore != cfg.BestBefore {

@@ -69,8 +69,9 @@ func (e *Engine) slowPath(ctx context.Context, rs *reservation) (*Hold, error) {
 
 // placedPart is one part an attempt placed.
 type placedPart struct {
-	ref partRef
-	qty int64
+	ref         partRef
+	qty         int64
+	backordered bool
 }
 
 // lineResult is how one line of an attempt ended.
@@ -93,12 +94,14 @@ func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*
 	wg.Wait()
 	var refs []partRef
 	var qtys []int64
+	var bos []bool
 	var failed *lineResult
 	unsure := false
 	for i, res := range results {
 		for _, pp := range res.parts {
 			refs = append(refs, pp.ref)
 			qtys = append(qtys, pp.qty)
+			bos = append(bos, pp.backordered)
 		}
 		unsure = unsure || res.unsure
 		if res.err != nil && (failed == nil || errors.Is(res.err, errTakenOver)) {
@@ -106,11 +109,11 @@ func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*
 		}
 	}
 	order := partOrder(refs)
-	sortedRefs, sortedQtys := make([]partRef, len(refs)), make([]int64, len(refs))
+	sortedRefs, sortedQtys, sortedBos := make([]partRef, len(refs)), make([]int64, len(refs)), make([]bool, len(refs))
 	for i, j := range order {
-		sortedRefs[i], sortedQtys[i] = refs[j], qtys[j]
+		sortedRefs[i], sortedQtys[i], sortedBos[i] = refs[j], qtys[j], bos[j]
 	}
-	refs, qtys = sortedRefs, sortedQtys
+	refs, qtys, bos = sortedRefs, sortedQtys, sortedBos
 	if failed == nil && len(refs) > maxHoldParts {
 		failed = &lineResult{err: fmt.Errorf("%w: the hold would need %d parts, at most %d", ErrUnavailable, len(refs), maxHoldParts)}
 	}
@@ -118,7 +121,7 @@ func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*
 		return nil, e.endAttempt(ctx, rs, hk, refs, unsure, failed.line, failed.err)
 	}
 	id := formatHoldID(hk, refs)
-	answer := encodeAnswer(id, rs.exp, qtys)
+	answer := encodeAnswer(id, rs.exp, qtys, bos)
 	r, err := e.call(ctx, "settle", rs.kp, rs.record, hk.attempt, rs.fp+"|A|"+answer, e.cfg.IdempotencyTTL.Milliseconds())
 	if err != nil {
 		if ambiguous(err) {
@@ -134,7 +137,7 @@ func (e *Engine) runAttempt(ctx context.Context, rs *reservation, hk holdKey) (*
 	for _, p := range rs.pools {
 		e.forgetSoldOut(p.Key())
 	}
-	return e.holdFromParts(id, rs.exp, rs.req.Customer, refs, qtys, rs.pools), nil
+	return e.holdFromParts(id, rs.exp, rs.req.Customer, refs, qtys, bos, rs.pools), nil
 }
 
 // endAttempt ends an attempt that did not produce a hold: it voids the parts (every part it
@@ -211,6 +214,9 @@ func (e *Engine) voidAttempt(ctx context.Context, rs *reservation, hk holdKey, r
 // only when provenShort proves the pool had fewer units than it needs.
 func (e *Engine) placeLine(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
 	p, qty := rs.pools[li], rs.req.Items[li].Qty
+	if p.queued() {
+		return e.placeQueued(ctx, rs, hk, li)
+	}
 	limited := p.CustomerLimit > 0
 	var res lineResult
 	for round := 0; ; round++ {
@@ -273,7 +279,7 @@ func (e *Engine) placeLine(ctx context.Context, rs *reservation, hk holdKey, li 
 		}
 		switch r.code() {
 		case "OK":
-			res.parts = []placedPart{{ref, r.int(1)}}
+			res.parts = []placedPart{{ref, r.int(1), false}}
 			return res
 		case "INSUFFICIENT":
 			continue // others took the units there meanwhile: read again
@@ -329,4 +335,34 @@ func (e *Engine) sweepDue(ctx context.Context, p *pool, readings []shardReading)
 			e.Sweep(ctx, p.partitions[s], e.cfg.ReclaimInline, 0)
 		}
 	}
+}
+
+// placeQueued places line li on a pool with an inventory policy (of one shard): its one call
+// decides, atomically, whether the units are held, backordered or refused (nothing is taken
+// while backorders wait, so the counts a reading shows are not what the call goes by).
+func (e *Engine) placeQueued(ctx context.Context, rs *reservation, hk holdKey, li int) lineResult {
+	p := rs.pools[li]
+	ref := partRef{Partition: p.partitions[0], Line: li, Shard: 0}
+	var res lineResult
+	r, err := e.place(ctx, rs, hk, ref, rs.req.Items[li].Qty, modePart)
+	if err != nil {
+		res.err, res.unsure = err, ambiguous(err)
+		return res
+	}
+	switch r.code() {
+	case "OK":
+		res.parts = []placedPart{{ref, r.int(1), r.str(5) == "B"}}
+	case "INSUFFICIENT", "LIMIT":
+		res.err = e.refusal(rs, li, r.code(), r.int(1))
+	case "FENCED":
+		rs.setFenced(li, 0)
+		res.err = fencedErr(ref.Partition, r)
+	case "VOIDED":
+		res.err = errTakenOver
+	case "UNKNOWN_POOL":
+		res.err = e.noShard(ctx, p.Key().String()+" has no shard in Redis")
+	default:
+		res.err = fmt.Errorf("reserve: unexpected reply %v", []any(r))
+	}
+	return res
 }

@@ -125,7 +125,7 @@ func BenchmarkReserveBatch(b *testing.B) {
 				for i := done; i < done+n; i++ {
 					token := fmt.Sprintf("%016x%016x", round, i)
 					args = append(args, token+".0.0", "bench", "batch", 0, 1, exp, "", 0, token,
-						"0123456789abcdef0123456789abcdef01234567", modePart, "bench", 8, 3_600_000, 30_000, 0, 0)
+						"0123456789abcdef0123456789abcdef01234567", modePart, "bench", 8, 3_600_000, 30_000, 0, 0, "0")
 				}
 				r, err := e.run(ctx, "reserve_batch", p, e.nowMs(), args...)
 				if err != nil || len(r) != n {

@@ -23,6 +23,9 @@ const EventReduced = "REDUCED"
 // ErrSeveralParts: the hold has several parts; it cannot be reduced or partly committed.
 var ErrSeveralParts = errors.New("a hold of several parts cannot be changed")
 
+// ErrBackorderedPart: the hold is backordered; it cannot be reduced or partly committed.
+var ErrBackorderedPart = errors.New("a backordered hold cannot be changed")
+
 // ReduceHold reduces a hold of one part to qty units (at least 1, fewer than it has); the
 // units given back are available at once. It returns the hold as it is then.
 func (e *Engine) ReduceHold(ctx context.Context, holdID string, qty int64, actor string) (*Hold, error) {
@@ -79,6 +82,8 @@ func (e *Engine) changeHold(ctx context.Context, holdID, op string, qty int64, a
 			return nil, fmt.Errorf("%w: %d units were sold", ErrHoldCommitted, r.int(2))
 		}
 		return nil, endedErr(r.str(1))
+	case "BACKORDERED":
+		return nil, fmt.Errorf("%w: its units have not come yet; commit or release it whole", ErrBackorderedPart)
 	}
 	_, err = partOutcome(ref.Partition, r)
 	return nil, err

@@ -24,6 +24,13 @@ const (
 	// EventVoided gives back a part that no caller was ever told of (a refused or abandoned
 	// reservation's part): it pairs with the part's RESERVED, and consumers ignore both.
 	EventVoided = "VOIDED"
+	// EventBackordered places a part whose units the shard does not have (a pool that takes
+	// backorders): nothing is taken (delta 0, held_delta 0); the part's units are owed until
+	// its EventFilled.
+	EventBackordered = "BACKORDERED"
+	// EventFilled gives a backordered part its units (delta -qty): an open part is held from
+	// then on (held_delta +qty), a part sold before its units came is committed (held_delta 0).
+	EventFilled = "FILLED"
 )
 
 // GenesisHash is the prev_hash of a partition's first event.

@@ -60,7 +60,8 @@ func (e *Engine) fastPath(ctx context.Context, rs *reservation) (*Hold, error) {
 	qty := rs.req.Items[0].Qty
 	switch r.code() {
 	case "OK":
-		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(2), rs.req.Customer, []partRef{ref}, []int64{r.int(1)}, rs.pools)
+		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(2), rs.req.Customer, []partRef{ref}, []int64{r.int(1)},
+			[]bool{r.str(5) == "B"}, rs.pools)
 		h.Replayed = r.str(4) == "existing"
 		if h.Replayed {
 			return h, nil
@@ -68,12 +69,14 @@ func (e *Engine) fastPath(ctx context.Context, rs *reservation) (*Hold, error) {
 		e.forgetSoldOut(p.Key())
 		return h, nil
 	case "ENDED":
-		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(3), rs.req.Customer, []partRef{ref}, []int64{r.int(2)}, rs.pools)
+		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(3), rs.req.Customer, []partRef{ref}, []int64{r.int(2)}, nil, rs.pools)
 		h.Replayed = true
 		return h, nil
 	case "INSUFFICIENT":
 		if mode == modeFinal {
-			e.rememberShort(p, qty, []shardReading{{avail: r.int(1), rises: r.int(2), inFlight: r.int(3), nextExpiry: r.int(4)}})
+			if !p.queued() { // backorders given back raise no count the memory could watch
+				e.rememberShort(p, qty, []shardReading{{avail: r.int(1), rises: r.int(2), inFlight: r.int(3), nextExpiry: r.int(4)}})
+			}
 			return nil, e.refusal(rs, 0, "INSUFFICIENT", r.int(1)+r.int(3))
 		}
 		return e.slowPath(ctx, rs)

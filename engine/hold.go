@@ -347,6 +347,7 @@ func (e *Engine) getHold(ctx context.Context, holdID, actor string) (*Hold, erro
 				return nil, fmt.Errorf("part %s: malformed record %q", hr.key.part(ref), rec)
 			}
 			part.Location, part.SKU, part.Qty, part.Status = r.Location, r.SKU, r.Qty, StatusActive
+			part.Backordered = r.Backordered
 			h.ExpiresAt, h.Customer, partOwner = max(h.ExpiresAt, r.ExpiresAt), r.Customer, r.Owner
 			if r.ExpiresAt <= e.nowMs() {
 				part.Status = StatusExpired // overdue; the sweeper restores it soon
@@ -356,6 +357,7 @@ func (e *Engine) getHold(ctx context.Context, holdID, actor string) (*Hold, erro
 			switch t.outcome {
 			case StatusCommitted, StatusReleased, StatusExpired:
 				part.Status, part.Location, part.SKU, part.Qty = t.outcome, t.loc, t.sku, t.qty
+				part.Backordered = t.code == "B"
 				h.ExpiresAt, partOwner = max(h.ExpiresAt, t.exp), t.owner
 			default:
 				continue // voided, refused or sent on: no hold part was ever given out here

@@ -174,8 +174,8 @@ func TestScriptsSafeToRunTwice(t *testing.T) {
 		}
 		exp := now + 60_000
 		for _, mode := range []string{modeFinal, modeSlow, modePart} {
-			twice("reserve", "tok.0."+mode, "s1", "x", 0, 2, exp, "", 0, "tok", "fp", mode, "shop", 8, keep, 30_000, 0, 0)
-			twice("reserve", "big.0."+mode, "s1", "x", 0, 100, exp, "", 0, "big", "fp", mode, "shop", 8, keep, 30_000, 0, 0)
+			twice("reserve", "tok.0."+mode, "s1", "x", 0, 2, exp, "", 0, "tok", "fp", mode, "shop", 8, keep, 30_000, 0, 0, "0")
+			twice("reserve", "big.0."+mode, "s1", "x", 0, 100, exp, "", 0, "big", "fp", mode, "shop", 8, keep, 30_000, 0, 0, "0")
 		}
 		twice("extend", "tok.0.F", exp+1000, "shop", keep, "shop")
 		twice("commit", "tok.0.F", "shop", keep, "shop")

@@ -346,7 +346,7 @@ func TestScriptsCheckArguments(t *testing.T) {
 	now := e.nowMs()
 	exp := fmt.Sprint(now + 60_000)
 	reserve := func(qty, expiry, limit string) []any {
-		return []any{"tok.0.0.0", "s1", "x", "0", qty, expiry, "", limit, "tok", "fp", modeFinal, "shop", "8", "3600000", "30000", "0", "0"}
+		return []any{"tok.0.0.0", "s1", "x", "0", qty, expiry, "", limit, "tok", "fp", modeFinal, "shop", "8", "3600000", "30000", "0", "0", "0"}
 	}
 	before := seqOf(t, e, p)
 	for _, c := range []struct {
@@ -359,9 +359,10 @@ func TestScriptsCheckArguments(t *testing.T) {
 		{"reserve", reserve("0x10", exp, "0")},
 		{"reserve", reserve("2", "soon", "0")},
 		{"reserve", reserve("2", exp, "0.5")},
-		{"reserve", append(reserve("2", exp, "0")[:1], "s|1", "x", "0", "2", exp, "", "0", "tok", "fp", modeFinal, "shop", "8", "3600000", "30000", "0", "0")},
-		{"reserve", reserve("2", exp, "0")[:16]},
-		{"reserve", append(reserve("2", exp, "0")[:16], "-1")},
+		{"reserve", append(reserve("2", exp, "0")[:1], "s|1", "x", "0", "2", exp, "", "0", "tok", "fp", modeFinal, "shop", "8", "3600000", "30000", "0", "0", "0")},
+		{"reserve", reserve("2", exp, "0")[:17]},
+		{"reserve", append(reserve("2", exp, "0")[:17], "-1")},
+		{"reserve", append(reserve("2", exp, "0")[:17], "x")},
 		{"reserve_batch", append(reserve("1", exp, "0"), reserve("1.5", exp, "0")...)},
 		{"adjust", []any{"s1", "x", "0", "RESTOCK", "1.5", "tx", "fp", "v", "", "3600000", fmt.Sprint(MaxAvailable), "", ""}},
 		{"adjust", []any{"s1", "x", "0", "SPOILAGE", "2", "tx", "fp", "v", "", "1h", fmt.Sprint(MaxAvailable), "", ""}},

@@ -265,7 +265,9 @@ type Answer struct {
 	HoldID    string
 	ExpiresAt int64 // unix ms
 	Qtys      []int64
-	Keep      time.Duration // how long it is still kept
+	// Backordered says which parts were placed backordered.
+	Backordered []bool
+	Keep        time.Duration // how long it is still kept
 }
 
 // RestoreAnswers writes key records back (from the ledger's RESERVED events), so that a
@@ -282,7 +284,7 @@ func (e *Engine) RestoreAnswers(ctx context.Context, answers []Answer) error {
 			continue
 		}
 		kp := e.keyPartition(hk.token)
-		pipe.SetNX(ctx, e.ks.recordKey(kp, hk.token), anyRequest+"|A|"+encodeAnswer(a.HoldID, a.ExpiresAt, a.Qtys), a.Keep)
+		pipe.SetNX(ctx, e.ks.recordKey(kp, hk.token), anyRequest+"|A|"+encodeAnswer(a.HoldID, a.ExpiresAt, a.Qtys, a.Backordered), a.Keep)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("restore answers: %w", redisErr(err))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -45,6 +46,42 @@ type PoolConfig struct {
 	// Substitutes: SKUs at the same location a shopper may take instead, in order (see
 	// allocate.go): offered when a hold is refused for stock, held instead on request.
 	Substitutes []string `json:"substitutes,omitempty"`
+	// Policy says what a hold beyond stock gets: PolicyDeny (""), refused; PolicyBackorder,
+	// granted as backordered while the pool's backordered units stay within BackorderLimit;
+	// PolicyPreorder, the same until ReleaseAt (unix ms), refused after it. Backordered
+	// parts are filled first come, first served as units come (pools of one shard only: one
+	// queue keeps the order).
+	Policy         string `json:"inventory_policy,omitempty"`
+	BackorderLimit int64  `json:"backorder_limit,omitempty"`
+	ReleaseAt      int64  `json:"release_at,omitempty"`
+}
+
+// Inventory policies (PoolConfig.Policy).
+const (
+	PolicyDeny      = "deny"
+	PolicyBackorder = "backorder"
+	PolicyPreorder  = "preorder"
+)
+
+// queued reports whether the pool has an inventory policy: a backorder queue may keep its
+// units for earlier backorders, so only a reserve call can tell what a hold gets.
+func (c PoolConfig) queued() bool { return c.Policy != "" && c.Policy != PolicyDeny }
+
+// Backorders reports whether the pool takes backorders at now (unix ms).
+func (c PoolConfig) Backorders(now int64) bool {
+	return c.Policy == PolicyBackorder || c.Policy == PolicyPreorder && now < c.ReleaseAt
+}
+
+// backorderArg is what reserve.lua is told of the pool's backorders (see read_req): "0" none,
+// "q" none new (a pool with a policy keeps its queue's order), or the limit.
+func (c PoolConfig) backorderArg(now int64, allowed bool) string {
+	switch {
+	case c.Policy == "" || c.Policy == PolicyDeny:
+		return "0"
+	case allowed && c.Backorders(now):
+		return strconv.FormatInt(c.BackorderLimit, 10)
+	}
+	return "q"
 }
 
 // MaxSubstitutes bounds a pool's list of substitutes.
@@ -92,6 +129,20 @@ func (e *Engine) validatePoolConfig(c PoolConfig) error {
 		return invalid("safety_stock", "must be 0..%d", maxSafetyStock)
 	case c.SafetyStock > 0 && c.Shards > 1:
 		return invalid("safety_stock", "needs a pool of one shard (this one has %d): shards would each keep a share, and drift apart", c.Shards)
+	case c.Policy != "" && c.Policy != PolicyDeny && c.Policy != PolicyBackorder && c.Policy != PolicyPreorder:
+		return invalid("inventory_policy", "must be deny, backorder or preorder")
+	case (c.Policy == PolicyBackorder || c.Policy == PolicyPreorder) && (c.BackorderLimit < 1 || c.BackorderLimit > maxSafetyStock):
+		return invalid("backorder_limit", "must be 1..%d with inventory_policy %s", maxSafetyStock, c.Policy)
+	case c.BackorderLimit != 0 && c.Policy != PolicyBackorder && c.Policy != PolicyPreorder:
+		return invalid("backorder_limit", "needs inventory_policy backorder or preorder")
+	case c.Policy == PolicyPreorder && c.ReleaseAt <= 0:
+		return invalid("release_at", "a preorder needs its release time (unix ms)")
+	case c.ReleaseAt != 0 && c.Policy != PolicyPreorder:
+		return invalid("release_at", "needs inventory_policy preorder")
+	case c.BackorderLimit > 0 && c.Shards > 1:
+		return invalid("inventory_policy", "needs a pool of one shard (this one has %d): one queue keeps backorders in order", c.Shards)
+	case c.BackorderLimit > 0 && c.SafetyStock > 0:
+		return invalid("inventory_policy", "a pool with a safety stock takes no backorders")
 	case len(c.Substitutes) > MaxSubstitutes:
 		return invalid("substitutes", "at most %d", MaxSubstitutes)
 	}
@@ -204,6 +255,22 @@ func (e *Engine) CreatePool(ctx context.Context, c PoolConfig, actor string) err
 		}
 		if old.Vendor != c.Vendor {
 			return invalid("vendor", "pool %s belongs to vendor %s", c.Key(), old.Vendor)
+		}
+		if old.queued() {
+			// Backorders placed under the old policy stay owed: a limit (or a policy that takes
+			// none) below them is refused. One placed after this read is still filled; the
+			// new limit then only keeps new backorders out until the count is below it.
+			counts, err := e.shardCounts(ctx, e.newPool(old))
+			if err != nil {
+				return err
+			}
+			var owed int64
+			for _, s := range counts {
+				owed += s.Backordered
+			}
+			if owed > c.BackorderLimit {
+				return invalid("backorder_limit", "%d units of pool %s are backordered; the limit cannot go below them (and the policy cannot stop taking backorders) until they are filled or given back", owed, c.Key())
+			}
 		}
 	case !errors.Is(err, ErrUnknownPool):
 		return err

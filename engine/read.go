@@ -17,6 +17,8 @@ type ShardCount struct {
 	Available int64 `json:"available"`
 	Held      int64 `json:"held"`
 	Committed int64 `json:"committed"`
+	// Backordered is the units the shard owes backordered parts (see PoolConfig.Policy).
+	Backordered int64 `json:"backordered,omitempty"`
 }
 
 // Stock statuses reported by Availability.
@@ -35,18 +37,28 @@ type Availability struct {
 	// Buffered is the safety stock on hand: units neither held nor sold that no hold may
 	// take (at most the pool's SafetyStock). Available+Buffered is the counters' available.
 	Buffered int64 `json:"buffered"`
-	// OnHand is every unit not sold: available, buffered and held.
-	OnHand    int64  `json:"on_hand"`
-	Held      int64  `json:"held"`
-	Committed int64  `json:"committed"`
-	Status    string `json:"status"`
+	// Allotted is units on hand that backorders waiting in the queue take when enough have
+	// come (fewer than the first of them needs): no new hold takes them.
+	Allotted int64 `json:"allotted"`
+	// OnHand is every unit not sold: available, buffered, allotted and held.
+	OnHand int64 `json:"on_hand"`
+	// Backordered is the units owed to backordered parts, open or sold; Backorderable the
+	// units shoppers can still get backordered now (the policy's limit less Backordered).
+	Backordered   int64  `json:"backordered"`
+	Backorderable int64  `json:"backorderable"`
+	Held          int64  `json:"held"`
+	Committed     int64  `json:"committed"`
+	Status        string `json:"status"`
 	// Shards are the shards' counters as kept (their available counts include the buffer).
 	Shards []ShardCount `json:"shards"`
 }
 
-// Unsold is the units neither held nor sold, safety stock included: what the vendor's
-// stock counts and changes (SET, guardrails) work on.
-func (a *Availability) Unsold() int64 { return a.Available + a.Buffered }
+// Unsold is the units neither held nor sold, safety stock and units allotted to backorders
+// included: what the vendor's stock counts and changes (SET, guardrails) work on.
+func (a *Availability) Unsold() int64 { return a.Available + a.Buffered + a.Allotted }
+
+// Sellable is what a shopper can get a hold of now: from stock, or backordered.
+func (a *Availability) Sellable() int64 { return a.Available + a.Backorderable }
 
 // shardCounts reads every shard of a pool in one pipeline (each shard is in its own
 // partition, so the reads are not one atomic cut; each shard's three counters are).
@@ -57,7 +69,7 @@ func (e *Engine) shardCounts(ctx context.Context, p *pool) ([]ShardCount, error)
 	cmds := make([]*redis.SliceCmd, p.Shards)
 	for s, part := range p.partitions {
 		f := shardField(p.Location, p.SKU, s)
-		cmds[s] = pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c")
+		cmds[s] = pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c", f+"|b")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("read shards of %s: %w", p.Key(), redisErr(err))
@@ -65,7 +77,8 @@ func (e *Engine) shardCounts(ctx context.Context, p *pool) ([]ShardCount, error)
 	out := make([]ShardCount, p.Shards)
 	for s, cmd := range cmds {
 		v := cmd.Val()
-		out[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2])}
+		out[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2]),
+			Backordered: toInt(v[3])}
 	}
 	return out, nil
 }
@@ -86,7 +99,7 @@ func (e *Engine) availability(ctx context.Context, location, sku string) (*Avail
 	if err != nil {
 		return nil, err
 	}
-	return summarize(p.PoolConfig, shards), nil
+	return summarize(p.PoolConfig, shards, e.nowMs()), nil
 }
 
 // Availabilities reads many pools in one pipeline.
@@ -100,7 +113,7 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 		pools[i] = e.newPool(c)
 		for s, part := range pools[i].partitions {
 			f := shardField(c.Location, c.SKU, s)
-			cmds[i] = append(cmds[i], pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c"))
+			cmds[i] = append(cmds[i], pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c", f+"|b"))
 		}
 	}
 	if len(configs) > 0 {
@@ -113,23 +126,33 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 		shards := make([]ShardCount, p.Shards)
 		for s, cmd := range cmds[i] {
 			v := cmd.Val()
-			shards[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2])}
+			shards[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2]),
+				Backordered: toInt(v[3])}
 		}
-		out[i] = summarize(p.PoolConfig, shards)
+		out[i] = summarize(p.PoolConfig, shards, e.nowMs())
 	}
 	return out, nil
 }
 
-func summarize(c PoolConfig, shards []ShardCount) *Availability {
+func summarize(c PoolConfig, shards []ShardCount, now int64) *Availability {
 	a := &Availability{PoolConfig: c, Shards: shards}
 	for _, s := range shards {
 		kept := min(c.SafetyStock, max(s.Available, 0)) // only a pool of one shard has a safety stock
+		if s.Backordered > 0 {
+			kept = max(s.Available, 0) // all waiting backorders' (a pool of one shard has a queue)
+			a.Allotted += kept
+		} else {
+			a.Buffered += kept
+		}
 		a.Available += s.Available - kept
-		a.Buffered += kept
 		a.Held += s.Held
 		a.Committed += s.Committed
+		a.Backordered += s.Backordered
 	}
-	a.OnHand = a.Available + a.Buffered + a.Held
+	a.OnHand = a.Available + a.Buffered + a.Allotted + a.Held
+	if c.Backorders(now) {
+		a.Backorderable = max(c.BackorderLimit-a.Backordered, 0)
+	}
 	switch {
 	case a.Available <= 0:
 		a.Status = OutOfStock
@@ -177,6 +200,8 @@ type Snapshot struct {
 	Shards    map[ShardKey]ShardCount `json:"-"`
 	Holds     []SnapshotHold          `json:"holds"`
 	Transfers []PendingTransfer       `json:"transfers"`
+	// Queues maps each shard with backorders to them, in the order they are filled.
+	Queues map[ShardKey][]Backorder `json:"-"`
 }
 
 // Snapshot reads partition p's counters, open holds, pending transfers, seq and chain head
@@ -189,7 +214,8 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Partition: p, Seq: r.int(0), Head: r.str(1), Fence: r.str(2), Shards: map[ShardKey]ShardCount{}}
+	snap := &Snapshot{Partition: p, Seq: r.int(0), Head: r.str(1), Fence: r.str(2), Shards: map[ShardKey]ShardCount{},
+		Queues: map[ShardKey][]Backorder{}}
 	stock, _ := r[3].([]any)
 	for i := 0; i+1 < len(stock); i += 2 {
 		f, _ := stock[i].(string)
@@ -207,16 +233,26 @@ func (e *Engine) Snapshot(ctx context.Context, p int) (*Snapshot, error) {
 			sc.Held = n
 		case parts[3] == "c":
 			sc.Committed = n
+		case parts[3] == "b":
+			sc.Backordered = n
 		}
 		snap.Shards[key] = sc
 	}
 	holds, _ := r[4].([]any)
 	for i := 0; i+1 < len(holds); i += 2 {
 		id, _ := holds[i].(string)
+		rec, _ := holds[i+1].(string)
+		if f, ok := strings.CutPrefix(id, "q:"); ok {
+			k, q, err := parseQueue(f, rec)
+			if err != nil {
+				return nil, fmt.Errorf("partition %d: %w", p, err)
+			}
+			snap.Queues[k] = q
+			continue
+		}
 		if strings.HasPrefix(id, "d:") || strings.HasPrefix(id, "i:") {
 			continue // tombstones and idempotency records
 		}
-		rec, _ := holds[i+1].(string)
 		hr, ok := decodeHoldRecord(rec)
 		if !ok {
 			return nil, fmt.Errorf("partition %d: hold part %s has a malformed record %q", p, id, rec)
@@ -296,4 +332,41 @@ func (e *Engine) Holds(ctx context.Context, location, sku string) (*PoolHolds, e
 		}
 	}
 	return out, nil
+}
+
+// parseQueue reads a shard's backorder queue, field f ("loc|sku|shard") holding v (see
+// queue_push in lib.lua).
+func parseQueue(f, v string) (ShardKey, []Backorder, error) {
+	parts := strings.Split(f, "|")
+	if len(parts) != 3 {
+		return ShardKey{}, nil, fmt.Errorf("backorder queue field %q", f)
+	}
+	k := ShardKey{Location: parts[0], SKU: parts[1]}
+	var err error
+	if k.Shard, err = strconv.Atoi(parts[2]); err != nil {
+		return k, nil, fmt.Errorf("backorder queue field %q", f)
+	}
+	var q []Backorder
+	for _, e := range strings.Fields(v) {
+		b := strings.Split(e, ":")
+		n, err := strconv.ParseInt(b[min(1, len(b)-1)], 10, 64)
+		if len(b) != 3 || err != nil || (b[2] != "o" && b[2] != "s") {
+			return k, nil, fmt.Errorf("backorder queue of %s: malformed entry %q", f, e)
+		}
+		q = append(q, Backorder{Part: b[0], Qty: n, Sold: b[2] == "s"})
+	}
+	return k, q, nil
+}
+
+// encodeQueue is a queue's Redis form.
+func encodeQueue(q []Backorder) string {
+	s := make([]string, len(q))
+	for i, b := range q {
+		state := "o"
+		if b.Sold {
+			state = "s"
+		}
+		s[i] = b.Part + ":" + strconv.FormatInt(b.Qty, 10) + ":" + state
+	}
+	return strings.Join(s, " ")
 }

@@ -32,6 +32,8 @@ type HoldRecord struct {
 	Fingerprint string
 	// Owner is the API key that placed it (the RESERVED event's actor); empty: anyone.
 	Owner string
+	// Backordered: its units are owed, not yet taken from stock (see PoolConfig.Policy).
+	Backordered bool `json:",omitempty"`
 }
 
 // encode returns the record's Redis form (see enc_hold in lib.lua).
@@ -43,22 +45,27 @@ func (h HoldRecord) encode() string {
 	case h.Limited:
 		limited = "1"
 	}
-	return strings.Join([]string{h.Location, h.SKU, strconv.Itoa(h.Shard), strconv.FormatInt(h.Qty, 10),
+	f := []string{h.Location, h.SKU, strconv.Itoa(h.Shard), strconv.FormatInt(h.Qty, 10),
 		strconv.FormatInt(h.ExpiresAt, 10), h.Customer, limited, h.Token, strconv.FormatInt(h.Created, 10), h.Fingerprint,
-		h.Owner}, "|")
+		h.Owner}
+	if h.Backordered {
+		f = append(f, "b")
+	}
+	return strings.Join(f, "|")
 }
 
 // decodeHoldRecord parses a hold part's Redis form (records written before parts had owners
-// have ten fields).
+// have ten fields; a backordered part's has twelve).
 func decodeHoldRecord(s string) (HoldRecord, bool) {
 	f := strings.Split(s, "|")
-	if len(f) != 10 && len(f) != 11 {
+	if len(f) < 10 || len(f) > 12 || len(f) == 12 && f[11] != "b" {
 		return HoldRecord{}, false
 	}
 	h := HoldRecord{Location: f[0], SKU: f[1], Customer: f[5], Limited: f[6] != "0" && f[6] != "", Token: f[7], Fingerprint: f[9]}
-	if len(f) == 11 {
+	if len(f) >= 11 {
 		h.Owner = f[10]
 	}
+	h.Backordered = len(f) == 12
 	var errs [5]error
 	if w, ok := strings.CutPrefix(f[6], "w"); ok {
 		h.Window, errs[4] = strconv.ParseInt(w, 10, 64)
@@ -98,6 +105,8 @@ type Rebase struct {
 	// the idempotency retention) to when that happened (unix ms): the record that they were
 	// applied is restored, so that completing one of them again gives nothing twice.
 	Received map[string]int64
+	// Queues maps shards to their backorder queues (a shard of Shards missing here has none).
+	Queues map[ShardKey][]Backorder
 	// Pending lists transfers out of these shards that the ledger took out and no TRANSFER_IN
 	// in the ledger applied. Where Redis has the transfer neither pending nor settled, it is
 	// pending again, its units in flight, for CompleteTransfers to finish.
@@ -133,7 +142,8 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		Head       string               `json:"head"`
 		ForkFrom   string               `json:"fork_from"`
 		ForkIDs    []string             `json:"fork_ids"`
-		Shards     map[string][3]string `json:"shards"`
+		Shards     map[string][4]string `json:"shards"`
+		Queues     map[string]string    `json:"queues"`
 		Drop       []string             `json:"drop"`
 		Holds      map[string][2]string `json:"holds"`
 		Cust       map[string]string    `json:"cust"`
@@ -142,8 +152,9 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		Pending    map[string][3]string `json:"pending"`
 	}
 	pl := payload{ExpectSeq: strconv.FormatInt(st.ExpectSeq, 10), ExpectHead: st.ExpectHead, Seq: strconv.FormatInt(st.Seq, 10),
-		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][3]string{},
-		Drop: append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{},
+		Head: st.Head, ForkFrom: strconv.FormatInt(st.ForkFrom, 10), ForkIDs: []string{}, Shards: map[string][4]string{},
+		Queues: map[string]string{},
+		Drop:   append([]string{}, st.Drop...), Holds: map[string][2]string{}, Cust: map[string]string{},
 		Ended: map[string][2]string{}, Received: map[string][2]string{}, Pending: map[string][3]string{}}
 	for _, t := range st.Pending {
 		// The pending record as transfer_out writes it: loc|sku|shard|qty|to partition|to shard|at.
@@ -162,7 +173,9 @@ func (e *Engine) RebuildPartition(ctx context.Context, p int, st Rebase) error {
 		pl.ForkIDs = append(pl.ForkIDs, strconv.FormatInt(s, 10)+"-0")
 	}
 	for k, c := range st.Shards {
-		pl.Shards[k.String()] = [3]string{strconv.FormatInt(c.Available, 10), strconv.FormatInt(c.Held, 10), strconv.FormatInt(c.Committed, 10)}
+		pl.Shards[k.String()] = [4]string{strconv.FormatInt(c.Available, 10), strconv.FormatInt(c.Held, 10), strconv.FormatInt(c.Committed, 10),
+			strconv.FormatInt(c.Backordered, 10)}
+		pl.Queues[k.String()] = encodeQueue(st.Queues[k])
 	}
 	for part, h := range st.Holds {
 		pl.Holds[part] = [2]string{h.encode(), strconv.FormatInt(h.ExpiresAt, 10)}
@@ -285,6 +298,7 @@ type tombstone struct {
 	loc, sku string
 	qty, exp int64
 	owner    string
+	code     string // B: a sale whose units are still owed
 }
 
 func decodeTomb(s string) tombstone {
@@ -297,6 +311,9 @@ func decodeTomb(s string) tombstone {
 	}
 	if len(f) >= 8 {
 		t.owner = f[7]
+	}
+	if len(f) >= 9 {
+		t.code = f[8]
 	}
 	return t
 }

@@ -25,6 +25,9 @@ func (k ShardKey) String() string { return shardField(k.Location, k.SKU, k.Shard
 // ShardTotals is one shard as a run of events adds it up.
 type ShardTotals struct {
 	Available, Held, Committed int64
+	// Backordered is the units owed to backordered parts, open or sold (not counted in the
+	// others: no unit was taken for them).
+	Backordered int64 `json:",omitempty"`
 	// Vendor is the net of restocks, spoilage and adjustments; Transfers the net of transfers
 	// in and out.
 	Vendor, Transfers int64
@@ -74,7 +77,45 @@ type Replay struct {
 	// limit over a window, each counting until its window has passed.
 	Customers map[string]int64
 	Sales     map[string][]Sale
-	opts      ReplayOptions
+	// Queues holds each shard's backordered parts in the order they are filled.
+	Queues map[ShardKey][]Backorder
+	opts   ReplayOptions
+}
+
+// Backorder is a part waiting in a shard's backorder queue: open, or Sold before its units
+// came.
+type Backorder struct {
+	Part string `json:"p"`
+	Qty  int64  `json:"q"`
+	Sold bool   `json:"s,omitempty"`
+}
+
+// QueueOwed is the units a shard's queue owes.
+func QueueOwed(q []Backorder) int64 {
+	var n int64
+	for _, b := range q {
+		n += b.Qty
+	}
+	return n
+}
+
+// dequeue takes part off k's queue, or marks it sold.
+func (r *Replay) dequeue(k ShardKey, part string, sold bool) {
+	q := r.Queues[k]
+	for i, b := range q {
+		if b.Part != part {
+			continue
+		}
+		if sold {
+			q[i].Sold = true
+			return
+		}
+		r.Queues[k] = slices.Delete(q, i, i+1)
+		if len(r.Queues[k]) == 0 {
+			delete(r.Queues, k)
+		}
+		return
+	}
 }
 
 // Sale is units sold under a per-customer limit over a window: they count until Until (ms).
@@ -85,7 +126,7 @@ type Sale struct {
 // NewReplay starts a replay from a partition's first event.
 func NewReplay(opts ReplayOptions) *Replay {
 	r := &Replay{Shards: map[ShardKey]*ShardTotals{}, Open: map[string]OpenPart{}, Customers: map[string]int64{},
-		Sales: map[string][]Sale{}, opts: opts}
+		Sales: map[string][]Sale{}, Queues: map[ShardKey][]Backorder{}, opts: opts}
 	if opts.History {
 		r.Ended, r.Changes = map[string]Tombstone{}, map[StockChange]bool{}
 	}
@@ -109,13 +150,18 @@ func (r *Replay) Apply(ev *Event) {
 	t.Available = ev.After
 	t.Held += ev.HeldDelta
 	switch ev.Type {
-	case EventReserved:
+	case EventReserved, EventBackordered:
 		exp := ev.ExpiresAt
 		if exp == 0 {
 			exp = ev.TS + r.opts.MaxTTL
 		}
 		h := HoldRecord{Location: ev.Location, SKU: ev.SKU, Shard: ev.Shard, Qty: ev.Qty, ExpiresAt: exp, Customer: ev.Customer,
-			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor}
+			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor,
+			Backordered: ev.Type == EventBackordered}
+		if h.Backordered {
+			t.Backordered += ev.Qty
+			r.Queues[k] = append(r.Queues[k], Backorder{Part: ev.Hold, Qty: ev.Qty})
+		}
 		if h.Limited {
 			h.Window = r.window(k.Pool())
 		}
@@ -139,8 +185,23 @@ func (r *Replay) Apply(ev *Event) {
 				r.Customers[customerField(h.HoldRecord)] -= ev.Qty
 			}
 		}
+	case EventFilled:
+		t.Backordered -= ev.Qty
+		r.dequeue(k, ev.Hold, false)
+		if h, ok := r.Open[ev.Hold]; ok && ev.HeldDelta > 0 {
+			h.Backordered = false
+			r.Open[ev.Hold] = h
+		} else if ev.HeldDelta == 0 {
+			t.Committed += ev.Qty // sold before its units came
+		}
 	case EventCommitted, EventReleased, EventExpired, EventVoided:
-		if ev.Type == EventCommitted {
+		if h, ok := r.Open[ev.Hold]; ok && h.Backordered {
+			// No unit was taken: a sale leaves them owed, anything else owes them no more.
+			r.dequeue(k, ev.Hold, ev.Type == EventCommitted)
+			if ev.Type != EventCommitted {
+				t.Backordered -= ev.Qty
+			}
+		} else if ev.Type == EventCommitted {
 			t.Committed += ev.Qty
 		}
 		r.end(ev)
@@ -204,7 +265,10 @@ func customerField(h HoldRecord) string { return h.Location + "|" + h.SKU + "|" 
 func (r *Replay) Clone() *Replay {
 	c := &Replay{Shards: make(map[ShardKey]*ShardTotals, len(r.Shards)), Open: maps.Clone(r.Open),
 		Customers: maps.Clone(r.Customers), Ended: maps.Clone(r.Ended), Changes: maps.Clone(r.Changes), opts: r.opts,
-		Sales: make(map[string][]Sale, len(r.Sales))}
+		Sales: make(map[string][]Sale, len(r.Sales)), Queues: make(map[ShardKey][]Backorder, len(r.Queues))}
+	for k, q := range r.Queues {
+		c.Queues[k] = slices.Clone(q)
+	}
 	for f, s := range r.Sales {
 		c.Sales[f] = slices.Clone(s)
 	}
@@ -222,6 +286,14 @@ type replayJSON struct {
 	V      int                 `json:"v"`
 	Shards []shardJSON         `json:"shards"`
 	Open   map[string]OpenPart `json:"open"`
+	Queues []queueJSON         `json:"queues,omitempty"`
+}
+
+type queueJSON struct {
+	Location string      `json:"l"`
+	SKU      string      `json:"s"`
+	Shard    int         `json:"n"`
+	Parts    []Backorder `json:"q"`
 }
 
 type shardJSON struct {
@@ -238,6 +310,9 @@ func (r *Replay) MarshalJSON() ([]byte, error) {
 	out := replayJSON{V: replayJSONVersion, Shards: make([]shardJSON, 0, len(r.Shards)), Open: r.Open}
 	for k, t := range r.Shards {
 		out.Shards = append(out.Shards, shardJSON{k.Location, k.SKU, k.Shard, *t})
+	}
+	for k, q := range r.Queues {
+		out.Queues = append(out.Queues, queueJSON{k.Location, k.SKU, k.Shard, q})
 	}
 	return json.Marshal(out)
 }
@@ -258,6 +333,9 @@ func (r *Replay) UnmarshalJSON(b []byte) error {
 	}
 	if in.Open != nil {
 		r.Open = in.Open
+	}
+	for _, q := range in.Queues {
+		r.Queues[ShardKey{q.Location, q.SKU, q.Shard}] = q.Parts
 	}
 	return nil
 }

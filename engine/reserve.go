@@ -62,6 +62,9 @@ type HoldPart struct {
 	Qty       int64  `json:"qty"`
 	// Status is ACTIVE, COMMITTED, RELEASED or EXPIRED (filled in by GetHold).
 	Status string `json:"status,omitempty"`
+	// Backordered: the part's units are owed, taken from stock when they come (see
+	// PoolConfig.Policy); a part placed so and filled since reads false.
+	Backordered bool `json:"backordered,omitempty"`
 }
 
 // Hold is a reservation of units on one or more pools.
@@ -94,10 +97,10 @@ const (
 	StatusMixed     = "MIXED"
 )
 
-// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..19]); the qty
+// reqWidth is the number of values reserve.lua takes per request (its ARGV[3..20]); the qty
 // and the expiry are at reqQty and reqExp.
 const (
-	reqWidth = 17
+	reqWidth = 18
 	reqQty   = 4
 	reqExp   = 5
 )
@@ -267,7 +270,7 @@ func (e *Engine) place(ctx context.Context, rs *reservation, hk holdKey, ref par
 	p := rs.pools[ref.Line]
 	args := []any{hk.part(ref), p.Location, p.SKU, ref.Shard, qty, rs.exp, rs.req.Customer, p.CustomerLimit,
 		rs.token, rs.fp, mode, owner(rs.req.Actor), e.cfg.ReclaimInline, e.cfg.IdempotencyTTL.Milliseconds(),
-		e.refusalKeep(rs).Milliseconds(), p.SafetyStock, p.CustomerWindow}
+		e.refusalKeep(rs).Milliseconds(), p.SafetyStock, p.CustomerWindow, p.backorderArg(e.nowMs(), rs.req.scope == "")}
 	if e.batchers != nil {
 		return e.batchers.call(ctx, "reserve", ref.Partition, "", args, natives...)
 	}
@@ -296,11 +299,15 @@ func (e *Engine) refusal(rs *reservation, li int, code string, n int64) error {
 	return &InsufficientError{Location: p.Location, SKU: p.SKU, Requested: rs.req.Items[li].Qty, Available: max(n, 0)}
 }
 
-// An answer stored in a key record: "<hold id>;<expires ms>;<qty>,<qty>,...".
-func encodeAnswer(id string, exp int64, qtys []int64) string {
+// An answer stored in a key record: "<hold id>;<expires ms>;<qty>,<qty>,...", a qty followed
+// by "b" when its part was backordered.
+func encodeAnswer(id string, exp int64, qtys []int64, bos []bool) string {
 	q := make([]string, len(qtys))
 	for i, n := range qtys {
 		q[i] = strconv.FormatInt(n, 10)
+		if i < len(bos) && bos[i] {
+			q[i] += "b"
+		}
 	}
 	return id + ";" + strconv.FormatInt(exp, 10) + ";" + strings.Join(q, ",")
 }
@@ -320,20 +327,24 @@ func (e *Engine) decodeAnswer(a string, rs *reservation) (*Hold, error) {
 	if len(qs) != len(refs) {
 		return nil, fmt.Errorf("stored answer %q: %d quantities for %d parts", a, len(qs), len(refs))
 	}
-	qtys := make([]int64, len(qs))
+	qtys, bos := make([]int64, len(qs)), make([]bool, len(qs))
 	for i, s := range qs {
+		s, bos[i] = strings.CutSuffix(s, "b")
 		qtys[i], _ = strconv.ParseInt(s, 10, 64)
 	}
-	h := e.holdFromParts(f[0], exp, rs.req.Customer, refs, qtys, rs.pools)
+	h := e.holdFromParts(f[0], exp, rs.req.Customer, refs, qtys, bos, rs.pools)
 	h.Replayed = true
 	return h, nil
 }
 
-func (e *Engine) holdFromParts(id string, exp int64, customer string, refs []partRef, qtys []int64, pools []*pool) *Hold {
+func (e *Engine) holdFromParts(id string, exp int64, customer string, refs []partRef, qtys []int64, bos []bool, pools []*pool) *Hold {
 	h := &Hold{ID: id, ExpiresAt: exp, Customer: customer, Status: StatusActive, Parts: make([]HoldPart, len(refs))}
 	for i, r := range refs {
 		p := pools[r.Line]
 		h.Parts[i] = HoldPart{Location: p.Location, SKU: p.SKU, Shard: r.Shard, Partition: r.Partition, Qty: qtys[i]}
+		if i < len(bos) {
+			h.Parts[i].Backordered = bos[i]
+		}
 	}
 	return h
 }

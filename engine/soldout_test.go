@@ -205,7 +205,7 @@ func TestBatchWriteBack(t *testing.T) {
 	now := e.nowMs()
 	exp := now + 60_000
 	req := func(part, sku string, qty int, token string) []any {
-		return []any{part, "s1", sku, 0, qty, exp, "", 0, token, "fp-" + token, modePart, "shop", 8, 60_000, 30_000, 0, 0}
+		return []any{part, "s1", sku, 0, qty, exp, "", 0, token, "fp-" + token, modePart, "shop", 8, 60_000, 30_000, 0, 0, "0"}
 	}
 	if _, err := e.run(ctx, "reserve_batch", p, now, append(req("a.0.0", "one", 4, "a"), "b.0.0", "s1")...); err == nil {
 		t.Fatal("a batch with a truncated request was accepted")
@@ -262,7 +262,7 @@ func TestEndBatch(t *testing.T) {
 	now := e.nowMs()
 	place := func(part string, qty int, exp int64) {
 		t.Helper()
-		r, err := e.run(ctx, "reserve", p, now, part, "s1", "one", 0, qty, exp, "", 0, part, "fp-"+part, modePart, "shop", 8, 60_000, 30_000, 0, 0)
+		r, err := e.run(ctx, "reserve", p, now, part, "s1", "one", 0, qty, exp, "", 0, part, "fp-"+part, modePart, "shop", 8, 60_000, 30_000, 0, 0, "0")
 		if err != nil || r.code() != "OK" {
 			t.Fatalf("place %s: %v %v", part, r, err)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // Verification is what Verify read: every event of every partition, oldest first.
@@ -64,8 +65,16 @@ func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 			replay.Apply(&evs[i])
 		}
 		openHeld := map[ShardKey]int64{}
+		openOwed := map[string]bool{} // backordered open parts
 		for _, h := range snap.Holds {
+			if h.Record.Backordered {
+				openOwed[h.Part] = true
+				continue
+			}
 			openHeld[ShardKey{h.Location, h.SKU, h.Shard}] += h.Qty
+		}
+		if err := verifyQueues(snap, replay, openOwed); err != nil {
+			return v, err
 		}
 		for k, sc := range snap.Shards {
 			if sc.Available < 0 || sc.Held < 0 || sc.Committed < 0 {
@@ -78,6 +87,10 @@ func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 			}
 			if openHeld[k] != sc.Held {
 				return v, fmt.Errorf("shard %s: held counter %d, open holds %d", k, sc.Held, openHeld[k])
+			}
+			if sc.Backordered < 0 || sc.Backordered != r.Backordered || sc.Backordered != QueueOwed(snap.Queues[k]) {
+				return v, fmt.Errorf("shard %s: backordered counter %d, events replay to %d, its queue owes %d",
+					k, sc.Backordered, r.Backordered, QueueOwed(snap.Queues[k]))
 			}
 			pt := pools[k.Pool()]
 			if pt == nil {
@@ -101,4 +114,34 @@ func (e *Engine) Verify(ctx context.Context) (*Verification, error) {
 		}
 	}
 	return v, nil
+}
+
+// verifyQueues checks each backorder queue of snap against the replay's (the same parts, in
+// the same order, in the same state) and against the open parts marked backordered (each in
+// its shard's queue, open, and nothing else open there).
+func verifyQueues(snap *Snapshot, replay *Replay, openOwed map[string]bool) error {
+	keys := map[ShardKey]bool{}
+	for k := range snap.Queues {
+		keys[k] = true
+	}
+	for k := range replay.Queues {
+		keys[k] = true
+	}
+	for k := range keys {
+		live, want := snap.Queues[k], replay.Queues[k]
+		if !slices.Equal(live, want) {
+			return fmt.Errorf("shard %s: backorder queue %q, events replay to %q", k, encodeQueue(live), encodeQueue(want))
+		}
+		for _, b := range live {
+			if !b.Sold != openOwed[b.Part] {
+				return fmt.Errorf("shard %s: backorder queue has part %s (sold: %v), its record says backordered: %v",
+					k, b.Part, b.Sold, openOwed[b.Part])
+			}
+			delete(openOwed, b.Part)
+		}
+	}
+	for part := range openOwed {
+		return fmt.Errorf("partition %d: part %s is backordered and in no queue", snap.Partition, part)
+	}
+	return nil
 }

@@ -53,7 +53,7 @@ func (s *Store) Alarm(ctx context.Context, partition int, seq int64, kind, detai
 // Pools lists the pool configurations the ledger holds.
 func (s *Store) Pools(ctx context.Context) ([]engine.PoolConfig, error) {
 	rows, err := s.pool.Query(ctx, `SELECT location, sku, vendor_id, shards, low_stock, customer_limit, best_before, substitutes,
-		  safety_stock, customer_window_ms
+		  safety_stock, customer_window_ms, inventory_policy, backorder_limit, release_at
 		FROM pools ORDER BY location, sku`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read pools: %w", err)
@@ -61,7 +61,7 @@ func (s *Store) Pools(ctx context.Context) ([]engine.PoolConfig, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (engine.PoolConfig, error) {
 		var p engine.PoolConfig
 		err := row.Scan(&p.Location, &p.SKU, &p.Vendor, &p.Shards, &p.LowStock, &p.CustomerLimit, &p.BestBefore, &p.Substitutes,
-			&p.SafetyStock, &p.CustomerWindow)
+			&p.SafetyStock, &p.CustomerWindow, &p.Policy, &p.BackorderLimit, &p.ReleaseAt)
 		if len(p.Substitutes) == 0 {
 			p.Substitutes = nil
 		}
@@ -174,28 +174,31 @@ func (g *Guard) Check(ctx context.Context) error {
 	return engine.ErrKeyspaceLost
 }
 
-// Reservation is a hold part's RESERVED event in the ledger, and whether it was voided since.
+// Reservation is a hold part's RESERVED (or BACKORDERED) event in the ledger, and whether it
+// was voided since.
 type Reservation struct {
-	Partition int
-	Part      string
-	Qty       int64
-	ExpiresAt int64 // the event's reason, when it is a number (0 otherwise)
-	TS        int64
-	Voided    bool
+	Partition   int
+	Part        string
+	Qty         int64
+	ExpiresAt   int64 // the event's reason, when it is a number (0 otherwise)
+	TS          int64
+	Voided      bool
+	Backordered bool
 }
 
 // Reservations lists the hold parts reserved since sinceMs (unix ms), oldest first.
 func (s *Store) Reservations(ctx context.Context, sinceMs int64) ([]Reservation, error) {
 	rows, err := s.pool.Query(ctx, `SELECT r.partition, r.hold, r.qty, r.reason, r.ts,
-		  EXISTS (SELECT 1 FROM inventory_events v WHERE v.hold = r.hold AND v.partition = r.partition AND v.type = 'VOIDED')
-		FROM inventory_events r WHERE r.type = 'RESERVED' AND r.ts >= $1 ORDER BY r.ts`, sinceMs)
+		  EXISTS (SELECT 1 FROM inventory_events v WHERE v.hold = r.hold AND v.partition = r.partition AND v.type = 'VOIDED'),
+		  r.type = 'BACKORDERED'
+		FROM inventory_events r WHERE r.type IN ('RESERVED', 'BACKORDERED') AND r.ts >= $1 ORDER BY r.ts`, sinceMs)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read reservations: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Reservation, error) {
 		var r Reservation
 		var reason string
-		err := row.Scan(&r.Partition, &r.Part, &r.Qty, &reason, &r.TS, &r.Voided)
+		err := row.Scan(&r.Partition, &r.Part, &r.Qty, &reason, &r.TS, &r.Voided, &r.Backordered)
 		fmt.Sscan(reason, &r.ExpiresAt)
 		return r, err
 	})

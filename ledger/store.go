@@ -415,14 +415,16 @@ func (s *Store) SyncPools(ctx context.Context, pools []engine.PoolConfig) error 
 			batch.Queue(`INSERT INTO locations (id, vendor_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.Location, p.Vendor)
 		}
 		batch.Queue(`INSERT INTO pools (location, sku, vendor_id, shards, low_stock, customer_limit, best_before, substitutes, safety_stock,
-			  customer_window_ms)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			  customer_window_ms, inventory_policy, backorder_limit, release_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			ON CONFLICT (location, sku) DO UPDATE SET vendor_id = EXCLUDED.vendor_id, shards = EXCLUDED.shards,
 			  low_stock = EXCLUDED.low_stock, customer_limit = EXCLUDED.customer_limit,
 			  best_before = EXCLUDED.best_before, substitutes = EXCLUDED.substitutes,
-			  safety_stock = EXCLUDED.safety_stock, customer_window_ms = EXCLUDED.customer_window_ms, updated_at = now()`,
+			  safety_stock = EXCLUDED.safety_stock, customer_window_ms = EXCLUDED.customer_window_ms,
+			  inventory_policy = EXCLUDED.inventory_policy, backorder_limit = EXCLUDED.backorder_limit,
+			  release_at = EXCLUDED.release_at, updated_at = now()`,
 			p.Location, p.SKU, p.Vendor, p.Shards, p.LowStock, p.CustomerLimit, p.BestBefore, append([]string{}, p.Substitutes...),
-			p.SafetyStock, p.CustomerWindow)
+			p.SafetyStock, p.CustomerWindow, p.Policy, p.BackorderLimit, p.ReleaseAt)
 	}
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("ledger: sync pools: %w", err)

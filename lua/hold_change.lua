@@ -20,6 +20,8 @@
 --   {'ENDED', outcome, units}     ended before (a COMMITTED part: the units it sold)
 --   {'ENDED', 'EXPIRED'}          its expiry had passed: restored now, with an EXPIRED event
 --   {'NOT_FOUND'}                 no such part for this owner
+--   {'BACKORDERED'}               the part is backordered (see fill in lib.lua): none of its
+--                                 units has come, so it is committed or released whole
 --   {'FENCED', reason}
 local part, op = need_text('hold_change', 3, 'part'), ARGV[4]
 if op ~= 'REDUCE' and op ~= 'COMMIT' then
@@ -48,6 +50,13 @@ if op == 'REDUCE' and n == q then
 end
 if n > q then
   return {'TOO_MANY', q}
+end
+if h.bo then
+  if op == 'COMMIT' and n == q then
+    end_part(part, h, 'COMMITTED', actor, '', keep_ms)
+    return {'OK', q}
+  end
+  return {'BACKORDERED'}
 end
 local f = field(h.loc, h.sku, h.shard)
 local back = q - n

@@ -7,10 +7,12 @@
 --                         "...|r" -> how many times available went up (release, expiry,
 --                         restock, transfer in, ...): a reader that finds it unchanged knows the
 --                         shard gained nothing in between; "...|t" -> units taken out by
---                         transfers not yet settled (in flight to another shard)
+--                         transfers not yet settled (in flight to another shard); "...|b" ->
+--                         units backordered: owed to parts, not yet taken from stock
 --   KEYS[2] holds  hash   "<part>"      -> an active hold part (see hold_record)
 --                         "d:<part>"    -> the part's tombstone (see tomb): how it ended, or
 --                                          that it was refused, sent to the slow path, or voided
+--                         "q:<loc|sku|shard>" -> the shard's backorder queue (see fill)
 --                         "i:tx:<id>"   -> a vendor transaction: "fingerprint|before|after", and
 --                                          for a sharded pool's change "|pool before|whole change";
 --                                          or its refusal "fingerprint|code|available|n"
@@ -56,6 +58,7 @@ local PLACED      -- part -> record, for a part placed earlier in this call
 local NEW_GC      -- ZADD arguments of the gc index, for the records made in this call
 local NEW_EVENTS  -- in a batch, the events made (entry id, canonical form, hash), appended at flush
 local TXS         -- transaction field -> record, or false: read at the start, made since
+local RAISED      -- counter fields whose available count went up in this call (see finish)
 
 -- begin starts a call: it binds the call's keys and arguments and resets the per-call state.
 local function begin(keys, args)
@@ -66,7 +69,7 @@ local function begin(keys, args)
   NOW = tonumber(NOW_S)
   SEQ, HEAD, BATCH = nil, nil, false
   STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED = {}, {}, {}, {}, {}
-  NEW_GC, TXS, NEW_EVENTS = {}, {}, {}
+  NEW_GC, TXS, NEW_EVENTS, RAISED = {}, {}, {}, nil
 end
 
 -- call_chunked calls cmd key with args in slices (Lua's unpack has a stack limit).
@@ -152,6 +155,8 @@ end
 local function avail_incr(f, d)
   if d > 0 then
     stock_incr(f .. '|r', 1)
+    RAISED = RAISED or {}
+    RAISED[f] = true
   end
   return stock_incr(f, d)
 end
@@ -254,20 +259,25 @@ end
 -- (owner: the API key that placed it; only it may read, extend, commit or release the part;
 -- limited: '0' when its units do not count against the customer's limit, '1' when they count
 -- while held and, once sold, for good, 'w<ms>' when they count while held and for <ms> after
--- they were sold: a limit over a window).
+-- they were sold: a limit over a window). A backordered part (its units owed, not yet taken
+-- from stock: see fill) has a twelfth field, 'b'.
 local function hold_record(loc, sku, shard, qty, exp, cust, limited, token, created, fp, owner)
   return loc .. '|' .. sku .. '|' .. shard .. '|' .. qty .. '|' .. exp .. '|' .. cust .. '|' .. limited
     .. '|' .. token .. '|' .. created .. '|' .. fp .. '|' .. owner
 end
 
 local function enc_hold(h)
-  return hold_record(h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp, h.owner)
+  local s = hold_record(h.loc, h.sku, h.shard, h.qty, h.exp, h.cust, h.limited, h.token, h.created, h.fp, h.owner)
+  if h.bo then
+    s = s .. '|b'
+  end
+  return s
 end
 
 local function dec_hold(s)
   local f = split(s)
   return {loc = f[1], sku = f[2], shard = f[3], qty = tonumber(f[4]), exp = tonumber(f[5]),
-    cust = f[6], limited = f[7], token = f[8], created = f[9], fp = f[10], owner = f[11] or ''}
+    cust = f[6], limited = f[7], token = f[8], created = f[9], fp = f[10], owner = f[11] or '', bo = f[12] == 'b'}
 end
 
 local function field(loc, sku, shard)
@@ -332,6 +342,7 @@ end
 --   REFUSED   the request this part was to be was refused (code INSUFFICIENT or LIMIT, n the
 --             available units or the customer's units); kept for the refusal's retention
 --   SLOW      the request went on to the slow path: its answer is in its key record
+-- A COMMITTED part whose units are still owed (sold backordered) has code B until it is filled.
 local function tomb(outcome, h, fp, owner, code, n)
   return outcome .. '|' .. NOW_S .. '|' .. h.loc .. '|' .. h.sku .. '|' .. h.qty .. '|' .. h.exp .. '|' .. fp
     .. '|' .. owner .. '|' .. (code or '') .. '|' .. (n or '')
@@ -343,10 +354,69 @@ local function dec_tomb(s)
     fp = f[7] or '', owner = f[8] or '', code = f[9] or '', n = tonumber(f[10] or '')}
 end
 
+-- A shard's backorder queue, "q:<loc|sku|shard>" in the holds hash: its backordered parts in
+-- the order they were placed, "<part>:<qty>:<o|s>" separated by spaces (o: the part is open,
+-- its record marked backordered; s: it was sold before its units came). The shard's "|b"
+-- counter is the sum of their units. Units that come back to a shard with a queue go to the
+-- queue first (fill), so a new hold never takes stock ahead of a backorder.
+
+local function queue_push(f, part, qty_s)
+  local qf, entry = 'q:' .. f, part .. ':' .. qty_s .. ':o'
+  local old = redis.call('HGET', K_HOLDS, qf)
+  redis.call('HSET', K_HOLDS, qf, old and (old .. ' ' .. entry) or entry)
+  stock_incr(f .. '|b', tonumber(qty_s))
+end
+
+-- queue_end takes an open backordered part off its shard's queue (given back), or marks it
+-- sold (its units are still owed). It raises an error, before anything is written, when the
+-- queue lacks the part.
+local function queue_end(f, part, qty, sold)
+  local qf = 'q:' .. f
+  local q = redis.call('HGET', K_HOLDS, qf) or ''
+  local entry = part .. ':' .. string.format('%d', qty) .. ':o'
+  local i = string.find(' ' .. q .. ' ', ' ' .. entry .. ' ', 1, true)
+  if not i then
+    error({err = 'ERR backorder queue of ' .. f .. ' lacks part ' .. part})
+  end
+  local before, after = string.sub(q, 1, i - 1), string.sub(q, i + #entry)
+  if sold then
+    q = before .. part .. ':' .. string.format('%d', qty) .. ':s' .. after
+  else
+    if string.sub(before, -1) == ' ' then
+      before = string.sub(before, 1, -2)
+    elseif string.sub(after, 1, 1) == ' ' then
+      after = string.sub(after, 2)
+    end
+    q = before .. after
+    stock_incr(f .. '|b', -qty)
+  end
+  if q == '' then
+    redis.call('HDEL', K_HOLDS, qf)
+  else
+    redis.call('HSET', K_HOLDS, qf, q)
+  end
+end
+
 -- end_part finishes an active hold part as COMMITTED, RELEASED, EXPIRED or VOIDED, writing
 -- its event and its tombstone (kept keep_ms). Units come back to available unless committed.
 local function end_part(part, h, outcome, actor, reason, keep_ms)
   local f = field(h.loc, h.sku, h.shard)
+  if h.bo then
+    -- Backordered: no unit was taken. Sold, its units stay owed; else they are owed no more.
+    queue_end(f, part, h.qty, outcome == 'COMMITTED')
+    if outcome == 'COMMITTED' then
+      cust_sold(h, h.qty)
+    elseif counted(h) then
+      redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
+    end
+    redis.call('HDEL', K_HOLDS, part)
+    redis.call('ZREM', K_EXP, part)
+    -- A sale whose units are still owed says so in its tombstone (code B) until its fill.
+    redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner, outcome == 'COMMITTED' and 'B' or nil))
+    forget_at('h:d:' .. part, keep_ms)
+    emit(outcome, h.loc, h.sku, h.shard, 0, stock_get(f) or 0, 0, part, h.qty, h.cust, h.token, actor, reason, 0)
+    return
+  end
   local delta = h.qty
   if outcome == 'COMMITTED' then
     delta = 0
@@ -459,9 +529,11 @@ local function short(f, avail)
 end
 
 -- place_one places one hold part whose id is neither active nor ended. r holds the request's
--- fields (see read_req).
--- Reply: {'OK', qty, expires, available_after, 'new'}, short()'s {'INSUFFICIENT', ...},
--- {'LIMIT', used}, {'UNKNOWN_POOL'}.
+-- fields (see read_req). On a pool that takes backorders (r.bo > 0) a part the shard cannot
+-- give is backordered while the shard's backorders stay within r.bo; on such a pool, and on
+-- one that took them before (r.bo == 0), nothing is taken while earlier backorders wait.
+-- Reply: {'OK', qty, expires, available_after, 'new'} (a sixth value 'B': backordered),
+-- short()'s {'INSUFFICIENT', ...}, {'LIMIT', used}, {'UNKNOWN_POOL'}.
 local function place_one(r)
   local f = field(r.loc, r.sku, r.shard)
   local cf = nil
@@ -483,14 +555,27 @@ local function place_one(r)
       end
     end
   end
-  local after, avail = take(r, f)
-  if after == false then
-    return {'UNKNOWN_POOL'}
+  local after, avail, owed
+  local waiting = r.bo and (stock_get(f .. '|b') or 0) or 0
+  if waiting > 0 then
+    after, avail = nil, 0 -- units that come go to the earlier backorders first
+  else
+    after, avail = take(r, f)
+    if after == false then
+      return {'UNKNOWN_POOL'}
+    end
   end
   if not after then
-    return short(f, avail)
+    if not r.bo or waiting + r.qty > r.bo then
+      return short(f, avail)
+    end
+    owed, after = true, stock_get(f)
   end
-  stock_incr(f .. '|h', r.qty)
+  if owed then
+    queue_push(f, r.part, r.qty_s)
+  else
+    stock_incr(f .. '|h', r.qty)
+  end
   local limited = '0'
   if cf then
     redis.call('HINCRBY', K_CUST, cf, r.qty)
@@ -498,6 +583,9 @@ local function place_one(r)
   end
   -- Strings straight from ARGV where possible: Lua's number formatting is slow.
   local rec = hold_record(r.loc, r.sku, r.shard, r.qty_s, r.exp_s, r.cust, limited, r.token, NOW_S, r.fp, r.owner)
+  if owed then
+    rec = rec .. '|b'
+  end
   if BATCH then
     local n, m = #NEW_HOLDS, #NEW_EXP
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
@@ -506,6 +594,10 @@ local function place_one(r)
   else
     redis.call('HSET', K_HOLDS, r.part, rec)
     redis.call('ZADD', K_EXP, r.exp_s, r.part)
+  end
+  if owed then
+    emit('BACKORDERED', r.loc, r.sku, r.shard, 0, after, 0, r.part, r.qty_s, r.cust, r.token, r.owner, '', r.exp_s)
+    return {'OK', r.qty, r.exp_s, after, 'new', 'B'}
   end
   emit('RESERVED', r.loc, r.sku, r.shard, '-' .. r.qty_s, after, r.qty_s, r.part, r.qty_s, r.cust, r.token, r.owner, '', r.exp_s)
   return {'OK', r.qty, r.exp_s, after, 'new'}
@@ -531,7 +623,7 @@ local function reserve_one(r)
     if (h.fp ~= r.fp and h.fp ~= '') or (h.owner ~= r.owner and h.owner ~= '') then -- '': restored from the ledger
       return {'IDEM_MISMATCH'}
     end
-    return {'OK', h.qty, h.exp, stock_get(field(h.loc, h.sku, h.shard)), 'existing'}
+    return {'OK', h.qty, h.exp, stock_get(field(h.loc, h.sku, h.shard)), 'existing', h.bo and 'B' or nil}
   end
   if t then
     t = dec_tomb(t)
@@ -564,7 +656,7 @@ local function reserve_one(r)
 end
 
 -- REQ_WIDTH is the number of ARGV entries one reserve request takes (after partition and now).
-local REQ_WIDTH = 17
+local REQ_WIDTH = 18
 
 -- read_req reads one reserve request starting at ARGV[i] into R, checks it (raising an error
 -- before anything is written when it is malformed) and returns it. R is one table the call
@@ -575,7 +667,8 @@ local REQ_WIDTH = 17
 --   (F, S or P, see reserve_one), i+11 owner, i+12 expired holds to reclaim inline,
 --   i+13 how long (ms) tombstones are kept, i+14 how long (ms) a refusal is kept, i+15 the
 --   units the shard keeps back (the pool's safety stock), i+16 the window (ms)
---   of the per-customer limit (0: sold units count for good)
+--   of the per-customer limit (0: sold units count for good), i+17 backorders: '0' none,
+--   'q' none new but the shard's queue is honoured, n > 0 at most n units backordered
 local R = {}
 local MODES = {F = true, S = true, P = true}
 local function read_req(i)
@@ -590,8 +683,16 @@ local function read_req(i)
   local floor_s, window_s = ARGV[i + 15], ARGV[i + 16]
   r.floor = floor_s == '0' and 0 or int(floor_s, 0, MAX_QTY)
   r.window_s, r.window = window_s, window_s == '0' and 0 or int(window_s, 0, MAX_MS)
+  local bo_s = ARGV[i + 17]
+  if bo_s == '0' then
+    r.bo = nil
+  elseif bo_s == 'q' then
+    r.bo = 0
+  else
+    r.bo = int(bo_s, 1, MAX_QTY) or -1
+  end
   if not (r.part and r.loc and r.sku and r.cust and r.token and r.fp and r.owner and r.qty and r.limit
-      and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and r.window and MODES[r.mode]
+      and r.reclaim and r.keep_ms and r.refusal_ms and r.floor and r.window and r.bo ~= -1 and MODES[r.mode]
       and int(r.shard, 0, 1023) and int(r.exp_s, NOW + 1, MAX_MS)) then
     error({err = 'ERR reserve: malformed request at argument ' .. (i - 2) .. ': '
       .. table.concat(ARGV, ' ', i, math.min(#ARGV, i + REQ_WIDTH - 1))})
@@ -797,4 +898,64 @@ local function adjust_one(a)
   end
   tx_write(tf, record, a.keep_ms)
   return {'OK', before, after, 'new', a.whole_before, a.whole_delta}
+end
+
+-- fill gives the units available on shard f to its backorder queue, first come first served:
+-- each part at the head of the queue whose units are all available takes them (an open part
+-- is then held like any other; a sold one is committed), with a FILLED event; the first that
+-- cannot be filled in whole stops the fill, so none is passed over.
+local function fill(f)
+  local qf = 'q:' .. f
+  local q = redis.call('HGET', K_HOLDS, qf)
+  if not q then
+    return
+  end
+  local loc, sku, shard = string.match(f, '^(.*)|(.*)|(%d+)$')
+  local avail = tonumber(redis.call('HGET', K_STOCK, f)) or 0
+  local pos = 1
+  while true do
+    local s, e, part, qty, state = string.find(q, '^([^ :]+):(%d+):([os]) ?', pos)
+    if not s or avail < tonumber(qty) then
+      break
+    end
+    local n = tonumber(qty)
+    avail = stock_incr(f, -n)
+    stock_incr(f .. '|b', -n)
+    if state == 'o' then
+      local h = dec_hold(redis.call('HGET', K_HOLDS, part))
+      h.bo = false
+      redis.call('HSET', K_HOLDS, part, enc_hold(h))
+      stock_incr(f .. '|h', n)
+      emit('FILLED', loc, sku, shard, -n, avail, n, part, n, h.cust, h.token, 'filler', '', 0)
+    else
+      stock_incr(f .. '|c', n)
+      local t = redis.call('HGET', K_HOLDS, 'd:' .. part)
+      if t and string.sub(t, -3) == '|B|' then
+        redis.call('HSET', K_HOLDS, 'd:' .. part, string.sub(t, 1, -3) .. '|')
+      end
+      emit('FILLED', loc, sku, shard, -n, avail, 0, part, n, '', '', 'filler', 'sold', 0)
+    end
+    pos = e + 1
+  end
+  if pos > 1 then
+    if pos > #q then
+      redis.call('HDEL', K_HOLDS, qf)
+    else
+      redis.call('HSET', K_HOLDS, qf, string.sub(q, pos))
+    end
+  end
+end
+
+-- finish ends every call (the function library wraps each operation's body in it): units that
+-- came back to a shard during the call go to its backorder queue, if it has one, in the same
+-- call. A batch has written everything at its flush; the fills write straight to Redis.
+local function finish(reply)
+  local raised = RAISED
+  if raised then
+    RAISED, BATCH = nil, false
+    for f in pairs(raised) do
+      fill(f)
+    end
+  end
+  return reply
 end

@@ -77,8 +77,9 @@ func Library() (name, code string, err error) {
 	fmt.Fprintf(&b, "#!lua name=%s\n", name)
 	b.Write(lib)
 	for _, op := range ops {
-		// begin binds the call's keys and arguments; the file's body is the function's.
-		fmt.Fprintf(&b, "\nredis.register_function('%s', function(keys, args)\nbegin(keys, args)\n%s\nend)\n",
+		// begin binds the call's keys and arguments; the file's body runs, and finish ends
+		// the call with what it answers (see lib.lua).
+		fmt.Fprintf(&b, "\nredis.register_function('%s', function(keys, args)\nbegin(keys, args)\nreturn finish((function()\n%s\nend)())\nend)\n",
 			Function(name, op.name), op.src)
 	}
 	return name, b.String(), nil

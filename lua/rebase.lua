@@ -14,7 +14,8 @@
 --   seq, head:               the ledger's last event
 --   fork_from:               stream entries from this seq on are removed ("0": none)
 --   fork_ids:                their entry ids (acknowledged in every consumer group)
---   shards:  {"loc|sku|shard": [available, held, committed]} (strings)
+--   shards:  {"loc|sku|shard": [available, held, committed, backordered]} (strings)
+--   queues:  {"loc|sku|shard": queue} each shard's backorder queue ('': none; see queue_push)
 --   drop:    [part]          active hold parts the ledger does not hold open
 --   holds:   {part: [record, expires]} the parts the ledger holds open
 --   cust:    {"loc|sku|customer": units} the per-customer counts, replacing all of them
@@ -38,7 +39,19 @@ if (m[1] or '0') ~= s.expect_seq or (m[2] or GENESIS) ~= s.expect_head then
 end
 for f, c in pairs(s.shards) do
   redis.call('HSET', K_STOCK, f, c[1], f .. '|h', c[2], f .. '|c', c[3])
+  if c[4] == '0' then
+    redis.call('HDEL', K_STOCK, f .. '|b')
+  else
+    redis.call('HSET', K_STOCK, f .. '|b', c[4])
+  end
   redis.call('HINCRBY', K_STOCK, f .. '|r', 1) -- units may have come back: no reader may rely on an earlier count
+end
+for f, q in pairs(s.queues or {}) do
+  if q == '' then
+    redis.call('HDEL', K_HOLDS, 'q:' .. f)
+  else
+    redis.call('HSET', K_HOLDS, 'q:' .. f, q)
+  end
 end
 for _, part in ipairs(s.drop) do
   redis.call('HDEL', K_HOLDS, part)

@@ -3,15 +3,18 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..19] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
+-- ARGV[3..20] -> the request (see read_req in lib.lua): part id, location, sku, shard, qty,
 --             expires (ms), customer, per-customer limit, idempotency token, fingerprint,
 --             mode (F, S or P), owner, holds to reclaim inline, tombstone and refusal
 --             retention (ms), the pool's safety stock, the window (ms) of
---             the per-customer limit
+--             the per-customer limit, backorders ('0', 'q' or the most units backordered)
 --
 -- Output:
 --   {'OK', qty, expires, available_after, 'new'}       the part is held now
---   {'OK', qty, expires, available_after, 'existing'}  the part was placed before (a retry)
+--   {'OK', qty, expires, available_after, 'new', 'B'}  the part is backordered: its units are
+--                                      owed, taken from stock when they come (see fill)
+--   {'OK', qty, expires, available_after, 'existing'}  the part was placed before (a retry;
+--                                      'B' after it while it is still backordered)
 --   {'ENDED', outcome, qty, expires}   the part was placed before and has ended
 --   {'INSUFFICIENT', available, rises, in_flight, next_expiry}
 --                                      the shard has fewer than qty units above the safety

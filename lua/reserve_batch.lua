@@ -4,10 +4,11 @@
 -- KEYS[1..8] -> the partition's keys (see lib.lua)
 -- ARGV[1]  -> partition number
 -- ARGV[2]  -> now (ms)
--- ARGV[3..] -> requests, 17 values each, in the order of reserve.lua's ARGV[3..19]
+-- ARGV[3..] -> requests, 18 values each, in the order of reserve.lua's ARGV[3..20]
 --
 -- Output: one reply per request, each as reserve.lua's reply, except that a part placed now
--- ({'OK', qty, expires, available_after, 'new'}) is answered with available_after alone: the
+-- ({'OK', qty, expires, available_after, 'new'}, not backordered) is answered with
+-- available_after alone: the
 -- caller knows qty and expiry, and a table costs Redis about 7,000 instructions more to send.
 -- Or {'FENCED', reason} for all.
 --
@@ -26,7 +27,7 @@ end
 local out = {}
 for i = 3, #ARGV, REQ_WIDTH do
   local res = reserve_one(read_req(i))
-  if res[5] == 'new' then
+  if res[5] == 'new' and not res[6] then
     res = res[4]
   end
   out[#out + 1] = res

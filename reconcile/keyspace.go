@@ -95,6 +95,7 @@ func answersOf(res []ledger.Reservation, keep time.Duration, now time.Time) []en
 	type hold struct {
 		parts []engine.PartID
 		qtys  []int64
+		bos   []bool
 		exp   int64
 		first int64
 	}
@@ -114,6 +115,7 @@ func answersOf(res []ledger.Reservation, keep time.Duration, now time.Time) []en
 		}
 		h.parts = append(h.parts, engine.PartID{Partition: r.Partition, Part: r.Part})
 		h.qtys = append(h.qtys, r.Qty)
+		h.bos = append(h.bos, r.Backordered)
 		h.exp = max(h.exp, r.ExpiresAt)
 	}
 	var out []engine.Answer
@@ -123,11 +125,11 @@ func answersOf(res []ledger.Reservation, keep time.Duration, now time.Time) []en
 		if err != nil {
 			continue
 		}
-		qtys := make([]int64, len(idx))
+		qtys, bos := make([]int64, len(idx)), make([]bool, len(idx))
 		for i, j := range idx {
-			qtys[i] = h.qtys[j]
+			qtys[i], bos[i] = h.qtys[j], h.bos[j]
 		}
-		out = append(out, engine.Answer{HoldID: id, ExpiresAt: h.exp, Qtys: qtys,
+		out = append(out, engine.Answer{HoldID: id, ExpiresAt: h.exp, Qtys: qtys, Backordered: bos,
 			Keep: keep - now.Sub(time.UnixMilli(h.first))})
 	}
 	return out

@@ -43,6 +43,7 @@ func TestRedisLostEverything(t *testing.T) {
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "empty", Shards: 2}, 0)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "win", Shards: 1, CustomerLimit: 2, CustomerWindow: time.Hour.Milliseconds()}, 10)
 	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "c", Shards: 1, Substitutes: []string{"a", "empty"}, SafetyStock: 3}, 10)
+	testengine.Pool(t, e, engine.PoolConfig{Location: "s1", SKU: "bo", Shards: 1, Policy: engine.PolicyBackorder, BackorderLimit: 4}, 1)
 	region := engine.Region{Name: "r1", Strategy: engine.StrategyMostStock, Locations: []engine.RegionLocation{{Location: "s1", Priority: 1}, {Location: "s2"}}}
 	if err := e.PutRegion(ctx, region); err != nil {
 		t.Fatal(err)
@@ -97,6 +98,22 @@ func TestRedisLostEverything(t *testing.T) {
 	if err := e.CommitPart(ctx, part.ID, 1, "shop"); err != nil {
 		t.Fatal(err)
 	}
+	// Backorders before the loss: one unit held from stock, then 2 units owed to a sale and 1
+	// to an open hold, in that order.
+	if _, err := reserve(e, "bo", 1, "", "bo-held"); err != nil {
+		t.Fatal(err)
+	}
+	boSold, err := reserve(e, "bo", 2, "", "bo-sold")
+	if err != nil || !boSold.Parts[0].Backordered {
+		t.Fatalf("bo-sold: %v %+v, want backordered", err, boSold)
+	}
+	if err := e.Commit(ctx, boSold.ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	boOpen, err := reserve(e, "bo", 1, "", "bo-open")
+	if err != nil || !boOpen.Parts[0].Backordered {
+		t.Fatalf("bo-open: %v %+v, want backordered", err, boOpen)
+	}
 	for {
 		pass, err := per.RunOnce(ctx)
 		if err != nil {
@@ -107,7 +124,7 @@ func TestRedisLostEverything(t *testing.T) {
 		}
 	}
 	before := map[string]*engine.Availability{}
-	for _, sku := range []string{"a", "lim", "empty", "c"} {
+	for _, sku := range []string{"a", "lim", "empty", "c", "bo"} {
 		before[sku], _ = e.Availability(ctx, "s1", sku)
 	}
 
@@ -154,15 +171,22 @@ func TestRedisLostEverything(t *testing.T) {
 	}
 	defer later.Close()
 	for _, eng := range []*engine.Engine{e, later} {
-		for _, sku := range []string{"a", "lim", "empty", "c"} {
+		for _, sku := range []string{"a", "lim", "empty", "c", "bo"} {
 			a, err := eng.Availability(ctx, "s1", sku)
 			if err != nil {
 				t.Fatalf("%s after the repair: %v", sku, err)
 			}
-			if b := before[sku]; a.Available != b.Available || a.Held != b.Held || a.Committed != b.Committed {
-				t.Fatalf("%s after the repair: %d/%d/%d available/held/committed, before the loss %d/%d/%d", sku,
-					a.Available, a.Held, a.Committed, b.Available, b.Held, b.Committed)
+			if b := before[sku]; a.Available != b.Available || a.Held != b.Held || a.Committed != b.Committed ||
+				a.Backordered != b.Backordered || a.Backorderable != b.Backorderable {
+				t.Fatalf("%s after the repair: %d/%d/%d/%d/%d available/held/committed/backordered/backorderable, before the loss %d/%d/%d/%d/%d", sku,
+					a.Available, a.Held, a.Committed, a.Backordered, a.Backorderable, b.Available, b.Held, b.Committed, b.Backordered, b.Backorderable)
 			}
+		}
+		if c, err := eng.Pool(ctx, "s1", "bo"); err != nil || c.Policy != engine.PolicyBackorder || c.BackorderLimit != 4 {
+			t.Fatalf("pool bo after the repair: %v %+v, want its policy", err, c)
+		}
+		if h, err := eng.GetHold(ctx, boOpen.ID, "shop"); err != nil || !h.Parts[0].Backordered || h.Status != engine.StatusActive {
+			t.Fatalf("the open backorder after the repair: %v %+v", err, h)
 		}
 		if c, err := eng.Pool(ctx, "s1", "c"); err != nil || fmt.Sprint(c.Substitutes) != "[a empty]" || c.SafetyStock != 3 {
 			t.Fatalf("pool c after the repair: %v %+v, want its substitutes and safety stock", err, c)
@@ -171,8 +195,8 @@ func TestRedisLostEverything(t *testing.T) {
 		if r, err := eng.RegionNamed(ctx, "r1", true); err != nil || fmt.Sprint(*r) != fmt.Sprint(region) {
 			t.Fatalf("region after the repair: %v %+v, want %+v", err, r, region)
 		}
-		if items, _, err := eng.RegionItems(ctx, "r1", "", 10, false); err != nil || len(items) != 5 {
-			t.Fatalf("region items after the repair: %v %d, want 5", err, len(items))
+		if items, _, err := eng.RegionItems(ctx, "r1", "", 10, false); err != nil || len(items) != 6 {
+			t.Fatalf("region items after the repair: %v %d, want 6", err, len(items))
 		}
 		// Retries of earlier requests get their holds; customers at their limit stay there.
 		if h, err := reserve(eng, "a", 1, "", "small"); err != nil || h.ID != small.ID {
@@ -218,6 +242,21 @@ func TestRedisLostEverything(t *testing.T) {
 	// And sells again.
 	if _, err := reserve(later, "lim", 2, "newcomer", "new"); err != nil {
 		t.Fatalf("selling after the repair: %v", err)
+	}
+	// The backorder queue came back in its order: 3 units fill the sale (2), then the open
+	// hold (1).
+	if b := before["bo"]; b.Backordered != 3 || b.Held != 1 {
+		t.Fatalf("bo before the loss: %+v, want 3 backordered and 1 held", b)
+	}
+	if _, err := later.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "bo", Kind: engine.Restock, Qty: 3, TransactionID: "bo-in",
+		Actor: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := later.Availability(ctx, "s1", "bo"); err != nil || a.Backordered != 0 || a.Committed != 2 || a.Held != 2 || a.Available != 0 {
+		t.Fatalf("bo after the restock: %v %+v, want the queue filled", err, a)
+	}
+	if h, err := later.GetHold(ctx, boOpen.ID, "shop"); err != nil || h.Parts[0].Backordered {
+		t.Fatalf("the open backorder after its fill: %v %+v", err, h)
 	}
 	if err := e.Commit(ctx, big.ID, "shop"); err != nil {
 		t.Fatalf("committing a hold placed before the loss: %v", err)

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flashhold/flashhold/engine"
@@ -220,6 +221,14 @@ func (r *Reconciler) compareCounters(p int, run int64, snap *engine.Snapshot, st
 				return err
 			}
 			found = append(found, fd)
+		}
+		if sc.Backordered != st.Backordered || !slices.Equal(snap.Queues[k], state.Queues[k]) {
+			// Not repaired here: no single counter is wrong alone. A rebuild of the partition
+			// from the ledger (its repair after a loss) writes the queue the ledger tells.
+			found = append(found, Finding{Kind: KindDrift, Partition: p, Location: k.Location, SKU: k.SKU, Shard: k.Shard, SeqTo: snap.Seq,
+				Amount: sc.Backordered - st.Backordered,
+				Detail: fmt.Sprintf("backorders: %d units owed in Redis (queue %d parts), %d by the ledger (queue %d parts)",
+					sc.Backordered, len(snap.Queues[k]), st.Backordered, len(state.Queues[k]))})
 		}
 	}
 	return found

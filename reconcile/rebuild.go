@@ -385,7 +385,7 @@ func (r *Reconciler) streamFrom(ctx context.Context, p int, after, upTo int64) (
 func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, forkFrom int64, forked []engine.Event) engine.Rebase {
 	rb := engine.Rebase{ExpectSeq: snap.Seq, ExpectHead: snap.Head, Seq: seq, Head: head, ForkFrom: forkFrom,
 		Shards: map[engine.ShardKey]engine.ShardCount{}, Holds: map[string]engine.HoldRecord{}, Customers: st.Customers,
-		Sales: st.Sales}
+		Sales: st.Sales, Queues: st.Queues}
 	for _, ev := range forked {
 		rb.ForkSeqs = append(rb.ForkSeqs, ev.Seq)
 	}
@@ -393,7 +393,7 @@ func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, 
 		rb.Shards[f] = engine.ShardCount{}
 	}
 	for k, sc := range st.Shards {
-		rb.Shards[k] = engine.ShardCount{Available: sc.Available, Held: sc.Held, Committed: sc.Committed}
+		rb.Shards[k] = engine.ShardCount{Available: sc.Available, Held: sc.Held, Committed: sc.Committed, Backordered: sc.Backordered}
 	}
 	inRedis := map[string]engine.HoldRecord{}
 	for _, h := range snap.Holds {
@@ -405,7 +405,8 @@ func rebaseOf(snap *engine.Snapshot, st *engine.Replay, seq int64, head string, 
 	for part, op := range st.Open {
 		h := op.HoldRecord
 		if rec, ok := inRedis[part]; ok && rec.Location == h.Location && rec.SKU == h.SKU && rec.Shard == h.Shard && rec.Qty == h.Qty {
-			rec.Limited, rec.Window = h.Limited, h.Window // the customer counts are rebuilt with the ledger's view
+			// The customer counts and the queues are rebuilt with the ledger's view.
+			rec.Limited, rec.Window, rec.Backordered = h.Limited, h.Window, h.Backordered
 			h = rec
 			st.Open[part] = engine.OpenPart{HoldRecord: rec, Seq: op.Seq}
 		}
@@ -423,6 +424,16 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 		Customer: ev.Customer, Token: ev.Idem}
 	h, open := st.Open[ev.Hold]
 	ended, isEnded := st.Ended[ev.Hold]
+	// Backorders wait in a queue whose order the fork and the ledger's account may tell
+	// differently: what the fork did with them is not carried (reconcile reports it).
+	switch {
+	case ev.Type == engine.EventBackordered || ev.Type == engine.EventFilled:
+		return c, "backorders placed or filled on the fork are not carried over"
+	case open && h.Backordered && ev.Type != engine.EventExtended:
+		return c, "the hold is backordered in the ledger's account"
+	case ev.Type == engine.EventCommitted && !open && ev.HeldDelta == 0:
+		return c, "a backordered sale on the fork is not carried over"
+	}
 	switch ev.Type {
 	case engine.EventReserved:
 		if open {
