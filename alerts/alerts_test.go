@@ -519,3 +519,31 @@ func TestSafetyStockAlerts(t *testing.T) {
 		t.Fatalf("safety stock lowered to 0, then a hold of 1 of the 3 units: alerts %q, want BACK_IN_STOCK", got)
 	}
 }
+
+// TestBackorderAlerts: units that come to a pool whose backorders wait are theirs, not
+// shoppers': no BACK_IN_STOCK while they only partly fill the queue, and BACK_IN_STOCK once
+// the queue is filled and units are left over.
+func TestBackorderAlerts(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, testConfig())
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "bo", Vendor: "v1", Shards: 1, Policy: engine.PolicyBackorder,
+		BackorderLimit: 10}, 1)
+	f.detect(t) // joins the streams
+	if got := strings.Join(func() []string { f.reserve(t, "bo", 1, "a"); return f.detect(t) }(), ","); got != "OUT_OF_STOCK" {
+		t.Fatalf("the one unit held: alerts %q, want OUT_OF_STOCK", got)
+	}
+	f.reserve(t, "bo", 3, "b") // backordered: 3 owed
+	restock := func(qty int64, tx string) []string {
+		if _, err := f.e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "bo", Kind: engine.Restock, Qty: qty, TransactionID: tx,
+			Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		return f.detect(t)
+	}
+	if got := strings.Join(restock(2, "r1"), ","); got != "" {
+		t.Fatalf("2 units come for a backorder of 3: alerts %q, want none", got)
+	}
+	if got := strings.Join(restock(2, "r2"), ","); got != "BACK_IN_STOCK" {
+		t.Fatalf("2 more: the backorder filled, 1 unit left: alerts %q, want BACK_IN_STOCK", got)
+	}
+}

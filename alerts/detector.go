@@ -154,8 +154,10 @@ func transition(from, to level) string {
 }
 
 type poolState struct {
-	cfg       engine.PoolConfig
-	shards    []int64
+	cfg    engine.PoolConfig
+	shards []int64
+	// owed is each shard's units owed to backorders: while any are, its units are theirs.
+	owed      []int64
 	alerted   level
 	current   level
 	lastAlert time.Time
@@ -176,8 +178,10 @@ type poolState struct {
 // of one shard has).
 func (ps *poolState) available() int64 {
 	var n int64
-	for _, s := range ps.shards {
-		n += max(s-ps.cfg.SafetyStock, 0)
+	for i, s := range ps.shards {
+		if ps.owed[i] == 0 {
+			n += max(s-ps.cfg.SafetyStock, 0)
+		}
 	}
 	return n
 }
@@ -281,6 +285,7 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 		before := ps.available()
 		if ev.Shard < len(ps.shards) {
 			ps.shards[ev.Shard] = ev.After
+			ps.owed[ev.Shard] += engine.OwedDelta(ev)
 		}
 		raised = d.anomaly(ps, ev, before, raised)
 		raised = d.sellout(ps, ev, before, raised)
@@ -460,12 +465,13 @@ func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, err
 	if err != nil {
 		return nil, err
 	}
-	ps := &poolState{cfg: a.PoolConfig, shards: make([]int64, len(a.Shards))}
+	ps := &poolState{cfg: a.PoolConfig, shards: make([]int64, len(a.Shards)), owed: make([]int64, len(a.Shards))}
 	for i, s := range a.Shards {
-		ps.shards[i] = s.Available
+		ps.shards[i], ps.owed[i] = s.Available, s.Backordered
 	}
 	if ev.Shard < len(ps.shards) {
 		ps.shards[ev.Shard] = ev.After - ev.Delta
+		ps.owed[ev.Shard] -= engine.OwedDelta(ev)
 	}
 	if l, ok := d.levels[k]; ok {
 		ps.alerted = l

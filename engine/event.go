@@ -33,6 +33,23 @@ const (
 	EventFilled = "FILLED"
 )
 
+// OwedDelta is the change an event makes to its shard's units owed to backorders: a
+// BACKORDERED adds its units, a FILLED takes them off, and so does a backordered part given
+// back (RELEASED, EXPIRED or VOIDED with no change of available or held units).
+func OwedDelta(ev *Event) int64 {
+	switch ev.Type {
+	case EventBackordered:
+		return ev.Qty
+	case EventFilled:
+		return -ev.Qty
+	case EventReleased, EventExpired, EventVoided:
+		if ev.Delta == 0 && ev.HeldDelta == 0 {
+			return -ev.Qty
+		}
+	}
+	return 0
+}
+
 // GenesisHash is the prev_hash of a partition's first event.
 const GenesisHash = "0000000000000000000000000000000000000000"
 

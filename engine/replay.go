@@ -149,6 +149,7 @@ func (r *Replay) Apply(ev *Event) {
 	t := r.Shard(k)
 	t.Available = ev.After
 	t.Held += ev.HeldDelta
+	t.Backordered += OwedDelta(ev)
 	switch ev.Type {
 	case EventReserved, EventBackordered:
 		exp := ev.ExpiresAt
@@ -159,7 +160,6 @@ func (r *Replay) Apply(ev *Event) {
 			Limited: ev.Customer != "" && r.opts.Limited != nil && r.opts.Limited(k.Pool()), Token: ev.Idem, Created: ev.TS, Owner: ev.Actor,
 			Backordered: ev.Type == EventBackordered}
 		if h.Backordered {
-			t.Backordered += ev.Qty
 			r.Queues[k] = append(r.Queues[k], Backorder{Part: ev.Hold, Qty: ev.Qty})
 		}
 		if h.Limited {
@@ -186,7 +186,6 @@ func (r *Replay) Apply(ev *Event) {
 			}
 		}
 	case EventFilled:
-		t.Backordered -= ev.Qty
 		r.dequeue(k, ev.Hold, false)
 		if h, ok := r.Open[ev.Hold]; ok && ev.HeldDelta > 0 {
 			h.Backordered = false
@@ -198,9 +197,6 @@ func (r *Replay) Apply(ev *Event) {
 		if h, ok := r.Open[ev.Hold]; ok && h.Backordered {
 			// No unit was taken: a sale leaves them owed, anything else owes them no more.
 			r.dequeue(k, ev.Hold, ev.Type == EventCommitted)
-			if ev.Type != EventCommitted {
-				t.Backordered -= ev.Qty
-			}
 		} else if ev.Type == EventCommitted {
 			t.Committed += ev.Qty
 		}
