@@ -7,11 +7,17 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/flashhold/flashhold/engine"
 )
 
 // Notice is the type of a back-in-stock notice to a storefront: the customers to tell that a
 // SKU they asked about can be bought again.
 const Notice = "BACK_IN_STOCK_NOTICE"
+
+// HoldLostNotice is the type of a notice to a storefront that a hold part it was given is
+// gone (see engine.LostHold): "an item you hold is no longer available".
+const HoldLostNotice = "HOLD_LOST_NOTICE"
 
 // DefaultNoticePage is how many customers one notice names at most; more go in further pages.
 const DefaultNoticePage = 500
@@ -64,7 +70,7 @@ func (s *Store) SetNoticeWebhook(ctx context.Context, client, callback string) (
 		return nil, err
 	}
 	sub := &Subscription{ID: "sub_" + randomHex(12), Vendor: storefront(client), CallbackURL: callback,
-		EventTypes: []string{Notice}, Secret: randomHex(32)}
+		EventTypes: []string{Notice, HoldLostNotice}, Secret: randomHex(32)}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// One at a time per storefront, so racing calls leave one webhook, not two.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, sub.Vendor); err != nil {
@@ -188,6 +194,43 @@ func (s *Store) queueNotices(ctx context.Context, tx pgx.Tx, a *Alert) error {
 				return fmt.Errorf("queue notice: %w", err)
 			}
 		}
+	}
+	return nil
+}
+
+// LostHoldPayload is what a storefront's webhook receives of a hold part that is gone.
+type LostHoldPayload struct {
+	Type    string `json:"type"`
+	EventID string `json:"event_id"`
+	// HoldID is set when the part alone makes the hold (one part, placed by the fast path);
+	// every hold id starts with HoldKey.
+	HoldID      string `json:"hold_id,omitempty"`
+	HoldKey     string `json:"hold_key"`
+	Part        string `json:"part"`
+	Customer    string `json:"customer_id,omitempty"`
+	Location    string `json:"location"`
+	SKU         string `json:"sku"`
+	Qty         int64  `json:"qty"`
+	Backordered bool   `json:"backordered,omitempty"`
+	PlacedAt    int64  `json:"placed_at_ms"`
+	Reason      string `json:"reason"`
+}
+
+// HoldLost queues a notice to the webhook of the storefront (API key) that was given h that
+// it is gone, once per part: the same part again changes nothing. A storefront without a
+// notice webhook is not told.
+func (s *Store) HoldLost(ctx context.Context, h engine.LostHold) error {
+	if h.Owner == "" {
+		return nil
+	}
+	n := LostHoldPayload{Type: HoldLostNotice, EventID: "hold-lost-" + h.EventHash, HoldID: h.HoldID, HoldKey: h.HoldKey,
+		Part: h.Part, Customer: h.Customer, Location: h.Location, SKU: h.SKU, Qty: h.Qty, Backordered: h.Backordered,
+		PlacedAt: h.PlacedAt, Reason: h.Why}
+	payload, _ := json.Marshal(n)
+	if _, err := s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, event_id, payload)
+		SELECT id, $1, $2 FROM webhook_subscriptions WHERE vendor_id = $3 AND deleted_at IS NULL
+		ON CONFLICT (subscription_id, event_id) DO NOTHING`, n.EventID, payload, storefront(h.Owner)); err != nil {
+		return fmt.Errorf("queue lost-hold notice: %w", err)
 	}
 	return nil
 }

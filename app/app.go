@@ -205,14 +205,14 @@ func (a *App) openLedger(ctx context.Context) error {
 		a.apiOpts = append(a.apiOpts, api.WithReadiness("ledger", a.Persister.Check))
 		a.services = append(a.services, a.Persister)
 	}
-	if a.cfg.Reconcile.Every > 0 {
-		a.services = append(a.services, reconcile.NewScheduler(reconcile.New(a.Engine, a.Store), a.cfg.Reconcile, a.log))
-	}
 	policy, err := alerts.NewURLPolicy(a.cfg.Alerts.Allow)
 	if err != nil {
 		return err
 	}
 	hooks := alerts.NewStore(a.pg, policy, alerts.WithMaxSubscriptions(a.cfg.Alerts.MaxSubscriptions))
+	if a.cfg.Reconcile.Every > 0 {
+		a.services = append(a.services, reconcile.NewScheduler(reconcile.New(a.Engine, a.Store).WithNotices(hooks), a.cfg.Reconcile, a.log))
+	}
 	a.apiOpts = append(a.apiOpts, api.WithWebhooks(hooks), api.WithVendorActivity(hooks))
 	if a.cfg.AlertsOn {
 		a.services = append(a.services, alerts.NewDetector(a.Engine, hooks, a.cfg.Alerts, a.log, time.Now),

@@ -201,3 +201,41 @@ func partOrder(refs []partRef) []int {
 	})
 	return order
 }
+
+// LostHold is a hold part a client was given that is gone: Redis lost the write that placed
+// it, went on without it (a fork), and the part could not be carried over onto what the
+// ledger holds (its units had been taken meanwhile, or it was a backorder).
+type LostHold struct {
+	Partition int
+	Part      string
+	// HoldID is the hold's id when the part alone makes it (a hold of one part placed by the
+	// fast path); HoldKey is what the hold's id starts with, whatever its parts.
+	HoldID, HoldKey string
+	// Owner is the API key the hold was placed with.
+	Owner, Customer, Location, SKU string
+	Qty                            int64
+	Backordered                    bool
+	// PlacedAt (unix ms) is when the fork placed it; Why says why it could not be kept.
+	PlacedAt int64
+	Why      string
+	// EventHash names the forked event that placed it: one notice per lost part.
+	EventHash string
+}
+
+// LostHoldOf describes the hold part a forked RESERVED or BACKORDERED event placed.
+func LostHoldOf(ev *Event, why string) LostHold {
+	l := LostHold{Partition: ev.Partition, Part: ev.Hold, Owner: ev.Actor, Customer: ev.Customer, Location: ev.Location, SKU: ev.SKU,
+		Qty: ev.Qty, Backordered: ev.Type == EventBackordered, PlacedAt: ev.TS, Why: why, EventHash: ev.Hash}
+	if token, attempt, ok := PartOf(ev.Hold); ok {
+		l.HoldKey = token + "." + attempt
+		if attempt == fastAttempt {
+			if id, _, err := HoldOfParts([]PartID{{Partition: ev.Partition, Part: ev.Hold}}); err == nil {
+				l.HoldID = id
+			}
+		}
+	}
+	if l.Owner == "-" {
+		l.Owner = "" // placed without an API key
+	}
+	return l
+}

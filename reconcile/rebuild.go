@@ -295,6 +295,27 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 	for _, h := range snap.Holds {
 		recorded[h.Part] = h.Record
 	}
+	voided := map[string]bool{} // parts the fork gave back: nobody was told of them
+	for _, ev := range pending {
+		if ev.Type == engine.EventVoided {
+			voided[ev.Hold] = true
+		}
+	}
+	// lost tells the storefront of a part the fork placed that is gone: neither carried nor
+	// in the ledger's account. It comes before the event is settled, so a run that stops in
+	// between tells it again, which the notices take as the same.
+	lost := func(ev *engine.Event, why string) error {
+		if r.notices == nil || ev.Type != engine.EventReserved && ev.Type != engine.EventBackordered || voided[ev.Hold] {
+			return nil
+		}
+		if _, open := state.Open[ev.Hold]; open {
+			return nil
+		}
+		if _, ended := state.Ended[ev.Hold]; ended {
+			return nil
+		}
+		return r.notices.HoldLost(ctx, engine.LostHoldOf(ev, why))
+	}
 	for _, ev := range pending {
 		c, skip := carryOf(&ev, state, recorded, opts)
 		c.ID = "carry-" + ev.Hash
@@ -305,6 +326,9 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 		}
 		if skip != "" {
 			res.skipped++
+			if err := lost(&ev, skip); err != nil {
+				return err
+			}
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
 				return err
 			}
@@ -317,6 +341,9 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
 				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
 					ev.Customer, cc.Why)})
+			if err := lost(&ev, cc.Why); err != nil {
+				return err
+			}
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, cc.Why, 0); err != nil {
 				return err
 			}

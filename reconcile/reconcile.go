@@ -93,13 +93,26 @@ type Options struct {
 
 // Reconciler runs reconciliations.
 type Reconciler struct {
-	eng   *engine.Engine
-	store *ledger.Store
+	eng     *engine.Engine
+	store   *ledger.Store
+	notices LostHoldNotices
+}
+
+// LostHoldNotices tells the storefront that was given a hold part that it is gone (see
+// engine.LostHold); a second call for the same part changes nothing.
+type LostHoldNotices interface {
+	HoldLost(ctx context.Context, h engine.LostHold) error
 }
 
 // New builds a reconciler.
 func New(eng *engine.Engine, store *ledger.Store) *Reconciler {
 	return &Reconciler{eng: eng, store: store}
+}
+
+// WithNotices makes the repair tell storefronts of the hold parts it could not keep.
+func (r *Reconciler) WithNotices(n LostHoldNotices) *Reconciler {
+	r.notices = n
+	return r
 }
 
 // Run reconciles every partition (or those holding opts.Pool), records the run and its findings

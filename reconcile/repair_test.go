@@ -2,11 +2,19 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/internal/testengine"
 	"github.com/flashhold/flashhold/internal/testwait"
@@ -328,28 +336,33 @@ func TestRepairLostWrites(t *testing.T) {
 
 // TestRepairForkConflict: the units Redis lost had been sold, and the fork sold them again.
 // The rebuild cannot carry the second sale over without overselling: it reports it (kind,
-// seq, units) and applies nothing that would make a count negative.
+// seq, units) and applies nothing that would make a count negative. The storefront that was
+// given the second hold is told, once, through its notice webhook, signed, that it is gone.
 func TestRepairForkConflict(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
+	hooks, received := noticeReceiver(t, f, "shop")
+	f.r.WithNotices(hooks)
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "c", Shards: 1}, 5)
 	p := f.e.PartitionOf("s2", "c", 0)
 	f.workload(t, "persist", 0)
 	restore := f.dumpPartition(t, p)
-	buy := func(key string, qty int64) {
-		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "c", Qty: qty}}, IdempotencyKey: key, Actor: "shop"})
+	buy := func(key string, qty int64) *engine.Hold {
+		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "c", Qty: qty}}, IdempotencyKey: key,
+			Customer: "cu-" + key, Actor: "shop"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := f.e.Commit(ctx, h.ID, "shop"); err != nil {
 			t.Fatal(err)
 		}
+		return h
 	}
 	buy("first", 5)
 	f.workload(t, "persist", 0)
 	restore()
-	buy("second", 3) // Redis, back before the first sale, sells the same units again
+	second := buy("second", 3) // Redis, back before the first sale, sells the same units again
 	f.workload(t, "persist", 0)
 
 	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
@@ -374,6 +387,66 @@ func TestRepairForkConflict(t *testing.T) {
 		t.Fatalf("counters %+v, fence %q", sc, snap.Fence)
 	}
 	f.persistedClean(t, "after repair")
+	got := received()
+	if len(got) != 1 || got[0].Type != alerts.HoldLostNotice || got[0].HoldID != second.ID || got[0].Qty != 3 ||
+		got[0].Customer != "cu-second" || got[0].SKU != "c" || got[0].Reason == "" {
+		t.Fatalf("notices %+v, want one that hold %s (3 units) is gone", got, second.ID)
+	}
+	// Another repair run tells nothing more.
+	if _, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := received(); len(got) != 0 {
+		t.Fatalf("a second run sent %+v", got)
+	}
+}
+
+// noticeReceiver sets a notice webhook for storefront client, served on loopback, and returns
+// the notices store and a function that delivers what is queued and returns the notices
+// received since its last call (each checked for its signature).
+func noticeReceiver(t *testing.T, f *fixture, client string) (*alerts.Store, func() []alerts.LostHoldPayload) {
+	t.Helper()
+	cfg := alerts.Config{Allow: []string{"127.0.0.1"}, Timeout: 2 * time.Second, MaxAttempts: 3, BackoffBase: 5 * time.Millisecond,
+		BackoffMax: 20 * time.Millisecond}
+	policy, err := alerts.NewURLPolicy(cfg.Allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := alerts.NewStore(f.store.Pool(), policy)
+	var mu sync.Mutex
+	var got []alerts.LostHoldPayload
+	var secret string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !alerts.Verify(secret, r.Header.Get(alerts.HeaderTimestamp), body, r.Header.Get(alerts.HeaderSignature)) {
+			t.Errorf("notice with a bad signature: %s", body)
+		}
+		var n alerts.LostHoldPayload
+		if err := json.Unmarshal(body, &n); err != nil {
+			t.Errorf("notice %s: %v", body, err)
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	sub, err := hooks.SetNoticeWebhook(context.Background(), client, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret = sub.Secret
+	del := alerts.NewDeliverer(hooks, cfg, zerolog.Nop())
+	return hooks, func() []alerts.LostHoldPayload {
+		t.Helper()
+		if _, err := del.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
 }
 
 // TestRepairUnderTraffic: shoppers keep buying from a pool while Redis loses its last
@@ -547,4 +620,48 @@ func (f *fixture) units(t *testing.T) int64 {
 		t.Fatal(err)
 	}
 	return a.Available + a.Held + a.Committed
+}
+
+// TestRepairForkBackorderLost: a backorder placed on the fork is not carried over (the queue's
+// order is the ledger's), so the storefront given it is told that it is gone, marked
+// backordered; the partition reconciles clean afterwards.
+func TestRepairForkBackorderLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	hooks, received := noticeReceiver(t, f, "shop")
+	f.r.WithNotices(hooks)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "bo", Shards: 1, Policy: engine.PolicyBackorder, BackorderLimit: 5}, 1)
+	p := f.e.PartitionOf("s2", "bo", 0)
+	f.workload(t, "persist", 0)
+	restore := f.dumpPartition(t, p)
+	reserve := func(key string) *engine.Hold {
+		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "bo", Qty: 2}}, IdempotencyKey: key, Actor: "shop"})
+		if err != nil || !h.Parts[0].Backordered {
+			t.Fatalf("%s: %v %+v, want backordered", key, err, h)
+		}
+		return h
+	}
+	reserve("first")
+	f.workload(t, "persist", 0)
+	restore()
+	second := reserve("second") // the fork, back before the first, backorders again
+	f.workload(t, "persist", 0)
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range rep.Findings {
+		if !fd.Repaired && fd.Kind != KindForkConflict {
+			t.Fatalf("not repaired: %+v", fd)
+		}
+	}
+	f.persistedClean(t, "after repair")
+	got := received()
+	if len(got) != 1 || got[0].HoldID != second.ID || !got[0].Backordered || got[0].Qty != 2 {
+		t.Fatalf("notices %+v, want one that backorder %s is gone", got, second.ID)
+	}
+	if a, err := f.e.Availability(ctx, "s2", "bo"); err != nil || a.Backordered != 2 {
+		t.Fatalf("after the repair: %v %+v, want the ledger's backorder of 2", err, a)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flashhold/flashhold/alerts"
 	"github.com/flashhold/flashhold/engine"
 	"github.com/flashhold/flashhold/reconcile"
 )
@@ -52,7 +53,9 @@ Exit 0 clean, 1 findings, 2 could not run.`)
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		opts.Progress = func(done, total int) { fmt.Fprintf(os.Stderr, "\rreconciling: %d/%d partitions", done, total) }
 	}
-	rep, err := reconcile.New(e, store).Run(ctx, opts)
+	// Storefronts hear of hold parts a repair could not keep (their webhooks are checked when
+	// they are set: no URL policy is needed to queue a notice).
+	rep, err := reconcile.New(e, store).WithNotices(alerts.NewStore(store.Pool(), nil)).Run(ctx, opts)
 	if opts.Progress != nil {
 		fmt.Fprintln(os.Stderr)
 	}
