@@ -15,6 +15,7 @@ import (
 type Report struct {
 	Reserves, Holds, Refusals, Commits, Releases, VendorChanges int
 	Reductions, PartialCommits                                  int
+	Backorders, Fills                                           int // parts told backordered; FILLED events
 	Unanswered                                                  int // operations without a definite answer
 	Events                                                      int
 	Violations                                                  []string
@@ -88,6 +89,11 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 					if holds[h.ID] == nil {
 						holds[h.ID] = &told{at: s.At, owner: op.Key, hold: h}
 						rep.Holds++
+						for _, p := range h.Parts {
+							if p.Backordered {
+								rep.Backorders++
+							}
+						}
 					}
 				} else if s.Status == http.StatusConflict {
 					rep.Refusals++
@@ -111,7 +117,7 @@ func Check(ctx context.Context, s *Service, pools []Pool, ops []*Op) *Report {
 				if st == http.StatusOK {
 					t.reduced[asked.Qty] = true
 					rep.Reductions++
-				} else if st != http.StatusGone {
+				} else if st != http.StatusGone && code != "hold_backordered" {
 					rep.violate("adjust of hold %s to %d answered %d: %s", op.Hold, asked.Qty, st, op.Final.Body)
 				}
 			case op.Kind == "commit" && st == http.StatusOK:
@@ -257,6 +263,10 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 	}
 	rep.Events = len(evs)
 	reserved, ended := map[string]int{}, map[string][]string{}
+	placedAs := map[string]string{} // part -> RESERVED or BACKORDERED
+	queued := map[string][]string{} // pool -> its backordered parts, in the order placed
+	filled := map[string][]string{} // pool -> its FILLED parts, in order
+	fills := map[string]int{}       // part -> its FILLED events
 	reduced := map[string][]int64{} // part -> the units of its REDUCED events
 	sold := map[string]int64{}      // part -> the units its COMMITTED event sold
 	made := map[string]int64{}      // vendor transaction -> the net its events made
@@ -272,8 +282,16 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 			continue
 		}
 		switch ev.Type {
-		case "RESERVED":
+		case "RESERVED", "BACKORDERED":
 			reserved[ev.Hold]++
+			placedAs[ev.Hold] = ev.Type
+			if ev.Type == "BACKORDERED" {
+				queued[ev.Location+"|"+ev.SKU] = append(queued[ev.Location+"|"+ev.SKU], ev.Hold)
+			}
+		case "FILLED":
+			rep.Fills++
+			fills[ev.Hold]++
+			filled[ev.Location+"|"+ev.SKU] = append(filled[ev.Location+"|"+ev.SKU], ev.Hold)
 		case "REDUCED":
 			reduced[ev.Hold] = append(reduced[ev.Hold], ev.Qty)
 		case "COMMITTED", "RELEASED", "EXPIRED", "VOIDED":
@@ -285,10 +303,13 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 	}
 	toldParts := map[string]string{} // part -> hold
 	for id, t := range holds {
-		for _, part := range partsOf(id) {
+		for i, part := range partsOf(id) {
 			toldParts[part] = id
 			if reserved[part] != 1 {
-				rep.violate("part %s of hold %s (given to a client) has %d RESERVED events", part, id, reserved[part])
+				rep.violate("part %s of hold %s (given to a client) has %d RESERVED or BACKORDERED events", part, id, reserved[part])
+			}
+			if i < len(t.hold.Parts) && t.hold.Parts[i].Backordered != (placedAs[part] == "BACKORDERED") {
+				rep.violate("part %s of hold %s was told backordered: %v; it was placed %s", part, id, t.hold.Parts[i].Backordered, placedAs[part])
 			}
 			if t.committed && (len(ended[part]) != 1 || ended[part][0] != "COMMITTED") {
 				rep.violate("part %s of hold %s was told sold; its events end %v", part, id, ended[part])
@@ -301,6 +322,7 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 		}
 		checkChanges(rep, id, t, reduced, sold)
 	}
+	checkFills(rep, queued, filled, fills, ended, placedAs)
 	for part, n := range reserved {
 		if n > 1 {
 			rep.violate("part %s has %d RESERVED events", part, n)
@@ -343,6 +365,42 @@ func checkEvents(ctx context.Context, s *Service, rep *Report, holds map[string]
 		vendorDelta[c.pool] += c.delta
 	}
 	return vendorDelta
+}
+
+// checkFills checks that each backordered part was filled at most once, that nothing else
+// was filled, and that each pool's fills came in the order its backorders were placed: a
+// backorder passed over was given back (released, expired or voided) and never filled.
+func checkFills(rep *Report, queued, filled map[string][]string, fills map[string]int, ended map[string][]string,
+	placedAs map[string]string) {
+	for part, n := range fills {
+		if n > 1 || placedAs[part] != "BACKORDERED" {
+			rep.violate("part %s (placed %q) was filled %d times", part, placedAs[part], n)
+		}
+	}
+	gone := func(part string) bool {
+		for _, e := range ended[part] {
+			if e != "COMMITTED" {
+				return true
+			}
+		}
+		return false
+	}
+	for pool, order := range filled {
+		q, i := queued[pool], 0
+		for _, part := range order {
+			for i < len(q) && q[i] != part {
+				if fills[q[i]] > 0 || !gone(q[i]) {
+					rep.violate("pool %s: backorder %s was passed over by the fill of %s", pool, q[i], part)
+				}
+				i++
+			}
+			if i == len(q) {
+				rep.violate("pool %s: %s was filled out of the order the backorders were placed", pool, part)
+				break
+			}
+			i++
+		}
+	}
 }
 
 // checkChanges checks the reductions and the sale of a hold against what its client was told:
@@ -469,8 +527,8 @@ func lastLines(s string, n int) string {
 
 // Summary is a one-line account of a report.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("%d reserves (%d holds, %d refusals), %d commits (%d partial), %d reductions, %d releases, %d vendor changes, %d events, %d unanswered, %d violations",
-		r.Reserves, r.Holds, r.Refusals, r.Commits, r.PartialCommits, r.Reductions, r.Releases, r.VendorChanges, r.Events, r.Unanswered, len(r.Violations))
+	return fmt.Sprintf("%d reserves (%d holds, %d parts backordered), %d refusals, %d commits (%d partial), %d reductions, %d releases, %d fills, %d vendor changes, %d events, %d unanswered, %d violations",
+		r.Reserves, r.Holds, r.Backorders, r.Refusals, r.Commits, r.PartialCommits, r.Reductions, r.Releases, r.Fills, r.VendorChanges, r.Events, r.Unanswered, len(r.Violations))
 }
 
 // sorted returns the violations in order (for stable output).

@@ -34,7 +34,8 @@ func setUp(t *testing.T, s *Service) []Pool {
 }
 
 // setUpRegional is setUp with a region of both locations, whose SKU "reg" the workload
-// reserves from the region (taken from either location, a line split over both when allowed).
+// reserves from the region (taken from either location, a line split over both when allowed),
+// and a pool that takes backorders.
 func setUpRegional(t *testing.T, s *Service) []Pool {
 	t.Helper()
 	pools := setUp(t, s)
@@ -48,6 +49,7 @@ func setUpRegional(t *testing.T, s *Service) []Pool {
 	return append(pools, stockPools(t, s, []Pool{
 		{Location: "cc-berlin", SKU: "reg", Region: "cc-north", Shards: 1, Stock: 150},
 		{Location: "cc-lyon", SKU: "reg", Region: "cc-north", Shards: 1, Stock: 150},
+		{Location: "cc-lyon", SKU: "preorder", Shards: 1, Stock: 10, Backorders: 25},
 	})...)
 }
 
@@ -56,7 +58,11 @@ func stockPools(t *testing.T, s *Service, pools []Pool) []Pool {
 	t.Helper()
 	w := NewWorkload(s.URL, pools)
 	for _, p := range pools {
-		body, _ := json.Marshal(map[string]any{"vendor": Vendor, "shards": p.Shards, "customer_limit": p.Limit})
+		pool := map[string]any{"vendor": Vendor, "shards": p.Shards, "customer_limit": p.Limit}
+		if p.Backorders > 0 {
+			pool["inventory_policy"], pool["backorder_limit"] = "backorder", p.Backorders
+		}
+		body, _ := json.Marshal(pool)
 		op := &Op{Kind: "setup", Key: AdminKey, Body: body}
 		w.do(context.Background(), "PUT", "/v1/pools/"+p.Location+"/"+p.SKU, op)
 		if op.Final == nil || op.Final.Status != http.StatusOK {
@@ -205,7 +211,8 @@ func clientView(t *testing.T, cluster bool) {
 	}
 
 	rep := settleAndCheck(t, s, pools, w)
-	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 || rep.Reductions == 0 || rep.PartialCommits == 0 {
+	if rep.Holds == 0 || rep.Refusals == 0 || rep.Commits == 0 || rep.Reductions == 0 || rep.PartialCommits == 0 ||
+		rep.Backorders == 0 || rep.Fills == 0 {
 		t.Errorf("the workload proves little: %s", rep.Summary())
 	}
 	if t.Failed() {

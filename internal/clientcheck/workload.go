@@ -22,6 +22,8 @@ type Pool struct {
 	Shards int
 	Limit  int64 // per-customer limit (0: none)
 	Stock  int64 // its stock when the workload starts
+	// Backorders, when set, makes the pool take backorders up to that many units.
+	Backorders int64
 }
 
 // Send is one HTTP exchange of an operation.
@@ -154,6 +156,7 @@ type hold struct {
 	Parts     []struct {
 		Location, SKU string
 		Qty           int64 `json:"qty"`
+		Backordered   bool  `json:"backordered"`
 	} `json:"parts"`
 }
 
