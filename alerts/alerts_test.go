@@ -547,3 +547,29 @@ func TestBackorderAlerts(t *testing.T) {
 		t.Fatalf("2 more: the backorder filled, 1 unit left: alerts %q, want BACK_IN_STOCK", got)
 	}
 }
+
+// TestBackorderAlertsFirstSight: a detector that first sees a pool through a batch of several
+// backorders counts each once: when they are filled and units are left over, the pool is back
+// in stock.
+func TestBackorderAlertsFirstSight(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t, testConfig())
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "fs", Vendor: "v1", Shards: 1, Policy: engine.PolicyBackorder,
+		BackorderLimit: 10}, 0)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s1", SKU: "other", Vendor: "v1", Shards: 1}, 5)
+	f.detect(t) // joins the streams
+	f.reserve(t, "other", 1, "o")
+	f.detect(t)
+	f.reserve(t, "fs", 2, "a") // backordered
+	f.reserve(t, "fs", 3, "b") // backordered
+	if got := strings.Join(f.detect(t), ","); got != "" {
+		t.Fatalf("two backorders on a pool with none: alerts %q", got)
+	}
+	if _, err := f.e.Adjust(ctx, engine.AdjustRequest{Location: "s1", SKU: "fs", Kind: engine.Restock, Qty: 8, TransactionID: "in",
+		Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.detect(t), ","); got != "BACK_IN_STOCK" {
+		t.Fatalf("8 units for backorders of 5: alerts %q, want BACK_IN_STOCK", got)
+	}
+}

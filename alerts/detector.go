@@ -157,11 +157,12 @@ type poolState struct {
 	cfg    engine.PoolConfig
 	shards []int64
 	// owed is each shard's units owed to backorders: while any are, its units are theirs.
-	owed      []int64
-	alerted   level
-	current   level
-	lastAlert time.Time
-	since     int64 // when (ms) current first differed from alerted; 0 while they agree
+	// owedSeq is the seq of its partition it was read at: later events change it.
+	owed, owedSeq []int64
+	alerted       level
+	current       level
+	lastAlert     time.Time
+	since         int64 // when (ms) current first differed from alerted; 0 while they agree
 	// The losses sales do not explain (spoilage, downward adjustments) since lossStart (ms),
 	// the units available just before the first of them, and the last ANOMALY (ms).
 	lossStart, lossBase, lost, lastAnomaly int64
@@ -285,7 +286,9 @@ func (d *Detector) RunOnce(ctx context.Context) ([]Alert, error) {
 		before := ps.available()
 		if ev.Shard < len(ps.shards) {
 			ps.shards[ev.Shard] = ev.After
-			ps.owed[ev.Shard] += engine.OwedDelta(ev)
+			if ev.Seq > ps.owedSeq[ev.Shard] {
+				ps.owed[ev.Shard] += engine.OwedDelta(ev)
+			}
 		}
 		raised = d.anomaly(ps, ev, before, raised)
 		raised = d.sellout(ps, ev, before, raised)
@@ -452,6 +455,10 @@ func (d *Detector) due(ps *poolState, now time.Time, ts int64, raised []Alert) [
 // except that the event's own shard starts from just before the event (its count already
 // includes the event); its level is the one last alerted or else the level it was at before
 // the event, which raises nothing.
+//
+// The units owed to backorders are a running count (no event carries it). It starts from the
+// count read with its partition's seq; events up to that seq are in it already, and only
+// later ones change it.
 func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, error) {
 	k := engine.PoolKey{Location: ev.Location, SKU: ev.SKU}
 	if ps := d.pools[k]; ps != nil {
@@ -465,13 +472,22 @@ func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, err
 	if err != nil {
 		return nil, err
 	}
-	ps := &poolState{cfg: a.PoolConfig, shards: make([]int64, len(a.Shards)), owed: make([]int64, len(a.Shards))}
+	ps := &poolState{cfg: a.PoolConfig, shards: make([]int64, len(a.Shards)), owed: make([]int64, len(a.Shards)),
+		owedSeq: make([]int64, len(a.Shards))}
 	for i, s := range a.Shards {
-		ps.shards[i], ps.owed[i] = s.Available, s.Backordered
+		ps.shards[i] = s.Available
 	}
 	if ev.Shard < len(ps.shards) {
 		ps.shards[ev.Shard] = ev.After - ev.Delta
-		ps.owed[ev.Shard] -= engine.OwedDelta(ev)
+	}
+	if a.Policy != "" && a.Policy != engine.PolicyDeny {
+		owed, seq, err := d.eng.Owed(ctx, ev.Location, ev.SKU)
+		if err != nil {
+			return nil, err
+		}
+		if len(owed) == len(ps.owed) {
+			ps.owed, ps.owedSeq = owed, seq
+		}
 	}
 	if l, ok := d.levels[k]; ok {
 		ps.alerted = l

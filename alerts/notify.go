@@ -212,7 +212,8 @@ type LostHoldPayload struct {
 	SKU         string `json:"sku"`
 	Qty         int64  `json:"qty"`
 	Backordered bool   `json:"backordered,omitempty"`
-	PlacedAt    int64  `json:"placed_at_ms"`
+	Sold        bool   `json:"sold,omitempty"`
+	PlacedAt    int64  `json:"placed_at_ms,omitempty"`
 	Reason      string `json:"reason"`
 }
 
@@ -225,7 +226,7 @@ func (s *Store) HoldLost(ctx context.Context, h engine.LostHold) error {
 	}
 	n := LostHoldPayload{Type: HoldLostNotice, EventID: "hold-lost-" + h.EventHash, HoldID: h.HoldID, HoldKey: h.HoldKey,
 		Part: h.Part, Customer: h.Customer, Location: h.Location, SKU: h.SKU, Qty: h.Qty, Backordered: h.Backordered,
-		PlacedAt: h.PlacedAt, Reason: h.Why}
+		Sold: h.Sold, PlacedAt: h.PlacedAt, Reason: h.Why}
 	payload, _ := json.Marshal(n)
 	if _, err := s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (subscription_id, event_id, payload)
 		SELECT id, $1, $2 FROM webhook_subscriptions WHERE vendor_id = $3 AND deleted_at IS NULL

@@ -125,3 +125,161 @@ func TestBackorders(t *testing.T) {
 		}
 	})
 }
+
+// TestBackorderGiveBackFills: a backorder given back (released, expired or voided) lets the
+// one behind it take the units on hand at once.
+func TestBackorderGiveBackFills(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newFakeClock()
+	e := newEngine(t, testredisStandalone(t), nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "gb", Shards: 1, Policy: PolicyBackorder, BackorderLimit: 10}, 1)
+	hold := func(key string, qty int64, ttl time.Duration) *Hold {
+		t.Helper()
+		h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "gb", Qty: qty}}, IdempotencyKey: key, TTL: ttl, Actor: "shop"})
+		if err != nil || !h.Parts[0].Backordered {
+			t.Fatalf("%s: %+v %v, want backordered", key, h, err)
+		}
+		return h
+	}
+	owed := func(when string, want int64) {
+		t.Helper()
+		a, err := e.Availability(ctx, "s1", "gb")
+		if err != nil || a.Backordered != want {
+			t.Fatalf("%s: %+v %v, want %d backordered", when, a, err, want)
+		}
+		if _, err := e.Verify(ctx); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	b := hold("b", 2, time.Minute) // 1 on hand, allotted to b
+	hold("c", 1, time.Minute)
+	hold("d", 1, time.Second)
+	if err := e.Release(ctx, b.ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	owed("b released: c takes the unit on hand", 1)
+	hold("x", 2, time.Second) // 2 owed after d
+	if _, err := e.Adjust(ctx, AdjustRequest{Location: "s1", SKU: "gb", Kind: Restock, Qty: 1, TransactionID: "in", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	owed("d filled", 2)
+	clock.Advance(2 * time.Second) // d and x expire: d's unit comes back, x owes nothing more
+	p := e.PartitionOf("s1", "gb", 0)
+	if _, err := e.Sweep(ctx, p, 100, 100); err != nil {
+		t.Fatal(err)
+	}
+	owed("d and x expired", 0)
+}
+
+// TestBackorderQueueWhateverThePolicy: an instance that still has the pool cached without a
+// policy takes nothing while backorders wait.
+func TestBackorderQueueWhateverThePolicy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := testredisStandalone(t)
+	e := newEngine(t, rdb, func(c *Config) { c.PoolCacheTTL = time.Hour })
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "st", Shards: 1}, 1)
+	if _, err := e.Availability(ctx, "s1", "st"); err != nil { // cached: no policy
+		t.Fatal(err)
+	}
+	other, err := New(ctx, rdb, e.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.CreatePool(ctx, PoolConfig{Location: "s1", SKU: "st", Vendor: "v1", Shards: 1, Policy: PolicyBackorder, BackorderLimit: 5}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := other.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "st", Qty: 2}}, IdempotencyKey: "a", Actor: "shop"}); err != nil || !h.Parts[0].Backordered {
+		t.Fatalf("a: %+v %v, want backordered", h, err)
+	}
+	// One unit on hand, allotted to a: the instance with the old configuration may not take it.
+	if _, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "st", Qty: 1}}, IdempotencyKey: "b", Actor: "shop"}); !errors.Is(err, ErrInsufficient) {
+		t.Fatalf("a hold past a waiting backorder: %v, want insufficient", err)
+	}
+}
+
+// TestBackorderBatchFillsPerChange: a batch of vendor changes fills the queue after each change,
+// as the changes one by one would: a restock that fills the queue leaves nothing for a
+// spoilage behind it.
+func TestBackorderBatchFillsPerChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEngine(t, testredisStandalone(t), nil)
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "bf", Shards: 1, Policy: PolicyBackorder, BackorderLimit: 5}, 0)
+	if h, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "bf", Qty: 2}}, IdempotencyKey: "a", Actor: "shop"}); err != nil || !h.Parts[0].Backordered {
+		t.Fatalf("a: %+v %v", h, err)
+	}
+	out := e.AdjustMany(ctx, "v1", []AdjustRequest{
+		{Location: "s1", SKU: "bf", Kind: Restock, Qty: 2, TransactionID: "in", Actor: "test"},
+		{Location: "s1", SKU: "bf", Kind: Spoilage, Qty: 2, TransactionID: "out", Actor: "test"},
+	})
+	if out[0].Err != nil || !errors.Is(out[1].Err, ErrInsufficient) {
+		t.Fatalf("restock then spoilage: %v, %v; want the spoilage refused (the restock went to the backorder)", out[0].Err, out[1].Err)
+	}
+	if a, _ := e.Availability(ctx, "s1", "bf"); a.Backordered != 0 || a.Held != 2 {
+		t.Fatalf("after the batch: %+v", a)
+	}
+	if _, err := e.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTold: a part placed by the fast path, or by a slow-path attempt whose answer its key
+// record holds, was told; a part of an attempt that answered nothing was not.
+func TestTold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEngine(t, testredisStandalone(t), nil)
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "t1", Shards: 1}, 10)
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "t2", Shards: 1}, 10)
+	one, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "t1", Qty: 1}}, IdempotencyKey: "one", Actor: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cart, err := e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "t1", Qty: 1}, {Location: "s1", SKU: "t2", Qty: 1}},
+		IdempotencyKey: "cart", Actor: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Hold{one, cart} {
+		parts, err := e.HoldParts(h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			if told, err := e.Told(ctx, p.Part); err != nil || !told {
+				t.Fatalf("part %s of hold %s: told %v, %v", p.Part, h.ID, told, err)
+			}
+		}
+	}
+	parts, _ := e.HoldParts(cart.ID)
+	token, _, _ := PartOf(parts[0].Part)
+	if told, err := e.Told(ctx, token+".0badcafe.0.0"); err != nil || told {
+		t.Fatalf("a part of an attempt that answered nothing: told %v, %v", told, err)
+	}
+}
+
+// TestReplayQueueReusedPart: a part id placed again (its earlier placing sold, still owed, and
+// its answers forgotten) is a second entry of the queue: giving the new one back leaves the
+// sale, and a fill takes the entry at the head, as lib.lua does.
+func TestReplayQueueReusedPart(t *testing.T) {
+	r := NewReplay(ReplayOptions{})
+	k := ShardKey{Location: "s1", SKU: "q"}
+	ev := func(typ string, held int64) *Event {
+		return &Event{Type: typ, Location: "s1", SKU: "q", Hold: "p.0.0.0", Qty: 2, HeldDelta: held}
+	}
+	r.Apply(ev(EventBackordered, 0))
+	r.Apply(ev(EventCommitted, 0))
+	r.Apply(ev(EventBackordered, 0))
+	r.Apply(ev(EventReleased, 0))
+	if q := r.Queues[k]; len(q) != 1 || !q[0].Sold || r.Shard(k).Backordered != 2 {
+		t.Fatalf("queue %+v, owed %d; want the sale alone", q, r.Shard(k).Backordered)
+	}
+	r.Apply(ev(EventBackordered, 0))
+	r.Apply(&Event{Type: EventFilled, Location: "s1", SKU: "q", Hold: "p.0.0.0", Qty: 2, Delta: -2})
+	if q := r.Queues[k]; len(q) != 1 || q[0].Sold || r.Shard(k).Committed != 2 {
+		t.Fatalf("queue %+v, committed %d; want the sale filled and the new part waiting", q, r.Shard(k).Committed)
+	}
+}

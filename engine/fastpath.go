@@ -69,7 +69,8 @@ func (e *Engine) fastPath(ctx context.Context, rs *reservation) (*Hold, error) {
 		e.forgetSoldOut(p.Key())
 		return h, nil
 	case "ENDED":
-		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(3), rs.req.Customer, []partRef{ref}, []int64{r.int(2)}, nil, rs.pools)
+		h := e.holdFromParts(formatHoldID(hk, []partRef{ref}), r.int(3), rs.req.Customer, []partRef{ref}, []int64{r.int(2)},
+			[]bool{r.str(4) == "B"}, rs.pools) // a sale still owed
 		h.Replayed = true
 		return h, nil
 	case "INSUFFICIENT":

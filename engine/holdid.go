@@ -215,14 +215,18 @@ type LostHold struct {
 	Owner, Customer, Location, SKU string
 	Qty                            int64
 	Backordered                    bool
-	// PlacedAt (unix ms) is when the fork placed it; Why says why it could not be kept.
+	// Sold: the client was told it was sold, and the sale is gone with it.
+	Sold bool
+	// PlacedAt (unix ms, 0: not known) is when the fork placed it; Why says why it could not
+	// be kept.
 	PlacedAt int64
 	Why      string
 	// EventHash names the forked event that placed it: one notice per lost part.
 	EventHash string
 }
 
-// LostHoldOf describes the hold part a forked RESERVED or BACKORDERED event placed.
+// LostHoldOf describes the hold part of a forked event: the RESERVED or BACKORDERED that
+// placed it (or the COMMITTED that sold it).
 func LostHoldOf(ev *Event, why string) LostHold {
 	l := LostHold{Partition: ev.Partition, Part: ev.Hold, Owner: ev.Actor, Customer: ev.Customer, Location: ev.Location, SKU: ev.SKU,
 		Qty: ev.Qty, Backordered: ev.Type == EventBackordered, PlacedAt: ev.TS, Why: why, EventHash: ev.Hash}

@@ -313,3 +313,27 @@ func (e *Engine) KeepsNothing(ctx context.Context) (nothing, ok bool) {
 	}
 	return aof["appendonly"] == "no" && strings.TrimSpace(save["save"]) == "", true
 }
+
+// Told reports whether the request that placed part was answered with its hold: a part the
+// fast path placed is its request's answer (a retry is given it); one an attempt of the slow
+// path placed is when the request's key record holds that attempt's answer.
+func (e *Engine) Told(ctx context.Context, part string) (bool, error) {
+	token, attempt, ok := PartOf(part)
+	if !ok {
+		return false, nil
+	}
+	if attempt == fastAttempt {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	v, err := e.rdb.Get(ctx, e.ks.recordKey(e.keyPartition(token), token)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read key record: %w", redisErr(err))
+	}
+	f := strings.SplitN(v, "|", 3) // "<fp>|A|<answer>": see claim.lua
+	return len(f) == 3 && f[1] == "A" && strings.HasPrefix(f[2], token+"."+attempt+"_"), nil
+}

@@ -370,3 +370,31 @@ func encodeQueue(q []Backorder) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// Owed reads, for each shard of a pool, the units owed to backorders and its partition's seq
+// when it was read (the two in one atomic step per shard): the owed count includes the
+// changes of every event up to that seq and of none after it.
+func (e *Engine) Owed(ctx context.Context, location, sku string) (owed, seq []int64, err error) {
+	p, err := e.pool(ctx, location, sku)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
+	defer cancel()
+	pipe := e.rdb.TxPipeline()
+	owedCmds := make([]*redis.StringCmd, p.Shards)
+	seqCmds := make([]*redis.StringCmd, p.Shards)
+	for s, part := range p.partitions {
+		owedCmds[s] = pipe.HGet(ctx, e.ks.stockKey(part), shardField(location, sku, s)+"|b")
+		seqCmds[s] = pipe.HGet(ctx, e.ks.partition(part)[5], "seq")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("read backorders: %w", redisErr(err))
+	}
+	owed, seq = make([]int64, p.Shards), make([]int64, p.Shards)
+	for s := range owed {
+		owed[s], _ = owedCmds[s].Int64()
+		seq[s], _ = seqCmds[s].Int64()
+	}
+	return owed, seq, nil
+}

@@ -120,13 +120,19 @@ type Tombstone struct {
 	Location, SKU  string
 	Qty, ExpiresAt int64
 	Owner          string
+	// Owed: a sale whose units are still owed (a backorder sold before they came).
+	Owed bool `json:",omitempty"`
 }
 
 // encode returns the tombstone's Redis form (see tomb in lib.lua; the ledger keeps no
 // fingerprint).
 func (t Tombstone) encode() string {
+	code := ""
+	if t.Owed {
+		code = "B"
+	}
 	return strings.Join([]string{t.Outcome, strconv.FormatInt(t.At, 10), t.Location, t.SKU, strconv.FormatInt(t.Qty, 10),
-		strconv.FormatInt(t.ExpiresAt, 10), "", t.Owner, "", ""}, "|")
+		strconv.FormatInt(t.ExpiresAt, 10), "", t.Owner, code, ""}, "|")
 }
 
 // RebuildPartition writes st into fenced partition p (see rebase.lua). It returns ErrMoved

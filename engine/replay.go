@@ -99,11 +99,13 @@ func QueueOwed(q []Backorder) int64 {
 	return n
 }
 
-// dequeue takes part off k's queue, or marks it sold.
-func (r *Replay) dequeue(k ShardKey, part string, sold bool) {
+// dequeue takes part off k's queue, or marks it sold: its first entry when filled (a fill
+// takes the head), its open entry otherwise (a part id placed again, after the answers of an
+// earlier placing were forgotten, may follow a sale of it still owed).
+func (r *Replay) dequeue(k ShardKey, part string, filled, sold bool) {
 	q := r.Queues[k]
 	for i, b := range q {
-		if b.Part != part {
+		if b.Part != part || !filled && b.Sold {
 			continue
 		}
 		if sold {
@@ -186,7 +188,7 @@ func (r *Replay) Apply(ev *Event) {
 			}
 		}
 	case EventFilled:
-		r.dequeue(k, ev.Hold, false)
+		r.dequeue(k, ev.Hold, true, false)
 		if h, ok := r.Open[ev.Hold]; ok && ev.HeldDelta > 0 {
 			h.Backordered = false
 			r.Open[ev.Hold] = h
@@ -196,7 +198,7 @@ func (r *Replay) Apply(ev *Event) {
 	case EventCommitted, EventReleased, EventExpired, EventVoided:
 		if h, ok := r.Open[ev.Hold]; ok && h.Backordered {
 			// No unit was taken: a sale leaves them owed, anything else owes them no more.
-			r.dequeue(k, ev.Hold, ev.Type == EventCommitted)
+			r.dequeue(k, ev.Hold, false, ev.Type == EventCommitted)
 		} else if ev.Type == EventCommitted {
 			t.Committed += ev.Qty
 		}
@@ -275,9 +277,9 @@ func (r *Replay) Clone() *Replay {
 	return c
 }
 
-// replayJSON is a replay's counters and open parts as stored (a checkpoint). Version 2 keys
-// shards by their parts; anything else is refused, so that a state stored in another shape
-// is never read as an empty one.
+// replayJSON is a replay's counters, open parts and backorder queues as stored (a checkpoint).
+// Version 3 keys shards by their parts and keeps the queues; anything else is refused, so that
+// a state stored in another shape (one that knew no backorders) is never read as this one.
 type replayJSON struct {
 	V      int                 `json:"v"`
 	Shards []shardJSON         `json:"shards"`
@@ -299,7 +301,7 @@ type shardJSON struct {
 	ShardTotals
 }
 
-const replayJSONVersion = 2
+const replayJSONVersion = 3 // 3: with backorder queues
 
 // MarshalJSON stores the counters and open parts (not the history).
 func (r *Replay) MarshalJSON() ([]byte, error) {

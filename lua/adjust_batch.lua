@@ -50,6 +50,7 @@ for _, a in ipairs(changes) do
     res = res[2]
   end
   out[#out + 1] = res
+  fill_raised()
 end
 flush()
 return out

@@ -33,6 +33,7 @@ end
 local out = {}
 for i = 3, #ARGV, 6 do
   out[#out + 1] = end_hold(ARGV[i + 1], ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5])
+  fill_raised()
 end
 flush()
 return out

@@ -55,6 +55,7 @@ local STOCK       -- counter field -> number, or false when it does not exist
 local STOCK_DIRTY -- counter fields to write (or delete, when false) at flush
 local NEW_HOLDS, NEW_EXP -- HSET and ZADD arguments of the parts placed (and transactions made)
 local PLACED      -- part -> record, for a part placed earlier in this call
+local PLACED_AT   -- part -> the index of its record in NEW_HOLDS
 local NEW_GC      -- ZADD arguments of the gc index, for the records made in this call
 local NEW_EVENTS  -- in a batch, the events made (entry id, canonical form, hash), appended at flush
 local TXS         -- transaction field -> record, or false: read at the start, made since
@@ -68,7 +69,7 @@ local function begin(keys, args)
   PART, NOW_S = args[1], args[2]
   NOW = tonumber(NOW_S)
   SEQ, HEAD, BATCH = nil, nil, false
-  STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED = {}, {}, {}, {}, {}
+  STOCK, STOCK_DIRTY, NEW_HOLDS, NEW_EXP, PLACED, PLACED_AT = {}, {}, {}, {}, {}, {}
   NEW_GC, TXS, NEW_EVENTS, RAISED = {}, {}, {}, nil
 end
 
@@ -152,11 +153,16 @@ end
 -- avail_incr changes a shard's available count f by d and returns the count after. When it
 -- goes up it also counts the rise in "f|r", so that a reader who found the shard short can
 -- tell later that no unit has come back to it since.
+-- raise notes that shard f may have units its backorder queue can take (see fill).
+local function raise(f)
+  RAISED = RAISED or {}
+  RAISED[f] = true
+end
+
 local function avail_incr(f, d)
   if d > 0 then
     stock_incr(f .. '|r', 1)
-    RAISED = RAISED or {}
-    RAISED[f] = true
+    raise(f)
   end
   return stock_incr(f, d)
 end
@@ -389,6 +395,7 @@ local function queue_end(f, part, qty, sold)
     end
     q = before .. after
     stock_incr(f .. '|b', -qty)
+    raise(f) -- the part behind it may be filled now
   end
   if q == '' then
     redis.call('HDEL', K_HOLDS, qf)
@@ -556,7 +563,7 @@ local function place_one(r)
     end
   end
   local after, avail, owed
-  local waiting = r.bo and (stock_get(f .. '|b') or 0) or 0
+  local waiting = stock_get(f .. '|b') or 0 -- whatever the pool's policy is now
   if waiting > 0 then
     after, avail = nil, 0 -- units that come go to the earlier backorders first
   else
@@ -590,7 +597,7 @@ local function place_one(r)
     local n, m = #NEW_HOLDS, #NEW_EXP
     NEW_HOLDS[n + 1], NEW_HOLDS[n + 2] = r.part, rec
     NEW_EXP[m + 1], NEW_EXP[m + 2] = r.exp_s, r.part
-    PLACED[r.part] = rec
+    PLACED[r.part], PLACED_AT[r.part] = rec, n + 2
   else
     redis.call('HSET', K_HOLDS, r.part, rec)
     redis.call('ZADD', K_EXP, r.exp_s, r.part)
@@ -638,7 +645,7 @@ local function reserve_one(r)
     elseif t.outcome == 'SLOW' then
       return {'SLOW'}
     end
-    return {'ENDED', t.outcome, t.qty, t.exp}
+    return {'ENDED', t.outcome, t.qty, t.exp, t.code == 'B' and 'B' or nil}
   end
   local res = place_one(r)
   local code = res[1]
@@ -903,7 +910,8 @@ end
 -- fill gives the units available on shard f to its backorder queue, first come first served:
 -- each part at the head of the queue whose units are all available takes them (an open part
 -- is then held like any other; a sold one is committed), with a FILLED event; the first that
--- cannot be filled in whole stops the fill, so none is passed over.
+-- cannot be filled in whole stops the fill, so none is passed over. In a batch it goes through
+-- the batch's counters, records and events like the request that brought the units.
 local function fill(f)
   local qf = 'q:' .. f
   local q = redis.call('HGET', K_HOLDS, qf)
@@ -911,7 +919,7 @@ local function fill(f)
     return
   end
   local loc, sku, shard = string.match(f, '^(.*)|(.*)|(%d+)$')
-  local avail = tonumber(redis.call('HGET', K_STOCK, f)) or 0
+  local avail = stock_get(f) or 0
   local pos = 1
   while true do
     local s, e, part, qty, state = string.find(q, '^([^ :]+):(%d+):([os]) ?', pos)
@@ -919,12 +927,24 @@ local function fill(f)
       break
     end
     local n = tonumber(qty)
+    local rec
+    if state == 'o' then
+      rec = PLACED[part] or redis.call('HGET', K_HOLDS, part)
+      if not rec then
+        error({err = 'ERR backorder queue of ' .. f .. ' names part ' .. part .. ', which has no record'})
+      end
+    end
     avail = stock_incr(f, -n)
     stock_incr(f .. '|b', -n)
     if state == 'o' then
-      local h = dec_hold(redis.call('HGET', K_HOLDS, part))
+      local h = dec_hold(rec)
       h.bo = false
-      redis.call('HSET', K_HOLDS, part, enc_hold(h))
+      rec = enc_hold(h)
+      if PLACED[part] then
+        PLACED[part], NEW_HOLDS[PLACED_AT[part]] = rec, rec
+      else
+        redis.call('HSET', K_HOLDS, part, rec)
+      end
       stock_incr(f .. '|h', n)
       emit('FILLED', loc, sku, shard, -n, avail, n, part, n, h.cust, h.token, 'filler', '', 0)
     else
@@ -946,16 +966,27 @@ local function fill(f)
   end
 end
 
--- finish ends every call (the function library wraps each operation's body in it): units that
--- came back to a shard during the call go to its backorder queue, if it has one, in the same
--- call. A batch has written everything at its flush; the fills write straight to Redis.
-local function finish(reply)
+-- fill_raised fills the queues of the shards that may have gained units since it last ran.
+-- A batch calls it after each request, so that the next request finds the queue as it would
+-- after that request alone.
+local function fill_raised()
   local raised = RAISED
   if raised then
-    RAISED, BATCH = nil, false
+    RAISED = nil
     for f in pairs(raised) do
       fill(f)
     end
+  end
+end
+
+-- finish ends every call (the function library wraps each operation's body in it): units that
+-- came back to a shard during the call go to its backorder queue, if it has one, in the same
+-- call. A batch has filled after each request and written everything at its flush; what is
+-- left is written straight to Redis.
+local function finish(reply)
+  if RAISED then
+    BATCH = false
+    fill_raised()
   end
   return reply
 end

@@ -1,6 +1,7 @@
 -- rebase: bring a fenced partition back to the state its ledger adds up to, after Redis lost
 -- acknowledged writes (a restart without them, a failover to a replica that lagged). It
--- writes no event: the ledger already holds every event up to the state written here, and
+-- writes no event of its own (a backorder queue whose head can be filled then is filled after
+-- it, with FILLED events): the ledger already holds every event up to the state written here, and
 -- the partition's seq and chain head move to the ledger's last event so the next event
 -- continues the ledger's chain. Events Redis wrote after it lost its writes (the fork) are
 -- removed from the stream here; the caller has saved them and carries them over afterwards
@@ -51,6 +52,9 @@ for f, q in pairs(s.queues or {}) do
     redis.call('HDEL', K_HOLDS, 'q:' .. f)
   else
     redis.call('HSET', K_HOLDS, 'q:' .. f, q)
+    -- The ledger may end between a give-back and the fill it made: fill now (after the seq and
+    -- head below are written, so the fills continue the ledger's chain).
+    raise(f)
   end
 end
 for _, part in ipairs(s.drop) do

@@ -31,6 +31,7 @@ for i = 3, #ARGV, REQ_WIDTH do
     res = res[4]
   end
   out[#out + 1] = res
+  fill_raised()
 end
 flush()
 return out

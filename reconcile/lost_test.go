@@ -188,6 +188,9 @@ func TestRedisLostEverything(t *testing.T) {
 		if h, err := eng.GetHold(ctx, boOpen.ID, "shop"); err != nil || !h.Parts[0].Backordered || h.Status != engine.StatusActive {
 			t.Fatalf("the open backorder after the repair: %v %+v", err, h)
 		}
+		if h, err := eng.GetHold(ctx, boSold.ID, "shop"); err != nil || !h.Parts[0].Backordered || h.Status != engine.StatusCommitted {
+			t.Fatalf("the sale still owed after the repair: %v %+v", err, h)
+		}
 		if c, err := eng.Pool(ctx, "s1", "c"); err != nil || fmt.Sprint(c.Substitutes) != "[a empty]" || c.SafetyStock != 3 {
 			t.Fatalf("pool c after the repair: %v %+v, want its substitutes and safety stock", err, c)
 		}

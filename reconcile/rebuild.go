@@ -120,6 +120,14 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 				rb.Ended[part] = t
 			}
 		}
+		for _, q := range state.Queues { // sales still owed say so, as lib.lua's tombstones do
+			for _, b := range q {
+				if t, ok := rb.Ended[b.Part]; ok && b.Sold && t.Outcome == engine.EventCommitted {
+					t.Owed = true
+					rb.Ended[b.Part] = t
+				}
+			}
+		}
 		for _, ev := range ledgerEvs {
 			if ev.Type == engine.EventTransferIn && ev.TS >= since {
 				rb.Received[ev.Idem] = ev.TS
@@ -295,26 +303,66 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 	for _, h := range snap.Holds {
 		recorded[h.Part] = h.Record
 	}
-	voided := map[string]bool{} // parts the fork gave back: nobody was told of them
+	// How the fork ended each part, and the parts it placed as backorders.
+	fate, forkBackordered := map[string]string{}, map[string]bool{}
 	for _, ev := range pending {
-		if ev.Type == engine.EventVoided {
-			voided[ev.Hold] = true
+		switch ev.Type {
+		case engine.EventCommitted, engine.EventReleased, engine.EventExpired, engine.EventVoided:
+			fate[ev.Hold] = ev.Type
+		case engine.EventBackordered:
+			forkBackordered[ev.Hold] = true
 		}
 	}
-	// lost tells the storefront of a part the fork placed that is gone: neither carried nor
-	// in the ledger's account. It comes before the event is settled, so a run that stops in
-	// between tells it again, which the notices take as the same.
-	lost := func(ev *engine.Event, why string) error {
-		if r.notices == nil || ev.Type != engine.EventReserved && ev.Type != engine.EventBackordered || voided[ev.Hold] {
+	// Notices of what clients were told and the repair cannot keep (see lostHold), each sent
+	// before the event that decides it is settled: a run that stops in between sends it
+	// again, which the notices take as the same. A part whose placing was not carried and
+	// which the fork went on to sell waits for its sale: carried, the sale stands.
+	type placing struct {
+		ev  engine.Event
+		why string
+	}
+	waitingSale := map[string]placing{}
+	notify := func(ev *engine.Event, why string, sold bool) error {
+		if r.notices == nil {
 			return nil
 		}
-		if _, open := state.Open[ev.Hold]; open {
-			return nil
+		l := engine.LostHoldOf(ev, why)
+		l.Backordered = l.Backordered || forkBackordered[ev.Hold] || state.Open[ev.Hold].Backordered
+		l.Sold = sold
+		if sold && ev.Type == engine.EventCommitted {
+			l.PlacedAt = 0 // the sale's event: when the hold was placed is not known here
 		}
-		if _, ended := state.Ended[ev.Hold]; ended {
-			return nil
+		return r.notices.HoldLost(ctx, l)
+	}
+	uncarried := func(ev *engine.Event, why string, conflict bool) error {
+		switch ev.Type {
+		case engine.EventReserved, engine.EventBackordered:
+			if _, open := state.Open[ev.Hold]; open {
+				return nil
+			}
+			if _, ended := state.Ended[ev.Hold]; ended {
+				return nil
+			}
+			told, err := r.eng.Told(ctx, ev.Hold)
+			if err != nil || !told {
+				return err // never answered: nobody holds it
+			}
+			switch fate[ev.Hold] {
+			case "":
+				return notify(ev, why, false)
+			case engine.EventCommitted:
+				waitingSale[ev.Hold] = placing{*ev, why}
+			}
+		case engine.EventCommitted:
+			if w, ok := waitingSale[ev.Hold]; ok {
+				delete(waitingSale, ev.Hold)
+				return notify(&w.ev, w.why+"; its sale: "+why, true)
+			}
+			if conflict {
+				return notify(ev, why, true)
+			}
 		}
-		return r.notices.HoldLost(ctx, engine.LostHoldOf(ev, why))
+		return nil
 	}
 	for _, ev := range pending {
 		c, skip := carryOf(&ev, state, recorded, opts)
@@ -324,9 +372,22 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 		if _, _, ok := ev.TransferPeer(); ok {
 			c.Reason = ev.Reason // a transfer event names its other side (rebuilds of that side look it up)
 		}
+		if why := backorderConflict(&ev, state, forkBackordered); why != "" {
+			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
+				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
+				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
+					ev.Customer, why)})
+			if err := uncarried(&ev, why, true); err != nil {
+				return err
+			}
+			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, why, 0); err != nil {
+				return err
+			}
+			continue
+		}
 		if skip != "" {
 			res.skipped++
-			if err := lost(&ev, skip); err != nil {
+			if err := uncarried(&ev, skip, false); err != nil {
 				return err
 			}
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
@@ -341,7 +402,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
 				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
 					ev.Customer, cc.Why)})
-			if err := lost(&ev, cc.Why); err != nil {
+			if err := uncarried(&ev, cc.Why, true); err != nil {
 				return err
 			}
 			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, cc.Why, 0); err != nil {
@@ -353,6 +414,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 			return fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
 		}
 		note(state, &ev, c)
+		delete(waitingSale, ev.Hold) // carried: the fork's sale of it stands
 		res.carried++
 		if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkCarried, "", seq); err != nil {
 			return err
@@ -538,6 +600,23 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 		c.Available = ev.Delta
 	}
 	return c, ""
+}
+
+// backorderConflict says why a forked event that changes a backorder is acknowledged and
+// cannot be carried over ("" when it is not one): backorders wait in a queue whose order the
+// fork and the ledger's account may tell differently, so what the fork placed as a backorder,
+// and what it told of a hold the ledger's account has backordered, is reported instead.
+func backorderConflict(ev *engine.Event, st *engine.Replay, forkBackordered map[string]bool) string {
+	told := ev.Type == engine.EventCommitted || ev.Type == engine.EventReleased
+	switch h, open := st.Open[ev.Hold]; {
+	case ev.Type == engine.EventBackordered:
+		return "a backorder placed on the fork is not carried over (the queue's order is the ledger's)"
+	case told && forkBackordered[ev.Hold]:
+		return "the hold was a backorder placed on the fork, which is not carried over"
+	case told && open && h.Backordered:
+		return "the hold is backordered in the ledger's account"
+	}
+	return ""
 }
 
 // note updates st with a carried event.

@@ -389,7 +389,7 @@ func TestRepairForkConflict(t *testing.T) {
 	f.persistedClean(t, "after repair")
 	got := received()
 	if len(got) != 1 || got[0].Type != alerts.HoldLostNotice || got[0].HoldID != second.ID || got[0].Qty != 3 ||
-		got[0].Customer != "cu-second" || got[0].SKU != "c" || got[0].Reason == "" {
+		got[0].Customer != "cu-second" || got[0].SKU != "c" || got[0].Reason == "" || !got[0].Sold || got[0].PlacedAt == 0 {
 		t.Fatalf("notices %+v, want one that hold %s (3 units) is gone", got, second.ID)
 	}
 	// Another repair run tells nothing more.
@@ -622,19 +622,19 @@ func (f *fixture) units(t *testing.T) int64 {
 	return a.Available + a.Held + a.Committed
 }
 
-// TestRepairForkBackorderLost: a backorder placed on the fork is not carried over (the queue's
-// order is the ledger's), so the storefront given it is told that it is gone, marked
-// backordered; the partition reconciles clean afterwards.
+// TestRepairForkBackorderLost: what the fork did with backorders is not carried over (the
+// queue's order is the ledger's). Its told parts are reported, and their storefront is told
+// once for each hold it no longer has: a backorder placed on the fork, and the sale, on the
+// fork, of a backorder the ledger's account has open. A backorder the fork placed and
+// released is reported, and tells nothing. The partition reconciles clean afterwards.
 func TestRepairForkBackorderLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	hooks, received := noticeReceiver(t, f, "shop")
 	f.r.WithNotices(hooks)
-	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "bo", Shards: 1, Policy: engine.PolicyBackorder, BackorderLimit: 5}, 1)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "bo", Shards: 1, Policy: engine.PolicyBackorder, BackorderLimit: 9}, 1)
 	p := f.e.PartitionOf("s2", "bo", 0)
-	f.workload(t, "persist", 0)
-	restore := f.dumpPartition(t, p)
 	reserve := func(key string) *engine.Hold {
 		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "bo", Qty: 2}}, IdempotencyKey: key, Actor: "shop"})
 		if err != nil || !h.Parts[0].Backordered {
@@ -642,26 +642,48 @@ func TestRepairForkBackorderLost(t *testing.T) {
 		}
 		return h
 	}
+	early := reserve("early") // in the ledger, and in what Redis goes back to
+	f.workload(t, "persist", 0)
+	restore := f.dumpPartition(t, p)
 	reserve("first")
 	f.workload(t, "persist", 0)
 	restore()
 	second := reserve("second") // the fork, back before the first, backorders again
+	third := reserve("third")
+	if err := f.e.Release(ctx, third.ID, "shop"); err != nil { // and gives one back
+		t.Fatal(err)
+	}
+	if err := f.e.Commit(ctx, early.ID, "shop"); err != nil { // and sells the early one
+		t.Fatal(err)
+	}
 	f.workload(t, "persist", 0)
 	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	conflicts := map[string]bool{}
 	for _, fd := range rep.Findings {
-		if !fd.Repaired && fd.Kind != KindForkConflict {
+		if fd.Kind == KindForkConflict {
+			conflicts[fd.Detail[:strings.Index(fd.Detail, " (")]] = true
+		} else if !fd.Repaired {
 			t.Fatalf("not repaired: %+v", fd)
 		}
 	}
+	if !conflicts["forked BACKORDERED"] || !conflicts["forked RELEASED"] || !conflicts["forked COMMITTED"] {
+		t.Fatalf("conflicts %v, want the fork's backorders, release and sale reported", conflicts)
+	}
 	f.persistedClean(t, "after repair")
-	got := received()
-	if len(got) != 1 || got[0].HoldID != second.ID || !got[0].Backordered || got[0].Qty != 2 {
+	got := map[string]alerts.LostHoldPayload{}
+	for _, n := range received() {
+		got[n.HoldID] = n
+	}
+	if n := got[second.ID]; len(got) != 2 || !n.Backordered || n.Sold || n.Qty != 2 {
 		t.Fatalf("notices %+v, want one that backorder %s is gone", got, second.ID)
 	}
-	if a, err := f.e.Availability(ctx, "s2", "bo"); err != nil || a.Backordered != 2 {
-		t.Fatalf("after the repair: %v %+v, want the ledger's backorder of 2", err, a)
+	if n := got[early.ID]; !n.Backordered || !n.Sold {
+		t.Fatalf("notices %+v, want one that the sale of %s is gone", got, early.ID)
+	}
+	if a, err := f.e.Availability(ctx, "s2", "bo"); err != nil || a.Backordered != 4 {
+		t.Fatalf("after the repair: %v %+v, want the ledger's backorders of 2 and 2", err, a)
 	}
 }
