@@ -180,7 +180,7 @@ type poolState struct {
 func (ps *poolState) available() int64 {
 	var n int64
 	for i, s := range ps.shards {
-		if ps.owed[i] == 0 {
+		if ps.owed[i] <= 0 {
 			n += max(s-ps.cfg.SafetyStock, 0)
 		}
 	}
@@ -480,14 +480,12 @@ func (d *Detector) state(ctx context.Context, ev *engine.Event) (*poolState, err
 	if ev.Shard < len(ps.shards) {
 		ps.shards[ev.Shard] = ev.After - ev.Delta
 	}
-	if a.Policy != "" && a.Policy != engine.PolicyDeny {
-		owed, seq, err := d.eng.Owed(ctx, ev.Location, ev.SKU)
-		if err != nil {
-			return nil, err
-		}
-		if len(owed) == len(ps.owed) {
-			ps.owed, ps.owedSeq = owed, seq
-		}
+	owed, seq, err := d.eng.Owed(ctx, ev.Location, ev.SKU) // a pool without a policy now may have a queue left
+	if err != nil {
+		return nil, err
+	}
+	if len(owed) == len(ps.owed) {
+		ps.owed, ps.owedSeq = owed, seq
 	}
 	if l, ok := d.levels[k]; ok {
 		ps.alerted = l

@@ -283,3 +283,33 @@ func TestReplayQueueReusedPart(t *testing.T) {
 		t.Fatalf("queue %+v, committed %d; want the sale filled and the new part waiting", q, r.Shard(k).Committed)
 	}
 }
+
+// TestBackorderReclaimsInline: a hold that would be refused while a backorder waits first
+// gives back the expired holds the sweeper has not reached: they may fill the queue, and the
+// hold is then had.
+func TestBackorderReclaimsInline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newFakeClock()
+	e := newEngine(t, testredisStandalone(t), nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "ri", Shards: 1, Policy: PolicyBackorder, BackorderLimit: 1}, 1)
+	hold := func(key string, ttl time.Duration) (*Hold, error) {
+		return e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "ri", Qty: 1}}, IdempotencyKey: key, TTL: ttl, Actor: "shop"})
+	}
+	if h, err := hold("h", time.Second); err != nil || h.Parts[0].Backordered {
+		t.Fatalf("h: %+v %v", h, err)
+	}
+	if a, err := hold("a", time.Minute); err != nil || !a.Parts[0].Backordered {
+		t.Fatalf("a: %+v %v", a, err)
+	}
+	clock.Advance(2 * time.Second) // h has expired; no sweeper ran
+	if b, err := hold("b", time.Minute); err != nil || !b.Parts[0].Backordered {
+		t.Fatalf("b, with h expired and a waiting at the limit: %+v %v; want backordered (h's unit fills a)", b, err)
+	}
+	if av, _ := e.Availability(ctx, "s1", "ri"); av.Held != 1 || av.Backordered != 1 {
+		t.Fatalf("after b: %+v", av)
+	}
+	if _, err := e.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -151,7 +151,7 @@ func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error
 	cmds := make([]redis.Cmder, 0, 3*p.Shards)
 	for s, part := range p.partitions {
 		f := shardField(p.Location, p.SKU, s)
-		counts[s] = redis.NewSliceCmd(ctx, "hmget", e.ks.stockKey(part), f, f+"|r", f+"|t")
+		counts[s] = redis.NewSliceCmd(ctx, "hmget", e.ks.stockKey(part), f, f+"|r", f+"|t", f+"|b")
 		next[s] = redis.NewZSliceCmd(ctx, "zrange", e.ks.partition(part)[2], 0, 0, "withscores")
 		fences[s] = redis.NewStringCmd(ctx, "hget", e.ks.partition(part)[5], "fence")
 		cmds = append(cmds, counts[s], next[s], fences[s])
@@ -168,9 +168,13 @@ func (e *Engine) readShards(ctx context.Context, p *pool) ([]shardReading, error
 		if v[0] == nil {
 			return nil, e.noShard(ctx, fmt.Sprintf("%s has no shard %d in Redis", p.Key(), s))
 		}
-		// What a hold could take: the units above the safety stock (a pool of one shard's).
+		// What a hold could take: the units above the safety stock (a pool of one shard's), and
+		// none while backorders wait there (whatever the pool's policy is now).
 		out[s] = shardReading{avail: max(toInt(v[0])-p.SafetyStock, 0), rises: toInt(v[1]), inFlight: toInt(v[2]), nextExpiry: -1,
 			fenced: fences[s].Val() != ""}
+		if toInt(v[3]) > 0 {
+			out[s].avail = 0
+		}
 		if z := next[s].Val(); len(z) > 0 {
 			out[s].nextExpiry = int64(z[0].Score)
 		}

@@ -33,22 +33,43 @@ func (s *Store) SaveForked(ctx context.Context, run int64, events []engine.Event
 
 // PendingForked returns partition p's forked events not yet carried over, oldest first.
 func (s *Store) PendingForked(ctx context.Context, p int) ([]engine.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT canonical, hash FROM forked_events WHERE partition = $1 AND outcome = ''
-		ORDER BY saved_at, seq`, p)
+	rows, err := s.ForkedEvents(ctx, p, true)
+	out := make([]engine.Event, len(rows))
+	for i, r := range rows {
+		out[i] = r.Event
+	}
+	return out, err
+}
+
+// ForkedEvent is a saved forked event and what became of it so far (Outcome: "" pending, or
+// "carried", "skipped: …", "conflict: …").
+type ForkedEvent struct {
+	engine.Event
+	Outcome string
+}
+
+// Carried reports whether the event was carried over.
+func (f ForkedEvent) Carried() bool { return f.Outcome == ForkCarried }
+
+// ForkedEvents returns partition p's forked events (only those not yet carried over when
+// pending), oldest first.
+func (s *Store) ForkedEvents(ctx context.Context, p int, pending bool) ([]ForkedEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT canonical, hash, outcome FROM forked_events WHERE partition = $1 AND (outcome = '' OR NOT $2)
+		ORDER BY saved_at, seq`, p, pending)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: forked events: %w", err)
 	}
-	var out []engine.Event
+	var out []ForkedEvent
 	for rows.Next() {
-		var c, h string
-		if err := rows.Scan(&c, &h); err != nil {
+		var c, h, outcome string
+		if err := rows.Scan(&c, &h, &outcome); err != nil {
 			return nil, err
 		}
 		ev, err := engine.ParseEvent(c, h)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: forked event %s of partition %d: %w", h, p, err)
 		}
-		out = append(out, ev)
+		out = append(out, ForkedEvent{ev, outcome})
 	}
 	return out, rows.Err()
 }

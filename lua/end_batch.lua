@@ -11,8 +11,9 @@
 -- Output: one reply per request, each as commit.lua's or release.lua's reply; or
 -- {'FENCED', reason} for all.
 --
--- Nothing is written before the last request is done (BATCH keeps counters, records and
--- events and flush writes them), and a malformed batch is refused before that.
+-- Counters, hold records and events are written once the last request is done (BATCH keeps
+-- them and flush writes them); tombstones and backorder queues are written as they change.
+-- A malformed batch is refused before anything is written.
 if (#ARGV - 2) % 6 ~= 0 then
   return redis.error_reply('ERR end_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of 6')
 end

@@ -500,6 +500,84 @@ local function reclaim(n, keep_ms)
   return #due
 end
 
+-- fill gives the units available on shard f to its backorder queue, first come first served:
+-- each part at the head of the queue whose units are all available takes them (an open part
+-- is then held like any other; a sold one is committed), with a FILLED event; the first that
+-- cannot be filled in whole stops the fill, so none is passed over. In a batch it goes through
+-- the batch's counters, records and events like the request that brought the units.
+local function fill(f)
+  local qf = 'q:' .. f
+  local q = redis.call('HGET', K_HOLDS, qf)
+  if not q then
+    return
+  end
+  local loc, sku, shard = string.match(f, '^(.*)|(.*)|(%d+)$')
+  local avail = stock_get(f) or 0
+  -- First the parts to fill, each open one's record read: a queue that names a part with no
+  -- record raises an error before anything is written.
+  local todo, pos, left = {}, 1, avail
+  while true do
+    local s, e, part, qty, state = string.find(q, '^([^ :]+):(%d+):([os]) ?', pos)
+    if not s or left < tonumber(qty) then
+      break
+    end
+    local rec
+    if state == 'o' then
+      rec = PLACED[part] or redis.call('HGET', K_HOLDS, part)
+      if not rec then
+        error({err = 'ERR backorder queue of ' .. f .. ' names part ' .. part .. ', which has no record'})
+      end
+    end
+    left = left - tonumber(qty)
+    todo[#todo + 1] = {part, tonumber(qty), state, rec}
+    pos = e + 1
+  end
+  for _, t in ipairs(todo) do
+    local part, n, state, rec = t[1], t[2], t[3], t[4]
+    avail = stock_incr(f, -n)
+    stock_incr(f .. '|b', -n)
+    if state == 'o' then
+      local h = dec_hold(rec)
+      h.bo = false
+      rec = enc_hold(h)
+      if PLACED[part] then
+        PLACED[part], NEW_HOLDS[PLACED_AT[part]] = rec, rec
+      else
+        redis.call('HSET', K_HOLDS, part, rec)
+      end
+      stock_incr(f .. '|h', n)
+      emit('FILLED', loc, sku, shard, -n, avail, n, part, n, h.cust, h.token, 'filler', '', 0)
+    else
+      stock_incr(f .. '|c', n)
+      local t = redis.call('HGET', K_HOLDS, 'd:' .. part)
+      if t and string.sub(t, -3) == '|B|' then
+        redis.call('HSET', K_HOLDS, 'd:' .. part, string.sub(t, 1, -3) .. '|')
+      end
+      emit('FILLED', loc, sku, shard, -n, avail, 0, part, n, '', '', 'filler', 'sold', 0)
+    end
+  end
+  if pos > 1 then
+    if pos > #q then
+      redis.call('HDEL', K_HOLDS, qf)
+    else
+      redis.call('HSET', K_HOLDS, qf, string.sub(q, pos))
+    end
+  end
+end
+
+-- fill_raised fills the queues of the shards that may have gained units since it last ran.
+-- A batch calls it after each request, so that the next request finds the queue as it would
+-- after that request alone.
+local function fill_raised()
+  local raised = RAISED
+  if raised then
+    RAISED = nil
+    for f in pairs(raised) do
+      fill(f)
+    end
+  end
+end
+
 -- take decrements a shard by qty if it has that many, reclaiming expired holds of the
 -- partition first when it is short. Returns available after, or nil and the available count,
 -- or false when the shard does not exist.
@@ -564,6 +642,11 @@ local function place_one(r)
   end
   local after, avail, owed
   local waiting = stock_get(f .. '|b') or 0 -- whatever the pool's policy is now
+  if waiting > 0 and (not r.bo or waiting + r.qty > r.bo) and reclaim(r.reclaim, r.keep_ms) > 0 then
+    -- About to be refused: expired holds not swept yet may give the queue what it waits for.
+    fill_raised()
+    waiting = stock_get(f .. '|b') or 0
+  end
   if waiting > 0 then
     after, avail = nil, 0 -- units that come go to the earlier backorders first
   else
@@ -905,78 +988,6 @@ local function adjust_one(a)
   end
   tx_write(tf, record, a.keep_ms)
   return {'OK', before, after, 'new', a.whole_before, a.whole_delta}
-end
-
--- fill gives the units available on shard f to its backorder queue, first come first served:
--- each part at the head of the queue whose units are all available takes them (an open part
--- is then held like any other; a sold one is committed), with a FILLED event; the first that
--- cannot be filled in whole stops the fill, so none is passed over. In a batch it goes through
--- the batch's counters, records and events like the request that brought the units.
-local function fill(f)
-  local qf = 'q:' .. f
-  local q = redis.call('HGET', K_HOLDS, qf)
-  if not q then
-    return
-  end
-  local loc, sku, shard = string.match(f, '^(.*)|(.*)|(%d+)$')
-  local avail = stock_get(f) or 0
-  local pos = 1
-  while true do
-    local s, e, part, qty, state = string.find(q, '^([^ :]+):(%d+):([os]) ?', pos)
-    if not s or avail < tonumber(qty) then
-      break
-    end
-    local n = tonumber(qty)
-    local rec
-    if state == 'o' then
-      rec = PLACED[part] or redis.call('HGET', K_HOLDS, part)
-      if not rec then
-        error({err = 'ERR backorder queue of ' .. f .. ' names part ' .. part .. ', which has no record'})
-      end
-    end
-    avail = stock_incr(f, -n)
-    stock_incr(f .. '|b', -n)
-    if state == 'o' then
-      local h = dec_hold(rec)
-      h.bo = false
-      rec = enc_hold(h)
-      if PLACED[part] then
-        PLACED[part], NEW_HOLDS[PLACED_AT[part]] = rec, rec
-      else
-        redis.call('HSET', K_HOLDS, part, rec)
-      end
-      stock_incr(f .. '|h', n)
-      emit('FILLED', loc, sku, shard, -n, avail, n, part, n, h.cust, h.token, 'filler', '', 0)
-    else
-      stock_incr(f .. '|c', n)
-      local t = redis.call('HGET', K_HOLDS, 'd:' .. part)
-      if t and string.sub(t, -3) == '|B|' then
-        redis.call('HSET', K_HOLDS, 'd:' .. part, string.sub(t, 1, -3) .. '|')
-      end
-      emit('FILLED', loc, sku, shard, -n, avail, 0, part, n, '', '', 'filler', 'sold', 0)
-    end
-    pos = e + 1
-  end
-  if pos > 1 then
-    if pos > #q then
-      redis.call('HDEL', K_HOLDS, qf)
-    else
-      redis.call('HSET', K_HOLDS, qf, string.sub(q, pos))
-    end
-  end
-end
-
--- fill_raised fills the queues of the shards that may have gained units since it last ran.
--- A batch calls it after each request, so that the next request finds the queue as it would
--- after that request alone.
-local function fill_raised()
-  local raised = RAISED
-  if raised then
-    RAISED = nil
-    for f in pairs(raised) do
-      fill(f)
-    end
-  end
 end
 
 -- finish ends every call (the function library wraps each operation's body in it): units that

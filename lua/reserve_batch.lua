@@ -12,8 +12,9 @@
 -- caller knows qty and expiry, and a table costs Redis about 7,000 instructions more to send.
 -- Or {'FENCED', reason} for all.
 --
--- Nothing is written before the last request is done (BATCH keeps counters, records and
--- events and flush writes them), and a malformed batch is refused before that.
+-- Counters, hold records and events are written once the last request is done (BATCH keeps
+-- them and flush writes them); tombstones and backorder queues are written as they change.
+-- A malformed batch is refused before anything is written.
 if (#ARGV - 2) % REQ_WIDTH ~= 0 then
   return redis.error_reply('ERR reserve_batch: ' .. (#ARGV - 2) .. ' request values, not a multiple of ' .. REQ_WIDTH)
 end

@@ -152,7 +152,11 @@ func (r *Reconciler) rebuild(ctx context.Context, p int, run int64) (*rebuildRes
 		// Redis continues the ledger (an earlier rebuild got this far): carry over what is left.
 		state = replay(append(ledgerEvs, continued...))
 	}
-	if err := r.carryForked(ctx, p, run, snap, state, opts, res); err != nil {
+	known := ledgerSeq // what state holds of Redis's partition
+	if len(continued) > 0 {
+		known = continued[len(continued)-1].Seq
+	}
+	if err := r.carryForked(ctx, p, run, known, snap, state, opts, res); err != nil {
 		return nil, err
 	}
 	if err := r.mendTransfers(ctx, p, ledgerEvs, others, res); err != nil {
@@ -292,36 +296,58 @@ func forkOf(stream, ledgerEvs []engine.Event) (forkFrom int64, forked, continued
 }
 
 // carryForked carries partition p's saved forked events over on top of state (what the
-// ledger adds up to), each as carryOf decides, and settles each in the ledger.
-func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *engine.Snapshot, state *engine.Replay,
+// ledger adds up to, and Redis up to seq known), each as carryOf decides, and settles each in
+// the ledger. The fills Redis makes meanwhile (after the rebuild, after a carried event that
+// gave units back) are added to state as they are written, so each event is decided on what
+// Redis holds.
+func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known int64, snap *engine.Snapshot, state *engine.Replay,
 	opts engine.ReplayOptions, res *rebuildResult) error {
-	pending, err := r.store.PendingForked(ctx, p)
+	all, err := r.store.ForkedEvents(ctx, p, false)
 	if err != nil {
+		return err
+	}
+	learn := func(after int64) error {
+		for {
+			page, err := r.eng.ReadEvents(ctx, p, after, 1000)
+			if err != nil || len(page) == 0 {
+				return err
+			}
+			for i := range page {
+				if page[i].Type == engine.EventFilled {
+					state.Apply(&page[i])
+				}
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	if err := learn(known); err != nil {
 		return err
 	}
 	recorded := map[string]engine.HoldRecord{}
 	for _, h := range snap.Holds {
 		recorded[h.Part] = h.Record
 	}
-	// How the fork ended each part, and the parts it placed as backorders.
+	// Of every event this partition's forks wrote (settled in an earlier run or not): how the
+	// fork ended each part, the parts it placed as backorders, and the event that placed each.
 	fate, forkBackordered := map[string]string{}, map[string]bool{}
-	for _, ev := range pending {
+	placing := map[string]*ledger.ForkedEvent{}
+	for i := range all {
+		ev := &all[i]
 		switch ev.Type {
 		case engine.EventCommitted, engine.EventReleased, engine.EventExpired, engine.EventVoided:
 			fate[ev.Hold] = ev.Type
 		case engine.EventBackordered:
 			forkBackordered[ev.Hold] = true
+			placing[ev.Hold] = ev
+		case engine.EventReserved:
+			placing[ev.Hold] = ev
 		}
 	}
-	// Notices of what clients were told and the repair cannot keep (see lostHold), each sent
-	// before the event that decides it is settled: a run that stops in between sends it
-	// again, which the notices take as the same. A part whose placing was not carried and
-	// which the fork went on to sell waits for its sale: carried, the sale stands.
-	type placing struct {
-		ev  engine.Event
-		why string
-	}
-	waitingSale := map[string]placing{}
+	// lostWhat tells the storefront of what a client was told and the repair cannot keep (see
+	// engine.LostHold). A notice is sent before the event that decides it is settled, and is
+	// named by the event that placed the part (or sold it, when the fork did not place it):
+	// a run that stops in between, and any later run, sends the same notice again, which the
+	// notices take as one.
 	notify := func(ev *engine.Event, why string, sold bool) error {
 		if r.notices == nil {
 			return nil
@@ -329,34 +355,51 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 		l := engine.LostHoldOf(ev, why)
 		l.Backordered = l.Backordered || forkBackordered[ev.Hold] || state.Open[ev.Hold].Backordered
 		l.Sold = sold
-		if sold && ev.Type == engine.EventCommitted {
-			l.PlacedAt = 0 // the sale's event: when the hold was placed is not known here
+		if ev.Type == engine.EventCommitted {
+			l.PlacedAt = 0 // when the hold was placed is not known here
+			if h, ok := state.Open[ev.Hold]; ok && h.Owner != "" {
+				l.Owner = h.Owner // the hold's, not the seller's
+			} else if t, ok := state.Ended[ev.Hold]; ok && t.Owner != "" {
+				l.Owner = t.Owner
+			}
+			if l.Owner == "-" {
+				l.Owner = ""
+			}
 		}
 		return r.notices.HoldLost(ctx, l)
+	}
+	// placedLost: the part's placing on the fork was not carried and the ledger's account has
+	// no such part; told: its client was given it.
+	placedLost := func(part string) (bool, error) {
+		pl := placing[part]
+		if pl == nil || pl.Carried() {
+			return false, nil
+		}
+		if _, open := state.Open[part]; open {
+			return false, nil
+		}
+		if _, ended := state.Ended[part]; ended {
+			return false, nil
+		}
+		return r.eng.Told(ctx, part)
 	}
 	uncarried := func(ev *engine.Event, why string, conflict bool) error {
 		switch ev.Type {
 		case engine.EventReserved, engine.EventBackordered:
-			if _, open := state.Open[ev.Hold]; open {
-				return nil
+			if fate[ev.Hold] != "" {
+				return nil // the fork ended it: a sale decides for itself; otherwise nobody holds it
 			}
-			if _, ended := state.Ended[ev.Hold]; ended {
-				return nil
+			if lost, err := placedLost(ev.Hold); err != nil || !lost {
+				return err
 			}
-			told, err := r.eng.Told(ctx, ev.Hold)
-			if err != nil || !told {
-				return err // never answered: nobody holds it
-			}
-			switch fate[ev.Hold] {
-			case "":
-				return notify(ev, why, false)
-			case engine.EventCommitted:
-				waitingSale[ev.Hold] = placing{*ev, why}
-			}
+			return notify(ev, why, false)
 		case engine.EventCommitted:
-			if w, ok := waitingSale[ev.Hold]; ok {
-				delete(waitingSale, ev.Hold)
-				return notify(&w.ev, w.why+"; its sale: "+why, true)
+			lost, err := placedLost(ev.Hold)
+			if err != nil {
+				return err
+			}
+			if lost {
+				return notify(&placing[ev.Hold].Event, placing[ev.Hold].Outcome+"; its sale: "+why, true)
 			}
 			if conflict {
 				return notify(ev, why, true)
@@ -364,13 +407,24 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 		}
 		return nil
 	}
-	for _, ev := range pending {
+	for i := range all {
+		if all[i].Outcome != ledger.ForkPending {
+			continue
+		}
+		ev := all[i].Event
 		c, skip := carryOf(&ev, state, recorded, opts)
 		c.ID = "carry-" + ev.Hash
 		c.Actor = "reconcile"
 		c.Reason = fmt.Sprintf("carried over from forked seq %d by reconcile run %d", ev.Seq, run)
 		if _, _, ok := ev.TransferPeer(); ok {
 			c.Reason = ev.Reason // a transfer event names its other side (rebuilds of that side look it up)
+		}
+		settle := func(outcome, note string, seq int64) error {
+			all[i].Outcome = outcome
+			if note != "" {
+				all[i].Outcome += ": " + note
+			}
+			return r.store.SettleForked(ctx, p, ev.Hash, outcome, note, seq)
 		}
 		if why := backorderConflict(&ev, state, forkBackordered); why != "" {
 			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
@@ -380,7 +434,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 			if err := uncarried(&ev, why, true); err != nil {
 				return err
 			}
-			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, why, 0); err != nil {
+			if err := settle(ledger.ForkConflict, why, 0); err != nil {
 				return err
 			}
 			continue
@@ -390,7 +444,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 			if err := uncarried(&ev, skip, false); err != nil {
 				return err
 			}
-			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkSkipped, skip, 0); err != nil {
+			if err := settle(ledger.ForkSkipped, skip, 0); err != nil {
 				return err
 			}
 			continue
@@ -405,7 +459,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 			if err := uncarried(&ev, cc.Why, true); err != nil {
 				return err
 			}
-			if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkConflict, cc.Why, 0); err != nil {
+			if err := settle(ledger.ForkConflict, cc.Why, 0); err != nil {
 				return err
 			}
 			continue
@@ -414,9 +468,11 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, snap *en
 			return fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
 		}
 		note(state, &ev, c)
-		delete(waitingSale, ev.Hold) // carried: the fork's sale of it stands
 		res.carried++
-		if err := r.store.SettleForked(ctx, p, ev.Hash, ledger.ForkCarried, "", seq); err != nil {
+		if err := settle(ledger.ForkCarried, "", seq); err != nil {
+			return err
+		}
+		if err := learn(seq); err != nil { // the fills the carried event made
 			return err
 		}
 	}
@@ -520,7 +576,7 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 		return c, "backorders placed or filled on the fork are not carried over"
 	case open && h.Backordered && ev.Type != engine.EventExtended:
 		return c, "the hold is backordered in the ledger's account"
-	case ev.Type == engine.EventCommitted && !open && ev.HeldDelta == 0:
+	case ev.Type == engine.EventCommitted && !open && ev.HeldDelta == 0 && st.Ended[ev.Hold].Outcome != engine.EventCommitted:
 		return c, "a backordered sale on the fork is not carried over"
 	}
 	switch ev.Type {
@@ -607,7 +663,7 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 // fork and the ledger's account may tell differently, so what the fork placed as a backorder,
 // and what it told of a hold the ledger's account has backordered, is reported instead.
 func backorderConflict(ev *engine.Event, st *engine.Replay, forkBackordered map[string]bool) string {
-	told := ev.Type == engine.EventCommitted || ev.Type == engine.EventReleased
+	told := ev.Type == engine.EventCommitted || ev.Type == engine.EventReleased || ev.Type == engine.EventReduced
 	switch h, open := st.Open[ev.Hold]; {
 	case ev.Type == engine.EventBackordered:
 		return "a backorder placed on the fork is not carried over (the queue's order is the ledger's)"
@@ -615,6 +671,8 @@ func backorderConflict(ev *engine.Event, st *engine.Replay, forkBackordered map[
 		return "the hold was a backorder placed on the fork, which is not carried over"
 	case told && open && h.Backordered:
 		return "the hold is backordered in the ledger's account"
+	case ev.Type == engine.EventCommitted && !open && ev.HeldDelta == 0 && st.Ended[ev.Hold].Outcome != engine.EventCommitted:
+		return "the fork sold a backorder that the ledger's account ended otherwise"
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -337,13 +338,13 @@ func TestRepairLostWrites(t *testing.T) {
 // TestRepairForkConflict: the units Redis lost had been sold, and the fork sold them again.
 // The rebuild cannot carry the second sale over without overselling: it reports it (kind,
 // seq, units) and applies nothing that would make a count negative. The storefront that was
-// given the second hold is told, once, through its notice webhook, signed, that it is gone.
+// given the second hold is told, once, through its notice webhook, signed, that it is gone,
+// also when the repair stops right after it sent the notice and is run again.
 func TestRepairForkConflict(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t)
 	hooks, received := noticeReceiver(t, f, "shop")
-	f.r.WithNotices(hooks)
 	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "c", Shards: 1}, 5)
 	p := f.e.PartitionOf("s2", "c", 0)
 	f.workload(t, "persist", 0)
@@ -365,6 +366,19 @@ func TestRepairForkConflict(t *testing.T) {
 	second := buy("second", 3) // Redis, back before the first sale, sells the same units again
 	f.workload(t, "persist", 0)
 
+	// A repair that stops right after it sent its notice, then the repair run again.
+	stopped, err := New(f.e, f.store).WithNotices(failingNotices{hooks}).Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	for _, fd := range stopped.Findings {
+		failed = failed || !fd.Repaired && strings.HasSuffix(fd.Detail, "repair failed: stopped")
+	}
+	if !failed {
+		t.Fatalf("a repair whose notice failed: %+v, want it unrepaired", stopped.Findings)
+	}
+	f.r.WithNotices(hooks)
 	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
 	if err != nil {
 		t.Fatal(err)
@@ -377,9 +391,15 @@ func TestRepairForkConflict(t *testing.T) {
 			t.Fatalf("not repaired: %+v", fd)
 		}
 	}
-	// The second placing cannot be carried over (no units), and neither can its sale.
-	if len(conflicts) != 2 || conflicts[0].Amount != 3 || conflicts[0].SKU != "c" || conflicts[0].Partition != p ||
-		conflicts[0].SeqFrom == 0 || conflicts[1].SeqFrom != conflicts[0].SeqFrom+1 || conflicts[1].Amount != 3 {
+	// The second placing cannot be carried over (no units), and neither can its sale: the
+	// stopped run settled the placing, this one the sale.
+	var placed int
+	if err := f.store.Pool().QueryRow(ctx, `SELECT count(*) FROM forked_events WHERE partition = $1 AND outcome LIKE 'conflict%'`,
+		p).Scan(&placed); err != nil || placed != 2 {
+		t.Fatalf("%d forked events settled as conflicts (%v), want the placing and the sale", placed, err)
+	}
+	if len(conflicts) != 1 || conflicts[0].Amount != 3 || conflicts[0].SKU != "c" || conflicts[0].Partition != p ||
+		!strings.HasPrefix(conflicts[0].Detail, "forked COMMITTED") {
 		t.Fatalf("conflicts %+v", conflicts)
 	}
 	snap, _ := f.e.Snapshot(ctx, p)
@@ -686,4 +706,69 @@ func TestRepairForkBackorderLost(t *testing.T) {
 	if a, err := f.e.Availability(ctx, "s2", "bo"); err != nil || a.Backordered != 4 {
 		t.Fatalf("after the repair: %v %+v, want the ledger's backorders of 2 and 2", err, a)
 	}
+}
+
+// TestRepairForkSaleAfterFill: the fork gave a hold's unit back, which filled a backorder
+// there, and then sold that backorder. The repair carries the give-back over; Redis fills the
+// backorder again as it does so, and the repair then carries the sale over too (the client
+// was told sold): nothing is reported lost.
+func TestRepairForkSaleAfterFill(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t)
+	hooks, received := noticeReceiver(t, f, "shop")
+	f.r.WithNotices(hooks)
+	testengine.Pool(t, f.e, engine.PoolConfig{Location: "s2", SKU: "sf", Shards: 1, Policy: engine.PolicyBackorder, BackorderLimit: 5}, 1)
+	p := f.e.PartitionOf("s2", "sf", 0)
+	reserve := func(key string, backordered bool) *engine.Hold {
+		h, err := f.e.Reserve(ctx, engine.ReserveRequest{Items: []engine.Item{{Location: "s2", SKU: "sf", Qty: 1}}, IdempotencyKey: key,
+			TTL: time.Minute, Actor: "shop"})
+		if err != nil || h.Parts[0].Backordered != backordered {
+			t.Fatalf("%s: %v %+v, want backordered %v", key, err, h, backordered)
+		}
+		return h
+	}
+	held := reserve("held", false)
+	owed := reserve("owed", true)
+	f.workload(t, "persist", 0)
+	restore := f.dumpPartition(t, p)
+	if _, err := f.e.Extend(ctx, held.ID, 2*time.Minute, "shop"); err != nil { // in the ledger, lost by Redis
+		t.Fatal(err)
+	}
+	f.workload(t, "persist", 0)
+	restore()
+	if err := f.e.Release(ctx, held.ID, "shop"); err != nil { // the fork: the unit fills "owed"
+		t.Fatal(err)
+	}
+	if err := f.e.Commit(ctx, owed.ID, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	f.workload(t, "persist", 0)
+	rep, err := f.r.Run(ctx, Options{TransferGrace: time.Second, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range rep.Findings {
+		if !fd.Repaired {
+			t.Fatalf("not repaired: %+v", fd)
+		}
+	}
+	f.persistedClean(t, "after repair")
+	if got, err := f.e.GetHold(ctx, owed.ID, "shop"); err != nil || got.Status != engine.StatusCommitted || got.Parts[0].Backordered {
+		t.Fatalf("the sale told: %v %+v", err, got)
+	}
+	if got := received(); len(got) != 0 {
+		t.Fatalf("notices %+v, want none", got)
+	}
+}
+
+// failingNotices queues notices through next and then fails, as a repair that stops right
+// after sending one would.
+type failingNotices struct{ next LostHoldNotices }
+
+func (n failingNotices) HoldLost(ctx context.Context, h engine.LostHold) error {
+	if err := n.next.HoldLost(ctx, h); err != nil {
+		return err
+	}
+	return errors.New("stopped")
 }
