@@ -549,9 +549,9 @@ local function fill(f)
       emit('FILLED', loc, sku, shard, -n, avail, n, part, n, h.cust, h.token, 'filler', '', 0)
     else
       stock_incr(f .. '|c', n)
-      local t = redis.call('HGET', K_HOLDS, 'd:' .. part)
-      if t and string.sub(t, -3) == '|B|' then
-        redis.call('HSET', K_HOLDS, 'd:' .. part, string.sub(t, 1, -3) .. '|')
+      local sold = redis.call('HGET', K_HOLDS, 'd:' .. part) -- its tombstone: owed no more
+      if sold and string.sub(sold, -3) == '|B|' then
+        redis.call('HSET', K_HOLDS, 'd:' .. part, string.sub(sold, 1, -3) .. '|')
       end
       emit('FILLED', loc, sku, shard, -n, avail, 0, part, n, '', '', 'filler', 'sold', 0)
     end
