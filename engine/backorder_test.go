@@ -313,3 +313,30 @@ func TestBackorderReclaimsInline(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackorderReclaimsInlineUnderLimit: the same when the customer's limit check is what
+// reclaimed the expired hold.
+func TestBackorderReclaimsInlineUnderLimit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := newFakeClock()
+	e := newEngine(t, testredisStandalone(t), nil, clock.option())
+	makePool(t, e, PoolConfig{Location: "s1", SKU: "rl", Shards: 1, CustomerLimit: 1, Policy: PolicyBackorder, BackorderLimit: 1}, 1)
+	hold := func(key, customer string, ttl time.Duration) (*Hold, error) {
+		return e.Reserve(ctx, ReserveRequest{Items: []Item{{Location: "s1", SKU: "rl", Qty: 1}}, Customer: customer, IdempotencyKey: key,
+			TTL: ttl, Actor: "shop"})
+	}
+	if h, err := hold("h", "c", time.Second); err != nil || h.Parts[0].Backordered {
+		t.Fatalf("h: %+v %v", h, err)
+	}
+	if d, err := hold("d", "d", time.Minute); err != nil || !d.Parts[0].Backordered {
+		t.Fatalf("d: %+v %v", d, err)
+	}
+	clock.Advance(2 * time.Second) // h has expired; no sweeper ran
+	if c, err := hold("c2", "c", time.Minute); err != nil || !c.Parts[0].Backordered {
+		t.Fatalf("c again, with h expired and d waiting at the limit: %+v %v; want backordered", c, err)
+	}
+	if _, err := e.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -268,34 +268,35 @@ type CarryConflict struct {
 func (c *CarryConflict) Error() string { return "cannot carry over: " + c.Why }
 
 // Carry applies ev to fenced partition p as a new event and returns its seq and the shard's
-// available count after it. A *CarryConflict means nothing changed.
-func (e *Engine) Carry(ctx context.Context, p int, ev Carried) (int64, int64, error) {
+// available count after it; replayed is true when ev was carried before (its id applied:
+// nothing changed now). A *CarryConflict means nothing changed.
+func (e *Engine) Carry(ctx context.Context, p int, ev Carried) (seq, after int64, replayed bool, err error) {
 	if p < 0 || p >= e.cfg.Partitions {
-		return 0, 0, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
+		return 0, 0, false, invalid("partition", "must be 0..%d", e.cfg.Partitions-1)
 	}
 	if err := validateReason(ev.Reason); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	r, err := e.run(ctx, "carry", p, e.nowMs(), ev.ID, ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Available, ev.Held, ev.Committed,
 		ev.Hold, ev.Qty, ev.Customer, ev.Token, ev.CustomerDelta, string(ev.Op), ev.Record.encode(), ev.ExpiresAt, ev.Actor, ev.Reason,
 		e.cfg.IdempotencyTTL.Milliseconds())
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	switch r.code() {
 	case "OK":
-		return r.int(1), r.int(2), nil
+		return r.int(1), r.int(2), r.str(3) == "replay", nil
 	case "INSUFFICIENT":
-		return 0, 0, &CarryConflict{Why: fmt.Sprintf("%s on %s|%s|%d needs %+d available and %+d held; the shard has %d available, %d held",
+		return 0, 0, false, &CarryConflict{Why: fmt.Sprintf("%s on %s|%s|%d needs %+d available and %+d held; the shard has %d available, %d held",
 			ev.Type, ev.Location, ev.SKU, ev.Shard, ev.Available, ev.Held, r.int(1), r.int(2)), Available: r.int(1), HeldUnits: r.int(2)}
 	case "CONFLICT":
-		return 0, 0, &CarryConflict{Why: r.str(1)}
+		return 0, 0, false, &CarryConflict{Why: r.str(1)}
 	case "NOT_FENCED":
-		return 0, 0, fmt.Errorf("carry into partition %d: %w: it must be fenced first", p, ErrFenced)
+		return 0, 0, false, fmt.Errorf("carry into partition %d: %w: it must be fenced first", p, ErrFenced)
 	case "UNKNOWN_POOL":
-		return 0, 0, fmt.Errorf("%w: %s|%s has no shard %d in Redis", ErrUnknownPool, ev.Location, ev.SKU, ev.Shard)
+		return 0, 0, false, fmt.Errorf("%w: %s|%s has no shard %d in Redis", ErrUnknownPool, ev.Location, ev.SKU, ev.Shard)
 	}
-	return 0, 0, fmt.Errorf("carry: unexpected reply %v", []any(r))
+	return 0, 0, false, fmt.Errorf("carry: unexpected reply %v", []any(r))
 }
 
 // tombstone is a part's "d:" record (see tomb in lib.lua).

@@ -165,7 +165,7 @@ func TestCarrySoldCountsUnderWindow(t *testing.T) {
 	if err := e.Fence(ctx, p, "test"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := e.Carry(ctx, p, Carried{ID: "c1", Type: EventCommitted, Location: "s1", SKU: "w", Hold: "h.0.0.0", Qty: 2,
+	_, _, _, err := e.Carry(ctx, p, Carried{ID: "c1", Type: EventCommitted, Location: "s1", SKU: "w", Hold: "h.0.0.0", Qty: 2,
 		Customer: "alice", Token: "h", Available: -2, Committed: 2, CustomerDelta: 2, Op: HoldSold,
 		Record: HoldRecord{Location: "s1", SKU: "w", Customer: "alice", Limited: true, Window: 60_000}, Actor: "test", Reason: "test"})
 	if err != nil {

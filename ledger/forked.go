@@ -31,16 +31,6 @@ func (s *Store) SaveForked(ctx context.Context, run int64, events []engine.Event
 	return nil
 }
 
-// PendingForked returns partition p's forked events not yet carried over, oldest first.
-func (s *Store) PendingForked(ctx context.Context, p int) ([]engine.Event, error) {
-	rows, err := s.ForkedEvents(ctx, p, true)
-	out := make([]engine.Event, len(rows))
-	for i, r := range rows {
-		out[i] = r.Event
-	}
-	return out, err
-}
-
 // ForkedEvent is a saved forked event and what became of it so far (Outcome: "" pending, or
 // "carried", "skipped: …", "conflict: …").
 type ForkedEvent struct {

@@ -395,6 +395,7 @@ local function queue_end(f, part, qty, sold)
     end
     q = before .. after
     stock_incr(f .. '|b', -qty)
+    stock_incr(f .. '|r', 1) -- room came back: no reader may rely on an earlier reading
     raise(f) -- the part behind it may be filled now
   end
   if q == '' then
@@ -642,10 +643,14 @@ local function place_one(r)
   end
   local after, avail, owed
   local waiting = stock_get(f .. '|b') or 0 -- whatever the pool's policy is now
-  if waiting > 0 and (not r.bo or waiting + r.qty > r.bo) and reclaim(r.reclaim, r.keep_ms) > 0 then
-    -- About to be refused: expired holds not swept yet may give the queue what it waits for.
-    fill_raised()
-    waiting = stock_get(f .. '|b') or 0
+  if waiting > 0 and (not r.bo or waiting + r.qty > r.bo) then
+    -- About to be refused: expired holds not swept yet (reclaimed here, or by the limit's
+    -- check above) may give the queue what it waits for.
+    reclaim(r.reclaim, r.keep_ms)
+    if RAISED then
+      fill_raised()
+      waiting = stock_get(f .. '|b') or 0
+    end
   end
   if waiting > 0 then
     after, avail = nil, 0 -- units that come go to the earlier backorders first

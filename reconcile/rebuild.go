@@ -224,7 +224,7 @@ func (r *Reconciler) mendTransfers(ctx context.Context, p int, ledgerEvs, others
 		default:
 			continue
 		}
-		_, _, err := r.eng.Carry(ctx, p, c)
+		_, _, _, err := r.eng.Carry(ctx, p, c)
 		var cc *engine.CarryConflict
 		if errors.As(err, &cc) {
 			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
@@ -343,7 +343,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 			placing[ev.Hold] = ev
 		}
 	}
-	// lostWhat tells the storefront of what a client was told and the repair cannot keep (see
+	// notify tells the storefront of what a client was told and the repair cannot keep (see
 	// engine.LostHold). A notice is sent before the event that decides it is settled, and is
 	// named by the event that placed the part (or sold it, when the fork did not place it):
 	// a run that stops in between, and any later run, sends the same notice again, which the
@@ -353,7 +353,8 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 			return nil
 		}
 		l := engine.LostHoldOf(ev, why)
-		l.Backordered = l.Backordered || forkBackordered[ev.Hold] || state.Open[ev.Hold].Backordered
+		l.Backordered = l.Backordered || forkBackordered[ev.Hold] || state.Open[ev.Hold].Backordered ||
+			ev.Type == engine.EventCommitted && ev.HeldDelta == 0 // a sale of a backorder
 		l.Sold = sold
 		if ev.Type == engine.EventCommitted {
 			l.PlacedAt = 0 // when the hold was placed is not known here
@@ -449,7 +450,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 			}
 			continue
 		}
-		seq, _, err := r.eng.Carry(ctx, p, c)
+		seq, _, replayed, err := r.eng.Carry(ctx, p, c)
 		var cc *engine.CarryConflict
 		if errors.As(err, &cc) {
 			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
@@ -467,8 +468,16 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 		if err != nil {
 			return fmt.Errorf("carry forked seq %d over: %w", ev.Seq, err)
 		}
-		note(state, &ev, c)
 		res.carried++
+		if replayed {
+			// Carried by an earlier run that stopped before it settled the event: state,
+			// replayed from what Redis holds, has it and its fills already.
+			if err := settle(ledger.ForkCarried, "", seq); err != nil {
+				return err
+			}
+			continue
+		}
+		note(state, &ev, c)
 		if err := settle(ledger.ForkCarried, "", seq); err != nil {
 			return err
 		}
@@ -663,11 +672,13 @@ func carryOf(ev *engine.Event, st *engine.Replay, recorded map[string]engine.Hol
 // fork and the ledger's account may tell differently, so what the fork placed as a backorder,
 // and what it told of a hold the ledger's account has backordered, is reported instead.
 func backorderConflict(ev *engine.Event, st *engine.Replay, forkBackordered map[string]bool) string {
-	told := ev.Type == engine.EventCommitted || ev.Type == engine.EventReleased || ev.Type == engine.EventReduced
+	told := ev.Type == engine.EventCommitted || ev.Type == engine.EventReleased || ev.Type == engine.EventReduced ||
+		ev.Type == engine.EventReserved
 	switch h, open := st.Open[ev.Hold]; {
 	case ev.Type == engine.EventBackordered:
 		return "a backorder placed on the fork is not carried over (the queue's order is the ledger's)"
-	case told && forkBackordered[ev.Hold]:
+	case ev.Type == engine.EventCommitted && forkBackordered[ev.Hold]:
+		// (Its release or reduction loses nothing: the placing is reported already.)
 		return "the hold was a backorder placed on the fork, which is not carried over"
 	case told && open && h.Backordered:
 		return "the hold is backordered in the ledger's account"
