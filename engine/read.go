@@ -66,21 +66,32 @@ func (e *Engine) shardCounts(ctx context.Context, p *pool) ([]ShardCount, error)
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RedisTimeout)
 	defer cancel()
 	pipe := e.rdb.Pipeline()
+	cmds := e.queueCounts(ctx, pipe, p)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read shards of %s: %w", p.Key(), redisErr(err))
+	}
+	return countsOf(p, cmds), nil
+}
+
+// queueCounts queues on pipe the reads of every shard's counters of p (each one atomic).
+func (e *Engine) queueCounts(ctx context.Context, pipe redis.Pipeliner, p *pool) []*redis.SliceCmd {
 	cmds := make([]*redis.SliceCmd, p.Shards)
 	for s, part := range p.partitions {
 		f := shardField(p.Location, p.SKU, s)
 		cmds[s] = pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c", f+"|b")
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("read shards of %s: %w", p.Key(), redisErr(err))
-	}
-	out := make([]ShardCount, p.Shards)
+	return cmds
+}
+
+// countsOf reads what queueCounts queued.
+func countsOf(p *pool, cmds []*redis.SliceCmd) []ShardCount {
+	out := make([]ShardCount, len(cmds))
 	for s, cmd := range cmds {
 		v := cmd.Val()
 		out[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2]),
 			Backordered: toInt(v[3])}
 	}
-	return out, nil
+	return out
 }
 
 func toInt(v any) int64 {
@@ -111,10 +122,7 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 	cmds := make([][]*redis.SliceCmd, len(configs))
 	for i, c := range configs {
 		pools[i] = e.newPool(c)
-		for s, part := range pools[i].partitions {
-			f := shardField(c.Location, c.SKU, s)
-			cmds[i] = append(cmds[i], pipe.HMGet(ctx, e.ks.stockKey(part), f, f+"|h", f+"|c", f+"|b"))
-		}
+		cmds[i] = e.queueCounts(ctx, pipe, pools[i])
 	}
 	if len(configs) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -123,13 +131,7 @@ func (e *Engine) Availabilities(ctx context.Context, configs []PoolConfig) ([]*A
 	}
 	out := make([]*Availability, len(configs))
 	for i, p := range pools {
-		shards := make([]ShardCount, p.Shards)
-		for s, cmd := range cmds[i] {
-			v := cmd.Val()
-			shards[s] = ShardCount{Shard: s, Partition: p.partitions[s], Available: toInt(v[0]), Held: toInt(v[1]), Committed: toInt(v[2]),
-				Backordered: toInt(v[3])}
-		}
-		out[i] = summarize(p.PoolConfig, shards, e.nowMs())
+		out[i] = summarize(p.PoolConfig, countsOf(p, cmds[i]), e.nowMs())
 	}
 	return out, nil
 }

@@ -409,37 +409,37 @@ end
 -- its event and its tombstone (kept keep_ms). Units come back to available unless committed.
 local function end_part(part, h, outcome, actor, reason, keep_ms)
   local f = field(h.loc, h.sku, h.shard)
+  local sold = outcome == 'COMMITTED'
   if h.bo then
     -- Backordered: no unit was taken. Sold, its units stay owed; else they are owed no more.
-    queue_end(f, part, h.qty, outcome == 'COMMITTED')
-    if outcome == 'COMMITTED' then
-      cust_sold(h, h.qty)
-    elseif counted(h) then
-      redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
-    end
-    redis.call('HDEL', K_HOLDS, part)
-    redis.call('ZREM', K_EXP, part)
-    -- A sale whose units are still owed says so in its tombstone (code B) until its fill.
-    redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner, outcome == 'COMMITTED' and 'B' or nil))
-    forget_at('h:d:' .. part, keep_ms)
-    emit(outcome, h.loc, h.sku, h.shard, 0, stock_get(f) or 0, 0, part, h.qty, h.cust, h.token, actor, reason, 0)
-    return
+    queue_end(f, part, h.qty, sold)
   end
-  local delta = h.qty
-  if outcome == 'COMMITTED' then
-    delta = 0
-    stock_incr(f .. '|c', h.qty)
+  if sold then
     cust_sold(h, h.qty)
   elseif counted(h) then
     redis.call('HINCRBY', K_CUST, h.loc .. '|' .. h.sku .. '|' .. h.cust, -h.qty)
   end
-  local after = avail_incr(f, delta)
-  stock_incr(f .. '|h', -h.qty)
+  local delta, hdelta, after, code = 0, 0, nil, nil
+  if h.bo then
+    after = stock_get(f) or 0
+    if sold then
+      code = 'B' -- a sale whose units are still owed says so in its tombstone until its fill
+    end
+  else
+    if sold then
+      stock_incr(f .. '|c', h.qty)
+    else
+      delta = h.qty
+    end
+    hdelta = -h.qty
+    after = avail_incr(f, delta)
+    stock_incr(f .. '|h', -h.qty)
+  end
   redis.call('HDEL', K_HOLDS, part)
   redis.call('ZREM', K_EXP, part)
-  redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner))
+  redis.call('HSET', K_HOLDS, 'd:' .. part, tomb(outcome, h, h.fp, h.owner, code))
   forget_at('h:d:' .. part, keep_ms)
-  emit(outcome, h.loc, h.sku, h.shard, delta, after, -h.qty, part, h.qty, h.cust, h.token, actor, reason, 0)
+  emit(outcome, h.loc, h.sku, h.shard, delta, after, hdelta, part, h.qty, h.cust, h.token, actor, reason, 0)
 end
 
 -- owns reports whether owner may act on a part (or tombstone) of owner_of_part: the same

@@ -427,25 +427,31 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 			}
 			return r.store.SettleForked(ctx, p, ev.Hash, outcome, note, seq)
 		}
-		if why := backorderConflict(&ev, state, forkBackordered); why != "" {
-			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
-				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
-				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
-					ev.Customer, why)})
-			if err := uncarried(&ev, why, true); err != nil {
+		// unkept settles an event that is not carried over: a conflict (acknowledged, and
+		// reported) or a skip (nothing left to apply).
+		unkept := func(outcome, why string) error {
+			conflict := outcome == ledger.ForkConflict
+			if conflict {
+				res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
+					Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
+					Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
+						ev.Customer, why)})
+			} else {
+				res.skipped++
+			}
+			if err := uncarried(&ev, why, conflict); err != nil {
 				return err
 			}
-			if err := settle(ledger.ForkConflict, why, 0); err != nil {
+			return settle(outcome, why, 0)
+		}
+		if why := backorderConflict(&ev, state, forkBackordered); why != "" {
+			if err := unkept(ledger.ForkConflict, why); err != nil {
 				return err
 			}
 			continue
 		}
 		if skip != "" {
-			res.skipped++
-			if err := uncarried(&ev, skip, false); err != nil {
-				return err
-			}
-			if err := settle(ledger.ForkSkipped, skip, 0); err != nil {
+			if err := unkept(ledger.ForkSkipped, skip); err != nil {
 				return err
 			}
 			continue
@@ -453,14 +459,7 @@ func (r *Reconciler) carryForked(ctx context.Context, p int, run int64, known in
 		seq, _, replayed, err := r.eng.Carry(ctx, p, c)
 		var cc *engine.CarryConflict
 		if errors.As(err, &cc) {
-			res.conflicts = append(res.conflicts, Finding{Kind: KindForkConflict, Partition: p, Location: ev.Location, SKU: ev.SKU,
-				Shard: ev.Shard, SeqFrom: ev.Seq, SeqTo: ev.Seq, Amount: ev.Qty,
-				Detail: fmt.Sprintf("forked %s (hold %s, customer %q) was acknowledged but cannot be carried over: %s", ev.Type, ev.Hold,
-					ev.Customer, cc.Why)})
-			if err := uncarried(&ev, cc.Why, true); err != nil {
-				return err
-			}
-			if err := settle(ledger.ForkConflict, cc.Why, 0); err != nil {
+			if err := unkept(ledger.ForkConflict, cc.Why); err != nil {
 				return err
 			}
 			continue
